@@ -1,0 +1,273 @@
+//! Cutting a byte stream into frames.
+//!
+//! `SocketHandler` and `DatagramHandler` both send a 4-byte big-endian
+//! length followed by that many bytes; JSON senders may instead end each
+//! record with a newline. Frames are split off the read buffer without
+//! copying (`BytesMut::split_to(..).freeze()`), so decoders can borrow
+//! strings straight from the bytes the kernel handed us.
+
+use bytes::{Buf, Bytes, BytesMut};
+
+/// How an input cuts its stream into frames (`"framing"` in the config).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Framing {
+    /// A 4-byte big-endian length, then the payload (SocketHandler).
+    #[default]
+    LengthPrefixed,
+    /// One payload per line, `\n`-terminated (JSON lines).
+    Newline,
+}
+
+impl Framing {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Framing::LengthPrefixed => "length_prefixed",
+            Framing::Newline => "newline",
+        }
+    }
+}
+
+/// A framing error: the stream cannot be resynchronised, so the
+/// connection is closed (its earlier records are kept).
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// A length prefix (or a line) larger than `max_frame_bytes`.
+    #[error("frame of {len} bytes exceeds max_frame_bytes {max}")]
+    TooLarge {
+        /// The declared (or so far seen) length.
+        len: usize,
+        /// The configured limit.
+        max: usize,
+    },
+    /// The stream ended inside a frame.
+    #[error("stream ended inside a frame ({got} of {want} bytes)")]
+    Truncated {
+        /// Bytes the frame needed.
+        want: usize,
+        /// Bytes that arrived.
+        got: usize,
+    },
+    /// A datagram whose length prefix does not match its size.
+    #[error("datagram length prefix says {declared} bytes, datagram holds {actual}")]
+    DatagramLength {
+        /// What the prefix declared.
+        declared: usize,
+        /// What followed the prefix.
+        actual: usize,
+    },
+}
+
+/// Cuts frames off a growing read buffer.
+#[derive(Clone, Copy, Debug)]
+pub struct Framer {
+    framing: Framing,
+    max_frame_bytes: usize,
+}
+
+impl Framer {
+    /// A framer with the given mode and size limit.
+    pub fn new(framing: Framing, max_frame_bytes: usize) -> Framer {
+        Framer {
+            framing,
+            max_frame_bytes,
+        }
+    }
+
+    /// The next whole frame in `buf`, `Ok(None)` if more bytes are needed.
+    /// A zero-length frame is returned as an empty `Bytes` (the forward
+    /// handshake starts with one).
+    pub fn next_frame(&self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
+        match self.framing {
+            Framing::LengthPrefixed => {
+                if buf.len() < 4 {
+                    return Ok(None);
+                }
+                let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+                if len > self.max_frame_bytes {
+                    return Err(FrameError::TooLarge {
+                        len,
+                        max: self.max_frame_bytes,
+                    });
+                }
+                if buf.len() < 4 + len {
+                    // Reserve now so the next read lands in one allocation.
+                    buf.reserve(4 + len - buf.len());
+                    return Ok(None);
+                }
+                buf.advance(4);
+                Ok(Some(buf.split_to(len).freeze()))
+            }
+            Framing::Newline => loop {
+                match memchr(b'\n', buf) {
+                    Some(pos) => {
+                        if pos > self.max_frame_bytes {
+                            return Err(FrameError::TooLarge {
+                                len: pos,
+                                max: self.max_frame_bytes,
+                            });
+                        }
+                        let mut line = buf.split_to(pos + 1);
+                        line.truncate(pos);
+                        if line.last() == Some(&b'\r') {
+                            line.truncate(pos - 1);
+                        }
+                        if line.iter().all(u8::is_ascii_whitespace) {
+                            continue; // blank lines carry no record
+                        }
+                        return Ok(Some(line.freeze()));
+                    }
+                    None if buf.len() > self.max_frame_bytes => {
+                        return Err(FrameError::TooLarge {
+                            len: buf.len(),
+                            max: self.max_frame_bytes,
+                        })
+                    }
+                    None => return Ok(None),
+                }
+            },
+        }
+    }
+
+    /// What is left in `buf` when the stream ends: an error if it holds a
+    /// partial frame. A final unterminated JSON line counts as a frame.
+    pub fn finish(&self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
+        if buf.is_empty() {
+            return Ok(None);
+        }
+        match self.framing {
+            Framing::LengthPrefixed => {
+                let want = if buf.len() >= 4 {
+                    4 + u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize
+                } else {
+                    4
+                };
+                Err(FrameError::Truncated {
+                    want,
+                    got: buf.len(),
+                })
+            }
+            Framing::Newline => {
+                let line = buf.split().freeze();
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    Ok(None)
+                } else {
+                    Ok(Some(line))
+                }
+            }
+        }
+    }
+
+    /// The payload of one datagram (DatagramHandler sends the same
+    /// length-prefixed bytes as SocketHandler, one frame per datagram).
+    pub fn datagram(&self, datagram: Bytes) -> Result<Bytes, FrameError> {
+        match self.framing {
+            Framing::Newline => Ok(datagram),
+            Framing::LengthPrefixed => {
+                if datagram.len() < 4 {
+                    return Err(FrameError::Truncated {
+                        want: 4,
+                        got: datagram.len(),
+                    });
+                }
+                let declared = u32::from_be_bytes([datagram[0], datagram[1], datagram[2], datagram[3]])
+                    as usize;
+                if declared > self.max_frame_bytes {
+                    return Err(FrameError::TooLarge {
+                        len: declared,
+                        max: self.max_frame_bytes,
+                    });
+                }
+                if declared != datagram.len() - 4 {
+                    return Err(FrameError::DatagramLength {
+                        declared,
+                        actual: datagram.len() - 4,
+                    });
+                }
+                Ok(datagram.slice(4..))
+            }
+        }
+    }
+}
+
+fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
+    haystack.iter().position(|&b| b == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(payload: &[u8]) -> Vec<u8> {
+        let mut v = (payload.len() as u32).to_be_bytes().to_vec();
+        v.extend_from_slice(payload);
+        v
+    }
+
+    #[test]
+    fn length_prefixed_frames_split_at_any_boundary() {
+        let mut stream = frame(b"hello");
+        stream.extend(frame(b""));
+        stream.extend(frame(b"world!"));
+        let framer = Framer::new(Framing::LengthPrefixed, 100);
+        for cut in 0..stream.len() {
+            let mut buf = BytesMut::new();
+            let mut got = Vec::new();
+            for part in [&stream[..cut], &stream[cut..]] {
+                buf.extend_from_slice(part);
+                while let Some(f) = framer.next_frame(&mut buf).unwrap() {
+                    got.push(f);
+                }
+            }
+            assert_eq!(got, vec![&b"hello"[..], b"", b"world!"]);
+            assert_eq!(framer.finish(&mut buf), Ok(None));
+        }
+    }
+
+    #[test]
+    fn oversized_prefix_is_an_error() {
+        let framer = Framer::new(Framing::LengthPrefixed, 10);
+        let mut buf = BytesMut::from(&frame(&[0u8; 11])[..]);
+        assert_eq!(
+            framer.next_frame(&mut buf),
+            Err(FrameError::TooLarge { len: 11, max: 10 })
+        );
+    }
+
+    #[test]
+    fn truncated_stream_is_reported() {
+        let framer = Framer::new(Framing::LengthPrefixed, 100);
+        let mut buf = BytesMut::from(&frame(b"abc")[..6]);
+        assert_eq!(framer.next_frame(&mut buf), Ok(None));
+        assert_eq!(
+            framer.finish(&mut buf),
+            Err(FrameError::Truncated { want: 7, got: 6 })
+        );
+    }
+
+    #[test]
+    fn newline_framing_skips_blank_lines_and_strips_cr() {
+        let framer = Framer::new(Framing::Newline, 100);
+        let mut buf = BytesMut::from(&b"{\"a\":1}\r\n\n{\"b\":2}\n{\"c\""[..]);
+        assert_eq!(framer.next_frame(&mut buf).unwrap().unwrap(), &b"{\"a\":1}"[..]);
+        assert_eq!(framer.next_frame(&mut buf).unwrap().unwrap(), &b"{\"b\":2}"[..]);
+        assert_eq!(framer.next_frame(&mut buf), Ok(None));
+        assert_eq!(framer.finish(&mut buf).unwrap().unwrap(), &b"{\"c\""[..]);
+    }
+
+    #[test]
+    fn datagram_prefix_must_match_size() {
+        let framer = Framer::new(Framing::LengthPrefixed, 100);
+        let ok = Bytes::from(frame(b"xyz"));
+        assert_eq!(framer.datagram(ok).unwrap(), &b"xyz"[..]);
+        let mut bad = frame(b"xyz");
+        bad.push(0);
+        assert_eq!(
+            framer.datagram(Bytes::from(bad)),
+            Err(FrameError::DatagramLength {
+                declared: 3,
+                actual: 4
+            })
+        );
+    }
+}

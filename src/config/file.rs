@@ -1,0 +1,1 @@
+//! The serde mirror of `listener.json` (placeholder).

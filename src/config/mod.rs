@@ -1,0 +1,335 @@
+//! The configuration, in two layers (as ripgrep's `LowArgs`/`HiArgs`):
+//! `file` mirrors `listener.json` for serde, `load` reads and checks it and
+//! produces the resolved [`Config`] below, which is what the pipeline
+//! builds from. Everything here is plain data: no socket is bound and no
+//! file opened until `pipeline::build`.
+//!
+//! Resolved configs compare with `PartialEq`: hot reload diffs components
+//! by name and keeps the ones whose config is equal.
+
+pub mod error;
+pub mod file;
+pub mod load;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+pub use error::ConfigError;
+pub use load::{load, load_default, parse};
+
+use crate::codec::framing::Framing;
+use crate::codec::DecoderKind;
+
+/// The embedded default output format (SPEC.md section 1).
+pub const DEFAULT_FORMAT: &str = "%(asctime)s %(levelname)-8s %(name)s %(message)s";
+/// Python's `logging.handlers.DEFAULT_TCP_LOGGING_PORT`.
+pub const DEFAULT_TCP_PORT: u16 = 9020;
+/// Default `max_frame_bytes`: 16 MiB.
+pub const DEFAULT_MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
+
+/// A whole, checked configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// The file it was read from; `None` for the embedded default.
+    pub source: Option<PathBuf>,
+    /// Inputs by name.
+    pub inputs: BTreeMap<String, InputConfig>,
+    /// Filters by name.
+    pub filters: BTreeMap<String, FilterConfig>,
+    /// Outputs by name.
+    pub outputs: BTreeMap<String, OutputConfig>,
+    /// Routes, in file order. Never empty after loading: a config with no
+    /// `routes` key gets one route from every input to every output.
+    pub routes: Vec<RouteConfig>,
+    /// How long a removed input's open connections are served after a
+    /// reload (`drain_seconds`, default 30).
+    pub drain_seconds: u64,
+    /// How long shutdown waits for connections to go quiet
+    /// (`shutdown_timeout_ms`, default 5000).
+    pub shutdown_timeout_ms: u64,
+    /// The Prometheus endpoint, if any.
+    pub metrics: Option<MetricsConfig>,
+    /// Non-fatal findings to print at load and in `check` (e.g. one output
+    /// reached twice by overlapping routes).
+    pub warnings: Vec<String>,
+}
+
+/// One input.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InputConfig {
+    /// Where it listens.
+    pub kind: InputKind,
+    /// How a frame becomes a record.
+    pub decoder: DecoderKind,
+    /// How the stream is cut into frames.
+    pub framing: Framing,
+    /// The largest frame accepted; a larger one closes the connection.
+    pub max_frame_bytes: usize,
+}
+
+/// The listening socket of an input.
+#[derive(Clone, Debug, PartialEq)]
+pub enum InputKind {
+    /// A TCP listener on `host:port`. The host may resolve to several
+    /// addresses (`localhost`: 127.0.0.1 and ::1); each is bound.
+    Tcp {
+        /// `host:port` as written.
+        address: String,
+    },
+    /// A Unix stream socket.
+    Unix {
+        /// The socket path, resolved against the config's directory.
+        path: PathBuf,
+        /// File mode for the socket (e.g. `0o660`).
+        mode: Option<u32>,
+    },
+    /// A UDP socket; each datagram is one frame.
+    Udp {
+        /// `host:port` as written.
+        address: String,
+    },
+}
+
+/// One filter.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FilterConfig {
+    /// A WebAssembly plugin.
+    Wasm(WasmFilterConfig),
+}
+
+/// A `wasm` filter.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WasmFilterConfig {
+    /// The `.wasm` or `.wat` file, resolved against the config's directory.
+    pub path: PathBuf,
+    /// The filter's own `config`, handed to the guest by `config_get`.
+    pub config: serde_json::Value,
+    /// Fuel per `filter()` call, if fuel metering is on.
+    pub fuel: Option<u64>,
+    /// Wall-clock limit per call, through epoch interruption.
+    pub timeout_ms: Option<u64>,
+    /// Cap on the guest's linear memory.
+    pub max_memory_bytes: Option<u64>,
+    /// What happens to a record whose filter call failed.
+    pub on_error: OnError,
+}
+
+/// `on_error` of a filter.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnError {
+    /// Keep the record unchanged (the default).
+    #[default]
+    Pass,
+    /// Drop the record.
+    Drop,
+}
+
+/// How a record becomes bytes in a file or on stdout.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Encoding {
+    /// A line formatted by `format` (the default).
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Python `logging.Formatter` style.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Style {
+    /// `%(name)s` (the default).
+    #[default]
+    Percent,
+    /// `{name}`, str.format.
+    Brace,
+    /// `$name`, string.Template.
+    Dollar,
+}
+
+/// The text layout of an output: `logging.Formatter(format, datefmt, style)`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TextFormat {
+    /// The format string.
+    pub format: String,
+    /// strftime format for `asctime`; `None` = `%Y-%m-%d %H:%M:%S,mmm`.
+    pub datefmt: Option<String>,
+    /// Which placeholder syntax `format` uses.
+    pub style: Style,
+    /// Render times in UTC instead of local time.
+    pub utc: bool,
+}
+
+impl Default for TextFormat {
+    fn default() -> TextFormat {
+        TextFormat {
+            format: DEFAULT_FORMAT.to_string(),
+            datefmt: None,
+            style: Style::Percent,
+            utc: false,
+        }
+    }
+}
+
+/// One output.
+#[derive(Clone, Debug, PartialEq)]
+pub enum OutputConfig {
+    /// A (rotating) file.
+    File(FileOutputConfig),
+    /// The process's stdout or stderr.
+    Stream(StreamOutputConfig),
+    /// Another listener.
+    Forward(ForwardOutputConfig),
+}
+
+/// Which standard stream a `stdout` output writes to. dictConfig's
+/// `logging.StreamHandler` without `stream` writes to stderr, as Python.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StreamKind {
+    /// stdout (the `stdout` output type).
+    #[default]
+    Stdout,
+    /// stderr.
+    Stderr,
+}
+
+/// A `stdout` output.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StreamOutputConfig {
+    /// stdout or stderr.
+    pub stream: StreamKind,
+    /// text or json.
+    pub encoding: Encoding,
+    /// The layout for `text`.
+    pub text: TextFormat,
+}
+
+/// `when` of a timed rotation (TimedRotatingFileHandler).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum When {
+    /// Seconds.
+    S,
+    /// Minutes.
+    M,
+    /// Hours.
+    H,
+    /// Days.
+    D,
+    /// At midnight (or `at_time`).
+    Midnight,
+    /// On a weekday, 0 = Monday.
+    Weekday(u8),
+}
+
+/// Compression of rotated files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compress {
+    /// gzip, `.gz`.
+    Gzip,
+}
+
+/// A `file` output.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FileOutputConfig {
+    /// The file, resolved against the config's directory.
+    pub path: PathBuf,
+    /// text or json.
+    pub encoding: Encoding,
+    /// The layout for `text`.
+    pub text: TextFormat,
+    /// Size rotation threshold in characters; 0 = never (RotatingFileHandler).
+    pub max_bytes: u64,
+    /// Rotated files kept; 0 = no size rollover.
+    pub backup_count: u32,
+    /// Timed rotation, if any.
+    pub when: Option<When>,
+    /// Units of `when` per interval (default 1).
+    pub interval: u32,
+    /// Time of day (`HH:MM[:SS]`) for midnight/weekday rollover.
+    pub at_time: Option<String>,
+    /// Compress rotated files.
+    pub compress: Option<Compress>,
+    /// Longest a record waits in memory before it is written (default 100).
+    pub flush_ms: u64,
+    /// fsync after each write batch.
+    pub fsync: bool,
+    /// `"a"` (append, the default) or `"w"` (truncate at open), as FileHandler.
+    pub truncate: bool,
+}
+
+/// `encoder` of a forward output.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Encoder {
+    /// SocketHandler-compatible pickle frames (the default).
+    #[default]
+    Pickle,
+    /// JSON frames.
+    Json,
+    /// msgpack frames.
+    Msgpack,
+}
+
+/// `when_full` of a forward output.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WhenFull {
+    /// Backpressure to the inputs (the default).
+    #[default]
+    Block,
+    /// Drop the newest records, counted.
+    DropNewest,
+}
+
+/// Where a forward output sends.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ForwardTarget {
+    /// TCP `host:port`.
+    Tcp(String),
+    /// A Unix socket path.
+    Unix(PathBuf),
+}
+
+/// A `forward` output.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ForwardOutputConfig {
+    /// The peer.
+    pub target: ForwardTarget,
+    /// Frame encoding.
+    pub encoder: Encoder,
+    /// Records buffered while the peer is away (default 100,000).
+    pub buffer_records: usize,
+    /// What to do when the buffer is full.
+    pub when_full: WhenFull,
+    /// Acknowledged delivery between two logrelays.
+    pub ack: bool,
+}
+
+/// One route: which records, through which filters, to which outputs.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct RouteConfig {
+    /// Input names; `None` = every input.
+    pub from: Option<Vec<String>>,
+    /// Logger-name prefixes (dotted hierarchy); `None` = every logger.
+    pub loggers: Option<Vec<String>>,
+    /// Logger-name prefixes that do not match even when `loggers` does
+    /// (dictConfig `propagate: false` below a logger with handlers).
+    pub exclude_loggers: Vec<String>,
+    /// `logging.Filter(name)` filters that must all pass (dictConfig handler
+    /// filters).
+    pub name_filters: Vec<String>,
+    /// `(logger, filter)`: a record whose name is exactly `logger` must also
+    /// pass `logging.Filter(filter)` (dictConfig logger filters, which apply
+    /// only to records logged on that very logger).
+    pub logger_filters: Vec<(String, String)>,
+    /// The lowest levelno that passes; `None` = all.
+    pub min_level: Option<i64>,
+    /// Filter names, applied in order.
+    pub filters: Vec<String>,
+    /// Output names.
+    pub to: Vec<String>,
+}
+
+/// The metrics endpoint.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetricsConfig {
+    /// `host:port` to serve `/metrics` and `/health` on.
+    pub address: String,
+}

@@ -1,0 +1,42 @@
+//! Filters applied on a route between routing and the outputs.
+//!
+//! A filter call is synchronous and bounded (fuel or an epoch deadline), so
+//! it runs inline on the task that routes the record. Errors never reach the
+//! caller: the filter applies its `on_error` policy, counts and logs.
+
+pub mod wasm;
+
+use crate::config::FilterConfig;
+use crate::record::Record;
+
+/// What a filter decided for one record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Pass the record on (possibly changed).
+    Keep,
+    /// Drop it: it goes no further on this route.
+    Drop,
+}
+
+/// A loaded filter. A closed set, delegated by `match`.
+pub enum Filter {
+    /// A WebAssembly plugin.
+    Wasm(wasm::WasmFilter),
+}
+
+impl Filter {
+    /// Load the filter named `name`: compile, instantiate and `init` it.
+    /// Any failure is a config error naming the filter.
+    pub fn load(name: &str, config: &FilterConfig) -> Result<Filter, wasm::FilterError> {
+        match config {
+            FilterConfig::Wasm(c) => Ok(Filter::Wasm(wasm::WasmFilter::load(name, c)?)),
+        }
+    }
+
+    /// Run the filter on one record. May be called from many tasks at once.
+    pub fn apply(&self, record: &mut Record) -> Verdict {
+        match self {
+            Filter::Wasm(f) => f.apply(record),
+        }
+    }
+}

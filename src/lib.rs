@@ -1,0 +1,21 @@
+//! logrelay: a log listener and router for Python's `logging.handlers.SocketHandler`.
+//!
+//! A record flows through the modules in this order:
+//!
+//! 1. [`input`] accepts connections (TCP, Unix) or datagrams (UDP) and reads
+//!    bytes into large buffers;
+//! 2. [`codec::framing`] cuts frames out of the buffer without copying and a
+//!    [`codec`] decoder (pickle, JSON, msgpack) turns each into a [`record::Record`];
+//! 3. [`pipeline`] routes the batch of records (by input, logger prefix and
+//!    level), runs each route's [`filter`]s, and hands batches to outputs;
+//! 4. [`output`] tasks own their file or stream and write each batch with
+//!    one system call, formatted by [`format`] (text) or [`codec::json`].
+//!
+//! [`config`] reads `listener.json`; [`pipeline::reload`] swaps pipelines
+//! live; [`shutdown`] coordinates a graceful stop.
+
+pub mod codec;
+pub mod config;
+pub mod filter;
+pub mod format;
+pub mod record;

@@ -1,0 +1,231 @@
+//! The record at the centre of every stage: what a Python `LogRecord.__dict__`
+//! held when the sender pickled it, kept as sent.
+//!
+//! The formatter must reproduce Python's output byte for byte and the json
+//! encoding must list fields in arrival order, so a record is an ordered list
+//! of `(key, value)` pairs rather than a struct with named members: nothing is
+//! converted on the way in that could not be converted back. LogRecord dicts
+//! hold ~22 keys, so a linear scan is as fast as a hash lookup here.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+/// An immutable UTF-8 string that can borrow from the frame it was decoded
+/// from (a `Bytes` slice), so decoding strings copies nothing.
+pub type Str = bytestring::ByteString;
+
+/// A decoded Python value. Containers are `Arc`ed so that a pickle memo
+/// reference (`GET`) shares instead of deep-copying (DUP/GET bombs).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    /// `None`.
+    None,
+    /// `True` / `False`.
+    Bool(bool),
+    /// An `int` that fits in 64 bits.
+    Int(i64),
+    /// An `int` outside `i64`, as its decimal text (Python ints are unbounded).
+    BigInt(Str),
+    /// A `float`.
+    Float(f64),
+    /// A `str`. Lone surrogates were replaced with U+FFFD on the way in.
+    Str(Str),
+    /// A `bytes` object.
+    Bytes(Bytes),
+    /// A `list`.
+    List(Arc<Vec<Value>>),
+    /// A `tuple`.
+    Tuple(Arc<Vec<Value>>),
+    /// A `set`.
+    Set(Arc<Vec<Value>>),
+    /// A `frozenset`.
+    FrozenSet(Arc<Vec<Value>>),
+    /// A `dict`, in insertion order. Keys may be any hashable value.
+    Dict(Arc<Vec<(Value, Value)>>),
+    /// An instance of a class (datetime, Decimal, a user class...). Never
+    /// constructed: the decoder keeps only its name and a rendering.
+    Object(Arc<Object>),
+}
+
+/// An inert placeholder for a class instance found in a pickle.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Object {
+    /// `module.qualname`, e.g. `datetime.datetime`.
+    pub class: Str,
+    /// What Python's `str()` would give where the decoder knows the type
+    /// (datetime, date, time, timedelta, Decimal, UUID), otherwise
+    /// `<module.qualname object>`. This is the placeholder string.
+    pub str: Str,
+    /// What Python's `repr()` would give where known, otherwise the same
+    /// placeholder as `str`.
+    pub repr: Str,
+}
+
+impl Value {
+    /// The value as a string slice if it is a `str`.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The value as an integer if it is an `int` (or a `bool`, as in Python).
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Value::Int(i) => Some(*i),
+            Value::Bool(b) => Some(i64::from(*b)),
+            _ => None,
+        }
+    }
+
+    /// The value as a float if it is numeric.
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::Float(f) => Some(*f),
+            Value::Int(i) => Some(*i as f64),
+            Value::Bool(b) => Some(f64::from(u8::from(*b))),
+            _ => None,
+        }
+    }
+
+    /// Build a `str` value from anything string-like.
+    pub fn str(s: impl Into<Str>) -> Value {
+        Value::Str(s.into())
+    }
+}
+
+/// Where a record came from: the input's name and the peer, shared by every
+/// record of one connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Origin {
+    /// The input's name in the config.
+    pub input: Str,
+    /// The peer address, for TCP and UDP inputs.
+    pub peer: Option<SocketAddr>,
+}
+
+impl Origin {
+    /// An origin with no peer (unix sockets, tests).
+    pub fn new(input: impl Into<Str>) -> Arc<Origin> {
+        Arc::new(Origin {
+            input: input.into(),
+            peer: None,
+        })
+    }
+}
+
+/// The fields of a record, in arrival order.
+pub type Fields = Vec<(Str, Value)>;
+
+/// One log record: the `LogRecord` attribute dict as the sender sent it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Record {
+    /// Every attribute, in the order the sender's dict held them.
+    pub fields: Fields,
+    /// The input it arrived on.
+    pub origin: Arc<Origin>,
+}
+
+impl Record {
+    /// A record from its fields.
+    pub fn new(fields: Fields, origin: Arc<Origin>) -> Record {
+        Record { fields, origin }
+    }
+
+    /// The value of one attribute.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.fields
+            .iter()
+            .find(|(k, _)| &**k == key)
+            .map(|(_, v)| v)
+    }
+
+    /// Set an attribute: replaced in place if present (keeping its
+    /// position), appended otherwise, as `setattr` on a LogRecord.
+    pub fn set(&mut self, key: impl Into<Str>, value: Value) {
+        let key = key.into();
+        match self.fields.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value,
+            None => self.fields.push((key, value)),
+        }
+    }
+
+    /// Remove an attribute; returns whether it was present.
+    pub fn remove(&mut self, key: &str) -> bool {
+        let before = self.fields.len();
+        self.fields.retain(|(k, _)| &**k != key);
+        self.fields.len() != before
+    }
+
+    /// `levelno`, or 0 (NOTSET) when absent or not a number.
+    pub fn levelno(&self) -> i64 {
+        match self.get("levelno") {
+            Some(Value::Float(f)) => *f as i64,
+            Some(v) => v.as_i64().unwrap_or(0),
+            None => 0,
+        }
+    }
+
+    /// The logger name, or `""` when absent or not a string.
+    pub fn name(&self) -> &str {
+        self.get("name").and_then(Value::as_str).unwrap_or("")
+    }
+}
+
+/// Python's standard level numbers, by name (`logging._nameToLevel`).
+pub fn level_from_name(name: &str) -> Option<i64> {
+    Some(match name {
+        "CRITICAL" | "FATAL" => 50,
+        "ERROR" => 40,
+        "WARNING" | "WARN" => 30,
+        "INFO" => 20,
+        "DEBUG" => 10,
+        "NOTSET" => 0,
+        _ => return None,
+    })
+}
+
+/// Python's `logging.Filter(name)` / dotted-hierarchy match: `prefix`
+/// matches `prefix` itself and `prefix.anything`, never `prefixx`. An empty
+/// prefix matches every logger, as `logging.Filter("")` does.
+pub fn logger_matches(prefix: &str, name: &str) -> bool {
+    if prefix.is_empty() {
+        return true;
+    }
+    match name.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('.'),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logger_prefix_follows_dotted_hierarchy() {
+        assert!(logger_matches("payments", "payments"));
+        assert!(logger_matches("payments", "payments.api"));
+        assert!(!logger_matches("payments", "paymentsx"));
+        assert!(!logger_matches("payments.api", "payments"));
+        assert!(logger_matches("", "anything"));
+    }
+
+    #[test]
+    fn set_keeps_position_and_appends_new() {
+        let mut r = Record::new(
+            vec![("a".into(), Value::Int(1)), ("b".into(), Value::Int(2))],
+            Origin::new("t"),
+        );
+        r.set("a", Value::Int(3));
+        r.set("c", Value::None);
+        let keys: Vec<&str> = r.fields.iter().map(|(k, _)| &**k).collect();
+        assert_eq!(keys, ["a", "b", "c"]);
+        assert_eq!(r.get("a"), Some(&Value::Int(3)));
+        assert!(r.remove("b"));
+        assert!(!r.remove("b"));
+    }
+}

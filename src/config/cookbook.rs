@@ -568,3 +568,396 @@ fn route(l: &Logger, h: &str, handler: &Handler, all: &[Logger]) -> RouteConfig 
         to: vec![h.to_string()],
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The translation is checked against Python itself: the same
+    //! dictConfig is loaded by `logging.config.dictConfig`, records of many
+    //! names and levels go through `logging.getLogger(name).handle(record)`
+    //! as in the cookbook listener, and the handlers that emit each record
+    //! must be exactly the outputs our routes deliver it to.
+
+    use std::path::Path;
+    use std::process::{Command, Stdio};
+
+    use super::*;
+    use crate::config::load::route_matches_name;
+
+    const NAMES: &[&str] = &[
+        "",
+        "root",
+        "a",
+        "a.b",
+        "a.b.c",
+        "a.b.c.d",
+        "a.b.c.d.e",
+        "a.bc",
+        "ab",
+        "a.b.x",
+        "x",
+        "x.y",
+        "x.y.z",
+        "xy",
+        "p",
+        "p.q",
+        "p.q.r",
+        "other",
+        "root.child",
+    ];
+    const LEVELS: &[i64] = &[0, 5, 10, 20, 25, 30, 40, 50];
+
+    const PY: &str = r#"
+import json, logging, logging.config, os, sys
+spec = json.load(sys.stdin)
+os.chdir(spec["dir"])
+logging.lastResort = None
+logging.raiseExceptions = False
+logging.config.dictConfig(spec["config"])
+got = []
+for name, h in list(logging._handlers.items()):
+    h.emit = (lambda n: lambda record: got.append([n, record.idx]))(name)
+for i, (name, level) in enumerate(spec["records"]):
+    r = logging.makeLogRecord({"name": name, "levelno": level,
+                               "levelname": logging.getLevelName(level), "msg": "m", "idx": i})
+    logging.getLogger(name).handle(r)
+json.dump(got, sys.stdout)
+"#;
+
+    fn records() -> Vec<(String, i64)> {
+        NAMES
+            .iter()
+            .flat_map(|n| LEVELS.iter().map(move |l| (n.to_string(), *l)))
+            .collect()
+    }
+
+    /// (handler, record index) for every emit Python makes; `None` when
+    /// there is no python3 to ask.
+    fn python(dir: &Path, dict: &serde_json::Value) -> Option<Vec<(String, usize)>> {
+        let spec = serde_json::json!({
+            "dir": dir, "config": dict, "records": records(),
+        });
+        let mut child = match Command::new("python3")
+            .args(["-c", PY])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+        {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("skipping the comparison with Python: python3: {e}");
+                return None;
+            }
+        };
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().expect("piped stdin");
+            stdin
+                .write_all(spec.to_string().as_bytes())
+                .expect("python3 reads its stdin");
+        }
+        let out = child.wait_with_output().expect("python3 runs");
+        assert!(out.status.success(), "python3 failed: {:?}", out.status);
+        let mut got: Vec<(String, usize)> =
+            serde_json::from_slice(&out.stdout).expect("python3 prints JSON");
+        got.sort();
+        Some(got)
+    }
+
+    /// (output, record index) for every delivery our routes make.
+    fn ours(config: &Config) -> Vec<(String, usize)> {
+        let mut got = Vec::new();
+        for (i, (name, level)) in records().iter().enumerate() {
+            for r in &config.routes {
+                if r.min_level.is_none_or(|m| *level >= m) && route_matches_name(r, name) {
+                    got.extend(r.to.iter().map(|o| (o.clone(), i)));
+                }
+            }
+        }
+        got.sort();
+        got
+    }
+
+    fn compare(dict: serde_json::Value) -> Config {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("run")).expect("run/ created");
+        let text = serde_json::json!({ "logging": dict }).to_string();
+        let config = crate::config::parse(&text, &dir.path().join("listener.json"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        if let Some(py) = python(dir.path(), &dict) {
+            let ours = ours(&config);
+            let name = |i: usize| records()[i].clone();
+            let missing: Vec<_> = py
+                .iter()
+                .filter(|p| !ours.contains(p))
+                .map(|(h, i)| (h, name(*i)))
+                .collect();
+            let extra: Vec<_> = ours
+                .iter()
+                .filter(|p| !py.contains(p))
+                .map(|(h, i)| (h, name(*i)))
+                .collect();
+            assert_eq!(
+                py, ours,
+                "\nPython only: {missing:?}\nlogrelay only: {extra:?}\nroutes: {:#?}",
+                config.routes
+            );
+            assert!(!py.is_empty());
+        }
+        config
+    }
+
+    #[test]
+    fn cookbook_listener_json_matches_python() {
+        let text = include_str!("../../config/cookbook.json");
+        let file: serde_json::Value = serde_json::from_str(text).expect("valid JSON");
+        let config = compare(file["logging"].clone());
+        assert_eq!(config.routes.len(), 1);
+        let OutputConfig::File(f) = &config.outputs["file"] else {
+            panic!("not a file output")
+        };
+        assert_eq!((f.max_bytes, f.backup_count), (1024, 10));
+        assert_eq!(
+            f.text.format,
+            "%(asctime)s %(levelname)-8s %(name)-15s %(process)-6s %(message)s"
+        );
+    }
+
+    #[test]
+    fn propagation_levels_and_filters_match_python() {
+        compare(serde_json::json!({
+            "version": 1,
+            "disable_existing_loggers": false,
+            "formatters": {"plain": {"format": "%(name)s %(message)s"}},
+            "filters": {
+                "fa": {"name": "a"}, "fb": {"name": "a.b.c"},
+                "fall": {}, "froot": {"()": "logging.Filter", "name": "root"}
+            },
+            "handlers": {
+                "h1": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout", "level": "INFO"},
+                "h2": {"class": "logging.FileHandler", "filename": "run/h2.log", "filters": ["fa"]},
+                "h3": {"class": "logging.handlers.RotatingFileHandler", "filename": "run/h3.log",
+                       "maxBytes": 100, "backupCount": 2, "level": 30, "formatter": "plain"},
+                "h4": {"class": "logging.handlers.SocketHandler", "host": "run/s.sock", "port": null,
+                       "filters": ["fall", "fa"]},
+                "h5": {"class": "logging.handlers.TimedRotatingFileHandler", "filename": "run/h5.log",
+                       "when": "midnight", "level": "DEBUG"}
+            },
+            "loggers": {
+                "a": {"handlers": ["h1", "h5"], "filters": ["fb"]},
+                "a.b": {"handlers": ["h2", "h1", "h2"], "propagate": false, "level": "CRITICAL"},
+                "a.b.c": {"handlers": ["h3"], "filters": ["fa"]},
+                "x": {"propagate": false},
+                "x.y": {"handlers": ["h3", "h5"]},
+                "p.q": {"handlers": ["h1"], "level": "ERROR", "propagate": true}
+            },
+            "root": {"handlers": ["h3", "h4", "h5"], "filters": ["froot"], "level": "WARNING"}
+        }));
+    }
+
+    #[test]
+    fn root_configured_under_loggers_matches_python() {
+        compare(serde_json::json!({
+            "version": 1,
+            "filters": {"fa": {"name": "a"}, "froot": {"name": "root"}},
+            "handlers": {
+                "h1": {"class": "logging.StreamHandler"},
+                "h2": {"class": "logging.StreamHandler", "level": "ERROR"}
+            },
+            "loggers": {
+                "root": {"handlers": ["h1"], "filters": ["froot"]},
+                "a.b": {"handlers": ["h2"], "propagate": false},
+                "a": {"propagate": false, "handlers": ["h1"]},
+                "a.b.c": {"handlers": ["h1"], "propagate": false}
+            },
+            "root": {"handlers": ["h2"], "filters": ["fa"]}
+        }));
+    }
+
+    #[test]
+    fn nested_propagation_cuts_match_python() {
+        compare(serde_json::json!({
+            "version": 1,
+            "handlers": {
+                "top": {"class": "logging.StreamHandler"},
+                "mid": {"class": "logging.StreamHandler", "level": 20}
+            },
+            "loggers": {
+                "a.b.c": {"propagate": false},
+                "a.b": {"propagate": false, "handlers": ["mid"]},
+                "x.y.z": {"propagate": false, "handlers": ["top"]},
+                "x": {"handlers": ["mid"]},
+                "p": {"handlers": ["top", "mid"], "propagate": false},
+                "p.q": {"handlers": ["top"]}
+            },
+            "root": {"handlers": ["top", "mid"]}
+        }));
+    }
+
+    fn err(text: &str) -> String {
+        match crate::config::parse(text, Path::new("listener.json")) {
+            Ok(c) => panic!("accepted: {c:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn shorthand_input_defaults() {
+        let c = crate::config::parse(
+            r#"{"port": 9021, "logging": {"version": 1}, "outputs": {"o": {"type": "stdout"}}}"#,
+            Path::new("l.json"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            c.inputs[INPUT_NAME].kind,
+            InputKind::Tcp {
+                address: "localhost:9021".into()
+            }
+        );
+        let c = crate::config::parse(
+            r#"{"host": "::1", "port": null, "outputs": {"o": {"type": "stdout"}}}"#,
+            Path::new("l.json"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            c.inputs[INPUT_NAME].kind,
+            InputKind::Tcp {
+                address: "[::1]:9020".into()
+            }
+        );
+        let c = crate::config::parse(
+            r#"{"socket": "run/l.sock", "port": 1, "outputs": {"o": {"type": "stdout"}}}"#,
+            Path::new("/srv/l.json"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            c.inputs[INPUT_NAME].kind,
+            InputKind::Unix {
+                path: "/srv/run/l.sock".into(),
+                mode: None
+            }
+        );
+        // Native keys alone never add the cookbook input.
+        let c = crate::config::parse(
+            r#"{"inputs": {"a": {"type": "udp", "address": "127.0.0.1:9021"}}, "outputs": {"o": {"type": "stdout"}}}"#,
+            Path::new("l.json"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!c.inputs.contains_key(INPUT_NAME));
+    }
+
+    #[test]
+    fn mixed_shorthand_and_native() {
+        let c = crate::config::parse(
+            r#"{"port": 9030,
+                "inputs": {"json": {"type": "tcp", "address": "127.0.0.1:9031", "decoder": "json", "framing": "newline"}},
+                "outputs": {"console": {"type": "stdout"}},
+                "routes": [{"from": ["json"], "to": ["console"]}],
+                "logging": {"version": 1,
+                            "handlers": {"file": {"class": "logging.FileHandler", "filename": "app.log", "mode": "w"}},
+                            "root": {"handlers": ["file"]}}}"#,
+            Path::new("l.json"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.inputs.len(), 2);
+        assert_eq!(c.routes.len(), 2);
+        assert_eq!(c.routes[0].from, Some(vec!["json".to_string()]));
+        assert_eq!(c.routes[1].from, None);
+        assert_eq!(c.routes[1].to, vec!["file".to_string()]);
+        let OutputConfig::File(f) = &c.outputs["file"] else {
+            panic!("not a file output")
+        };
+        assert!(f.truncate);
+        assert_eq!(f.text.format, PYTHON_DEFAULT_FORMAT);
+    }
+
+    #[test]
+    fn error_name_clashes() {
+        assert_eq!(
+            err(
+                r#"{"port": 9020, "inputs": {"cookbook": {"type": "tcp", "address": "127.0.0.1:9030"}},
+"outputs": {"file": {"type": "stdout"}},
+"logging": {"version": 1, "handlers": {"file": {"class": "logging.StreamHandler"}}}}"#
+            ),
+            "listener.json:1:39: inputs.cookbook: the name \"cookbook\" is taken by the cookbook \
+             listener's input (from `port`); rename this input\n\
+             listener.json:3:48: logging.handlers.file: handler \"file\" would become an output, \
+             but `outputs.file` already has that name; rename one"
+        );
+    }
+
+    #[test]
+    fn error_bad_handler_class() {
+        assert_eq!(
+            err(r#"{"logging": {"version": 1,
+  "handlers": {
+    "syslog": {"class": "logging.handlers.SysLogHandler", "address": "/dev/log"},
+    "custom": {"()": "myapp.handlers.make", "x": 1},
+    "none": {"level": "INFO"},
+    "ok": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["f"]}
+  },
+  "formatters": {"json": {"()": "pythonjsonlogger.jsonlogger.JsonFormatter", "fmt": "x"}},
+  "filters": {"f": {"()": "myapp.filters.RequireDebugFalse"}},
+  "root": {"handlers": ["syslog", "custom", "ok", "missing"]}}}"#),
+            "listener.json:3:25: logging.handlers.syslog.class: handler class \
+             \"logging.handlers.SysLogHandler\" is not supported (supported: logging.StreamHandler, \
+             logging.FileHandler, logging.handlers.RotatingFileHandler, \
+             logging.handlers.TimedRotatingFileHandler or logging.handlers.SocketHandler)\n\
+             listener.json:4:22: logging.handlers.custom.(): handler factory \"myapp.handlers.make\" \
+             is not supported (use a class: logging.StreamHandler, logging.FileHandler, \
+             logging.handlers.RotatingFileHandler, logging.handlers.TimedRotatingFileHandler or \
+             logging.handlers.SocketHandler)\n\
+             listener.json:5:13: logging.handlers.none: missing `class` (logging.StreamHandler, \
+             logging.FileHandler, logging.handlers.RotatingFileHandler, \
+             logging.handlers.TimedRotatingFileHandler or logging.handlers.SocketHandler)\n\
+             listener.json:8:33: logging.formatters.json.(): formatter \
+             \"pythonjsonlogger.jsonlogger.JsonFormatter\" is not supported (only logging.Formatter)\n\
+             listener.json:9:27: logging.filters.f.(): filter factory \"myapp.filters.RequireDebugFalse\" \
+             is not supported (only logging.Filter, as {\"name\": ...})\n\
+             listener.json:10:51: logging.root.handlers[3]: no handler named \"missing\""
+        );
+    }
+
+    #[test]
+    fn error_bad_dict_values() {
+        assert_eq!(
+            err(r#"{"logging": {"version": 2, "incremental": true,
+  "handlers": {
+    "a": {"class": "logging.FileHandler", "filename": "a.log", "mode": "r+", "encoding": "latin-1"},
+    "b": {"class": "logging.handlers.TimedRotatingFileHandler", "filename": "b.log", "when": "Q", "atTime": "3am"},
+    "c": {"class": "logging.handlers.SocketHandler", "host": "central"},
+    "d": {"class": "logging.StreamHandler", "stream": "ext://sys.stdin", "level": "LOUD", "formatter": "nope"},
+    "e": {"class": "logging.handlers.RotatingFileHandler", "filename": "e.log", "maxBytes": "1MB"}
+  }}}"#),
+            "listener.json:7:97: logging.handlers.e.maxBytes: invalid type: string \"1MB\", expected u64"
+        );
+        assert_eq!(
+            err(r#"{"logging": {"version": 2, "incremental": true,
+  "handlers": {
+    "a": {"class": "logging.FileHandler", "filename": "a.log", "mode": "r+", "encoding": "latin-1"},
+    "b": {"class": "logging.handlers.TimedRotatingFileHandler", "filename": "b.log", "when": "Q", "atTime": "3am"},
+    "c": {"class": "logging.handlers.SocketHandler", "host": "central"},
+    "d": {"class": "logging.StreamHandler", "stream": "ext://sys.stdin", "level": "LOUD", "formatter": "nope"}
+  },
+  "loggers": {"a": {"handlers": ["a", "b", "c", "d"], "filters": ["nope"]}}}}"#),
+            "listener.json:1:25: logging.version: unsupported version 2 (only 1 exists)\n\
+             listener.json:1:43: logging.incremental: incremental configuration only adjusts \
+             handlers that already exist, and a listener starts with none; remove it\n\
+             listener.json:3:72: logging.handlers.a.mode: mode \"r+\" is not supported (\"a\" to \
+             append, \"w\" to truncate)\n\
+             listener.json:3:90: logging.handlers.a.encoding: encoding \"latin-1\" is not \
+             supported (logrelay writes utf-8)\n\
+             listener.json:4:94: logging.handlers.b.when: unknown rotation interval \"Q\" \
+             (expected S, M, H, D, midnight or W0..W6)\n\
+             listener.json:4:109: logging.handlers.b.atTime: \"3am\" is not a time of day (HH:MM or HH:MM:SS)\n\
+             listener.json:5:10: logging.handlers.c: missing `port` (a number, or null to connect \
+             to the Unix socket at `host`)\n\
+             listener.json:6:55: logging.handlers.d.stream: stream \"ext://sys.stdin\" is not \
+             supported (ext://sys.stdout or ext://sys.stderr)\n\
+             listener.json:6:83: logging.handlers.d.level: unknown level \"LOUD\" (expected \
+             CRITICAL, ERROR, WARNING, INFO, DEBUG, NOTSET or a number)\n\
+             listener.json:6:104: logging.handlers.d.formatter: no formatter named \"nope\"\n\
+             listener.json:8:67: logging.loggers.a.filters[0]: no filter named \"nope\""
+        );
+    }
+}

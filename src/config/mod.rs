@@ -344,10 +344,3 @@ pub struct MetricsConfig {
     /// `host:port` to serve `/metrics` and `/health` on.
     pub address: String,
 }
-
-impl Config {
-    /// The pipeline in words, for `logrelay check` (placeholder).
-    pub fn describe(&self) -> String {
-        format!("{self:#?}\n")
-    }
-}

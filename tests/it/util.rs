@@ -145,14 +145,14 @@ impl Relay {
         assert!(st.success());
     }
 
-    /// SIGTERM and wait for exit; returns the exit code.
-    pub fn stop(mut self) -> (i32, String, Vec<u8>) {
+    /// SIGTERM and wait for exit; returns the exit code, stderr and
+    /// stdout. The temp dir lives on until the `Relay` is dropped.
+    pub fn stop(&mut self) -> (i32, String, Vec<u8>) {
         self.signal("TERM");
         let code = wait_timeout(&mut self.child, Duration::from_secs(30));
         std::thread::sleep(Duration::from_millis(50));
         let err = self.stderr();
         let out = self.stdout.lock().unwrap().clone();
-        // Keep the dir alive until here.
         (code, err, out)
     }
 }

@@ -10,7 +10,8 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 
-use super::file::{untagged_typed, Kinds, LevelFile, Named, NamedSeed, StyleName, Typed};
+use super::file::{LevelFile, StyleName};
+use super::seed::{untagged_typed, Kinds, Named, NamedSeed, Typed};
 
 /// Reads `"logging"` with the handler classes found in pass 1.
 pub struct DictSeed<'a> {

@@ -9,6 +9,14 @@ use super::file::MetricsFile;
 use super::load::Builder;
 use super::*;
 
+/// Where an input listens, as written.
+fn describe_kind(k: &InputKind) -> String {
+    match k {
+        InputKind::Tcp { address } | InputKind::Udp { address } => address.clone(),
+        InputKind::Unix { path, .. } => path.display().to_string(),
+    }
+}
+
 impl Builder<'_, '_> {
     /// Two inputs (or an input and the metrics endpoint) on one address
     /// would fail at bind time, after the config was accepted: catch it now.
@@ -30,12 +38,22 @@ impl Builder<'_, '_> {
                     ("unix", Some(Endpoint::Unix(path.clone())), "path")
                 }
             };
-            let at = if base.starts_with("inputs.") {
+            let native = base.starts_with("inputs.");
+            let at = if native {
                 format!("{base}.{key}")
             } else {
                 base
             };
-            if let Some(ep) = ep {
+            let Some(ep) = ep else { continue };
+            if !native {
+                // Report the clash at the native input, which the user
+                // wrote, rather than at a default they may not know about.
+                let owner = format!(
+                    "the cookbook listener's input ({}, from `{at}`)",
+                    describe_kind(&i.kind)
+                );
+                candidates.insert(0, (proto, ep, owner, at));
+            } else {
                 candidates.push((proto, ep, format!("input {name:?}"), at));
             }
         }

@@ -8,7 +8,7 @@ use super::address::split_host_port;
 use super::file::*;
 use super::load::{
     Builder, Origin, MAX_BUFFER_RECORDS, MAX_FILTER_TIMEOUT_MS, MAX_FLUSH_MS, MAX_FRAME_BYTES,
-    WASM_PAGE,
+    WASM32_MAX_MEMORY, WASM_PAGE,
 };
 use super::*;
 use crate::record::level_from_name;
@@ -36,7 +36,8 @@ impl Builder<'_, '_> {
         }
     }
 
-    pub(super) fn input(&mut self, path: &str, i: &InputFile) -> Option<InputConfig> {
+    /// One input, with its defaults filled in.
+    pub(super) fn input(&mut self, path: &str, i: &InputFile) -> InputConfig {
         let (kind, decoder, framing, max) = match i {
             InputFile::Tcp(t) => {
                 self.host_port(&format!("{path}.address"), &t.address, false);
@@ -88,19 +89,17 @@ impl Builder<'_, '_> {
             1,
             MAX_FRAME_BYTES,
         );
-        Some(InputConfig {
+        InputConfig {
             kind,
             decoder,
             framing,
             max_frame_bytes: usize::try_from(max_frame_bytes).unwrap_or(DEFAULT_MAX_FRAME_BYTES),
-        })
+        }
     }
 
-    pub(super) fn wasm_filter(
-        &mut self,
-        path: &str,
-        w: &WasmFilterFile,
-    ) -> Option<WasmFilterConfig> {
+    /// One WASM filter. The plugin itself is loaded by `check` and the
+    /// pipeline, not here: a config is plain data.
+    pub(super) fn wasm_filter(&mut self, path: &str, w: &WasmFilterFile) -> WasmFilterConfig {
         let plugin = self.resolve(&format!("{path}.path"), &w.path);
         if let Some(0) = w.fuel {
             self.report.error(
@@ -123,9 +122,14 @@ impl Builder<'_, '_> {
                     format!("{path}.max_memory_bytes"),
                     format!("{m} is less than one WebAssembly page ({WASM_PAGE} bytes)"),
                 );
+            } else if m > WASM32_MAX_MEMORY {
+                self.report.error(
+                    format!("{path}.max_memory_bytes"),
+                    format!("{m} is more than a 32-bit WebAssembly memory can hold ({WASM32_MAX_MEMORY} bytes)"),
+                );
             }
         }
-        Some(WasmFilterConfig {
+        WasmFilterConfig {
             path: plugin,
             config: w.config.clone().unwrap_or_else(|| serde_json::json!({})),
             fuel: w.fuel,
@@ -135,9 +139,10 @@ impl Builder<'_, '_> {
                 Some(OnErrorName::Drop) => OnError::Drop,
                 Some(OnErrorName::Pass) | None => OnError::Pass,
             },
-        })
+        }
     }
 
+    /// One output; `None` when it is too broken to describe (reported).
     pub(super) fn output(&mut self, path: &str, o: &OutputFile) -> Option<OutputConfig> {
         Some(match o {
             OutputFile::Stdout(s) => {
@@ -181,6 +186,7 @@ impl Builder<'_, '_> {
         }
     }
 
+    /// A file output: size or time rotation, never both.
     pub(super) fn file_output(&mut self, path: &str, f: &FileOutputFile) -> FileOutputConfig {
         let encoding = encoding(f.encoding);
         let text = text_format(&f.format, &f.datefmt, f.style, f.utc, DEFAULT_FORMAT);
@@ -265,6 +271,7 @@ impl Builder<'_, '_> {
         Some(t.to_string())
     }
 
+    /// A forward output: exactly one of `address` and `path`.
     pub(super) fn forward_output(
         &mut self,
         path: &str,
@@ -335,6 +342,7 @@ impl Builder<'_, '_> {
         }
     }
 
+    /// One native route; every name it uses must exist.
     pub(super) fn route(
         &mut self,
         path: &str,
@@ -344,6 +352,12 @@ impl Builder<'_, '_> {
         outputs: &BTreeMap<String, Origin>,
     ) -> RouteConfig {
         let from = r.from.as_ref().map(|from| {
+            if from.is_empty() {
+                self.report.error(
+                    format!("{path}.from"),
+                    "an empty list matches nothing; leave `from` out to take every input",
+                );
+            }
             self.names(&format!("{path}.from"), from, "input", |n| {
                 inputs.contains_key(n)
             });
@@ -402,8 +416,7 @@ impl Builder<'_, '_> {
         }
     }
 
-    /// Report every name in `list` that `exists` does not know, and an
-    /// empty `from` list.
+    /// Report every name in `list` that `exists` does not know.
     pub(super) fn names(
         &mut self,
         path: &str,
@@ -411,12 +424,6 @@ impl Builder<'_, '_> {
         what: &str,
         exists: impl Fn(&str) -> bool,
     ) {
-        if list.is_empty() && what == "input" {
-            self.report.error(
-                path,
-                "an empty list matches nothing; leave `from` out to take every input",
-            );
-        }
         for (i, n) in list.iter().enumerate() {
             if !exists(n) {
                 self.report

@@ -641,7 +641,7 @@ json.dump(got, sys.stdout)
             r#"{"port": 9030,
                 "inputs": {"json": {"type": "tcp", "address": "127.0.0.1:9031", "decoder": "json", "framing": "newline"}},
                 "outputs": {"console": {"type": "stdout"}},
-                "routes": [{"from": ["json"], "to": ["console"]}],
+                "routes": [{"from": ["json"], "to": ["console", "file"]}],
                 "logging": {"version": 1,
                             "handlers": {"file": {"class": "logging.FileHandler", "filename": "app.log", "mode": "w"}},
                             "root": {"handlers": ["file"]}}}"#,
@@ -653,11 +653,31 @@ json.dump(got, sys.stdout)
         assert_eq!(c.routes[0].from, Some(vec!["json".to_string()]));
         assert_eq!(c.routes[1].from, None);
         assert_eq!(c.routes[1].to, vec!["file".to_string()]);
+        // A native route may write to a dictConfig handler; this one
+        // overlaps the handler's own route for records from `json`.
+        assert_eq!(
+            c.routes[0].to,
+            vec!["console".to_string(), "file".to_string()]
+        );
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
         let OutputConfig::File(f) = &c.outputs["file"] else {
             panic!("not a file output")
         };
         assert!(f.truncate);
         assert_eq!(f.text.format, PYTHON_DEFAULT_FORMAT);
+    }
+
+    #[test]
+    fn error_native_input_on_the_cookbook_port() {
+        assert_eq!(
+            err(
+                r#"{"logging": {"version": 1, "handlers": {"h": {"class": "logging.StreamHandler"}},
+                                 "root": {"handlers": ["h"]}},
+"inputs": {"app": {"type": "tcp", "address": "127.0.0.1:9020"}}}"#
+            ),
+            "listener.json:3:46: inputs.app.address: TCP port 9020 is already used by the \
+             cookbook listener's input (localhost:9020, from `logging`)"
+        );
     }
 
     #[test]

@@ -67,6 +67,8 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 /// Check config text as if read from `path` (used for messages and to
 /// resolve relative paths against its directory).
 pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    // Some Windows editors start UTF-8 files with a byte order mark.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut report = Report::new(path, text);
     let probes: Probes = match run(text, std::marker::PhantomData) {
         Ok(p) => p,
@@ -212,6 +214,8 @@ pub(super) const MAX_FILTER_TIMEOUT_MS: u64 = 60_000;
 pub(super) const MAX_UNIX_PATH: usize = 107;
 /// One WebAssembly page: a smaller memory cap can never instantiate.
 pub(super) const WASM_PAGE: u64 = 65_536;
+/// All a 32-bit WebAssembly memory can address: 4 GiB.
+pub(super) const WASM32_MAX_MEMORY: u64 = 1 << 32;
 
 /// Checks the parsed file and builds the [`Config`], reporting as it goes.
 pub(super) struct Builder<'a, 'k> {
@@ -236,15 +240,18 @@ impl Builder<'_, '_> {
         let mut filters = BTreeMap::new();
         for (name, flt) in f.filters.iter().flatten() {
             let FilterFile::Wasm(w) = flt;
-            if let Some(c) = self.wasm_filter(&format!("filters.{name}"), w) {
-                filters.insert(name.clone(), FilterConfig::Wasm(c));
-            }
+            let c = self.wasm_filter(&format!("filters.{name}"), w);
+            filters.insert(name.clone(), FilterConfig::Wasm(c));
         }
         let (mut outputs, mut origins) = self.outputs(&f);
-        let mut routes = self.routes(&f, &input_paths, &origins);
+        let native: Vec<String> = origins.keys().cloned().collect();
+        // The dictConfig's handlers are outputs native routes may name too.
+        let mut dict_routes = Vec::new();
         if let Some(dict) = &f.logging {
-            self.dict_config(dict, &mut outputs, &mut origins, &mut routes);
+            self.dict_config(dict, &mut outputs, &mut origins, &mut dict_routes);
         }
+        let mut routes = self.routes(&f, &input_paths, &origins, native);
+        routes.extend(dict_routes);
 
         if input_paths.is_empty() {
             self.report.error(
@@ -305,9 +312,7 @@ impl Builder<'_, '_> {
         let mut paths = BTreeMap::new();
         for (name, i) in f.inputs.iter().flatten() {
             let path = format!("inputs.{name}");
-            if let Some(c) = self.input(&path, i) {
-                inputs.insert(name.clone(), c);
-            }
+            inputs.insert(name.clone(), self.input(&path, i));
             paths.insert(name.clone(), path);
         }
         if let Some((input, path)) = cookbook::shorthand(f, self) {
@@ -358,12 +363,14 @@ impl Builder<'_, '_> {
     }
 
     /// The native routes, or without a `routes` key one route from every
-    /// input to every native output.
+    /// input to every native output (`native`; the dictConfig's handlers
+    /// have their own routes).
     fn routes(
         &mut self,
         f: &FileConfig,
         inputs: &BTreeMap<String, String>,
         outputs: &Origins,
+        native: Vec<String>,
     ) -> Routes {
         let filters: Vec<String> = self.kinds.filters.iter().map(|(n, _)| n.clone()).collect();
         let mut routes = Vec::new();
@@ -379,9 +386,9 @@ impl Builder<'_, '_> {
                     routes.push((route, origin));
                 }
             }
-            None if !outputs.is_empty() => {
+            None if !native.is_empty() => {
                 let route = RouteConfig {
-                    to: outputs.keys().cloned().collect(),
+                    to: native,
                     ..RouteConfig::default()
                 };
                 let origin = Origin {

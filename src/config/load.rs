@@ -858,7 +858,15 @@ mod tests {
                 r#""f": {"type": "stdout", "format": "%(message"}"#,
                 ""
             )),
-            format!("listener.json:2:35: outputs.f.format: {fe}")
+            format!("listener.json:2:47: outputs.f.format: {fe}")
+        );
+        assert_eq!(
+            err(
+                r#"{"logging": {"version": 1, "formatters": {"f": {"format": "%(message"}},
+                "handlers": {"h": {"class": "logging.StreamHandler", "formatter": "f"}},
+                "root": {"handlers": ["h"]}}}"#
+            ),
+            format!("listener.json:1:59: logging.formatters.f.format: {fe}")
         );
     }
 

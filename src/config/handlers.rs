@@ -65,25 +65,22 @@ pub(super) fn handler(
             ),
         }
     }
-    let output = match h {
-        HandlerFile::Stream(s) => {
-            let stream = match s.stream.as_deref() {
-                None | Some("ext://sys.stderr") => StreamKind::Stderr,
-                Some("ext://sys.stdout") => StreamKind::Stdout,
-                Some(other) => {
-                    b.report.error(
-                        format!("{path}.stream"),
-                        format!("stream {other:?} is not supported (ext://sys.stdout or ext://sys.stderr)"),
-                    );
-                    StreamKind::Stderr
-                }
-            };
-            OutputConfig::Stream(StreamOutputConfig {
-                stream,
-                encoding: Encoding::Text,
-                text,
-            })
-        }
+    let output = output(b, path, h, text)?;
+    Some(Handler {
+        output,
+        level: level.unwrap_or(0),
+        filters: names,
+    })
+}
+
+/// The output a handler class writes to.
+fn output(b: &mut Builder, path: &str, h: &HandlerFile, text: TextFormat) -> Option<OutputConfig> {
+    Some(match h {
+        HandlerFile::Stream(s) => OutputConfig::Stream(StreamOutputConfig {
+            stream: stream(b, path, s.stream.as_deref()),
+            encoding: Encoding::Text,
+            text,
+        }),
         HandlerFile::File(f) => {
             let truncate = file_mode(b, path, f.mode.as_deref());
             encoding_utf8(b, path, f.encoding.as_deref());
@@ -101,12 +98,22 @@ pub(super) fn handler(
         }
         HandlerFile::Timed(f) => OutputConfig::File(timed(b, path, f, text)),
         HandlerFile::Socket(s) => OutputConfig::Forward(socket(b, path, s)?),
-    };
-    Some(Handler {
-        output,
-        level: level.unwrap_or(0),
-        filters: names,
     })
+}
+
+/// StreamHandler `stream`: stderr unless it names stdout, as Python.
+fn stream(b: &mut Builder, path: &str, stream: Option<&str>) -> StreamKind {
+    match stream {
+        None | Some("ext://sys.stderr") => StreamKind::Stderr,
+        Some("ext://sys.stdout") => StreamKind::Stdout,
+        Some(other) => {
+            b.report.error(
+                format!("{path}.stream"),
+                format!("stream {other:?} is not supported (ext://sys.stdout or ext://sys.stderr)"),
+            );
+            StreamKind::Stderr
+        }
+    }
 }
 
 /// FileHandler `mode`: whether the file is truncated when opened.

@@ -170,7 +170,7 @@ impl Builder<'_, '_> {
         text: &TextFormat,
     ) {
         match encoding {
-            Encoding::Text => self.check_format(&format!("{path}.format"), text),
+            Encoding::Text => self.check_format(path, text),
             Encoding::Json if format_given => self.report.warn(
                 format!("{path}.format"),
                 "ignored: this output writes JSON (`encoding: json`)",
@@ -180,9 +180,14 @@ impl Builder<'_, '_> {
     }
 
     /// Compile a format once, at load, so a bad one is a config error.
+    /// `path` is the object holding `format` and `datefmt`.
     pub(super) fn check_format(&mut self, path: &str, text: &TextFormat) {
         if let Err(e) = crate::format::Template::compile(text) {
-            self.report.error(path, e.to_string());
+            let key = match &text.datefmt {
+                Some(d) if *d == e.format && *d != text.format => "datefmt",
+                _ => "format",
+            };
+            self.report.error(format!("{path}.{key}"), e.to_string());
         }
     }
 

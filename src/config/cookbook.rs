@@ -11,7 +11,7 @@
 //! filters of that one logger, skips logger levels, then walks up the
 //! hierarchy calling every handler whose level the record reaches (after
 //! the handler's own filters), and stops after a logger with
-//! `propagate: false`. [`translate`] turns that walk into routes: one per
+//! `propagate: false`. `translate` turns that walk into routes: one per
 //! (logger, handler) pair, matching the logger's subtree minus the
 //! subtrees cut off by a `propagate: false` logger below it.
 
@@ -196,7 +196,7 @@ pub(super) fn translate(d: &DictConfig, b: &mut Builder) -> Generated {
     let mut formats: BTreeMap<&str, TextFormat> = BTreeMap::new();
     for (name, f) in d.formatters.iter().flatten() {
         let text = text_format(&f.format, &f.datefmt, f.style, None, PYTHON_DEFAULT_FORMAT);
-        b.check_format(&format!("logging.formatters.{name}.format"), &text);
+        b.check_format(&format!("logging.formatters.{name}"), &text);
         formats.insert(name, text);
     }
     let mut filters: BTreeMap<&str, String> = BTreeMap::new();

@@ -13,7 +13,9 @@
 //! the handler's own filters), and stops after a logger with
 //! `propagate: false`. `translate` turns that walk into routes: one per
 //! (logger, handler) pair, matching the logger's subtree minus the
-//! subtrees cut off by a `propagate: false` logger below it.
+//! subtrees cut off by a `propagate: false` logger below it. Records that
+//! meet no handler at all go, as in Python, to `logging.lastResort`
+//! (stderr, WARNING and above): an output named [`LAST_RESORT`].
 
 use std::collections::BTreeMap;
 
@@ -31,6 +33,13 @@ pub const INPUT_NAME: &str = "cookbook";
 /// The format of a dictConfig handler without a formatter, as Python's
 /// `logging.Formatter()`.
 pub const PYTHON_DEFAULT_FORMAT: &str = "%(message)s";
+
+/// The output standing for Python's `logging.lastResort` (stderr,
+/// `%(message)s`), added when some records would meet no handler.
+pub const LAST_RESORT: &str = "lastResort";
+
+/// `logging.lastResort.level`: WARNING.
+const LAST_RESORT_LEVEL: i64 = 30;
 
 /// Pass 1 inside `logging`: check the `class` and `()` keys, so pass 2
 /// knows which struct each handler is and skips what is reported.
@@ -239,7 +248,63 @@ pub(super) fn translate(d: &DictConfig, b: &mut Builder) -> Generated {
             ));
         }
     }
+    let last_resort = last_resort(&loggers);
+    let taken = b.kinds.handlers.iter().any(|(n, _)| n == LAST_RESORT);
+    if !last_resort.is_empty() && !taken {
+        let origin = || Origin {
+            path: "logging".to_string(),
+            warn_unused: false,
+        };
+        let output = OutputConfig::Stream(StreamOutputConfig {
+            stream: StreamKind::Stderr,
+            encoding: Encoding::Text,
+            text: TextFormat {
+                format: PYTHON_DEFAULT_FORMAT.to_string(),
+                ..TextFormat::default()
+            },
+        });
+        out.outputs
+            .push((LAST_RESORT.to_string(), output, origin()));
+        out.routes
+            .extend(last_resort.into_iter().map(|r| (r, origin())));
+    }
     out
+}
+
+/// Python's `logging.lastResort`: a record whose walk up the hierarchy
+/// meets no handler at all is written to stderr as `%(message)s` if it is
+/// WARNING or above. A walk starts at the record's logger and ends at root
+/// or at the first logger with `propagate: false` (a "stop"); so for each
+/// stop without handlers of its own, the records that reach it having met
+/// no handler are its subtree, minus the subtrees of stops below it, minus
+/// the subtrees of loggers with handlers in between.
+fn last_resort(all: &[Logger]) -> Vec<RouteConfig> {
+    use crate::record::logger_matches;
+    let mut routes = Vec::new();
+    for stop in all.iter().filter(|l| l.name.is_empty() || !l.propagate) {
+        if !stop.handlers.is_empty() {
+            continue;
+        }
+        let (mut exclude_loggers, logger_filters) = region(stop, all);
+        for m in all {
+            let inside = m.name != stop.name
+                && logger_matches(&stop.name, &m.name)
+                && !exclude_loggers.iter().any(|e| logger_matches(e, &m.name));
+            if inside && !m.handlers.is_empty() {
+                exclude_loggers.push(m.name.clone());
+            }
+        }
+        routes.push(RouteConfig {
+            from: None,
+            loggers: (!stop.name.is_empty()).then(|| vec![stop.name.clone()]),
+            exclude_loggers,
+            logger_filters,
+            min_level: Some(LAST_RESORT_LEVEL),
+            to: vec![LAST_RESORT.to_string()],
+            ..RouteConfig::default()
+        });
+    }
+    routes
 }
 
 /// The configured loggers, root included (as `""`), deepest first: the
@@ -310,31 +375,53 @@ fn loggers(b: &mut Builder, d: &DictConfig, filters: &BTreeMap<&str, String>) ->
         });
     }
     out.sort_by_key(|l| std::cmp::Reverse(l.name.split('.').count()));
-    out.extend(root);
+    // Root always exists, configured or not.
+    out.push(root.unwrap_or(Logger {
+        name: String::new(),
+        propagate: true,
+        filters: Vec::new(),
+        handlers: Vec::new(),
+    }));
     out
 }
 
 /// The route for handler `h` attached to logger `l`.
 fn route(l: &Logger, h: &str, handler: &Handler, all: &[Logger]) -> RouteConfig {
+    let (exclude_loggers, logger_filters) = region(l, all);
+    RouteConfig {
+        from: None,
+        loggers: (!l.name.is_empty()).then(|| vec![l.name.clone()]),
+        exclude_loggers,
+        name_filters: handler.filters.clone(),
+        logger_filters,
+        min_level: Some(handler.level),
+        filters: Vec::new(),
+        to: vec![h.to_string()],
+    }
+}
+
+/// The records whose walk reaches logger `l`: its subtree minus the
+/// subtrees cut off by a `propagate: false` logger below it (returned as
+/// `exclude_loggers`), and the logger filters that apply on the way.
+fn region(l: &Logger, all: &[Logger]) -> (Vec<String>, Vec<(String, String)>) {
     use crate::record::logger_matches;
     let below = |m: &Logger| m.name != l.name && logger_matches(&l.name, &m.name);
-    // Loggers below `l` that stop propagation cut their subtree off `l`;
-    // a cut inside another cut adds nothing.
+    // A cut inside another cut adds nothing.
     let cuts: Vec<&str> = all
         .iter()
         .filter(|m| below(m) && !m.propagate)
         .map(|m| m.name.as_str())
         .collect();
-    let exclude_loggers: Vec<String> = cuts
+    let exclude: Vec<String> = cuts
         .iter()
         .filter(|c| !cuts.iter().any(|o| o != *c && logger_matches(o, c)))
         .map(|c| c.to_string())
         .collect();
     let reaches = |m: &Logger| {
-        (m.name == l.name || below(m))
-            && !exclude_loggers.iter().any(|e| logger_matches(e, &m.name))
+        (m.name == l.name || below(m)) && !exclude.iter().any(|e| logger_matches(e, &m.name))
     };
-    // A logger's own filters only apply to records logged on it by name.
+    // A logger's own filters only apply to records logged on it by name
+    // (`Logger.handle` filters, then `callHandlers` walks up unfiltered).
     let mut logger_filters = Vec::new();
     for m in all.iter().filter(|m| reaches(m)) {
         for f in &m.filters {
@@ -346,16 +433,7 @@ fn route(l: &Logger, h: &str, handler: &Handler, all: &[Logger]) -> RouteConfig 
             }
         }
     }
-    RouteConfig {
-        from: None,
-        loggers: (!l.name.is_empty()).then(|| vec![l.name.clone()]),
-        exclude_loggers,
-        name_filters: handler.filters.clone(),
-        logger_filters,
-        min_level: Some(handler.level),
-        filters: Vec::new(),
-        to: vec![h.to_string()],
-    }
+    (exclude, logger_filters)
 }
 
 #[cfg(test)]
@@ -399,10 +477,9 @@ mod tests {
 import json, logging, logging.config, os, sys
 spec = json.load(sys.stdin)
 os.chdir(spec["dir"])
-logging.lastResort = None
-logging.raiseExceptions = False
 logging.config.dictConfig(spec["config"])
 got = []
+logging.lastResort.emit = lambda record: got.append(["lastResort", record.idx])
 for name, h in list(logging._handlers.items()):
     h.emit = (lambda n: lambda record: got.append([n, record.idx]))(name)
 for i, (name, level) in enumerate(spec["records"]):
@@ -581,6 +658,36 @@ json.dump(got, sys.stdout)
             },
             "root": {"handlers": ["top", "mid"]}
         }));
+    }
+
+    #[test]
+    fn records_meeting_no_handler_go_to_last_resort_as_in_python() {
+        let c = compare(serde_json::json!({
+            "version": 1,
+            "filters": {"fa": {"name": "a.b"}},
+            "handlers": {"h": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout"}},
+            "loggers": {
+                "a": {"handlers": ["h"]},
+                "a.b": {"propagate": false, "filters": ["fa"]},
+                "a.b.c": {"handlers": ["h"]},
+                "x.y": {"propagate": false}
+            }
+        }));
+        assert_eq!(
+            c.outputs[LAST_RESORT],
+            OutputConfig::Stream(StreamOutputConfig {
+                stream: StreamKind::Stderr,
+                encoding: Encoding::Text,
+                text: TextFormat {
+                    format: "%(message)s".into(),
+                    ..TextFormat::default()
+                },
+            })
+        );
+        // Python's cookbook config gives root a handler: no lastResort.
+        let text = include_str!("../../config/cookbook.json");
+        let c = crate::config::parse(text, Path::new("l.json")).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!c.outputs.contains_key(LAST_RESORT));
     }
 
     fn err(text: &str) -> String {

@@ -204,7 +204,14 @@ pub(super) fn translate(d: &DictConfig, b: &mut Builder) -> Generated {
 
     let mut formats: BTreeMap<&str, TextFormat> = BTreeMap::new();
     for (name, f) in d.formatters.iter().flatten() {
-        let text = text_format(&f.format, &f.datefmt, f.style, None, PYTHON_DEFAULT_FORMAT);
+        if f.format.is_some() && f.fmt.is_some() {
+            b.report.error(
+                format!("logging.formatters.{name}.fmt"),
+                "give `format` or `fmt`, not both",
+            );
+        }
+        let format = f.format.clone().or_else(|| f.fmt.clone());
+        let text = text_format(&format, &f.datefmt, f.style, None, PYTHON_DEFAULT_FORMAT);
         b.check_format(&format!("logging.formatters.{name}"), &text);
         formats.insert(name, text);
     }
@@ -591,16 +598,20 @@ json.dump(got, sys.stdout)
 
     #[test]
     fn propagation_levels_and_filters_match_python() {
-        compare(serde_json::json!({
+        let c = compare(serde_json::json!({
             "version": 1,
             "disable_existing_loggers": false,
-            "formatters": {"plain": {"format": "%(name)s %(message)s"}},
+            "formatters": {
+                "plain": {"format": "%(name)s %(message)s"},
+                "factory": {"()": "logging.Formatter", "fmt": "%(levelname)s %(message)s"}
+            },
             "filters": {
                 "fa": {"name": "a"}, "fb": {"name": "a.b.c"},
                 "fall": {}, "froot": {"()": "logging.Filter", "name": "root"}
             },
             "handlers": {
-                "h1": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout", "level": "INFO"},
+                "h1": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout", "level": "INFO",
+                       "formatter": "factory"},
                 "h2": {"class": "logging.FileHandler", "filename": "run/h2.log", "filters": ["fa"]},
                 "h3": {"class": "logging.handlers.RotatingFileHandler", "filename": "run/h3.log",
                        "maxBytes": 100, "backupCount": 2, "level": 30, "formatter": "plain"},
@@ -619,6 +630,22 @@ json.dump(got, sys.stdout)
             },
             "root": {"handlers": ["h3", "h4", "h5"], "filters": ["froot"], "level": "WARNING"}
         }));
+        let OutputConfig::Stream(h1) = &c.outputs["h1"] else {
+            panic!("h1 is not a stream output")
+        };
+        assert_eq!(h1.stream, StreamKind::Stdout);
+        assert_eq!(h1.text.format, "%(levelname)s %(message)s");
+        let OutputConfig::Forward(h4) = &c.outputs["h4"] else {
+            panic!("h4 is not a forward output")
+        };
+        assert!(matches!(&h4.target, ForwardTarget::Unix(p) if p.ends_with("run/s.sock")));
+        let OutputConfig::File(h5) = &c.outputs["h5"] else {
+            panic!("h5 is not a file output")
+        };
+        assert_eq!(
+            (h5.when, h5.interval, h5.backup_count),
+            (Some(When::Midnight), 1, 0)
+        );
     }
 
     #[test]

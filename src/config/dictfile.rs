@@ -120,6 +120,9 @@ pub struct DictConfig {
 pub struct FormatterFile {
     /// `"format": "%(asctime)s %(levelname)s %(message)s"` (default `%(message)s`, as Python).
     pub format: Option<String>,
+    /// `"fmt": "%(message)s"`: the same, as spelled with a `"()"` factory
+    /// (whose keys are the constructor's arguments).
+    pub fmt: Option<String>,
     /// `"datefmt": "%Y-%m-%d %H:%M:%S"`.
     pub datefmt: Option<String>,
     /// `"style": "%"` (default) | `"{"` | `"$"`.

@@ -74,10 +74,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         Ok(p) => p,
         Err(e) => {
             report.serde(e);
-            return Err(report
-                .finish()
-                .err()
-                .unwrap_or(ConfigError::Invalid(Vec::new())));
+            return Err(report.into_error());
         }
     };
     let kinds = kinds(&probes, &mut report);
@@ -85,10 +82,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         Ok(f) => f,
         Err(e) => {
             report.serde(e);
-            return Err(report
-                .finish()
-                .err()
-                .unwrap_or(ConfigError::Invalid(Vec::new())));
+            return Err(report.into_error());
         }
     };
     let dir = path.parent().unwrap_or(Path::new("")).to_path_buf();

@@ -14,8 +14,8 @@
 use wasmtime::{bail, Caller, ExternType, Linker, Memory, Module, Result, ValType};
 
 use super::instance::HostState;
-use super::json;
 use super::FilterError;
+use crate::codec::json;
 use crate::record::{Fields, Str, Value};
 
 /// The import module of ABI v1.

@@ -25,7 +25,6 @@
 mod abi;
 mod engine;
 mod instance;
-mod json;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

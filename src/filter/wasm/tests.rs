@@ -372,3 +372,125 @@ fn load_errors_name_the_problem() {
         "{e}"
     );
 }
+
+/// An example plugin from plugins/, as built by plugins/build.sh.
+fn plugin(name: &str, config: serde_json::Value) -> Result<WasmFilter, FilterError> {
+    let mut c = WasmFilterConfig {
+        path: PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("plugins")
+            .join(name)
+            .join(format!("{name}.wasm")),
+        ..self::config("noop.wat")
+    };
+    c.config = config;
+    WasmFilter::load(name, &c)
+}
+
+fn log_record(name: &str, levelno: i64, msg: &str) -> Record {
+    record(&[
+        ("name", Value::str(name)),
+        ("msg", Value::str(msg)),
+        ("levelno", Value::Int(levelno)),
+        ("exc_text", Value::None),
+    ])
+}
+
+#[test]
+fn example_level_filter_applies_per_logger_thresholds() {
+    let f = plugin(
+        "level",
+        serde_json::json!({"min_level": "WARNING", "loggers": {"payments": "DEBUG", "payments.audit": 50}}),
+    )
+    .unwrap();
+    let cases = [
+        ("app", 20, Verdict::Drop),
+        ("app", 30, Verdict::Keep),
+        ("payments", 10, Verdict::Keep),
+        ("payments.api", 10, Verdict::Keep),
+        ("paymentsx", 20, Verdict::Drop),
+        ("payments.audit.x", 40, Verdict::Drop),
+        ("payments.audit", 50, Verdict::Keep),
+    ];
+    for (name, level, verdict) in cases {
+        assert_eq!(
+            f.apply(&mut log_record(name, level, "m")),
+            verdict,
+            "{name} {level}"
+        );
+    }
+    assert_eq!(f.errors(), 0);
+    let e = plugin("level", serde_json::json!({"min_level": "LOUD"}))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("filter level: the plugin's init() returned 1"),
+        "{e}"
+    );
+}
+
+#[test]
+fn example_redact_masks_cards_emails_and_tokens() {
+    let f = plugin("redact", serde_json::Value::Null).unwrap();
+    let mut r = log_record(
+        "app",
+        20,
+        "paid with 4111 1111 1111 1111 by jane@example.com, Authorization: Bearer abc.DEF-123",
+    );
+    r.set(
+        "exc_text",
+        Value::str("Traceback...\nValueError: 5500-0055-5555-5559"),
+    );
+    assert_eq!(f.apply(&mut r), Verdict::Keep);
+    assert_eq!(
+        r.get("msg"),
+        Some(&Value::str(
+            "paid with **** **** **** 1111 by [email], Authorization: Bearer [token]"
+        ))
+    );
+    assert_eq!(
+        r.get("exc_text"),
+        Some(&Value::str("Traceback...\nValueError: ****-****-****-5559"))
+    );
+    // Nothing secret: the record is untouched (exc_text stays None).
+    let mut clean = log_record("app", 20, "order 1234 shipped");
+    f.apply(&mut clean);
+    assert_eq!(clean, log_record("app", 20, "order 1234 shipped"));
+}
+
+#[test]
+fn example_sample_keeps_one_in_n_per_logger() {
+    let f = plugin(
+        "sample",
+        serde_json::json!({"n": 3, "always_keep_level": "ERROR"}),
+    )
+    .unwrap();
+    let verdicts: Vec<Verdict> = (0..7)
+        .map(|_| f.apply(&mut log_record("a", 20, "m")))
+        .collect();
+    use Verdict::{Drop as D, Keep as K};
+    assert_eq!(verdicts, [K, D, D, K, D, D, K]);
+    assert_eq!(f.apply(&mut log_record("b", 20, "m")), K);
+    assert_eq!(f.apply(&mut log_record("a", 40, "m")), K);
+    assert_eq!(f.apply(&mut log_record("a", 20, "m")), D);
+}
+
+#[test]
+fn example_enrich_adds_config_fields_without_overwriting() {
+    let f = plugin(
+        "enrich",
+        serde_json::json!({"fields": {"hostname": "web-1", "env": "prod", "shard": 7}}),
+    )
+    .unwrap();
+    let mut r = log_record("app", 20, "m");
+    r.set("env", Value::str("staging"));
+    f.apply(&mut r);
+    assert_eq!(r.get("hostname"), Some(&Value::str("web-1")));
+    assert_eq!(r.get("env"), Some(&Value::str("staging")));
+    assert_eq!(r.get("shard"), Some(&Value::Int(7)));
+    let e = plugin("enrich", serde_json::json!({}))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("init() returned 1"), "{e}");
+}

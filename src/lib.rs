@@ -14,8 +14,17 @@
 //! [`config`] reads `listener.json`; [`pipeline::reload`] swaps pipelines
 //! live; [`shutdown`] coordinates a graceful stop.
 
+pub mod cli;
 pub mod codec;
 pub mod config;
 pub mod filter;
 pub mod format;
+pub mod input;
+pub mod metrics;
+pub mod output;
+pub mod pipeline;
+pub mod ratelimit;
 pub mod record;
+pub mod run;
+pub mod server;
+pub mod watch;

@@ -1,1 +1,44 @@
-fn main() {}
+//! The `logrelay` binary: parse arguments, set up diagnostics, run.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use logrelay::cli::{Cli, Command, DEFAULT_CONFIG};
+use logrelay::run::{self, ConfigSource};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Diagnostics go to stderr, never into a stdout output.
+    let filter = match &cli.log_level {
+        Some(level) => EnvFilter::try_new(level),
+        None => EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new("info")),
+    };
+    let filter = match filter {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("invalid --log-level / RUST_LOG: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let source = ConfigSource {
+        explicit: cli.config.is_some(),
+        path: cli.config.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG)),
+    };
+    match cli.command {
+        Some(Command::Check) => run::check(&source),
+        None => match tokio::runtime::Runtime::new() {
+            Ok(rt) => rt.block_on(run::run(source)),
+            Err(e) => {
+                eprintln!("cannot start the runtime: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}

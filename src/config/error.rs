@@ -1,7 +1,18 @@
 //! Config errors: one message naming the file, the line:column or the JSON
 //! path of the field, and what is wrong.
+//!
+//! Every problem is one line, `FILE:LINE:COL: PATH: WHAT`
+//! (`listener.json:5:16: inputs.app.address: invalid type: integer
+//! `70000`, expected a string`). Parse errors take their position from
+//! serde_json; problems found by the checks after parsing look their JSON
+//! path up in a map built by a small scanner over the text, falling back
+//! to the nearest enclosing value that is in the file, or to no position
+//! for things that are not in the file (defaults).
 
-use std::path::PathBuf;
+use std::cell::OnceCell;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
 
 /// Why a config could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -18,4 +29,334 @@ pub enum ConfigError {
     /// (`listener.json:5:16: inputs.app.port: ...`).
     #[error("{}", .0.join("\n"))]
     Invalid(Vec<String>),
+}
+
+/// One problem, before it is formatted.
+#[derive(Debug)]
+struct Problem {
+    pos: Option<(usize, usize)>,
+    path: String,
+    what: String,
+}
+
+/// Collects the problems (and warnings) found in one config text, so they
+/// are all reported at once.
+pub(crate) struct Report<'a> {
+    file: &'a Path,
+    text: &'a str,
+    positions: OnceCell<HashMap<String, (usize, usize)>>,
+    errors: Vec<Problem>,
+    warnings: Vec<Problem>,
+}
+
+impl<'a> Report<'a> {
+    /// A report about `text`, read from `file`.
+    pub(crate) fn new(file: &'a Path, text: &'a str) -> Report<'a> {
+        Report {
+            file,
+            text,
+            positions: OnceCell::new(),
+            errors: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Record an error about the value at `path` (`inputs.app.address`).
+    pub(crate) fn error(&mut self, path: impl Into<String>, what: impl Into<String>) {
+        let p = self.problem(path.into(), what.into());
+        self.errors.push(p);
+    }
+
+    /// Record a warning about the value at `path`.
+    pub(crate) fn warn(&mut self, path: impl Into<String>, what: impl Into<String>) {
+        let p = self.problem(path.into(), what.into());
+        self.warnings.push(p);
+    }
+
+    /// Record a serde error, with serde_json's own position.
+    pub(crate) fn serde(&mut self, err: serde_path_to_error::Error<serde_json::Error>) {
+        // serde_path_to_error spells "no path" `.` and a segment it could
+        // not name (a syntax error after a key) `?`: neither helps a reader.
+        let path = err.path().to_string();
+        let path = path.trim_end_matches('?').trim_end_matches('.');
+        let path = if path == "." {
+            String::new()
+        } else {
+            path.to_string()
+        };
+        let inner = err.into_inner();
+        let (line, column) = (inner.line(), inner.column());
+        let mut what = inner.to_string();
+        // serde_json appends the position to its message; we put it in front.
+        let suffix = format!(" at line {line} column {column}");
+        if let Some(stripped) = what.strip_suffix(&suffix) {
+            what = stripped.to_string();
+        }
+        let pos = (line > 0).then_some((line, column.max(1)));
+        self.errors.push(Problem { pos, path, what });
+    }
+
+    fn problem(&self, path: String, what: String) -> Problem {
+        // A problem with the whole file has no useful position.
+        let pos = if path.is_empty() {
+            None
+        } else {
+            self.position(&path)
+        };
+        Problem { pos, path, what }
+    }
+
+    /// Where the value at `path` starts, or the nearest enclosing value.
+    fn position(&self, path: &str) -> Option<(usize, usize)> {
+        let map = self.positions.get_or_init(|| positions(self.text));
+        let mut p = path;
+        loop {
+            if let Some(pos) = map.get(p) {
+                return Some(*pos);
+            }
+            // Drop the last segment: `a.b[2]` -> `a.b` -> `a`.
+            let cut = if p.ends_with(']') {
+                p.rfind('[')
+            } else {
+                p.rfind('.')
+            };
+            match cut {
+                Some(i) if i > 0 => p = &p[..i],
+                _ => return None,
+            }
+        }
+    }
+
+    fn line(&self, p: &Problem) -> String {
+        let mut s = self.file.display().to_string();
+        if let Some((line, col)) = p.pos {
+            let _ = write!(s, ":{line}:{col}");
+        }
+        s.push_str(": ");
+        if !p.path.is_empty() {
+            s.push_str(&p.path);
+            s.push_str(": ");
+        }
+        s.push_str(&p.what);
+        s
+    }
+
+    /// The errors as a [`ConfigError`], or the formatted warnings when
+    /// there is none. Both are sorted by position, in reading order;
+    /// problems without one (about the file as a whole) come last.
+    pub(crate) fn finish(mut self) -> Result<Vec<String>, ConfigError> {
+        let key = |p: &Problem| p.pos.map_or((1, usize::MAX, 0), |(l, c)| (0, l, c));
+        self.errors.sort_by_key(key);
+        self.warnings.sort_by_key(key);
+        if self.errors.is_empty() {
+            Ok(self.warnings.iter().map(|p| self.line(p)).collect())
+        } else {
+            Err(ConfigError::Invalid(
+                self.errors.iter().map(|p| self.line(p)).collect(),
+            ))
+        }
+    }
+}
+
+/// Map every JSON path in `text` to the 1-based line and column (in
+/// characters) where its value starts. Paths are spelled as
+/// `serde_path_to_error` spells them: `routes[0].to[1]`. Only called on
+/// text serde_json has already accepted; on anything else it stops early
+/// and returns what it found.
+fn positions(text: &str) -> HashMap<String, (usize, usize)> {
+    let mut s = Scanner {
+        text,
+        b: text.as_bytes(),
+        i: 0,
+        line: 1,
+        line_start: 0,
+        map: HashMap::new(),
+    };
+    s.value(String::new(), 0);
+    s.map
+}
+
+struct Scanner<'t> {
+    text: &'t str,
+    b: &'t [u8],
+    i: usize,
+    line: usize,
+    line_start: usize,
+    map: HashMap<String, (usize, usize)>,
+}
+
+impl Scanner<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    fn ws(&mut self) {
+        while let Some(c) = self.peek() {
+            match c {
+                b'\n' => {
+                    self.line += 1;
+                    self.line_start = self.i + 1;
+                }
+                b' ' | b'\t' | b'\r' => {}
+                _ => return,
+            }
+            self.i += 1;
+        }
+    }
+
+    fn pos(&self) -> (usize, usize) {
+        let col = self
+            .text
+            .get(self.line_start..self.i)
+            .map_or(0, |s| s.chars().count());
+        (self.line, col + 1)
+    }
+
+    /// Scan one value; false when the text is not JSON after all.
+    fn value(&mut self, path: String, depth: usize) -> bool {
+        self.ws();
+        if depth > 256 {
+            return false;
+        }
+        let pos = self.pos();
+        let first = self.peek();
+        self.map.entry(path.clone()).or_insert(pos);
+        match first {
+            Some(b'{') => self.object(&path, depth),
+            Some(b'[') => self.array(&path, depth),
+            Some(b'"') => self.string().is_some(),
+            Some(_) => {
+                while let Some(c) = self.peek() {
+                    if matches!(c, b',' | b']' | b'}' | b' ' | b'\t' | b'\r' | b'\n') {
+                        break;
+                    }
+                    self.i += 1;
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn object(&mut self, path: &str, depth: usize) -> bool {
+        self.i += 1;
+        loop {
+            self.ws();
+            match self.peek() {
+                Some(b'}') => {
+                    self.i += 1;
+                    return true;
+                }
+                Some(b'"') => {}
+                _ => return false,
+            }
+            let Some(key) = self.string() else {
+                return false;
+            };
+            self.ws();
+            if self.peek() != Some(b':') {
+                return false;
+            }
+            self.i += 1;
+            let child = if path.is_empty() {
+                key
+            } else {
+                format!("{path}.{key}")
+            };
+            if !self.value(child, depth + 1) {
+                return false;
+            }
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b'}') => {
+                    self.i += 1;
+                    return true;
+                }
+                _ => return false,
+            }
+        }
+    }
+
+    fn array(&mut self, path: &str, depth: usize) -> bool {
+        self.i += 1;
+        let mut index = 0;
+        loop {
+            self.ws();
+            if self.peek() == Some(b']') {
+                self.i += 1;
+                return true;
+            }
+            if !self.value(format!("{path}[{index}]"), depth + 1) {
+                return false;
+            }
+            index += 1;
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b']') => {
+                    self.i += 1;
+                    return true;
+                }
+                _ => return false,
+            }
+        }
+    }
+
+    /// Scan a string literal and return its value.
+    fn string(&mut self) -> Option<String> {
+        let start = self.i;
+        self.i += 1;
+        loop {
+            match self.peek()? {
+                b'\\' => self.i += 2,
+                b'"' => {
+                    self.i += 1;
+                    break;
+                }
+                _ => self.i += 1,
+            }
+        }
+        serde_json::from_str(self.text.get(start..self.i)?).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_follow_serde_path_spelling() {
+        let text = "{\n  \"a\": {\"b\": [1, {\"c\": \"x\\\"y\"}]},\n  \"é\": 2\n}";
+        let m = positions(text);
+        assert_eq!(m.get("a"), Some(&(2, 8)));
+        assert_eq!(m.get("a.b"), Some(&(2, 14)));
+        assert_eq!(m.get("a.b[0]"), Some(&(2, 15)));
+        assert_eq!(m.get("a.b[1].c"), Some(&(2, 24)));
+        assert_eq!(m.get("é"), Some(&(3, 8)));
+    }
+
+    #[test]
+    fn positions_never_panic_on_garbage() {
+        for text in [
+            "",
+            "{",
+            "[1,",
+            "{\"a\"",
+            "{\"a\":",
+            "\"\\",
+            "{\"a\":1 x}",
+            "]]]",
+        ] {
+            let _ = positions(text);
+        }
+    }
+
+    #[test]
+    fn position_falls_back_to_enclosing_value() {
+        let text = "{\"routes\": [{\"to\": []}]}";
+        let r = Report::new(Path::new("l.json"), text);
+        assert_eq!(r.position("routes[0].from"), Some((1, 13)));
+        assert_eq!(r.position("nothing"), None);
+    }
 }

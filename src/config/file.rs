@@ -1,1 +1,735 @@
-//! The serde mirror of `listener.json` (placeholder).
+//! The serde mirror of `listener.json`: what the file may say, field by
+//! field, before any check that spans fields.
+//!
+//! Components are tagged by a key (`"type"` for inputs, filters and
+//! outputs; `"class"` for dictConfig handlers). `#[serde(tag = "type")]`
+//! would buffer each object and lose the position and the field path of
+//! errors, so the file is read in two passes over the same text:
+//!
+//! 1. [`Probes`] reads only the tags (and dictConfig `()` factories),
+//!    ignoring every other key;
+//! 2. [`FileSeed`] reads the whole file through `serde_path_to_error`,
+//!    deserializing each component straight into the struct of its kind
+//!    ([`NamedSeed`]), so an error inside it still carries serde_json's
+//!    line:column and the full path (`outputs.file.max_bytes`).
+//!
+//! Every struct denies unknown fields. No `flatten` (it disables
+//! `deny_unknown_fields`): keys shared by several kinds are repeated.
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde::Deserialize;
+
+pub use super::dictfile::*;
+
+// ---------------------------------------------------------------------------
+// Pass 1: tags only.
+
+/// The tag keys of one component object, everything else ignored.
+#[derive(Debug, Default)]
+pub struct Probe {
+    /// `"type"` (native components).
+    pub kind: Option<String>,
+    /// `"class"` (dictConfig handlers and formatters).
+    pub class: Option<String>,
+    /// `"()"`: a dictConfig user factory.
+    pub factory: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for Probe {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Probe, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Probe;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Probe, A::Error> {
+                let mut p = Probe::default();
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "type" => p.kind = Some(map.next_value()?),
+                        "class" => p.class = Some(map.next_value()?),
+                        "()" => p.factory = Some(map.next_value()?),
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(p)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// A JSON object of named things, in file order, read as a list so that a
+/// name given twice is an error rather than silently the last one.
+#[derive(Debug)]
+pub struct Named<T>(pub Vec<(String, T)>);
+
+impl<T> Default for Named<T> {
+    fn default() -> Self {
+        Named(Vec::new())
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Named<T> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = Named<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object of named entries")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Named<T>, A::Error> {
+                let mut out: Vec<(String, T)> = Vec::new();
+                while let Some(name) = map.next_key::<String>()? {
+                    if out.iter().any(|(n, _)| *n == name) {
+                        return Err(de::Error::custom(format_args!("duplicate name `{name}`")));
+                    }
+                    let value = map.next_value()?;
+                    out.push((name, value));
+                }
+                Ok(Named(out))
+            }
+        }
+        d.deserialize_map(V(PhantomData))
+    }
+}
+
+/// Pass 1 over the whole file: the tags of every component.
+#[derive(Debug, Default, Deserialize)]
+#[serde(expecting = "a JSON object (the listener config)")]
+pub struct Probes {
+    /// Tags of `inputs`.
+    #[serde(default)]
+    pub inputs: Option<Named<Probe>>,
+    /// Tags of `filters`.
+    #[serde(default)]
+    pub filters: Option<Named<Probe>>,
+    /// Tags of `outputs`.
+    #[serde(default)]
+    pub outputs: Option<Named<Probe>>,
+    /// Tags inside the dictConfig.
+    #[serde(default)]
+    pub logging: Option<LoggingProbes>,
+}
+
+/// Pass 1 inside `logging`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(expecting = "a logging.config.dictConfig object")]
+pub struct LoggingProbes {
+    /// `formatters`: `()` / `class`.
+    #[serde(default)]
+    pub formatters: Option<Named<Probe>>,
+    /// `filters`: `()`.
+    #[serde(default)]
+    pub filters: Option<Named<Probe>>,
+    /// `handlers`: `class` / `()`.
+    #[serde(default)]
+    pub handlers: Option<Named<Probe>>,
+}
+
+// ---------------------------------------------------------------------------
+// Pass 2: dispatch on the kinds found in pass 1.
+
+/// A component whose struct depends on a tag read in pass 1.
+pub trait Typed: Sized {
+    /// The tag, resolved.
+    type Kind: Copy;
+    /// Read the value under the current key of `map` as the struct of `kind`.
+    fn next_value<'de, A: MapAccess<'de>>(kind: Self::Kind, map: &mut A) -> Result<Self, A::Error>;
+}
+
+/// Deserializes `{name: component}` using the kinds pass 1 found, in the
+/// same order. A component whose kind is `None` (its tag was wrong, and
+/// that is already reported) is skipped.
+pub struct NamedSeed<'a, T: Typed> {
+    /// One entry per name, in file order.
+    pub kinds: &'a [(String, Option<T::Kind>)],
+}
+
+impl<'de, T: Typed> DeserializeSeed<'de> for NamedSeed<'_, T> {
+    type Value = Vec<(String, T)>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de, T: Typed> Visitor<'de> for NamedSeed<'_, T> {
+    type Value = Vec<(String, T)>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object of named entries")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while let Some(name) = map.next_key::<String>()? {
+            let kind = match self.kinds.get(i) {
+                Some((n, k)) if *n == name => *k,
+                _ => return Err(de::Error::custom("the file changed between two reads")),
+            };
+            i += 1;
+            match kind {
+                Some(kind) => out.push((name, T::next_value(kind, &mut map)?)),
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A plain struct read through [`NamedSeed`]: the kind only says whether
+/// to read it (`Some(())`) or skip it.
+macro_rules! untagged_typed {
+    ($t:ty) => {
+        impl Typed for $t {
+            type Kind = ();
+            fn next_value<'de, A: MapAccess<'de>>(_: (), map: &mut A) -> Result<Self, A::Error> {
+                map.next_value()
+            }
+        }
+    };
+}
+pub(crate) use untagged_typed;
+
+/// The tags found in pass 1, resolved, that pass 2 dispatches on.
+#[derive(Debug, Default)]
+pub struct Kinds {
+    /// Input kinds by name.
+    pub inputs: Vec<(String, Option<InputType>)>,
+    /// Filter kinds by name.
+    pub filters: Vec<(String, Option<FilterType>)>,
+    /// Output kinds by name.
+    pub outputs: Vec<(String, Option<OutputType>)>,
+    /// dictConfig formatters to read (`None`: a factory, reported).
+    pub formatters: Vec<(String, Option<()>)>,
+    /// dictConfig filters to read.
+    pub dict_filters: Vec<(String, Option<()>)>,
+    /// dictConfig handler classes.
+    pub handlers: Vec<(String, Option<HandlerClass>)>,
+}
+
+/// Pass 2 over the whole file, given the kinds from pass 1.
+pub struct FileSeed<'a> {
+    /// What pass 1 found.
+    pub kinds: &'a Kinds,
+}
+
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "snake_case")]
+enum TopKey {
+    Inputs,
+    Filters,
+    Outputs,
+    Routes,
+    DrainSeconds,
+    ShutdownTimeoutMs,
+    Metrics,
+    Port,
+    Host,
+    Socket,
+    Logging,
+}
+
+/// Store `value` in `slot`, refusing a key given twice (serde_json keeps
+/// the last; a config that says two things should say which).
+fn once<E: de::Error, T>(slot: &mut Option<T>, value: T, key: &'static str) -> Result<(), E> {
+    if slot.is_some() {
+        return Err(E::duplicate_field(key));
+    }
+    *slot = Some(value);
+    Ok(())
+}
+
+impl<'de> DeserializeSeed<'de> for FileSeed<'_> {
+    type Value = FileConfig;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<FileConfig, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for FileSeed<'_> {
+    type Value = FileConfig;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object (the listener config)")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<FileConfig, A::Error> {
+        let k = self.kinds;
+        let mut c = FileConfig::default();
+        while let Some(key) = map.next_key::<TopKey>()? {
+            match key {
+                TopKey::Inputs => {
+                    let v = map.next_value_seed(NamedSeed { kinds: &k.inputs })?;
+                    once(&mut c.inputs, v, "inputs")?
+                }
+                TopKey::Filters => {
+                    let v = map.next_value_seed(NamedSeed { kinds: &k.filters })?;
+                    once(&mut c.filters, v, "filters")?
+                }
+                TopKey::Outputs => {
+                    let v = map.next_value_seed(NamedSeed { kinds: &k.outputs })?;
+                    once(&mut c.outputs, v, "outputs")?
+                }
+                TopKey::Routes => once(&mut c.routes, map.next_value()?, "routes")?,
+                TopKey::DrainSeconds => {
+                    once(&mut c.drain_seconds, map.next_value()?, "drain_seconds")?
+                }
+                TopKey::ShutdownTimeoutMs => once(
+                    &mut c.shutdown_timeout_ms,
+                    map.next_value()?,
+                    "shutdown_timeout_ms",
+                )?,
+                TopKey::Metrics => once(&mut c.metrics, map.next_value()?, "metrics")?,
+                // `null` means "not given" for the cookbook keys, as
+                // `config.get(...)` would see it in Python.
+                TopKey::Port => once(&mut c.port, map.next_value::<Option<u16>>()?, "port")?,
+                TopKey::Host => once(&mut c.host, map.next_value::<Option<String>>()?, "host")?,
+                TopKey::Socket => {
+                    once(&mut c.socket, map.next_value::<Option<String>>()?, "socket")?
+                }
+                TopKey::Logging => {
+                    let v = map.next_value_seed(DictSeed { kinds: k })?;
+                    once(&mut c.logging, v, "logging")?
+                }
+            }
+        }
+        Ok(c)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The file.
+
+/// The whole `listener.json`. Native keys and the cookbook listener's keys
+/// (`port`, `host`, `socket`, `logging`) may be mixed.
+#[derive(Debug, Default)]
+pub struct FileConfig {
+    /// Named inputs: `"inputs": {"app": {"type": "tcp", "address": "127.0.0.1:9020"}}`.
+    pub inputs: Option<Vec<(String, InputFile)>>,
+    /// Named filters: `"filters": {"errors": {"type": "wasm", "path": "plugins/min_level.wasm"}}`.
+    pub filters: Option<Vec<(String, FilterFile)>>,
+    /// Named outputs: `"outputs": {"console": {"type": "stdout"}}`.
+    pub outputs: Option<Vec<(String, OutputFile)>>,
+    /// Routes, in order: `"routes": [{"from": ["app"], "to": ["console"]}]`.
+    /// Absent: every input to every output.
+    pub routes: Option<Vec<RouteFile>>,
+    /// Seconds a removed input's connections are still served after a
+    /// reload: `"drain_seconds": 30` (the default).
+    pub drain_seconds: Option<u64>,
+    /// Milliseconds shutdown waits for connections to go quiet:
+    /// `"shutdown_timeout_ms": 5000` (the default).
+    pub shutdown_timeout_ms: Option<u64>,
+    /// Prometheus endpoint: `"metrics": {"address": "127.0.0.1:9102"}`.
+    pub metrics: Option<MetricsFile>,
+    /// Cookbook: TCP port of the `cookbook` input: `"port": 9020` (the default).
+    pub port: Option<Option<u16>>,
+    /// Cookbook: host of the `cookbook` input: `"host": "localhost"` (the default).
+    pub host: Option<Option<String>>,
+    /// Cookbook: a Unix socket path instead of TCP: `"socket": "run/listener.sock"`.
+    pub socket: Option<Option<String>>,
+    /// Cookbook: a `logging.config.dictConfig` dictionary:
+    /// `"logging": {"version": 1, "handlers": {...}, "root": {...}}`.
+    pub logging: Option<DictConfig>,
+}
+
+/// `"decoder"` of an input.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DecoderName {
+    /// `"pickle"`: SocketHandler's frames (the default).
+    Pickle,
+    /// `"json"`: a JSON object per frame.
+    Json,
+    /// `"msgpack"`: a msgpack map per frame.
+    Msgpack,
+}
+
+/// `"framing"` of an input.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FramingName {
+    /// `"length_prefixed"`: 4-byte big-endian length (the default).
+    LengthPrefixed,
+    /// `"newline"`: JSON lines (json decoder only).
+    Newline,
+}
+
+/// The `type` of an input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputType {
+    /// `"tcp"`.
+    Tcp,
+    /// `"unix"`.
+    Unix,
+    /// `"udp"`.
+    Udp,
+}
+
+/// One input, by type.
+#[derive(Debug)]
+pub enum InputFile {
+    /// `{"type": "tcp", ...}`.
+    Tcp(TcpInputFile),
+    /// `{"type": "unix", ...}`.
+    Unix(UnixInputFile),
+    /// `{"type": "udp", ...}`.
+    Udp(UdpInputFile),
+}
+
+impl Typed for InputFile {
+    type Kind = InputType;
+    fn next_value<'de, A: MapAccess<'de>>(kind: InputType, map: &mut A) -> Result<Self, A::Error> {
+        Ok(match kind {
+            InputType::Tcp => InputFile::Tcp(map.next_value()?),
+            InputType::Unix => InputFile::Unix(map.next_value()?),
+            InputType::Udp => InputFile::Udp(map.next_value()?),
+        })
+    }
+}
+
+/// A TCP input.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a tcp input object")]
+pub struct TcpInputFile {
+    /// `"type": "tcp"`.
+    #[serde(rename = "type")]
+    pub kind: IgnoredAny,
+    /// `"address": "127.0.0.1:9020"`: host:port (IPv6 as `"[::1]:9020"`).
+    /// A non-loopback host (`"0.0.0.0:9020"`) is accepted: writing it in
+    /// the config is the explicit choice SPEC asks for.
+    pub address: String,
+    /// `"decoder": "pickle"` (default) | `"json"` | `"msgpack"`.
+    pub decoder: Option<DecoderName>,
+    /// `"framing": "length_prefixed"` (default) | `"newline"` (json only).
+    pub framing: Option<FramingName>,
+    /// `"max_frame_bytes": 16777216` (default 16 MiB); a larger frame
+    /// closes the connection.
+    pub max_frame_bytes: Option<u64>,
+}
+
+/// A Unix stream socket input.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a unix input object")]
+pub struct UnixInputFile {
+    /// `"type": "unix"`.
+    #[serde(rename = "type")]
+    pub kind: IgnoredAny,
+    /// `"path": "run/listener.sock"`, relative to the config's directory.
+    pub path: String,
+    /// `"mode": "0660"`: socket file permissions, an octal string.
+    pub mode: Option<String>,
+    /// `"decoder": "pickle"` (default) | `"json"` | `"msgpack"`.
+    pub decoder: Option<DecoderName>,
+    /// `"framing": "length_prefixed"` (default) | `"newline"` (json only).
+    pub framing: Option<FramingName>,
+    /// `"max_frame_bytes": 16777216` (default 16 MiB).
+    pub max_frame_bytes: Option<u64>,
+}
+
+/// A UDP input (DatagramHandler).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a udp input object")]
+pub struct UdpInputFile {
+    /// `"type": "udp"`.
+    #[serde(rename = "type")]
+    pub kind: IgnoredAny,
+    /// `"address": "127.0.0.1:9021"`: host:port.
+    pub address: String,
+    /// `"decoder": "pickle"` (default) | `"json"` | `"msgpack"`.
+    pub decoder: Option<DecoderName>,
+    /// `"framing": "length_prefixed"` (default) | `"newline"` (json only).
+    pub framing: Option<FramingName>,
+    /// `"max_frame_bytes": 65535`: a datagram is never larger than 64 KiB anyway.
+    pub max_frame_bytes: Option<u64>,
+}
+
+/// The `type` of a filter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FilterType {
+    /// `"wasm"`.
+    Wasm,
+}
+
+/// One filter, by type.
+#[derive(Debug)]
+pub enum FilterFile {
+    /// `{"type": "wasm", ...}`.
+    Wasm(WasmFilterFile),
+}
+
+impl Typed for FilterFile {
+    type Kind = FilterType;
+    fn next_value<'de, A: MapAccess<'de>>(kind: FilterType, map: &mut A) -> Result<Self, A::Error> {
+        Ok(match kind {
+            FilterType::Wasm => FilterFile::Wasm(map.next_value()?),
+        })
+    }
+}
+
+/// `"on_error"` of a filter.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OnErrorName {
+    /// `"pass"`: keep the record (the default).
+    Pass,
+    /// `"drop"`: drop the record.
+    Drop,
+}
+
+/// A WebAssembly filter plugin.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a wasm filter object")]
+pub struct WasmFilterFile {
+    /// `"type": "wasm"`.
+    #[serde(rename = "type")]
+    pub kind: IgnoredAny,
+    /// `"path": "plugins/min_level.wasm"` (or `.wat`), relative to the config's directory.
+    pub path: String,
+    /// `"config": {"min_level": "ERROR"}`: any JSON, handed to the guest by
+    /// `config_get` (default `{}`).
+    pub config: Option<serde_json::Value>,
+    /// `"fuel": 1000000`: fuel per `filter()` call.
+    pub fuel: Option<u64>,
+    /// `"timeout_ms": 100`: wall-clock limit per call.
+    pub timeout_ms: Option<u64>,
+    /// `"max_memory_bytes": 16777216`: cap on the guest's memory.
+    pub max_memory_bytes: Option<u64>,
+    /// `"on_error": "pass"` (default) | `"drop"`.
+    pub on_error: Option<OnErrorName>,
+}
+
+/// The `type` of an output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputType {
+    /// `"file"`.
+    File,
+    /// `"stdout"`.
+    Stdout,
+    /// `"forward"`.
+    Forward,
+}
+
+/// One output, by type.
+#[derive(Debug)]
+pub enum OutputFile {
+    /// `{"type": "file", ...}`.
+    File(FileOutputFile),
+    /// `{"type": "stdout", ...}`.
+    Stdout(StdoutOutputFile),
+    /// `{"type": "forward", ...}`.
+    Forward(ForwardOutputFile),
+}
+
+impl Typed for OutputFile {
+    type Kind = OutputType;
+    fn next_value<'de, A: MapAccess<'de>>(kind: OutputType, map: &mut A) -> Result<Self, A::Error> {
+        Ok(match kind {
+            OutputType::File => OutputFile::File(map.next_value()?),
+            OutputType::Stdout => OutputFile::Stdout(map.next_value()?),
+            OutputType::Forward => OutputFile::Forward(map.next_value()?),
+        })
+    }
+}
+
+/// `"encoding"` of a file or stdout output.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum EncodingName {
+    /// `"text"`: formatted by `format` (the default).
+    Text,
+    /// `"json"`: one JSON object per line.
+    Json,
+}
+
+/// `"style"` of a format, as `logging.Formatter(style=...)`.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+pub enum StyleName {
+    /// `"%"`: `%(name)s` (the default).
+    #[serde(rename = "%")]
+    Percent,
+    /// `"{"`: `{name}`.
+    #[serde(rename = "{")]
+    Brace,
+    /// `"$"`: `$name`.
+    #[serde(rename = "$")]
+    Dollar,
+}
+
+/// `"compress"` of a file output.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CompressName {
+    /// `"gzip"`: rotated files become `app.log.1.gz`.
+    Gzip,
+}
+
+/// A (rotating) file output.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a file output object")]
+pub struct FileOutputFile {
+    /// `"type": "file"`.
+    #[serde(rename = "type")]
+    pub kind: IgnoredAny,
+    /// `"path": "run/app.log"`, relative to the config's directory; parent
+    /// directories are created.
+    pub path: String,
+    /// `"encoding": "text"` (default) | `"json"`.
+    pub encoding: Option<EncodingName>,
+    /// `"format": "%(asctime)s %(levelname)-8s %(name)s %(message)s"` (the default).
+    pub format: Option<String>,
+    /// `"datefmt": "%Y-%m-%dT%H:%M:%S"`: strftime for `asctime` (default
+    /// Python's `%Y-%m-%d %H:%M:%S,mmm`).
+    pub datefmt: Option<String>,
+    /// `"style": "%"` (default) | `"{"` | `"$"`.
+    pub style: Option<StyleName>,
+    /// `"utc": true`: times (formatting and timed rotation) in UTC (default false).
+    pub utc: Option<bool>,
+    /// `"max_bytes": 10485760`: rotate by size, as RotatingFileHandler
+    /// (characters; default 0 = never).
+    pub max_bytes: Option<u64>,
+    /// `"backup_count": 5`: rotated files kept (default 0).
+    pub backup_count: Option<u32>,
+    /// `"when": "midnight"`: rotate by time, as TimedRotatingFileHandler:
+    /// `S`, `M`, `H`, `D`, `midnight`, `W0`..`W6` (case-insensitive).
+    pub when: Option<String>,
+    /// `"interval": 1`: units of `when` per file (default 1).
+    pub interval: Option<u32>,
+    /// `"at_time": "03:00"`: time of day for `midnight`/`W0`..`W6` rollover (`HH:MM[:SS]`).
+    pub at_time: Option<String>,
+    /// `"compress": "gzip"`: compress rotated files.
+    pub compress: Option<CompressName>,
+    /// `"flush_ms": 100`: longest a record waits before it is written (default 100).
+    pub flush_ms: Option<u64>,
+    /// `"fsync": true`: fsync after each write batch (default false).
+    pub fsync: Option<bool>,
+    /// `"truncate": true`: empty the file when opened, as FileHandler's
+    /// mode `"w"` (default false: append).
+    pub truncate: Option<bool>,
+}
+
+/// A stdout output.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a stdout output object")]
+pub struct StdoutOutputFile {
+    /// `"type": "stdout"`.
+    #[serde(rename = "type")]
+    pub kind: IgnoredAny,
+    /// `"encoding": "text"` (default) | `"json"`.
+    pub encoding: Option<EncodingName>,
+    /// `"format": "%(levelname)s %(message)s"` (default: the embedded default format).
+    pub format: Option<String>,
+    /// `"datefmt": "%H:%M:%S"`.
+    pub datefmt: Option<String>,
+    /// `"style": "{"`.
+    pub style: Option<StyleName>,
+    /// `"utc": true`.
+    pub utc: Option<bool>,
+}
+
+/// `"encoder"` of a forward output.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum EncoderName {
+    /// `"pickle"`: byte-compatible with SocketHandler (the default).
+    Pickle,
+    /// `"json"`.
+    Json,
+    /// `"msgpack"`.
+    Msgpack,
+}
+
+/// `"when_full"` of a forward output.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenFullName {
+    /// `"block"`: backpressure (the default).
+    Block,
+    /// `"drop_newest"`: drop and count.
+    DropNewest,
+}
+
+/// A forward output: another listener.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a forward output object")]
+pub struct ForwardOutputFile {
+    /// `"type": "forward"`.
+    #[serde(rename = "type")]
+    pub kind: IgnoredAny,
+    /// `"address": "logs.internal:9020"`: the peer's host:port (or give `path`).
+    pub address: Option<String>,
+    /// `"path": "run/central.sock"`: the peer's Unix socket (or give `address`).
+    pub path: Option<String>,
+    /// `"encoder": "pickle"` (default) | `"json"` | `"msgpack"`.
+    pub encoder: Option<EncoderName>,
+    /// `"buffer_records": 100000` (the default): records kept while the peer is away.
+    pub buffer_records: Option<u64>,
+    /// `"when_full": "block"` (default) | `"drop_newest"`.
+    pub when_full: Option<WhenFullName>,
+    /// `"ack": true`: acknowledged delivery to another logrelay (default false).
+    pub ack: Option<bool>,
+}
+
+/// A level: a standard name (`"WARNING"`) or a number (`30`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LevelFile {
+    /// `"WARNING"`.
+    Name(String),
+    /// `30`.
+    Number(i64),
+}
+
+impl<'de> Deserialize<'de> for LevelFile {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<LevelFile, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = LevelFile;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a level name like \"WARNING\" or a number")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<LevelFile, E> {
+                Ok(LevelFile::Name(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<LevelFile, E> {
+                Ok(LevelFile::Number(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<LevelFile, E> {
+                i64::try_from(v)
+                    .map(LevelFile::Number)
+                    .map_err(|_| E::invalid_value(de::Unexpected::Unsigned(v), &self))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// One route.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a route object")]
+pub struct RouteFile {
+    /// `"from": ["app", "local"]`: input names (default: every input).
+    pub from: Option<Vec<String>>,
+    /// `"loggers": ["payments"]`: logger-name prefixes with Python's dotted
+    /// hierarchy (`payments` matches `payments.api`, not `paymentsx`;
+    /// default: every logger).
+    pub loggers: Option<Vec<String>>,
+    /// `"min_level": "WARNING"` or `30`: the lowest level that passes.
+    pub min_level: Option<LevelFile>,
+    /// `"filters": ["errors_only"]`: filter names, applied in order.
+    pub filters: Option<Vec<String>>,
+    /// `"to": ["file", "console"]`: output names (required).
+    pub to: Option<Vec<String>>,
+}
+
+/// The metrics endpoint.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a metrics object")]
+pub struct MetricsFile {
+    /// `"address": "127.0.0.1:9102"`: serves `/metrics` and `/health`.
+    pub address: String,
+}

@@ -7,6 +7,9 @@
 //! Resolved configs compare with `PartialEq`: hot reload diffs components
 //! by name and keeps the ones whose config is equal.
 
+pub mod cookbook;
+pub mod describe;
+pub mod dictfile;
 pub mod error;
 pub mod file;
 pub mod load;
@@ -26,6 +29,14 @@ pub const DEFAULT_FORMAT: &str = "%(asctime)s %(levelname)-8s %(name)s %(message
 pub const DEFAULT_TCP_PORT: u16 = 9020;
 /// Default `max_frame_bytes`: 16 MiB.
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
+/// Default `drain_seconds`.
+pub const DEFAULT_DRAIN_SECONDS: u64 = 30;
+/// Default `shutdown_timeout_ms`.
+pub const DEFAULT_SHUTDOWN_TIMEOUT_MS: u64 = 5000;
+/// Default `flush_ms` of a file output.
+pub const DEFAULT_FLUSH_MS: u64 = 100;
+/// Default `buffer_records` of a forward output.
+pub const DEFAULT_BUFFER_RECORDS: usize = 100_000;
 
 /// A whole, checked configuration.
 #[derive(Clone, Debug, PartialEq)]

@@ -35,10 +35,10 @@ impl Template {
         let f = &self.spec.format;
         let mut rest = f.as_str();
         while let Some(i) = rest.find("%(") {
-            out.extend_from_slice(rest[..i].as_bytes());
+            out.extend_from_slice(&rest.as_bytes()[..i]);
             let after = &rest[i + 2..];
             let Some(close) = after.find(')') else {
-                out.extend_from_slice(rest[i..].as_bytes());
+                out.extend_from_slice(&rest.as_bytes()[i..]);
                 rest = "";
                 break;
             };

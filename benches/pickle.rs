@@ -1,0 +1,67 @@
+//! Decode rate of real SocketHandler frames: logrelay's pickle decoder
+//! against serde-pickle on the same frames.
+//!
+//! The frames (`tests/fixtures/pickle/bench.bin`) are 500 records from
+//! `/work/shared/bench/loadgen.py --dump FILE --records 500 --seed 1`,
+//! byte-identical to `SocketHandler.makePickle` output (~1% with a
+//! traceback, ~1% non-ASCII). Run:
+//!
+//! ```sh
+//! cargo bench --bench pickle -- --warm-up-time 1 --measurement-time 3
+//! ```
+
+use std::hint::black_box;
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+/// The frame bodies (length prefixes removed), sliced from one buffer as
+/// the framer would hand them over.
+fn frames() -> Vec<Bytes> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/pickle/bench.bin"
+    );
+    let all = Bytes::from(std::fs::read(path).expect("read bench.bin"));
+    let mut out = Vec::new();
+    let mut off = 0;
+    while off + 4 <= all.len() {
+        let len = u32::from_be_bytes([all[off], all[off + 1], all[off + 2], all[off + 3]]) as usize;
+        out.push(all.slice(off + 4..off + 4 + len));
+        off += 4 + len;
+    }
+    out
+}
+
+fn decode_rate(c: &mut Criterion) {
+    let frames = frames();
+    let bytes: usize = frames.iter().map(Bytes::len).sum();
+    eprintln!(
+        "{} frames, {} bytes, {} bytes/frame on average",
+        frames.len(),
+        bytes,
+        bytes / frames.len()
+    );
+    let mut group = c.benchmark_group("pickle_decode");
+    group.throughput(Throughput::Elements(frames.len() as u64));
+    group.bench_function("logrelay", |b| {
+        b.iter(|| {
+            for f in &frames {
+                black_box(logrelay::codec::pickle::decode(black_box(f)).expect("decodes"));
+            }
+        })
+    });
+    group.bench_function("serde_pickle", |b| {
+        b.iter(|| {
+            for f in &frames {
+                let v =
+                    serde_pickle::value_from_slice(black_box(f), serde_pickle::DeOptions::new());
+                black_box(v.expect("decodes"));
+            }
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, decode_rate);
+criterion_main!(benches);

@@ -1,0 +1,328 @@
+//! Inputs: listening sockets and the connections they accept.
+//!
+//! An input is identified across reloads by its [`ListenKey`] (what it is
+//! bound to), not by its name: a reload that keeps an address keeps the
+//! bound socket and every open connection, even if the input was renamed or
+//! its decoder changed. Each connection reads into a large buffer, cuts
+//! every whole frame out of it, decodes them into one batch and hands the
+//! batch to the newest pipeline that still has its input.
+
+pub mod tcp;
+pub mod udp;
+pub mod unix;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{InputConfig, InputKind};
+use crate::pipeline::Pipeline;
+use crate::record::{Origin, Record, Str};
+
+/// Read buffer per connection: large reads, few system calls.
+const READ_CHUNK: usize = 64 * 1024;
+/// Quiet time after which a connection is considered drained at shutdown.
+const QUIET: Duration = Duration::from_millis(100);
+
+/// What an input is bound to: its identity across reloads.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ListenKey {
+    /// A TCP `host:port` as written.
+    Tcp(String),
+    /// A Unix socket path.
+    Unix(PathBuf),
+    /// A UDP `host:port` as written.
+    Udp(String),
+}
+
+impl ListenKey {
+    /// The key of an input config.
+    pub fn of(config: &InputConfig) -> ListenKey {
+        match &config.kind {
+            InputKind::Tcp { address } => ListenKey::Tcp(address.clone()),
+            InputKind::Unix { path, .. } => ListenKey::Unix(path.clone()),
+            InputKind::Udp { address } => ListenKey::Udp(address.clone()),
+        }
+    }
+}
+
+impl std::fmt::Display for ListenKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ListenKey::Tcp(a) => write!(f, "tcp://{a}"),
+            ListenKey::Unix(p) => write!(f, "unix://{}", p.display()),
+            ListenKey::Udp(a) => write!(f, "udp://{a}"),
+        }
+    }
+}
+
+/// Counters of one input (survive reloads with the socket).
+#[derive(Debug, Default)]
+pub struct InputStats {
+    /// Records decoded and handed to a pipeline.
+    pub received: AtomicU64,
+    /// Bytes read.
+    pub bytes: AtomicU64,
+    /// Frames or connections refused, by reason.
+    pub rejected: Mutex<HashMap<&'static str, u64>>,
+    /// Connections accepted.
+    pub connections: AtomicU64,
+}
+
+impl InputStats {
+    fn reject(&self, reason: &'static str) {
+        let mut m = self.rejected.lock().unwrap_or_else(|e| e.into_inner());
+        *m.entry(reason).or_default() += 1;
+    }
+}
+
+/// Why an input could not bind.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    /// The address did not resolve or bind.
+    #[error("input {name}: cannot listen on {key}: {reason}")]
+    Bind {
+        /// The input's name.
+        name: String,
+        /// Where.
+        key: ListenKey,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Everything a connection task needs, shared by the input's connections.
+#[derive(Clone)]
+pub(crate) struct ConnContext {
+    pub key: ListenKey,
+    pub pipelines: watch::Receiver<Arc<Pipeline>>,
+    /// Cancelled at process shutdown: read until quiet, then stop.
+    pub shutdown: CancellationToken,
+    /// Cancelled when this input is removed by a reload: serve open
+    /// connections until they close or `drain_seconds` pass.
+    pub removed: CancellationToken,
+    pub stats: Arc<InputStats>,
+}
+
+/// A running input: its key, its accept task and how to stop it.
+pub struct RunningInput {
+    /// What it is bound to.
+    pub key: ListenKey,
+    /// The addresses actually bound (resolved ports), for logs and tests.
+    pub local: Vec<String>,
+    /// Cancel to stop accepting (reload removal); connections drain.
+    pub removed: CancellationToken,
+    /// Its counters.
+    pub stats: Arc<InputStats>,
+}
+
+/// Bind an input's socket(s) and start accepting; `tracker` tracks every
+/// task so shutdown can wait for connections to drain.
+pub async fn start(
+    name: &str,
+    config: &InputConfig,
+    pipelines: watch::Receiver<Arc<Pipeline>>,
+    shutdown: CancellationToken,
+    tracker: &tokio_util::task::TaskTracker,
+) -> Result<RunningInput, BindError> {
+    let key = ListenKey::of(config);
+    let removed = shutdown.child_token();
+    let stats = Arc::new(InputStats::default());
+    let ctx = ConnContext {
+        key: key.clone(),
+        pipelines,
+        shutdown,
+        removed: removed.clone(),
+        stats: stats.clone(),
+    };
+    let err = |reason: String| BindError::Bind {
+        name: name.to_string(),
+        key: key.clone(),
+        reason,
+    };
+    let local = match &config.kind {
+        InputKind::Tcp { address } => tcp::start(address, ctx, tracker).await.map_err(err)?,
+        InputKind::Unix { path, mode } => unix::start(path, *mode, ctx, tracker).map_err(err)?,
+        InputKind::Udp { address } => udp::start(address, ctx, tracker).await.map_err(err)?,
+    };
+    Ok(RunningInput {
+        key,
+        local,
+        removed,
+        stats,
+    })
+}
+
+/// The current pipeline's stage for this connection's input, switching to
+/// a newer pipeline only if it still has the input (SPEC.md section 6: a
+/// connection on a removed input stays on the old pipeline).
+fn refresh(
+    ctx: &mut ConnContext,
+    current: &mut Arc<Pipeline>,
+) -> Option<Arc<crate::pipeline::InputStage>> {
+    if ctx.pipelines.has_changed().unwrap_or(false) {
+        let newest = ctx.pipelines.borrow_and_update().clone();
+        if newest.input_by_key(&ctx.key).is_some() {
+            *current = newest;
+        }
+    }
+    current.input_by_key(&ctx.key).cloned()
+}
+
+/// Serve one stream connection (TCP or Unix) until EOF, a framing error,
+/// or shutdown.
+pub(crate) async fn serve_stream<S: AsyncRead + Unpin>(
+    mut stream: S,
+    peer: Option<SocketAddr>,
+    mut ctx: ConnContext,
+) {
+    ctx.stats.connections.fetch_add(1, Ordering::Relaxed);
+    let mut pipeline = ctx.pipelines.borrow_and_update().clone();
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut origin: Option<(Str, Arc<Origin>)> = None;
+    // None while running; Some((deadline, quiet)) once draining.
+    let mut drain: Option<(Instant, bool)> = None;
+    loop {
+        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+            buf.reserve(READ_CHUNK);
+        }
+        let read = match drain {
+            None => tokio::select! {
+                r = stream.read_buf(&mut buf) => Some(r),
+                _ = ctx.removed.cancelled() => {
+                    drain = Some(drain_mode(&ctx, &pipeline));
+                    continue;
+                }
+            },
+            Some((deadline, quiet)) => {
+                let limit = if quiet {
+                    deadline.min(Instant::now() + QUIET)
+                } else {
+                    deadline
+                };
+                tokio::time::timeout_at(limit, stream.read_buf(&mut buf))
+                    .await
+                    .ok()
+            }
+        };
+        let n = match read {
+            None => break, // drained: quiet long enough, or out of time
+            Some(Ok(n)) => n,
+            Some(Err(e)) => {
+                tracing::debug!(input = %ctx.key, error = %e, "Connection read failed.");
+                break;
+            }
+        };
+        if drain.is_some_and(|(_, quiet)| !quiet) && ctx.shutdown.is_cancelled() {
+            // A removed input's connection at process shutdown: now quiet.
+            drain = Some(drain_mode(&ctx, &pipeline));
+        }
+        ctx.stats.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        let Some(stage) = refresh(&mut ctx, &mut pipeline) else {
+            break;
+        };
+        let origin = match &origin {
+            Some((name, o)) if name == stage.name.as_str() => o.clone(),
+            _ => {
+                let o = Arc::new(Origin {
+                    input: Str::from(stage.name.as_str()),
+                    peer,
+                });
+                origin = Some((Str::from(stage.name.as_str()), o.clone()));
+                o
+            }
+        };
+        let mut records = Vec::new();
+        let mut fatal = None;
+        loop {
+            match stage.framer.next_frame(&mut buf) {
+                Ok(Some(frame)) => decode_into(&stage, &ctx, frame, &origin, &mut records),
+                Ok(None) => break,
+                Err(e) => {
+                    fatal = Some(e);
+                    break;
+                }
+            }
+        }
+        if n == 0 && fatal.is_none() {
+            match stage.framer.finish(&mut buf) {
+                Ok(Some(frame)) => decode_into(&stage, &ctx, frame, &origin, &mut records),
+                Ok(None) => {}
+                Err(e) => fatal = Some(e),
+            }
+        }
+        ctx.stats
+            .received
+            .fetch_add(records.len() as u64, Ordering::Relaxed);
+        pipeline.dispatch(&stage, records).await;
+        if let Some(e) = fatal {
+            ctx.stats.reject(frame_reason(&e));
+            warn_limited(
+                &stage.name,
+                frame_reason(&e),
+                &format!("{e}; closing the connection"),
+            );
+            break;
+        }
+        if n == 0 {
+            break;
+        }
+    }
+}
+
+/// When and how a connection stops: at shutdown, after 100 ms of quiet or
+/// `shutdown_timeout_ms`; on removal by reload, after `drain_seconds`.
+fn drain_mode(ctx: &ConnContext, pipeline: &Pipeline) -> (Instant, bool) {
+    if ctx.shutdown.is_cancelled() {
+        let ms = pipeline.config.shutdown_timeout_ms;
+        (Instant::now() + Duration::from_millis(ms), true)
+    } else {
+        let secs = pipeline.config.drain_seconds;
+        (Instant::now() + Duration::from_secs(secs), false)
+    }
+}
+
+pub(crate) fn frame_reason(e: &crate::codec::framing::FrameError) -> &'static str {
+    use crate::codec::framing::FrameError;
+    match e {
+        FrameError::TooLarge { .. } => "oversized_frame",
+        FrameError::Truncated { .. } => "truncated_frame",
+        FrameError::DatagramLength { .. } => "bad_datagram",
+    }
+}
+
+/// Decode one frame; a frame that does not decode drops only its record.
+pub(crate) fn decode_into(
+    stage: &crate::pipeline::InputStage,
+    ctx: &ConnContext,
+    frame: bytes::Bytes,
+    origin: &Arc<Origin>,
+    records: &mut Vec<Record>,
+) {
+    match stage.decoder.decode(frame) {
+        Ok(fields) => records.push(Record::new(fields, origin.clone())),
+        Err(e) => {
+            ctx.stats.reject(e.reason());
+            warn_limited(&stage.name, e.reason(), &format!("{e}; record dropped"));
+        }
+    }
+}
+
+/// A warning about bad input, at most one line per second per input and
+/// kind, with the count of the ones suppressed.
+pub(crate) fn warn_limited(input: &str, kind: &str, message: &str) {
+    static LIMITER: std::sync::OnceLock<crate::ratelimit::Limiter> = std::sync::OnceLock::new();
+    let limiter = LIMITER.get_or_init(crate::ratelimit::Limiter::new);
+    if let Some(suppressed) = limiter.allow(&format!("{input}\0{kind}")) {
+        tracing::warn!(input = %input, kind = %kind, suppressed, "{message}");
+    }
+}

@@ -1,0 +1,70 @@
+//! The `tcp` input: SocketHandler's transport.
+
+use std::task::Poll;
+
+use tokio::net::TcpListener;
+use tokio_util::task::TaskTracker;
+
+use super::{serve_stream, ConnContext};
+
+/// Resolve `address` (every address it names: `localhost` is both
+/// 127.0.0.1 and ::1, as the cookbook's `host` default) and bind each.
+/// Returns the bound addresses.
+pub(crate) async fn start(
+    address: &str,
+    ctx: ConnContext,
+    tracker: &TaskTracker,
+) -> Result<Vec<String>, String> {
+    let addrs: Vec<_> = tokio::net::lookup_host(address)
+        .await
+        .map_err(|e| format!("cannot resolve: {e}"))?
+        .collect();
+    if addrs.is_empty() {
+        return Err("resolves to no address".to_string());
+    }
+    let mut listeners = Vec::new();
+    for addr in &addrs {
+        match TcpListener::bind(addr).await {
+            Ok(l) => listeners.push(l),
+            // `localhost` may name ::1 on a host without IPv6: skip that one
+            // as long as another address bound.
+            Err(e) if addrs.len() > 1 && addr.is_ipv6() => {
+                tracing::debug!(address = %addr, error = %e, "Skipping IPv6 address.");
+            }
+            Err(e) => return Err(format!("{addr}: {e}")),
+        }
+    }
+    let mut local = Vec::new();
+    for l in listeners {
+        local.push(l.local_addr().map(|a| a.to_string()).unwrap_or_default());
+        let ctx = ctx.clone();
+        let t = tracker.clone();
+        tracker.spawn(accept_loop(l, ctx, t));
+    }
+    Ok(local)
+}
+
+async fn accept_loop(listener: TcpListener, ctx: ConnContext, tracker: TaskTracker) {
+    loop {
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, peer)) => {
+                    tracker.spawn(serve_stream(stream, Some(peer), ctx.clone()));
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(input = %ctx.key, error = %e, "Accept failed.");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+            _ = ctx.removed.cancelled() => break,
+        }
+    }
+    // Stop accepting, but take what is already in the backlog: those
+    // clients' connect() succeeded and they may have sent records.
+    while let Poll::Ready(Ok((stream, peer))) =
+        std::future::poll_fn(|cx| Poll::Ready(listener.poll_accept(cx))).await
+    {
+        tracker.spawn(serve_stream(stream, Some(peer), ctx.clone()));
+    }
+}

@@ -1,0 +1,124 @@
+//! The `udp` input: DatagramHandler sends one whole SocketHandler frame
+//! (length prefix included) per datagram.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::net::UdpSocket;
+use tokio_util::task::TaskTracker;
+
+use super::{decode_into, frame_reason, warn_limited, ConnContext};
+use crate::record::{Origin, Str};
+
+/// Datagrams taken per batch before dispatching.
+const BATCH: usize = 256;
+
+pub(crate) async fn start(
+    address: &str,
+    ctx: ConnContext,
+    tracker: &TaskTracker,
+) -> Result<Vec<String>, String> {
+    let socket = UdpSocket::bind(address).await.map_err(|e| e.to_string())?;
+    // A bigger receive buffer rides out bursts: UDP has no flow control.
+    let sock = socket2::SockRef::from(&socket);
+    let _ = sock.set_recv_buffer_size(8 * 1024 * 1024);
+    let local = vec![socket
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default()];
+    tracker.spawn(recv_loop(socket, ctx));
+    Ok(local)
+}
+
+async fn recv_loop(socket: UdpSocket, mut ctx: ConnContext) {
+    let mut pipeline = ctx.pipelines.borrow_and_update().clone();
+    let mut buf = BytesMut::with_capacity(65536 * 4);
+    loop {
+        let first = tokio::select! {
+            r = recv(&socket, &mut buf) => r,
+            _ = ctx.removed.cancelled() => break,
+        };
+        let mut datagrams = vec![first];
+        while datagrams.len() < BATCH {
+            match try_recv(&socket, &mut buf) {
+                Some(d) => datagrams.push(d),
+                None => break,
+            }
+        }
+        handle(&mut ctx, &mut pipeline, datagrams).await;
+    }
+    // Shutdown or removal: take what the kernel already queued, until
+    // quiet for 100 ms.
+    while let Ok(d) =
+        tokio::time::timeout(Duration::from_millis(100), recv(&socket, &mut buf)).await
+    {
+        handle(&mut ctx, &mut pipeline, vec![d]).await;
+    }
+}
+
+type Datagram = std::io::Result<(Bytes, std::net::SocketAddr)>;
+
+async fn recv(socket: &UdpSocket, buf: &mut BytesMut) -> Datagram {
+    loop {
+        buf.reserve(65536);
+        match socket.recv_buf_from(buf).await {
+            Ok((_, peer)) => return Ok((buf.split().freeze(), peer)),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn try_recv(socket: &UdpSocket, buf: &mut BytesMut) -> Option<Datagram> {
+    buf.reserve(65536);
+    match socket.try_recv_buf_from(buf) {
+        Ok((_, peer)) => Some(Ok((buf.split().freeze(), peer))),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
+        Err(e) => Some(Err(e)),
+    }
+}
+
+async fn handle(
+    ctx: &mut ConnContext,
+    pipeline: &mut Arc<crate::pipeline::Pipeline>,
+    datagrams: Vec<Datagram>,
+) {
+    let Some(stage) = super::refresh(ctx, pipeline) else {
+        return;
+    };
+    let mut records = Vec::with_capacity(datagrams.len());
+    for d in datagrams {
+        let (data, peer) = match d {
+            Ok(d) => d,
+            Err(e) => {
+                // ICMP errors and the like surface here; nothing to drop.
+                tracing::debug!(input = %ctx.key, error = %e, "UDP receive error.");
+                continue;
+            }
+        };
+        ctx.stats
+            .bytes
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        let origin = Arc::new(Origin {
+            input: Str::from(stage.name.as_str()),
+            peer: Some(peer),
+        });
+        match stage.framer.datagram(data) {
+            Ok(frame) => decode_into(&stage, ctx, frame, &origin, &mut records),
+            Err(e) => {
+                ctx.stats.reject(frame_reason(&e));
+                warn_limited(
+                    &stage.name,
+                    frame_reason(&e),
+                    &format!("{e}; datagram dropped"),
+                );
+            }
+        }
+    }
+    ctx.stats
+        .received
+        .fetch_add(records.len() as u64, Ordering::Relaxed);
+    pipeline.dispatch(&stage, records).await;
+}

@@ -1,0 +1,79 @@
+//! The `unix` input: a Unix domain stream socket (the cookbook's `socket`).
+
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::task::Poll;
+
+use tokio::net::UnixListener;
+use tokio_util::task::TaskTracker;
+
+use super::{serve_stream, ConnContext};
+
+/// Bind the socket at `path`, replacing a stale socket file left by a dead
+/// process, refusing a path where something is listening or which is not a
+/// socket. Returns the path.
+pub(crate) fn start(
+    path: &Path,
+    mode: Option<u32>,
+    ctx: ConnContext,
+    tracker: &TaskTracker,
+) -> Result<Vec<String>, String> {
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err("the path exists and is not a socket".to_string());
+        }
+        match std::os::unix::net::UnixStream::connect(path) {
+            Ok(_) => return Err("another process is listening there".to_string()),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                // Nobody listens: a stale socket file, safe to replace.
+                std::fs::remove_file(path)
+                    .map_err(|e| format!("cannot remove stale socket: {e}"))?;
+            }
+            Err(e) => return Err(format!("cannot check existing socket: {e}")),
+        }
+    }
+    if let Some(parent) = path.parent() {
+        if !parent.as_os_str().is_empty() {
+            std::fs::create_dir_all(parent).map_err(|e| format!("cannot create directory: {e}"))?;
+        }
+    }
+    let listener = UnixListener::bind(path).map_err(|e| e.to_string())?;
+    if let Some(mode) = mode {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| format!("cannot set mode {mode:o}: {e}"))?;
+    }
+    let t = tracker.clone();
+    tracker.spawn(accept_loop(listener, path.to_path_buf(), ctx, t));
+    Ok(vec![path.display().to_string()])
+}
+
+async fn accept_loop(
+    listener: UnixListener,
+    path: PathBuf,
+    ctx: ConnContext,
+    tracker: TaskTracker,
+) {
+    loop {
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, _)) => {
+                    tracker.spawn(serve_stream(stream, None, ctx.clone()));
+                }
+                Err(e) => {
+                    tracing::warn!(input = %ctx.key, error = %e, "Accept failed.");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+            _ = ctx.removed.cancelled() => break,
+        }
+    }
+    while let Poll::Ready(Ok((stream, _))) =
+        std::future::poll_fn(|cx| Poll::Ready(listener.poll_accept(cx))).await
+    {
+        tracker.spawn(serve_stream(stream, None, ctx.clone()));
+    }
+    drop(listener);
+    // tokio leaves the socket file behind; remove it so the next start
+    // (or a cookbook client) does not meet a stale file.
+    let _ = std::fs::remove_file(&path);
+}

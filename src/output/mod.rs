@@ -1,0 +1,234 @@
+//! Outputs: each runs on its own thread, owns its file or stream, and is
+//! the only writer of it, so lines never interleave whatever the number of
+//! senders. Records arrive in batches over a bounded channel; a full
+//! channel makes the senders wait (backpressure), never drops.
+//!
+//! An output thread writes whenever its queue runs empty (and every 256 KiB
+//! under load), so a record never waits in memory longer than it takes to
+//! format the batch in front of it — well under `flush_ms`.
+
+pub mod file;
+pub mod forward;
+pub mod stdout;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use tokio::sync::mpsc;
+
+use crate::codec::json;
+use crate::config::{Encoding, OutputConfig, TextFormat};
+use crate::format::{FormatError, Template};
+use crate::record::Record;
+
+/// Batches in flight per output before senders wait.
+const QUEUE_BATCHES: usize = 256;
+/// Bytes formatted before an output writes even if more are queued.
+pub(crate) const WRITE_CHUNK: usize = 256 * 1024;
+
+/// A message to an output thread.
+#[derive(Debug)]
+pub enum OutputMsg {
+    /// Records to write, in order.
+    Records(Vec<Record>),
+    /// Close and reopen files (SIGHUP, for external logrotate).
+    Reopen,
+}
+
+/// Why an output could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    /// The file could not be opened.
+    #[error("output {name}: cannot open {path}: {source}")]
+    Open {
+        /// The output's name.
+        name: String,
+        /// The file.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The format string does not compile.
+    #[error("output {name}: {source}")]
+    Format {
+        /// The output's name.
+        name: String,
+        /// What is wrong with it.
+        source: FormatError,
+    },
+    /// Not available in this build.
+    #[error("output {name}: {what} is not supported yet")]
+    Unsupported {
+        /// The output's name.
+        name: String,
+        /// What was asked for.
+        what: &'static str,
+    },
+}
+
+/// Counters of one output, read by metrics and tests.
+#[derive(Debug, Default)]
+pub struct OutputStats {
+    /// Records written.
+    pub written: AtomicU64,
+    /// Bytes written.
+    pub bytes: AtomicU64,
+    /// Write errors seen (each retried).
+    pub errors: AtomicU64,
+}
+
+/// A cheap, cloneable handle to a running output.
+#[derive(Clone, Debug)]
+pub struct OutputHandle {
+    name: Arc<str>,
+    tx: mpsc::Sender<OutputMsg>,
+    stats: Arc<OutputStats>,
+}
+
+impl OutputHandle {
+    /// The output's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its counters.
+    pub fn stats(&self) -> &Arc<OutputStats> {
+        &self.stats
+    }
+
+    /// Queue a batch, waiting while the output is saturated.
+    pub async fn send(&self, batch: Vec<Record>) {
+        if self.tx.send(OutputMsg::Records(batch)).await.is_err() {
+            // Only possible if the output thread died; it logged why.
+            tracing::error!(output = %self.name, "Output is gone; batch not written.");
+        }
+    }
+
+    /// Ask the output to reopen its files.
+    pub async fn reopen(&self) {
+        let _ = self.tx.send(OutputMsg::Reopen).await;
+    }
+}
+
+/// A running output: its handle and its thread.
+#[derive(Debug)]
+pub struct RunningOutput {
+    /// Send batches here.
+    pub handle: OutputHandle,
+    /// The config it runs with (reload keeps it when unchanged).
+    pub config: OutputConfig,
+    /// Joined at shutdown, after every handle is dropped.
+    pub thread: JoinHandle<()>,
+}
+
+/// Turns a record into bytes: a compiled text template or JSON.
+pub(crate) enum LineEncoder {
+    Text(Box<Template>),
+    Json,
+}
+
+impl LineEncoder {
+    pub(crate) fn new(
+        name: &str,
+        encoding: Encoding,
+        text: &TextFormat,
+    ) -> Result<LineEncoder, OutputError> {
+        Ok(match encoding {
+            Encoding::Json => LineEncoder::Json,
+            Encoding::Text => {
+                LineEncoder::Text(Box::new(Template::compile(text).map_err(|source| {
+                    OutputError::Format {
+                        name: name.to_string(),
+                        source,
+                    }
+                })?))
+            }
+        })
+    }
+
+    /// Append one line (with its `\n`).
+    pub(crate) fn encode(&mut self, record: &Record, out: &mut Vec<u8>) {
+        match self {
+            LineEncoder::Text(t) => t.format(record, out),
+            LineEncoder::Json => {
+                json::write_fields(&record.fields, out);
+                out.push(b'\n');
+            }
+        }
+    }
+}
+
+/// Start the output `name`: open its file or stream and spawn its thread.
+pub fn start(name: &str, config: &OutputConfig) -> Result<RunningOutput, OutputError> {
+    let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
+    let stats = Arc::new(OutputStats::default());
+    let thread = match config {
+        OutputConfig::File(c) => file::start(name, c, rx, stats.clone())?,
+        OutputConfig::Stream(c) => stdout::start(name, c, rx, stats.clone())?,
+        OutputConfig::Forward(_) => {
+            return Err(OutputError::Unsupported {
+                name: name.to_string(),
+                what: "the forward output",
+            })
+        }
+    };
+    Ok(RunningOutput {
+        handle: OutputHandle {
+            name: name.into(),
+            tx,
+            stats,
+        },
+        config: config.clone(),
+        thread,
+    })
+}
+
+/// Count one written batch.
+pub(crate) fn count(stats: &OutputStats, records: usize, bytes: usize) {
+    stats.written.fetch_add(records as u64, Ordering::Relaxed);
+    stats.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+}
+
+/// What an output thread drives: a file or a stream.
+pub(crate) trait Sink {
+    /// Format and buffer (or write) a batch.
+    fn records(&mut self, batch: Vec<Record>);
+    /// Reopen files.
+    fn reopen(&mut self);
+    /// Write everything buffered.
+    fn flush(&mut self);
+}
+
+/// The output thread's loop: take every queued message, write when the
+/// queue runs empty, and exit (flushed) once every sender is gone.
+pub(crate) fn run_sink(mut sink: impl Sink, mut rx: mpsc::Receiver<OutputMsg>) {
+    while let Some(msg) = rx.blocking_recv() {
+        let mut next = Some(msg);
+        while let Some(msg) = next.take() {
+            match msg {
+                OutputMsg::Records(batch) => sink.records(batch),
+                OutputMsg::Reopen => sink.reopen(),
+            }
+            next = rx.try_recv().ok();
+        }
+        sink.flush();
+    }
+    sink.flush();
+}
+
+/// Spawn a named output thread.
+pub(crate) fn spawn_thread(
+    name: &str,
+    sink: impl Sink + Send + 'static,
+    rx: mpsc::Receiver<OutputMsg>,
+) -> Result<JoinHandle<()>, OutputError> {
+    std::thread::Builder::new()
+        .name(format!("output-{name}"))
+        .spawn(move || run_sink(sink, rx))
+        .map_err(|source| OutputError::Open {
+            name: name.to_string(),
+            path: "(thread)".to_string(),
+            source,
+        })
+}

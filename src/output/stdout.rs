@@ -1,0 +1,81 @@
+//! The `stdout` output (and stderr, for dictConfig's StreamHandler).
+
+use std::io::Write;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use tokio::sync::mpsc;
+
+use super::{
+    count, spawn_thread, LineEncoder, OutputError, OutputMsg, OutputStats, Sink, WRITE_CHUNK,
+};
+use crate::config::{StreamKind, StreamOutputConfig};
+use crate::record::Record;
+
+struct StreamSink {
+    stream: StreamKind,
+    encoder: LineEncoder,
+    buf: Vec<u8>,
+    pending: usize,
+    stats: Arc<OutputStats>,
+}
+
+/// Start a stream output thread.
+pub fn start(
+    name: &str,
+    config: &StreamOutputConfig,
+    rx: mpsc::Receiver<OutputMsg>,
+    stats: Arc<OutputStats>,
+) -> Result<JoinHandle<()>, OutputError> {
+    let sink = StreamSink {
+        stream: config.stream,
+        encoder: LineEncoder::new(name, config.encoding, &config.text)?,
+        buf: Vec::with_capacity(WRITE_CHUNK),
+        pending: 0,
+        stats,
+    };
+    spawn_thread(name, sink, rx)
+}
+
+impl Sink for StreamSink {
+    fn records(&mut self, batch: Vec<Record>) {
+        for r in &batch {
+            self.encoder.encode(r, &mut self.buf);
+            self.pending += 1;
+            if self.buf.len() >= WRITE_CHUNK {
+                self.flush();
+            }
+        }
+    }
+
+    fn reopen(&mut self) {}
+
+    fn flush(&mut self) {
+        if self.buf.is_empty() {
+            return;
+        }
+        let result = match self.stream {
+            StreamKind::Stdout => {
+                let mut out = std::io::stdout().lock();
+                out.write_all(&self.buf).and_then(|()| out.flush())
+            }
+            StreamKind::Stderr => {
+                let mut out = std::io::stderr().lock();
+                out.write_all(&self.buf).and_then(|()| out.flush())
+            }
+        };
+        match result {
+            Ok(()) => count(&self.stats, self.pending, self.buf.len()),
+            // A closed stdout (a pipe whose reader went away) cannot be
+            // retried; count it and move on rather than block everything.
+            Err(e) => {
+                self.stats
+                    .errors
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(error = %e, "Writing to the stream failed; batch lost.");
+            }
+        }
+        self.buf.clear();
+        self.pending = 0;
+    }
+}

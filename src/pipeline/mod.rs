@@ -1,0 +1,202 @@
+//! A pipeline: the immutable wiring of one config generation — which
+//! input's records go through which routes, filters and outputs.
+//!
+//! Connections hold an `Arc<Pipeline>` and ask for the newest one at frame
+//! boundaries (see [`crate::server`]), so a reload swaps the wiring without
+//! touching sockets, and every batch is handled whole by exactly one
+//! pipeline. Outputs live longer than pipelines: a pipeline holds only
+//! [`OutputHandle`]s, and an output ends when the last handle is dropped.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::codec::framing::Framer;
+use crate::codec::DecoderKind;
+use crate::config::{Config, InputConfig, RouteConfig};
+use crate::filter::{Filter, Verdict};
+use crate::input::ListenKey;
+use crate::output::OutputHandle;
+use crate::record::{logger_matches, Record};
+
+/// What a connection of one input needs to turn bytes into records.
+#[derive(Debug)]
+pub struct InputStage {
+    /// The input's name.
+    pub name: String,
+    /// Its config (address, decoder, limits).
+    pub config: InputConfig,
+    /// Cuts the byte stream into frames.
+    pub framer: Framer,
+    /// Decodes one frame.
+    pub decoder: DecoderKind,
+    /// Indices into [`Pipeline::routes`] of the routes that take records
+    /// from this input.
+    routes: Vec<usize>,
+}
+
+/// One compiled route.
+struct Route {
+    spec: RouteConfig,
+    filters: Vec<Arc<Filter>>,
+    outputs: Vec<OutputHandle>,
+}
+
+impl Route {
+    /// Whether `record` passes the route's conditions (before filters).
+    fn matches(&self, record: &Record) -> bool {
+        let spec = &self.spec;
+        if let Some(min) = spec.min_level {
+            if record.levelno() < min {
+                return false;
+            }
+        }
+        let name = record.name();
+        if let Some(loggers) = &spec.loggers {
+            if !loggers.iter().any(|p| logger_matches(p, name)) {
+                return false;
+            }
+        }
+        if spec.exclude_loggers.iter().any(|p| logger_matches(p, name)) {
+            return false;
+        }
+        if !spec.name_filters.iter().all(|f| logger_matches(f, name)) {
+            return false;
+        }
+        spec.logger_filters
+            .iter()
+            .all(|(logger, f)| logger != name || logger_matches(f, name))
+    }
+}
+
+/// The wiring of one config generation.
+pub struct Pipeline {
+    /// The config it was built from.
+    pub config: Arc<Config>,
+    inputs: HashMap<ListenKey, Arc<InputStage>>,
+    routes: Vec<Route>,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("inputs", &self.inputs.keys().collect::<Vec<_>>())
+            .field("routes", &self.routes.len())
+            .finish()
+    }
+}
+
+impl Pipeline {
+    /// Wire a pipeline from a checked config, with already-loaded filters
+    /// and running outputs (both by name). Names were validated by the
+    /// config loader; a missing one here is skipped defensively.
+    pub fn new(
+        config: Arc<Config>,
+        filters: &HashMap<String, Arc<Filter>>,
+        outputs: &HashMap<String, OutputHandle>,
+    ) -> Pipeline {
+        let routes: Vec<Route> = config
+            .routes
+            .iter()
+            .map(|spec| Route {
+                spec: spec.clone(),
+                filters: spec
+                    .filters
+                    .iter()
+                    .filter_map(|n| filters.get(n).cloned())
+                    .collect(),
+                outputs: spec
+                    .to
+                    .iter()
+                    .filter_map(|n| outputs.get(n).cloned())
+                    .collect(),
+            })
+            .collect();
+        let inputs = config
+            .inputs
+            .iter()
+            .map(|(name, ic)| {
+                let stage = InputStage {
+                    name: name.clone(),
+                    config: ic.clone(),
+                    framer: Framer::new(ic.framing, ic.max_frame_bytes),
+                    decoder: ic.decoder,
+                    routes: routes
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, r)| {
+                            r.spec
+                                .from
+                                .as_ref()
+                                .is_none_or(|from| from.iter().any(|f| f == name))
+                        })
+                        .map(|(i, _)| i)
+                        .collect(),
+                };
+                (ListenKey::of(ic), Arc::new(stage))
+            })
+            .collect();
+        Pipeline {
+            config,
+            inputs,
+            routes,
+        }
+    }
+
+    /// The stage of the input bound to `key`, if this pipeline has it.
+    pub fn input_by_key(&self, key: &ListenKey) -> Option<&Arc<InputStage>> {
+        self.inputs.get(key)
+    }
+
+    /// Route a batch of records from one input to the outputs, through each
+    /// route's filters. Awaits when an output's queue is full
+    /// (backpressure), so a slow output slows its senders instead of
+    /// growing memory.
+    pub async fn dispatch(&self, stage: &InputStage, records: Vec<Record>) {
+        if records.is_empty() {
+            return;
+        }
+        let last = stage.routes.len().saturating_sub(1);
+        let mut records = Some(records);
+        for (i, &ri) in stage.routes.iter().enumerate() {
+            let route = &self.routes[ri];
+            // Each route gets its own copy (SPEC.md 6: a filter's changes
+            // are seen only downstream in its own route); the last one
+            // takes the originals.
+            let batch: Vec<Record> = if i == last {
+                let Some(all) = records.take() else { return };
+                all.into_iter().filter(|r| route.matches(r)).collect()
+            } else {
+                records
+                    .iter()
+                    .flatten()
+                    .filter(|r| route.matches(r))
+                    .cloned()
+                    .collect()
+            };
+            let batch = apply_filters(&route.filters, batch);
+            send_to_all(&route.outputs, batch).await;
+        }
+    }
+}
+
+fn apply_filters(filters: &[Arc<Filter>], mut batch: Vec<Record>) -> Vec<Record> {
+    for filter in filters {
+        if batch.is_empty() {
+            break;
+        }
+        batch.retain_mut(|r| filter.apply(r) == Verdict::Keep);
+    }
+    batch
+}
+
+async fn send_to_all(outputs: &[OutputHandle], batch: Vec<Record>) {
+    if batch.is_empty() {
+        return;
+    }
+    if let Some((last, rest)) = outputs.split_last() {
+        for out in rest {
+            out.send(batch.clone()).await;
+        }
+        last.send(batch).await;
+    }
+}

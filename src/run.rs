@@ -1,0 +1,157 @@
+//! Running the listener: load the config, start the server, and react to
+//! signals and config changes until asked to stop.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::config::{self, Config, ConfigError};
+use crate::server::Server;
+
+/// Where the config comes from.
+#[derive(Clone, Debug)]
+pub struct ConfigSource {
+    /// The path to read.
+    pub path: PathBuf,
+    /// Given with `--config` (a missing file is then an error).
+    pub explicit: bool,
+}
+
+impl ConfigSource {
+    /// Read it: a missing default `./listener.json` means the embedded
+    /// default; a missing `--config` file is an error.
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        if !self.explicit && !self.path.exists() {
+            return Ok(config::load_default());
+        }
+        config::load(&self.path)
+    }
+}
+
+/// `logrelay check`: load everything a start would, bind nothing.
+pub fn check(source: &ConfigSource) -> ExitCode {
+    let config = match source.load() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for (name, fc) in &config.filters {
+        if let Err(e) = crate::filter::Filter::load(name, fc) {
+            eprintln!("{}: filters.{name}: {e}", display_source(&config));
+            return ExitCode::FAILURE;
+        }
+    }
+    print!("{}", config.describe());
+    for w in &config.warnings {
+        eprintln!("warning: {w}");
+    }
+    ExitCode::SUCCESS
+}
+
+fn display_source(config: &Config) -> String {
+    config
+        .source
+        .as_deref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "(embedded default)".to_string())
+}
+
+/// Run the listener until SIGTERM/SIGINT.
+pub async fn run(source: ConfigSource) -> ExitCode {
+    let config = match source.load() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    if config.source.is_none() {
+        tracing::info!("No listener.json here: running the embedded default.");
+    }
+    let mut server = match Server::start(config).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        eprintln!("cannot install signal handlers");
+        return ExitCode::FAILURE;
+    };
+    let mut changes =
+        crate::watch::ConfigWatch::new(source.path.clone(), watched_files(server.config()));
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading the config and reopening outputs.");
+                reload(&source, &mut server).await;
+                server.reopen().await;
+            }
+            change = changes.changed() => {
+                tracing::info!(config = %source.path.display(), plugins = change.plugins, "Config or plugin changed: reloading.");
+                reload_with(&source, &mut server, change.plugins).await;
+            }
+        }
+        changes.set_files(watched_files(server.config()));
+    }
+    tracing::info!("Shutting down: draining connections and flushing outputs.");
+    server.shutdown().await;
+    tracing::info!("Stopped.");
+    ExitCode::SUCCESS
+}
+
+async fn reload(source: &ConfigSource, server: &mut Server) {
+    reload_with(source, server, true).await;
+}
+
+/// Reload from `source`; `plugins_changed` reloads every filter even when
+/// the config text is the same (a plugin file was rebuilt).
+async fn reload_with(source: &ConfigSource, server: &mut Server, plugins_changed: bool) {
+    let new = match source.load() {
+        Ok(c) => c,
+        Err(e) => {
+            crate::metrics::reload(false);
+            tracing::error!("Reload rejected, the running pipeline goes on unchanged:\n{e}");
+            return;
+        }
+    };
+    let plugins_matter = plugins_changed && !new.filters.is_empty();
+    if *server.config().as_ref() == new && !plugins_matter {
+        tracing::info!("Config unchanged.");
+        return;
+    }
+    match server.reload(new, plugins_changed).await {
+        Ok(()) => {
+            crate::metrics::reload(true);
+            tracing::info!("Reloaded.");
+        }
+        Err(e) => {
+            crate::metrics::reload(false);
+            tracing::error!("Reload rejected, the running pipeline goes on unchanged: {e}");
+        }
+    }
+}
+
+/// Plugin files to watch besides the config.
+fn watched_files(config: &Config) -> Vec<PathBuf> {
+    config
+        .filters
+        .values()
+        .map(|f| match f {
+            config::FilterConfig::Wasm(w) => w.path.clone(),
+        })
+        .collect()
+}

@@ -1,0 +1,303 @@
+//! The running listener: the inputs, filters and outputs of the current
+//! config, the pipeline that wires them, and what changes them — reload,
+//! reopen, shutdown.
+//!
+//! A reload builds everything new *before* touching anything running
+//! (filters load, outputs open, new sockets bind); if any step fails the
+//! old pipeline keeps going untouched. Components whose config is equal are
+//! kept: inputs by what they are bound to (so no listening gap), outputs
+//! and filters by name.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{Config, FilterConfig};
+use crate::filter::Filter;
+use crate::input::{self, ListenKey, RunningInput};
+use crate::output::{self, OutputHandle, RunningOutput};
+use crate::pipeline::Pipeline;
+
+/// Why a config could not be put into service.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// An input could not bind.
+    #[error(transparent)]
+    Bind(#[from] input::BindError),
+    /// An output could not start.
+    #[error(transparent)]
+    Output(#[from] output::OutputError),
+    /// A filter could not load.
+    #[error(transparent)]
+    Filter(#[from] crate::filter::wasm::FilterError),
+}
+
+/// The running listener.
+pub struct Server {
+    config: Arc<Config>,
+    pipelines: watch::Sender<Arc<Pipeline>>,
+    inputs: HashMap<ListenKey, RunningInput>,
+    outputs: HashMap<String, RunningOutput>,
+    filters: HashMap<String, (FilterConfig, Arc<Filter>)>,
+    /// Output threads of removed outputs, joined at shutdown.
+    retired: Vec<JoinHandle<()>>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl Server {
+    /// Put a config into service: load filters, open outputs, bind inputs.
+    pub async fn start(config: Config) -> Result<Server, StartError> {
+        let config = Arc::new(config);
+        let filters = load_filters(&config, &HashMap::new())?;
+        let outputs = start_outputs(&config, &mut HashMap::new())?;
+        let pipeline = Arc::new(Pipeline::new(
+            config.clone(),
+            &filter_map(&filters),
+            &handle_map(&outputs),
+        ));
+        let (tx, _) = watch::channel(pipeline);
+        let mut server = Server {
+            config: config.clone(),
+            pipelines: tx,
+            inputs: HashMap::new(),
+            outputs,
+            filters,
+            retired: Vec::new(),
+            shutdown: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+        };
+        for (name, ic) in &config.inputs {
+            let running = input::start(
+                name,
+                ic,
+                server.pipelines.subscribe(),
+                server.shutdown.clone(),
+                &server.tracker,
+            )
+            .await?;
+            tracing::info!(input = %name, listen = ?running.local, decoder = ic.decoder.as_str(), "Listening.");
+            server.inputs.insert(running.key.clone(), running);
+        }
+        Ok(server)
+    }
+
+    /// The config in service.
+    pub fn config(&self) -> &Arc<Config> {
+        &self.config
+    }
+
+    /// The addresses each input is bound to.
+    pub fn listening(&self) -> Vec<(String, Vec<String>)> {
+        self.inputs
+            .values()
+            .map(|i| (i.key.to_string(), i.local.clone()))
+            .collect()
+    }
+
+    /// Replace the running config with `new`, keeping every component whose
+    /// config did not change. On error nothing running was touched.
+    /// `reload_filters` reloads every filter even if its config is equal
+    /// (its plugin file changed).
+    pub async fn reload(&mut self, new: Config, reload_filters: bool) -> Result<(), StartError> {
+        let new = Arc::new(new);
+        let keep = if reload_filters {
+            HashMap::new()
+        } else {
+            self.filters.clone()
+        };
+        let filters = load_filters(&new, &keep)?;
+        let mut kept_outputs = std::mem::take(&mut self.outputs);
+        let outputs = match start_outputs(&new, &mut kept_outputs) {
+            Ok(o) => o,
+            Err(e) => {
+                self.outputs = kept_outputs;
+                return Err(e);
+            }
+        };
+        // Bind new inputs before anything old stops: no gap.
+        let mut started = Vec::new();
+        for (name, ic) in &new.inputs {
+            let key = ListenKey::of(ic);
+            if self.inputs.contains_key(&key) {
+                continue;
+            }
+            match input::start(
+                name,
+                ic,
+                self.pipelines.subscribe(),
+                self.shutdown.clone(),
+                &self.tracker,
+            )
+            .await
+            {
+                Ok(running) => started.push((name.clone(), running)),
+                Err(e) => {
+                    for (_, r) in started {
+                        r.removed.cancel();
+                    }
+                    // Put the unchanged outputs back; drop the new ones.
+                    let mut outputs = outputs;
+                    let reused: Vec<String> = outputs
+                        .iter()
+                        .filter(|(n, ro)| self.config.outputs.get(*n) == Some(&ro.config))
+                        .map(|(n, _)| n.clone())
+                        .collect();
+                    give_back(&mut kept_outputs, &mut outputs, &reused);
+                    self.outputs = kept_outputs;
+                    return Err(e.into());
+                }
+            }
+        }
+        // Point of no return: publish the new pipeline.
+        let pipeline = Arc::new(Pipeline::new(
+            new.clone(),
+            &filter_map(&filters),
+            &handle_map(&outputs),
+        ));
+        self.pipelines.send_replace(pipeline);
+        for (name, running) in started {
+            tracing::info!(input = %name, listen = ?running.local, "Listening (added by reload).");
+            self.inputs.insert(running.key.clone(), running);
+        }
+        let keys: Vec<ListenKey> = new.inputs.values().map(ListenKey::of).collect();
+        self.inputs.retain(|key, running| {
+            let keep = keys.contains(key);
+            if !keep {
+                tracing::info!(input = %key, "Input removed by reload; draining its connections.");
+                running.removed.cancel();
+            }
+            keep
+        });
+        for (name, ro) in kept_outputs.drain() {
+            // Removed or changed: its thread ends once the old pipeline's
+            // last connection lets go of its handle.
+            tracing::info!(output = %name, "Output retired by reload.");
+            self.retired.push(ro.thread);
+        }
+        self.outputs = outputs;
+        self.filters = filters;
+        self.config = new;
+        Ok(())
+    }
+
+    /// Reopen every output file (SIGHUP, external logrotate).
+    pub async fn reopen(&self) {
+        for ro in self.outputs.values() {
+            ro.handle.reopen().await;
+        }
+    }
+
+    /// Stop accepting, drain connections, flush every output, and return.
+    pub async fn shutdown(self) {
+        let Server {
+            pipelines,
+            inputs,
+            outputs,
+            filters,
+            retired,
+            shutdown,
+            tracker,
+            ..
+        } = self;
+        shutdown.cancel();
+        tracker.close();
+        tracker.wait().await;
+        drop(inputs);
+        drop(filters);
+        // Dropping the last pipeline drops the last handles: each output
+        // thread drains its queue, flushes and ends.
+        drop(pipelines);
+        let threads: Vec<JoinHandle<()>> = outputs
+            .into_values()
+            .map(|ro| ro.thread)
+            .chain(retired)
+            .collect();
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
+    }
+}
+
+fn load_filters(
+    config: &Config,
+    current: &HashMap<String, (FilterConfig, Arc<Filter>)>,
+) -> Result<HashMap<String, (FilterConfig, Arc<Filter>)>, StartError> {
+    let mut out = HashMap::new();
+    for (name, fc) in &config.filters {
+        let filter = match current.get(name) {
+            Some((old, f)) if old == fc => f.clone(),
+            _ => Arc::new(Filter::load(name, fc)?),
+        };
+        out.insert(name.clone(), (fc.clone(), filter));
+    }
+    Ok(out)
+}
+
+/// Start the outputs of `config`, taking unchanged ones out of `current`
+/// (what is left there afterwards is to be retired). On error, the
+/// unchanged ones are put back into `current` and the new ones dropped.
+fn start_outputs(
+    config: &Config,
+    current: &mut HashMap<String, RunningOutput>,
+) -> Result<HashMap<String, RunningOutput>, StartError> {
+    let mut out = HashMap::new();
+    let mut reused = Vec::new();
+    for (name, oc) in &config.outputs {
+        if current.get(name).is_some_and(|ro| &ro.config == oc) {
+            if let Some(ro) = current.remove(name) {
+                out.insert(name.clone(), ro);
+                reused.push(name.clone());
+            }
+            continue;
+        }
+        match output::start(name, oc) {
+            Ok(ro) => {
+                out.insert(name.clone(), ro);
+            }
+            Err(e) => {
+                give_back(current, &mut out, &reused);
+                return Err(e.into());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Undo [`start_outputs`]: move the reused outputs back into `current`;
+/// the newly started ones are dropped (their threads end).
+fn give_back(
+    current: &mut HashMap<String, RunningOutput>,
+    started: &mut HashMap<String, RunningOutput>,
+    reused: &[String],
+) {
+    for name in reused {
+        if let Some(ro) = started.remove(name) {
+            current.insert(name.clone(), ro);
+        }
+    }
+    started.clear();
+}
+
+fn filter_map(
+    filters: &HashMap<String, (FilterConfig, Arc<Filter>)>,
+) -> HashMap<String, Arc<Filter>> {
+    filters
+        .iter()
+        .map(|(n, (_, f))| (n.clone(), f.clone()))
+        .collect()
+}
+
+fn handle_map(outputs: &HashMap<String, RunningOutput>) -> HashMap<String, OutputHandle> {
+    outputs
+        .iter()
+        .map(|(n, ro)| (n.clone(), ro.handle.clone()))
+        .collect()
+}

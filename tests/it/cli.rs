@@ -1,0 +1,88 @@
+//! The command line: --version, --help, check, config errors.
+
+use crate::util::*;
+
+#[test]
+fn version_and_help() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = logrelay(&["--version"], dir.path());
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("logrelay {}\n", env!("CARGO_PKG_VERSION"))
+    );
+    let out = logrelay(&["--help"], dir.path());
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("--config <PATH>"), "{help}");
+    assert!(help.contains("check"), "{help}");
+}
+
+#[test]
+fn missing_explicit_config_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = logrelay(&["--config", "nope.json"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("nope.json: No such file or directory"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn check_on_embedded_default_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = logrelay(&["check"], dir.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("127.0.0.1:9020"), "{text}");
+}
+
+#[test]
+fn invalid_json_names_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bad.json"),
+        "{\n  \"inputs\": {\n    \"a\": {\"type\": \"tcp\",, }\n  }\n}\n",
+    )
+    .unwrap();
+    for args in [
+        &["check", "--config", "bad.json"][..],
+        &["--config", "bad.json"][..],
+    ] {
+        let out = logrelay(args, dir.path());
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.starts_with("bad.json:3:"), "{err}");
+        assert!(
+            !err.contains("panicked") && !err.contains("backtrace"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn example_configs_all_check() {
+    let dir = root().join("config");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "json") {
+            let out = logrelay(&["check", "--config", path.to_str().unwrap()], &dir);
+            assert!(
+                out.status.success(),
+                "{}: {}",
+                path.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            n += 1;
+        }
+    }
+    assert!(n >= 3, "config/ holds example configs");
+}

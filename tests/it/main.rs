@@ -1,0 +1,7 @@
+//! Integration tests: one binary (so wasmtime links once) that drives the
+//! real `logrelay` executable with real Python senders.
+
+mod util;
+
+mod cli;
+mod core;

@@ -1,0 +1,286 @@
+//! Helpers: start the real binary on a temp dir, wait for it to listen,
+//! run Python senders, read output files. Every wait has a timeout.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_logrelay");
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A vendored Python tool from tests/tools.
+pub fn tool(name: &str) -> PathBuf {
+    root().join("tests/tools").join(name)
+}
+
+/// A running logrelay with its stderr captured.
+pub struct Relay {
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+    stderr: Arc<Mutex<String>>,
+    pub stdout: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Relay {
+    /// Write `config` (JSON) to `<tmp>/listener.json` and start logrelay on
+    /// it, waiting until `inputs` "Listening." lines appeared.
+    pub fn start(config: &str, inputs: usize) -> Relay {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(dir, config, inputs, &[])
+    }
+
+    /// As `start`, with extra environment variables.
+    pub fn start_in(
+        dir: tempfile::TempDir,
+        config: &str,
+        inputs: usize,
+        env: &[(&str, &str)],
+    ) -> Relay {
+        std::fs::write(dir.path().join("listener.json"), config).unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--config")
+            .arg(dir.path().join("listener.json"))
+            .current_dir(dir.path())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        {
+            let pipe = child.stderr.take().unwrap();
+            let buf = stderr.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    let mut b = buf.lock().unwrap();
+                    b.push_str(&line);
+                    b.push('\n');
+                }
+            });
+            let mut pipe = child.stdout.take().unwrap();
+            let buf = stdout.clone();
+            std::thread::spawn(move || {
+                let mut chunk = [0u8; 65536];
+                while let Ok(n) = std::io::Read::read(&mut pipe, &mut chunk) {
+                    if n == 0 {
+                        break;
+                    }
+                    buf.lock().unwrap().extend_from_slice(&chunk[..n]);
+                }
+            });
+        }
+        let relay = Relay {
+            child,
+            dir,
+            stderr,
+            stdout,
+        };
+        relay.wait_for_log("Listening", inputs, Duration::from_secs(20));
+        relay
+    }
+
+    /// The temp dir path.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Wait until `needle` appeared `count` times on stderr.
+    pub fn wait_for_log(&self, needle: &str, count: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let s = self.stderr();
+            if s.matches(needle).count() >= count {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!("timed out waiting for {count}x {needle:?} on stderr:\n{s}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The addresses the input `name` listens on (from its "Listening." line).
+    pub fn addr(&self, name: &str) -> String {
+        let s = self.stderr();
+        for line in s.lines() {
+            if line.contains("Listening") && line.contains(&format!("input={name} ")) {
+                let start = line.find("listen=[\"").expect("listen field") + 9;
+                let end = start + line[start..].find('"').unwrap();
+                return line[start..end].to_string();
+            }
+        }
+        panic!("no Listening line for input {name}:\n{s}");
+    }
+
+    /// The TCP/UDP port of input `name`.
+    pub fn port(&self, name: &str) -> u16 {
+        let a = self.addr(name);
+        a.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
+    /// Send a signal.
+    pub fn signal(&self, sig: &str) {
+        let st = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+
+    /// SIGTERM and wait for exit; returns the exit code.
+    pub fn stop(mut self) -> (i32, String, Vec<u8>) {
+        self.signal("TERM");
+        let code = wait_timeout(&mut self.child, Duration::from_secs(30));
+        std::thread::sleep(Duration::from_millis(50));
+        let err = self.stderr();
+        let out = self.stdout.lock().unwrap().clone();
+        // Keep the dir alive until here.
+        (code, err, out)
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Wait for a child with a timeout; panics (after killing it) on timeout.
+pub fn wait_timeout(child: &mut Child, timeout: Duration) -> i32 {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st.code().unwrap_or(-1);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("process did not exit within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Run a Python script (text) with args; returns its output. Panics on a
+/// non-zero exit with its stderr.
+pub fn python(script: &str, args: &[&str]) -> Output {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    out
+}
+
+/// Run a vendored tool (loadgen.py / verify.py) and return its last JSON line.
+pub fn run_tool(name: &str, args: &[&str]) -> (bool, serde_json::Value, String) {
+    let out = Command::new("python3")
+        .arg(tool(name))
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let last = stdout.lines().last().unwrap_or("{}").to_string();
+    let json = serde_json::from_str(&last).unwrap_or(serde_json::Value::Null);
+    (
+        out.status.success(),
+        json,
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+/// Wait until the file at `path` has `lines` lines (or panic after `timeout`).
+pub fn wait_lines(path: &Path, lines: usize, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let s = std::fs::read_to_string(path).unwrap_or_default();
+        if s.lines().count() >= lines {
+            return s;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "{}: {} of {lines} lines after {timeout:?}",
+                path.display(),
+                s.lines().count()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Run `logrelay` with arguments to completion.
+pub fn logrelay(args: &[&str], dir: &Path) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+/// A Python program that logs through a real SocketHandler (or
+/// DatagramHandler) given `kind` ("tcp" host port | "unix" path | "udp"
+/// host port), then `n` records "msg <i>" on logger `name`.
+pub const PY_SEND: &str = r#"
+import logging, logging.handlers, sys
+kind = sys.argv[1]
+if kind == "tcp":
+    h = logging.handlers.SocketHandler(sys.argv[2], int(sys.argv[3])); rest = sys.argv[4:]
+elif kind == "udp":
+    h = logging.handlers.DatagramHandler(sys.argv[2], int(sys.argv[3])); rest = sys.argv[4:]
+else:
+    h = logging.handlers.SocketHandler(sys.argv[2], None); rest = sys.argv[3:]
+n, name = int(rest[0]), rest[1]
+level = int(rest[2]) if len(rest) > 2 else logging.INFO
+log = logging.getLogger(name)
+log.propagate = False
+log.setLevel(1)
+log.addHandler(h)
+for i in range(n):
+    log.log(level, "msg %d", i)
+h.close()
+"#;
+
+/// Send `n` records through a real SocketHandler over TCP.
+pub fn send_tcp(port: u16, n: usize, logger: &str) {
+    python(
+        PY_SEND,
+        &[
+            "tcp",
+            "127.0.0.1",
+            &port.to_string(),
+            &n.to_string(),
+            logger,
+        ],
+    );
+}
+
+/// Write raw bytes to a TCP port and close.
+pub fn send_raw_tcp(port: u16, bytes: &[u8]) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(bytes).unwrap();
+}

@@ -172,7 +172,14 @@ fn finish(s: &mut Scratch, id: usize, limit: u64) -> Result<(), PickleError> {
     } = s;
     let node = &mut nodes[id];
     let (value, size, height) = match &node.kind {
-        Kind::Object(obj) => (object_value(obj), 1 + text_weight(obj.class.len()), 0),
+        Kind::Object(obj) => {
+            let v = object_value(obj);
+            let w = match &v {
+                Value::Object(o) => 1 + text_weight(o.class.len() + o.str.len() + o.repr.len()),
+                _ => 1,
+            };
+            (v, w, 0)
+        }
         Kind::SetOf { src, frozen } => match &conv[*src as usize] {
             Conv::Done(
                 Value::List(a) | Value::Tuple(a) | Value::Set(a) | Value::FrozenSet(a),
@@ -252,12 +259,13 @@ fn slot_value(slot: Slot, conv: &[Conv], classes: &[Str]) -> (Value, u64, u32) {
             let class = classes.get(c as usize).cloned().unwrap_or_default();
             let shown = class.strip_prefix("builtins.").unwrap_or(&class);
             let text = Str::from(format!("<class '{shown}'>"));
+            let w = 1 + text_weight(3 * text.len());
             let v = Value::Object(Arc::new(Object {
                 class,
                 str: text.clone(),
                 repr: text,
             }));
-            (v, 1, 0)
+            (v, w, 0)
         }
         Slot::Node(n) => match conv.get(n as usize) {
             Some(Conv::Done(v, w, h)) => (v.clone(), *w, *h),

@@ -370,7 +370,7 @@ fn render(class: &str, args: &[Slot], nodes: &[Node]) -> Option<Rendering> {
             );
             if !(0..86_400).contains(&secs)
                 || !(0..1_000_000).contains(&us)
-                || days.abs() > 999_999_999
+                || !(-999_999_999..=999_999_999).contains(&days)
             {
                 return None;
             }
@@ -395,10 +395,14 @@ fn render(class: &str, args: &[Slot], nodes: &[Node]) -> Option<Rendering> {
             let Aux::Timedelta { days, secs, us } = o.aux else {
                 return None;
             };
-            let offset_us = (days * 86_400 + secs) * 1_000_000 + us; // |days| <= 999_999_999: no overflow
-            if offset_us.abs() >= 86_400_000_000 {
+            // Timezones need |offset| < 24h; a timedelta may be far larger
+            // (its days were checked, so i128 cannot overflow).
+            let offset =
+                (i128::from(days) * 86_400 + i128::from(secs)) * 1_000_000 + i128::from(us);
+            if offset.unsigned_abs() >= 86_400_000_000 {
                 return None;
             }
+            let offset_us = offset as i64; // < 24h in µs
             let name = match args.get(1) {
                 None => None,
                 Some(Slot::Val(Value::Str(s))) => Some(s.clone()),

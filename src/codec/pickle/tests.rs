@@ -543,6 +543,28 @@ fn binary_ints_of_every_size() {
 }
 
 #[test]
+fn out_of_range_object_state_is_a_placeholder() {
+    let min = b"\x8a\x08\x00\x00\x00\x00\x00\x00\x00\x80";
+    let td = [&b"cdatetime\ntimedelta\n"[..], min, b"K\x00K\x00\x87R"].concat();
+    let tz = [&b"cdatetime\ntimezone\n"[..], &td, b"\x85R"].concat();
+    let big_td = b"cdatetime\ntimedelta\nJ\xff\xc9\x9a\x3bK\x00K\x00\x87R".to_vec(); // 999999999 days
+    let big_tz = [&b"cdatetime\ntimezone\n"[..], &big_td, b"\x85R"].concat();
+    let dt = b"cdatetime\ndatetime\nC\x0a\x07\xe8\x0d\x01\x00\x00\x00\x00\x00\x00\x85R".to_vec(); // month 13
+    for body in [td, tz, big_tz, dt] {
+        let fields = timed(&in_dict(&body)).expect("decodes");
+        let Value::Object(o) = only(&fields) else {
+            panic!()
+        };
+        assert_eq!(&*o.str, format!("<{} object>", o.class), "{body:?}");
+    }
+    let fields = timed(&in_dict(&big_td)).expect("decodes");
+    let Value::Object(o) = only(&fields) else {
+        panic!()
+    };
+    assert_eq!(&*o.str, "999999999 days, 0:00:00");
+}
+
+#[test]
 fn invalid_utf8_becomes_one_replacement_per_surrogate() {
     let fields = decode(&in_dict(
         b"X\x0a\x00\x00\x00a\xed\xa0\x80b\xff\xed\xb8\x80c",

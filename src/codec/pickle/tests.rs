@@ -97,6 +97,25 @@ fn fixtures_decode_exactly() {
 }
 
 #[test]
+fn loadgen_frames_decode() {
+    let all = Bytes::from(std::fs::read(format!("{FIXTURES}/bench.bin")).expect("bench.bin"));
+    let mut off = 0;
+    let mut n = 0;
+    while off < all.len() {
+        let len = u32::from_be_bytes(all[off..off + 4].try_into().expect("4 bytes")) as usize;
+        let fields = decode(&all.slice(off + 4..off + 4 + len)).expect("decodes");
+        let msg = fields
+            .iter()
+            .find(|(k, _)| &**k == "msg")
+            .and_then(|(_, v)| v.as_str());
+        assert!(msg.is_some_and(|m| m.contains(" #")), "{fields:?}");
+        off += 4 + len;
+        n += 1;
+    }
+    assert_eq!(n, 500);
+}
+
+#[test]
 fn shared_references_are_shared_not_copied() {
     let cases = fixtures();
     let (_, _, frame, _) = cases

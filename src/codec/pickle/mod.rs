@@ -19,7 +19,11 @@
 //!   `frozenset` of a list (protocols < 4), `_codecs.encode(str, 'latin1')`
 //!   (bytes under protocols < 3), `bytearray` (decoded as `Bytes`: the
 //!   record model has no mutable-bytes type and the content is what matters),
-//!   and `collections.OrderedDict` (a `Dict`);
+//!   and `collections.OrderedDict` (a `Dict`). A class used as a value
+//!   (`extra={'cls': ValueError}`) renders as Python does, `<class
+//!   'ValueError'>`. A datetime or time whose tzinfo is not a
+//!   `datetime.timezone` (zoneinfo, pytz) has no offset in its `str()`:
+//!   that offset comes from code we do not run;
 //! - the conversion of the decoded object graph into shared [`Value`]s
 //!   ([`convert`]): a memo reference (`GET`) becomes an `Arc` clone, never a
 //!   deep copy, and a container that contains itself renders its inner
@@ -33,7 +37,9 @@
 //! Python-compatible leniencies: bytes after `STOP` are ignored (as
 //! `pickle.loads` does); a dict that repeats a key keeps its first position
 //! with the last value (as a Python dict) at the top level, where the record
-//! fields must be unique; nested containers are kept as sent.
+//! fields must be unique; nested containers are kept as sent (a real
+//! pickler never repeats a dict key or set item). Python 2 `str` (`STRING`,
+//! `BINSTRING`, `SHORT_BINSTRING`) decodes as text, as Python 3 does.
 //!
 //! [`Value`]: crate::record::Value
 

@@ -56,16 +56,22 @@ pub(super) fn into_fields(m: &mut Machine<'_>, root: Slot) -> Result<Fields, Pic
             ensure(s, c as usize, limit, &mut path)?;
         }
     }
-    let Scratch {
-        nodes,
-        conv,
-        classes,
-        ..
-    } = s;
-    let items = std::mem::take(&mut nodes[root_id].items);
+    let mut items = std::mem::take(&mut s.nodes[root_id].items);
+    let fields = root_fields(&mut items, &s.conv, &s.classes, limit);
+    s.recycle(items);
+    fields
+}
+
+/// The record fields from the root dict's flattened items.
+fn root_fields(
+    items: &mut Vec<Slot>,
+    conv: &[Conv],
+    classes: &[Str],
+    limit: u64,
+) -> Result<Fields, PickleError> {
     let mut fields: Fields = Vec::with_capacity(items.len() / 2);
     let mut size: u64 = 1;
-    let mut it = items.into_iter();
+    let mut it = items.drain(..);
     while let (Some(k), Some(v)) = (it.next(), it.next()) {
         let key = match k {
             Slot::Val(Value::Str(key)) => key,

@@ -89,6 +89,9 @@ pub(super) struct Scratch {
     pub nodes: Vec<Node>,
     pub classes: Vec<Str>,
     pub conv: Vec<Conv>,
+    /// Empty item vectors kept from earlier frames: every record fills
+    /// one dict, so reusing its vector saves an allocation per record.
+    pub spare: Vec<Vec<Slot>>,
 }
 
 impl Scratch {
@@ -109,6 +112,17 @@ impl Scratch {
         reset(&mut self.nodes);
         reset(&mut self.classes);
         reset(&mut self.conv);
+        // `spare` holds only empty vectors: nothing of the frame survives.
+    }
+
+    /// Give back an item vector for reuse (emptied first).
+    pub fn recycle(&mut self, mut items: Vec<Slot>) {
+        const KEEP_VECS: usize = 8;
+        const KEEP_ITEMS: usize = 1024;
+        items.clear();
+        if self.spare.len() < KEEP_VECS && items.capacity() <= KEEP_ITEMS {
+            self.spare.push(items);
+        }
     }
 }
 
@@ -688,8 +702,19 @@ impl<'a> Machine<'a> {
         if !ok {
             return Err(self.wrong(op, pos, container_for(op), &slot));
         }
-        let Scratch { stack, nodes, .. } = &mut *self.s;
-        nodes[id].items.extend(stack.drain(from..));
+        let Scratch {
+            stack,
+            nodes,
+            spare,
+            ..
+        } = &mut *self.s;
+        let items = &mut nodes[id].items;
+        if items.capacity() == 0 {
+            if let Some(v) = spare.pop() {
+                *items = v;
+            }
+        }
+        items.extend(stack.drain(from..));
         Ok(())
     }
 

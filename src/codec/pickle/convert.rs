@@ -49,6 +49,8 @@ pub(super) fn into_fields(m: &mut Machine<'_>, root: Slot) -> Result<Fields, Pic
     let s: &mut Scratch = m.s;
     s.conv.clear();
     s.conv.resize_with(s.nodes.len(), Conv::default);
+    s.class_vals.clear();
+    s.class_vals.resize(s.classes.len(), None);
     s.conv[root_id] = Conv::Busy("builtins.dict", "{...}");
     let mut path = Vec::new();
     for i in 0..s.nodes[root_id].items.len() {
@@ -57,7 +59,7 @@ pub(super) fn into_fields(m: &mut Machine<'_>, root: Slot) -> Result<Fields, Pic
         }
     }
     let mut items = std::mem::take(&mut s.nodes[root_id].items);
-    let fields = root_fields(&mut items, &s.conv, &s.classes, limit);
+    let fields = root_fields(&mut items, &s.conv, &s.classes, &mut s.class_vals, limit);
     s.recycle(items);
     fields
 }
@@ -67,6 +69,7 @@ fn root_fields(
     items: &mut Vec<Slot>,
     conv: &[Conv],
     classes: &[Str],
+    class_vals: &mut [Option<Value>],
     limit: u64,
 ) -> Result<Fields, PickleError> {
     let mut fields: Fields = Vec::with_capacity(items.len() / 2);
@@ -86,7 +89,7 @@ fn root_fields(
                 })
             }
         };
-        let (value, w, h) = slot_value(v, conv, classes);
+        let (value, w, h) = slot_value(v, conv, classes, class_vals);
         if h as usize + 1 > MAX_DEPTH {
             return Err(PickleError::TooDeep { limit: MAX_DEPTH });
         }
@@ -174,6 +177,7 @@ fn finish(s: &mut Scratch, id: usize, limit: u64) -> Result<(), PickleError> {
         nodes,
         conv,
         classes,
+        class_vals,
         ..
     } = s;
     let node = &mut nodes[id];
@@ -208,8 +212,8 @@ fn finish(s: &mut Scratch, id: usize, limit: u64) -> Result<(), PickleError> {
             let (mut size, mut height) = (1u64, 0u32);
             let mut it = items.into_iter();
             while let (Some(k), Some(v)) = (it.next(), it.next()) {
-                let (k, kw, kh) = slot_value(k, conv, classes);
-                let (v, vw, vh) = slot_value(v, conv, classes);
+                let (k, kw, kh) = slot_value(k, conv, classes, class_vals);
+                let (v, vw, vh) = slot_value(v, conv, classes, class_vals);
                 size = size.saturating_add(kw).saturating_add(vw);
                 height = height.max(kh).max(vh);
                 pairs.push((k, v));
@@ -221,7 +225,7 @@ fn finish(s: &mut Scratch, id: usize, limit: u64) -> Result<(), PickleError> {
             let mut out = Vec::with_capacity(items.len());
             let (mut size, mut height) = (1u64, 0u32);
             for item in items {
-                let (v, w, h) = slot_value(item, conv, classes);
+                let (v, w, h) = slot_value(item, conv, classes, class_vals);
                 size = size.saturating_add(w);
                 height = height.max(h);
                 out.push(v);
@@ -251,7 +255,12 @@ fn finish(s: &mut Scratch, id: usize, limit: u64) -> Result<(), PickleError> {
 
 /// The value of one slot (moving scalars out: each slot is converted
 /// exactly once), with its expanded size and height.
-fn slot_value(slot: Slot, conv: &[Conv], classes: &[Str]) -> (Value, u64, u32) {
+fn slot_value(
+    slot: Slot,
+    conv: &[Conv],
+    classes: &[Str],
+    class_vals: &mut [Option<Value>],
+) -> (Value, u64, u32) {
     match slot {
         Slot::Val(v) => {
             let w = match &v {
@@ -263,14 +272,23 @@ fn slot_value(slot: Slot, conv: &[Conv], classes: &[Str]) -> (Value, u64, u32) {
         }
         Slot::Class(c) => {
             let class = classes.get(c as usize).cloned().unwrap_or_default();
-            let shown = class.strip_prefix("builtins.").unwrap_or(&class);
-            let text = Str::from(format!("<class '{shown}'>"));
-            let w = 1 + text_weight(3 * text.len());
-            let v = Value::Object(Arc::new(Object {
-                class,
-                str: text.clone(),
-                repr: text,
-            }));
+            let w = 1 + text_weight(4 * class.len());
+            let v = match class_vals.get_mut(c as usize) {
+                Some(Some(v)) => v.clone(),
+                cached => {
+                    let shown = class.strip_prefix("builtins.").unwrap_or(&class);
+                    let text = Str::from(format!("<class '{shown}'>"));
+                    let v = Value::Object(Arc::new(Object {
+                        class,
+                        str: text.clone(),
+                        repr: text,
+                    }));
+                    if let Some(slot) = cached {
+                        *slot = Some(v.clone());
+                    }
+                    v
+                }
+            };
             (v, w, 0)
         }
         Slot::Node(n) => match conv.get(n as usize) {

@@ -65,11 +65,16 @@ pub const MAX_DEPTH: usize = 256;
 /// MARK opcodes from growing the mark stack with the frame.
 pub const MAX_MARKS: usize = 2 * MAX_DEPTH;
 
-/// Most value-stack slots, memo entries and containers (each counted
-/// separately) one frame may create. Every opcode makes at most one, so
-/// this caps the decoder's memory at a few tens of MiB whatever the frame
-/// size, while a normal record uses under a hundred.
+/// Most values (pushes on the value stack), memo entries and class
+/// references (each counted separately) one frame may create. Every opcode
+/// makes at most one, so this caps the decoder's memory at about 100 MiB
+/// whatever the frame size, while a normal record uses under a hundred.
 pub const MAX_SLOTS: usize = 1 << 20;
+
+/// Longest `module.qualname` of a class reference. Python names are short;
+/// the cap keeps a memoized megabyte string from being copied into a class
+/// name over and over.
+pub const MAX_CLASS_NAME: usize = 1024;
 
 /// How far past the end of the memo a PUT may write. CPython always writes
 /// the next index; a little slack tolerates other picklers, and the bound
@@ -197,8 +202,8 @@ pub enum PickleError {
     /// One of the resource limits above was reached.
     #[error("{what} limit of {limit} exceeded")]
     BudgetExceeded {
-        /// Which resource: "stack", "memo", "containers", "marks",
-        /// "expansion" or "work".
+        /// Which resource: "values", "containers", "marks", "expansion"
+        /// or "work".
         what: &'static str,
         /// The limit that applied to this frame.
         limit: u64,

@@ -271,7 +271,7 @@ fn dup_chains_stay_small() {
     body.extend(vec![b'2'; MAX_SLOTS + 10]);
     assert!(matches!(
         timed(&in_dict(&body)),
-        Err(PickleError::BudgetExceeded { what: "stack", .. })
+        Err(PickleError::BudgetExceeded { what: "values", .. })
     ));
 }
 
@@ -302,6 +302,78 @@ fn memo_bombs_are_refused() {
         panic!()
     };
     assert!(std::sync::Arc::ptr_eq(a, b));
+}
+
+/// BINUNICODE of `text`.
+fn binunicode(text: &[u8]) -> Vec<u8> {
+    let mut out = vec![b'X'];
+    out.extend((text.len() as u32).to_le_bytes());
+    out.extend_from_slice(text);
+    out
+}
+
+#[test]
+fn repeated_references_to_big_values_are_charged() {
+    let big = binunicode(&vec![b'a'; 100_000]);
+    let budget = |r: Result<Fields, PickleError>| {
+        assert!(
+            matches!(r, Err(PickleError::BudgetExceeded { .. })),
+            "{:?}",
+            r.map(|f| f.len())
+        );
+    };
+    // A big string referenced 1000 times: shared, but its expansion counts.
+    let body = [&big[..], b"q\x000(", &b"h\x00".repeat(1000), b"l"].concat();
+    budget(timed(&in_dict(&body)));
+    // _codecs.encode(big, 'latin1') 1000 times: each copy is charged.
+    let setup = [
+        &b"c_codecs\nencode\nq\x010"[..],
+        &big,
+        b"q\x000",
+        &binunicode(b"latin1"),
+        b"q\x020]",
+    ]
+    .concat();
+    let body = [&setup[..], &b"h\x01h\x00h\x02\x86Ra".repeat(1000)].concat();
+    budget(timed(&in_dict(&body)));
+    // Decimal(big) 1000 times: rendering is charged.
+    let setup = [&b"cdecimal\nDecimal\nq\x010"[..], &big, b"q\x000]"].concat();
+    let body = [&setup[..], &b"h\x01h\x00\x85Ra".repeat(1000)].concat();
+    budget(timed(&in_dict(&body)));
+    // BUILD of a UUID with a 10 000-item state dict, 100 000 times.
+    let mut body = b"cuuid\nUUID\n)\x81}q\x00(".to_vec();
+    body.extend(b"K\x01K\x01".repeat(10_000));
+    body.extend_from_slice(b"u0");
+    body.extend(b"h\x00b".repeat(100_000));
+    budget(timed(&in_dict(&body)));
+    // STACK_GLOBAL of memoized long names, 100 000 times.
+    let setup = [
+        &binunicode(&[b'm'; 1000])[..],
+        b"q\x00",
+        &binunicode(b"name"),
+        b"q\x0100]",
+    ]
+    .concat();
+    let body = [&setup[..], &b"h\x00h\x01\x93a".repeat(100_000)].concat();
+    budget(timed(&in_dict(&body)));
+    let body = [&binunicode(&[b'm'; 2000])[..], &binunicode(b"x"), b"\x93"].concat();
+    budget(timed(&in_dict(&body)));
+    // The same class referenced 100 000 times converts once.
+    let body = [
+        &b"cbuiltins\nValueError\nq\x000("[..],
+        &b"h\x00".repeat(100_000),
+        b"l",
+    ]
+    .concat();
+    let fields = timed(&in_dict(&body)).expect("decodes");
+    let Value::List(l) = only(&fields) else {
+        panic!()
+    };
+    let (Value::Object(a), Value::Object(b)) = (&l[0], &l[99_999]) else {
+        panic!()
+    };
+    assert!(std::sync::Arc::ptr_eq(a, b));
+    assert_eq!(&*a.repr, "<class 'ValueError'>");
 }
 
 #[test]

@@ -92,6 +92,8 @@ pub(super) struct Scratch {
     /// Converted class references, one per class: each reference to a
     /// class is then an `Arc` clone, however often it is repeated.
     pub class_vals: Vec<Option<Value>>,
+    /// The placeholder of unrendered instances, one per class.
+    pub instance_vals: Vec<Option<Value>>,
     /// Empty item vectors kept from earlier frames: every record fills
     /// one dict, so reusing its vector saves an allocation per record.
     pub spare: Vec<Vec<Slot>>,
@@ -116,6 +118,7 @@ impl Scratch {
         reset(&mut self.classes);
         reset(&mut self.conv);
         reset(&mut self.class_vals);
+        reset(&mut self.instance_vals);
         // `spare` holds only empty vectors: nothing of the frame survives.
     }
 

@@ -25,6 +25,9 @@ use crate::record::{Str, Value};
 pub(super) struct Obj {
     /// `module.qualname`, Python 3 spelling.
     pub class: Str,
+    /// Its index in `Scratch::classes`: unrendered instances of one class
+    /// share one placeholder value.
+    pub class_id: u32,
     /// `(str, repr)` when the type is one we render, else `None` (the
     /// placeholder `<module.qualname object>` is used).
     pub rendered: Option<(Str, Str)>,
@@ -119,8 +122,8 @@ impl Machine<'_> {
             // say): still just an inert object.
             Slot::Node(n) => match self.s.nodes.get(n as usize).map(|n| &n.kind) {
                 Some(Kind::Object(o)) => {
-                    let class = o.class.clone();
-                    return self.object(class, None, Aux::None);
+                    let class_id = o.class_id;
+                    return self.object(class_id, None, Aux::None);
                 }
                 _ => return Err(self.wrong(op, pos, "a class", &callable)),
             },
@@ -209,8 +212,8 @@ impl Machine<'_> {
             Slot::Class(c) => self.instantiate(c, args),
             Slot::Node(n) => match self.s.nodes.get(n as usize).map(|n| &n.kind) {
                 Some(Kind::Object(o)) => {
-                    let class = o.class.clone();
-                    self.object(class, None, Aux::None)
+                    let class_id = o.class_id;
+                    self.object(class_id, None, Aux::None)
                 }
                 _ => Err(self.wrong(op, pos, "a class", &cls)),
             },
@@ -223,19 +226,20 @@ impl Machine<'_> {
         // Rendering reads (and may copy) the arguments' text: charge it,
         // since the same big string can be passed again and again.
         self.charge(args.iter().map(text_len).sum())?;
-        let class = self.s.classes[id as usize].clone();
-        let (rendered, aux) = render(&class, args, &self.s.nodes).unwrap_or((None, Aux::None));
-        self.object(class, rendered, aux)
+        let class = &self.s.classes[id as usize];
+        let (rendered, aux) = render(class, args, &self.s.nodes).unwrap_or((None, Aux::None));
+        self.object(id, rendered, aux)
     }
 
     fn object(
         &mut self,
-        class: Str,
+        class_id: u32,
         rendered: Option<(Str, Str)>,
         aux: Aux,
     ) -> Result<Slot, PickleError> {
         let obj = Obj {
-            class,
+            class: self.s.classes[class_id as usize].clone(),
+            class_id,
             rendered,
             aux,
         };

@@ -374,6 +374,26 @@ fn repeated_references_to_big_values_are_charged() {
     };
     assert!(std::sync::Arc::ptr_eq(a, b));
     assert_eq!(&*a.repr, "<class 'ValueError'>");
+    // Instances of one class share one placeholder value.
+    let body = [
+        &b"c__main__\nFoo\nq\x000("[..],
+        &b"h\x00)\x81".repeat(1000),
+        b"l",
+    ]
+    .concat();
+    let fields = timed(&in_dict(&body)).expect("decodes");
+    let Value::List(l) = only(&fields) else {
+        panic!()
+    };
+    let (Value::Object(a), Value::Object(b)) = (&l[0], &l[999]) else {
+        panic!()
+    };
+    assert!(std::sync::Arc::ptr_eq(a, b));
+    assert_eq!(&*a.str, "<__main__.Foo object>");
+    // 200 000 instances of a class with a 1000-byte name: refused quickly.
+    let long = [&b"c"[..], &[b'm'; 1000], b"\nX\nq\x000("].concat();
+    let body = [&long[..], &b"h\x00)\x81".repeat(200_000), b"l"].concat();
+    budget(timed(&in_dict(&body)));
 }
 
 #[test]

@@ -7,10 +7,10 @@
 //! stack machine over a borrowed byte slice. It owns:
 //!
 //! - [`decode`], which turns one frame into a record's [`Fields`];
-//! - the opcode interpreter ([`machine`]): every opcode CPython emits for
+//! - the opcode interpreter (`machine`): every opcode CPython emits for
 //!   plain data under protocols 0-5, with explicit stacks (no recursion on
 //!   the input's structure) and hard limits (the constants below);
-//! - class references ([`objects`]): `GLOBAL`/`STACK_GLOBAL` followed by
+//! - class references (`objects`): `GLOBAL`/`STACK_GLOBAL` followed by
 //!   `REDUCE`/`NEWOBJ`/`BUILD`/... never execute anything. They become inert
 //!   [`Value::Object`](crate::record::Value::Object)s that keep
 //!   `module.qualname` and, for datetime, date, time, timedelta, timezone,
@@ -25,14 +25,15 @@
 //!   `datetime.timezone` (zoneinfo, pytz) has no offset in its `str()`:
 //!   that offset comes from code we do not run;
 //! - the conversion of the decoded object graph into shared [`Value`]s
-//!   ([`convert`]): a memo reference (`GET`) becomes an `Arc` clone, never a
+//!   (`convert`): a memo reference (`GET`) becomes an `Arc` clone, never a
 //!   deep copy, and a container that contains itself renders its inner
 //!   reference as Python's repr would (`[...]`, `{...}`, `(...)`).
 //!
 //! Strings borrow from the frame (`Bytes::slice`), so a typical record
 //! copies no text. Invalid UTF-8 (Python pickles lone surrogates with
-//! `surrogatepass`) is the only case that allocates: each encoded surrogate,
-//! and each other invalid sequence, becomes one U+FFFD.
+//! `surrogatepass`) and protocol 0's escaped text are the only strings that
+//! allocate: each encoded surrogate, and each other invalid sequence,
+//! becomes one U+FFFD.
 //!
 //! Python-compatible leniencies: bytes after `STOP` are ignored (as
 //! `pickle.loads` does); a dict that repeats a key keeps its first position

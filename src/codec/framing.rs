@@ -170,8 +170,9 @@ impl Framer {
                         got: datagram.len(),
                     });
                 }
-                let declared = u32::from_be_bytes([datagram[0], datagram[1], datagram[2], datagram[3]])
-                    as usize;
+                let declared =
+                    u32::from_be_bytes([datagram[0], datagram[1], datagram[2], datagram[3]])
+                        as usize;
                 if declared > self.max_frame_bytes {
                     return Err(FrameError::TooLarge {
                         len: declared,
@@ -249,8 +250,14 @@ mod tests {
     fn newline_framing_skips_blank_lines_and_strips_cr() {
         let framer = Framer::new(Framing::Newline, 100);
         let mut buf = BytesMut::from(&b"{\"a\":1}\r\n\n{\"b\":2}\n{\"c\""[..]);
-        assert_eq!(framer.next_frame(&mut buf).unwrap().unwrap(), &b"{\"a\":1}"[..]);
-        assert_eq!(framer.next_frame(&mut buf).unwrap().unwrap(), &b"{\"b\":2}"[..]);
+        assert_eq!(
+            framer.next_frame(&mut buf).unwrap().unwrap(),
+            &b"{\"a\":1}"[..]
+        );
+        assert_eq!(
+            framer.next_frame(&mut buf).unwrap().unwrap(),
+            &b"{\"b\":2}"[..]
+        );
         assert_eq!(framer.next_frame(&mut buf), Ok(None));
         assert_eq!(framer.finish(&mut buf).unwrap().unwrap(), &b"{\"c\""[..]);
     }

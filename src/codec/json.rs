@@ -6,5 +6,7 @@ use crate::record::Fields;
 
 /// Decode one JSON object into a record's fields (placeholder).
 pub fn decode(_frame: &[u8]) -> Result<Fields, DecodeError> {
-    Err(DecodeError::Json("json decoding is not implemented yet".into()))
+    Err(DecodeError::Json(
+        "json decoding is not implemented yet".into(),
+    ))
 }

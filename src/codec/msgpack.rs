@@ -5,5 +5,7 @@ use crate::record::Fields;
 
 /// Decode one msgpack map into a record's fields (placeholder).
 pub fn decode(_frame: &[u8]) -> Result<Fields, DecodeError> {
-    Err(DecodeError::Msgpack("msgpack decoding is not implemented yet".into()))
+    Err(DecodeError::Msgpack(
+        "msgpack decoding is not implemented yet".into(),
+    ))
 }

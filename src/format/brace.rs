@@ -142,7 +142,9 @@ fn field(c: &[char], pos: usize, f: &str) -> Result<Piece, FormatError> {
     if i < c.len() {
         if c[i] == '!' {
             let Some(&cv) = c.get(i + 1) else {
-                return Err(err("end of string while looking for conversion specifier".into()));
+                return Err(err(
+                    "end of string while looking for conversion specifier".into()
+                ));
             };
             conv = Some(cv);
             match c.get(i + 2) {
@@ -190,7 +192,9 @@ fn field(c: &[char], pos: usize, f: &str) -> Result<Piece, FormatError> {
         }
     }
     if spec_chars.contains(&'{') {
-        return Err(err("nested fields in a format spec are not supported by logrelay".into()));
+        return Err(err(
+            "nested fields in a format spec are not supported by logrelay".into(),
+        ));
     }
     let spec_str: String = spec_chars.iter().collect();
     let spec = parse_spec(&spec_str).ok_or_else(|| err(format!("bad specifier: {spec_str:?}")))?;
@@ -323,7 +327,10 @@ fn lookup<'v>(v: &'v Value, ix: &Index) -> Option<Cow<'v, Value>> {
                 _ => false,
             })
             .map(|(_, v)| Cow::Borrowed(v)),
-        (Value::Str(s), Index::Int(n)) => s.chars().nth(*n).map(|ch| Cow::Owned(Value::str(ch.to_string()))),
+        (Value::Str(s), Index::Int(n)) => s
+            .chars()
+            .nth(*n)
+            .map(|ch| Cow::Owned(Value::str(ch.to_string()))),
         _ => None,
     }
 }
@@ -396,7 +403,7 @@ fn format_str(spec: &FSpec, s: &str, out: &mut String) -> Result<(), Mismatch> {
 fn group(d: &str, n: usize, sep: char) -> String {
     let mut out = String::with_capacity(d.len() + d.len() / n);
     for (i, ch) in d.chars().enumerate() {
-        if i > 0 && (d.len() - i) % n == 0 {
+        if i > 0 && (d.len() - i).is_multiple_of(n) {
             out.push(sep);
         }
         out.push(ch);
@@ -406,7 +413,15 @@ fn group(d: &str, n: usize, sep: char) -> String {
 
 /// Lay out a number: sign, prefix, the integer digits (grouped) and the
 /// rest, with `=` alignment putting the fill after the sign and prefix.
-fn layout(spec: &FSpec, negative: bool, prefix: &str, int: &str, rest: &str, every: usize, out: &mut String) {
+fn layout(
+    spec: &FSpec,
+    negative: bool,
+    prefix: &str,
+    int: &str,
+    rest: &str,
+    every: usize,
+    out: &mut String,
+) {
     let sign = match (negative, spec.sign) {
         (true, _) => "-",
         (false, Some('+')) => "+",
@@ -488,14 +503,20 @@ fn format_float(spec: &FSpec, f: f64, out: &mut String) -> Result<(), Mismatch> 
     if matches!(ty, Some('n')) && spec.group.is_some() {
         return Err(Mismatch);
     }
-    let a = if ty == Some('%') { f.abs() * 100.0 } else { f.abs() };
+    let a = if ty == Some('%') {
+        f.abs() * 100.0
+    } else {
+        f.abs()
+    };
     let upper = ty.is_some_and(|t| t.is_ascii_uppercase());
     let mut s = String::new();
     match ty {
         None => numfmt::repr_abs(a, spec.prec, &mut s),
         Some('e' | 'E') => numfmt::exp(a, spec.prec.unwrap_or(6), spec.alt, upper, &mut s),
         Some('f' | 'F' | '%') => numfmt::fixed(a, spec.prec.unwrap_or(6), spec.alt, upper, &mut s),
-        Some('g' | 'G' | 'n') => numfmt::general(a, spec.prec.unwrap_or(6), spec.alt, upper, &mut s),
+        Some('g' | 'G' | 'n') => {
+            numfmt::general(a, spec.prec.unwrap_or(6), spec.alt, upper, &mut s)
+        }
         _ => return Err(Mismatch),
     }
     if ty == Some('%') {
@@ -536,15 +557,24 @@ mod tests {
         assert_eq!(fmt("05", Value::Int(-3)).as_deref(), Some("-0003"));
         assert_eq!(fmt("05", Value::Float(3.5)).as_deref(), Some("003.5"));
         assert_eq!(fmt("", Value::Float(1e16)).as_deref(), Some("1e+16"));
-        assert_eq!(fmt(".20", Value::Float(1e16)).as_deref(), Some("10000000000000000.0"));
-        assert_eq!(fmt(",", Value::Float(12345.678)).as_deref(), Some("12,345.678"));
+        assert_eq!(
+            fmt(".20", Value::Float(1e16)).as_deref(),
+            Some("10000000000000000.0")
+        );
+        assert_eq!(
+            fmt(",", Value::Float(12345.678)).as_deref(),
+            Some("12,345.678")
+        );
         assert_eq!(fmt("_x", Value::Int(12345)).as_deref(), Some("3039"));
         assert_eq!(fmt("%", Value::Float(1.5)).as_deref(), Some("150.000000%"));
         assert_eq!(fmt("n", Value::Float(1.0)).as_deref(), Some("1"));
         assert_eq!(fmt("", Value::Bool(true)).as_deref(), Some("True"));
         assert_eq!(fmt(">5", Value::Bool(true)).as_deref(), Some("    1"));
         assert_eq!(fmt(".2f", Value::Bool(true)).as_deref(), Some("1.00"));
-        assert_eq!(fmt("010", Value::Float(f64::INFINITY)).as_deref(), Some("0000000inf"));
+        assert_eq!(
+            fmt("010", Value::Float(f64::INFINITY)).as_deref(),
+            Some("0000000inf")
+        );
         assert_eq!(fmt("010,", Value::Int(1234)).as_deref(), Some("00,001,234"));
         assert_eq!(fmt("+d", Value::str("x")), None);
     }

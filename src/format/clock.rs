@@ -16,15 +16,30 @@ pub fn broken_down(secs: i64, tz: &TimeZone, utc: bool) -> Option<Tm> {
     } else {
         let info = tz.to_offset_info(ts);
         let off = info.offset();
-        (off.to_datetime(ts), off.seconds(), info.abbreviation().to_string())
+        (
+            off.to_datetime(ts),
+            off.seconds(),
+            info.abbreviation().to_string(),
+        )
     };
     let epoch = if utc {
         // glibc's %s calls mktime, which reads the UTC fields as local time
-        // with tm_isdst = 0 (what time.gmtime sets).
-        let local = tz.to_ambiguous_timestamp(dt).compatible().ok()?;
-        let info = tz.to_offset_info(local);
-        let shift = if info.dst().is_dst() { 3600 } else { 0 };
-        local.as_second() + shift
+        // with tm_isdst = 0 (what time.gmtime sets): as standard time, even
+        // inside DST or a DST gap.
+        let near = tz.to_ambiguous_timestamp(dt).compatible().ok()?;
+        let info = tz.to_offset_info(near);
+        let std = if info.dst().is_dst() {
+            // The standard offset is the last one before this DST period
+            // (Berlin's 1945 "double summer time" was DST on DST).
+            tz.preceding(near)
+                .take(16)
+                .find(|t| !t.dst().is_dst())
+                .map_or(info.offset().seconds() - 3600, |t| t.offset().seconds())
+        } else {
+            info.offset().seconds()
+        };
+        let civil = dt.to_zoned(TimeZone::UTC).ok()?.timestamp().as_second();
+        civil - i64::from(std)
     } else {
         secs
     };

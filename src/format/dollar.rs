@@ -72,7 +72,11 @@ pub(crate) fn compile(f: &str) -> Result<Vec<Piece>, FormatError> {
 }
 
 fn invalid(f: &str, pos: usize) -> FormatError {
-    FormatError::new(f, pos, "invalid placeholder in string ('$' must be followed by '$', a name or {name})")
+    FormatError::new(
+        f,
+        pos,
+        "invalid placeholder in string ('$' must be followed by '$', a name or {name})",
+    )
 }
 
 /// Render a compiled `$` format for one record.

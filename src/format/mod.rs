@@ -141,9 +141,10 @@ impl<'r> Ctx<'r> {
                 Some(v) => Resolved::Borrowed(v),
                 None => Resolved::Owned(get_message(self.record)),
             },
-            Attr::Asctime if self.asctime.is_some() => {
-                self.asctime.as_ref().map_or(Resolved::Missing, Resolved::Borrowed)
-            }
+            Attr::Asctime if self.asctime.is_some() => self
+                .asctime
+                .as_ref()
+                .map_or(Resolved::Missing, Resolved::Borrowed),
             _ => match self.record.get(attr.name()) {
                 Some(v) => Resolved::Borrowed(v),
                 None => default_attr(attr.name()).map_or(Resolved::Missing, Resolved::Owned),
@@ -170,7 +171,10 @@ impl Template {
             (true, Style::Dollar) => "${message}",
         };
         let (body, uses_time) = match spec.style {
-            Style::Percent => (Body::Percent(percent::compile(f)?), f.contains("%(asctime)")),
+            Style::Percent => (
+                Body::Percent(percent::compile(f)?),
+                f.contains("%(asctime)"),
+            ),
             Style::Brace => (Body::Brace(brace::compile(f)?), f.contains("{asctime")),
             Style::Dollar => (
                 Body::Dollar(dollar::compile(f)?),
@@ -179,7 +183,11 @@ impl Template {
         };
         if let Some(d) = &spec.datefmt {
             if let Some(pos) = d.chars().position(|c| c == '\0') {
-                return Err(FormatError::new(d, pos, "embedded null character in datefmt"));
+                return Err(FormatError::new(
+                    d,
+                    pos,
+                    "embedded null character in datefmt",
+                ));
             }
         }
         Ok(Template {
@@ -258,7 +266,9 @@ impl Template {
             // default_msec_format = '%s,%03d' % (t, record.msecs)
             let msecs = match record.get("msecs") {
                 Some(v) => Resolved::Borrowed(v),
-                None => Resolved::Owned(Value::Float(((created - created.trunc()) * 1000.0).trunc())),
+                None => {
+                    Resolved::Owned(Value::Float(((created - created.trunc()) * 1000.0).trunc()))
+                }
             };
             s.push(',');
             let spec = printf::Spec {
@@ -367,11 +377,17 @@ impl Warnings {
     }
 
     pub(crate) fn missing(&mut self, field: &str) {
-        self.warn(field, "record lacks an attribute the format uses, wrote \"-\"");
+        self.warn(
+            field,
+            "record lacks an attribute the format uses, wrote \"-\"",
+        );
     }
 
     pub(crate) fn misfit(&mut self, field: &str) {
-        self.warn(field, "attribute value does not fit its conversion, wrote str(value)");
+        self.warn(
+            field,
+            "attribute value does not fit its conversion, wrote str(value)",
+        );
     }
 }
 

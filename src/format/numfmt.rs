@@ -301,7 +301,10 @@ mod tests {
         assert_eq!(with(|o| general(1.0, 6, true, false, o)), "1.00000");
         assert_eq!(with(|o| general(1e20, 6, false, true, o)), "1E+20");
         assert_eq!(with(|o| general(1234567.0, 3, false, false, o)), "1.23e+06");
-        assert_eq!(with(|o| general(123456789.0, 6, false, false, o)), "1.23457e+08");
+        assert_eq!(
+            with(|o| general(123456789.0, 6, false, false, o)),
+            "1.23457e+08"
+        );
         assert_eq!(with(|o| repr_abs(1.0, Some(2), o)), "1.0");
         assert_eq!(with(|o| repr_abs(100.0, Some(2), o)), "1e+02");
         assert_eq!(with(|o| repr_abs(1e16, Some(20), o)), "10000000000000000.0");

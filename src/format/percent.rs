@@ -34,7 +34,11 @@ pub(crate) fn compile(f: &str) -> Result<Vec<Piece>, FormatError> {
                     ));
                 };
                 if c.width == Count::Star || c.prec == Count::Star {
-                    return Err(FormatError::new(f, c.pos, "'*' needs a tuple argument (* wants int)"));
+                    return Err(FormatError::new(
+                        f,
+                        c.pos,
+                        "'*' needs a tuple argument (* wants int)",
+                    ));
                 }
                 pieces.push(Piece::Field {
                     attr: Attr::of(&key),

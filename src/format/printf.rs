@@ -175,10 +175,7 @@ pub fn parse(fmt: &str) -> Result<Vec<Piece>, ParseError> {
         if !"sradiuoxXeEfFgGc".contains(ty) {
             return Err(ParseError {
                 pos: i,
-                reason: format!(
-                    "unsupported format character {:?} (0x{:x})",
-                    ty, ty as u32
-                ),
+                reason: format!("unsupported format character {:?} (0x{:x})", ty, ty as u32),
             });
         }
         i += 1;
@@ -438,9 +435,7 @@ mod tests {
 
     #[test]
     fn ints_match_python() {
-        let t = Value::Tuple(Arc::new(
-            [255, 8, 3, 3, -3, 3].map(Value::Int).to_vec(),
-        ));
+        let t = Value::Tuple(Arc::new([255, 8, 3, 3, -3, 3].map(Value::Int).to_vec()));
         assert_eq!(
             apply("%#x %#o %+d % d %05d %-05d|", &t).as_deref(),
             Some("0xff 0o10 +3  3 -0003 3    |")
@@ -449,7 +444,10 @@ mod tests {
         assert_eq!(fmt1("%#.3x", Value::Int(5)).as_deref(), Some("0x005"));
         assert_eq!(fmt1("%d", Value::Float(3.9)).as_deref(), Some("3"));
         assert_eq!(fmt1("%x", Value::Float(3.0)), None);
-        assert_eq!(fmt1("%05f", Value::Float(f64::INFINITY)).as_deref(), Some("00inf"));
+        assert_eq!(
+            fmt1("%05f", Value::Float(f64::INFINITY)).as_deref(),
+            Some("00inf")
+        );
         assert_eq!(fmt1("%5.1s|", Value::str("abc")).as_deref(), Some("    a|"));
         assert_eq!(fmt1("%ld", Value::Int(7)).as_deref(), Some("7"));
     }
@@ -461,14 +459,20 @@ mod tests {
         assert_eq!(apply("%s", &d).as_deref(), Some("{'a': 1}"));
         assert_eq!(apply("%(a)s %s", &d), None);
         assert_eq!(apply("abc", &Value::Int(5)), None);
-        assert_eq!(apply("%s %s", &Value::Tuple(Arc::new(vec![Value::Int(1)]))), None);
+        assert_eq!(
+            apply("%s %s", &Value::Tuple(Arc::new(vec![Value::Int(1)]))),
+            None
+        );
     }
 
     #[test]
     fn parse_errors_have_positions() {
         assert_eq!(parse("ab %(x").unwrap_err().pos, 3);
         let e = parse("%(x)z").unwrap_err();
-        assert_eq!((e.pos, e.reason.as_str()), (4, "unsupported format character 'z' (0x7a)"));
+        assert_eq!(
+            (e.pos, e.reason.as_str()),
+            (4, "unsupported format character 'z' (0x7a)")
+        );
         assert_eq!(parse("abc %").unwrap_err().reason, "incomplete format");
     }
 }

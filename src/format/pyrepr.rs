@@ -241,7 +241,10 @@ mod tests {
         assert_eq!(r(&Value::str("é\x00\u{200b}😀")), "'é\\x00\\u200b😀'");
         assert_eq!(r(&Value::str("it's")), "\"it's\"");
         assert_eq!(r(&Value::str("'\"")), "'\\'\"'");
-        assert_eq!(r(&Value::str("\u{85}\u{a0}\u{e000}")), "'\\x85\\xa0\\ue000'");
+        assert_eq!(
+            r(&Value::str("\u{85}\u{a0}\u{e000}")),
+            "'\\x85\\xa0\\ue000'"
+        );
         let mut s = String::new();
         ascii(&Value::str("é😀"), &mut s);
         assert_eq!(s, "'\\xe9\\U0001f600'");
@@ -252,9 +255,15 @@ mod tests {
         let one = Value::Tuple(Arc::new(vec![Value::Int(1)]));
         assert_eq!(r(&one), "(1,)");
         assert_eq!(r(&Value::Set(Arc::new(vec![]))), "set()");
-        assert_eq!(r(&Value::FrozenSet(Arc::new(vec![Value::None]))), "frozenset({None})");
+        assert_eq!(
+            r(&Value::FrozenSet(Arc::new(vec![Value::None]))),
+            "frozenset({None})"
+        );
         let d = Value::Dict(Arc::new(vec![(Value::str("a"), Value::Float(1.0))]));
         assert_eq!(r(&d), "{'a': 1.0}");
-        assert_eq!(r(&Value::List(Arc::new(vec![Value::Bool(true), one]))), "[True, (1,)]");
+        assert_eq!(
+            r(&Value::List(Arc::new(vec![Value::Bool(true), one]))),
+            "[True, (1,)]"
+        );
     }
 }

@@ -121,7 +121,7 @@ pub fn strftime(fmt: &str, tm: &Tm, out: &mut String) {
 fn conversion(c: char, modifier: Option<char>, fl: &Flags, tm: &Tm, out: &mut String) -> bool {
     let e = modifier == Some('E');
     let o = modifier == Some('O');
-    let hour12 = if tm.hour % 12 == 0 { 12 } else { tm.hour % 12 };
+    let hour12 = if tm.hour.is_multiple_of(12) { 12 } else { tm.hour % 12 };
     match c {
         '%' if modifier.is_none() => add_str(fl, "%", out),
         'a' | 'A' if modifier.is_none() => {
@@ -247,7 +247,10 @@ fn add_str(fl: &Flags, s: &str, out: &mut String) {
     let n = s.chars().count();
     if let (Some(w), true) = (fl.width, fl.pad != Some('-')) {
         let z = matches!(fl.pad, Some('0' | '+'));
-        out.extend(std::iter::repeat_n(if z { '0' } else { ' ' }, w.saturating_sub(n)));
+        out.extend(std::iter::repeat_n(
+            if z { '0' } else { ' ' },
+            w.saturating_sub(n),
+        ));
     }
     out.push_str(s);
 }
@@ -265,7 +268,14 @@ fn spacepad(fl: &Flags, digits: usize, v: i64, out: &mut String) {
 }
 
 /// glibc's `do_number_sign_and_padding`.
-fn signed(fl: &Flags, digits: usize, negative: bool, always_sign: bool, mag: i64, out: &mut String) {
+fn signed(
+    fl: &Flags,
+    digits: usize,
+    negative: bool,
+    always_sign: bool,
+    mag: i64,
+    out: &mut String,
+) {
     let pad = fl.pad.unwrap_or('0');
     let num = mag.to_string();
     let sign = if negative {
@@ -327,7 +337,10 @@ mod tests {
     #[test]
     fn common_conversions() {
         assert_eq!(f("%Y-%m-%d %H:%M:%S"), "2026-03-05 07:08:09");
-        assert_eq!(f("%a %A %b %B %e|%-d|%_H|%z|%Z|%p|%j"), "Thu Thursday Mar March  5|5| 7|+0100|CET|AM|064");
+        assert_eq!(
+            f("%a %A %b %B %e|%-d|%_H|%z|%Z|%p|%j"),
+            "Thu Thursday Mar March  5|5| 7|+0100|CET|AM|064"
+        );
         assert_eq!(f("%c"), "Thu Mar  5 07:08:09 2026");
         assert_eq!(f("%G-W%V-%u %%"), "2026-W10-4 %");
         assert_eq!(f("%q %5q %"), "%q   %5q %");

@@ -40,7 +40,15 @@ fn default_format_with_asctime() {
 #[test]
 fn missing_field_renders_dash_with_width() {
     let r = rec(vec![("msg", Value::str("m"))]);
-    assert_eq!(line("[%(user)5s|%(user)-3d]%(message)s", Style::Percent, None, &r), "[    -|-  ]m\n");
+    assert_eq!(
+        line(
+            "[%(user)5s|%(user)-3d]%(message)s",
+            Style::Percent,
+            None,
+            &r
+        ),
+        "[    -|-  ]m\n"
+    );
     assert_eq!(line("{user:>3}{message}", Style::Brace, None, &r), "  -m\n");
     assert_eq!(line("$user ${message}", Style::Dollar, None, &r), "- m\n");
 }
@@ -49,7 +57,12 @@ fn missing_field_renders_dash_with_width() {
 fn defaults_follow_make_log_record() {
     let r = rec(vec![]);
     assert_eq!(
-        line("%(name)s|%(levelname)s|%(levelno)s|%(lineno)d|%(pathname)r|%(message)r", Style::Percent, None, &r),
+        line(
+            "%(name)s|%(levelname)s|%(levelno)s|%(lineno)d|%(pathname)r|%(message)r",
+            Style::Percent,
+            None,
+            &r
+        ),
         "None|Level None|None|0|''|''\n"
     );
 }
@@ -58,7 +71,10 @@ fn defaults_follow_make_log_record() {
 fn message_applies_args_and_appends_exc_and_stack() {
     let r = rec(vec![
         ("msg", Value::str("a=%d b=%s")),
-        ("args", Value::Tuple(vec![Value::Int(1), Value::str("x")].into())),
+        (
+            "args",
+            Value::Tuple(vec![Value::Int(1), Value::str("x")].into()),
+        ),
         ("exc_text", Value::str("Traceback\nE")),
         ("stack_info", Value::str("Stack (most recent call last):")),
     ]);
@@ -96,3 +112,5 @@ fn template_is_send() {
     fn send<T: Send>() {}
     send::<Template>();
 }
+
+mod differential;

@@ -121,7 +121,11 @@ pub fn strftime(fmt: &str, tm: &Tm, out: &mut String) {
 fn conversion(c: char, modifier: Option<char>, fl: &Flags, tm: &Tm, out: &mut String) -> bool {
     let e = modifier == Some('E');
     let o = modifier == Some('O');
-    let hour12 = if tm.hour.is_multiple_of(12) { 12 } else { tm.hour % 12 };
+    let hour12 = if tm.hour.is_multiple_of(12) {
+        12
+    } else {
+        tm.hour % 12
+    };
     match c {
         '%' if modifier.is_none() => add_str(fl, "%", out),
         'a' | 'A' if modifier.is_none() => {

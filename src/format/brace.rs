@@ -511,7 +511,7 @@ fn format_float(spec: &FSpec, f: f64, out: &mut String) -> Result<(), Mismatch> 
     let upper = ty.is_some_and(|t| t.is_ascii_uppercase());
     let mut s = String::new();
     match ty {
-        None => numfmt::repr_abs(a, spec.prec, &mut s),
+        None => numfmt::repr_abs(a, spec.prec, spec.alt, &mut s),
         Some('e' | 'E') => numfmt::exp(a, spec.prec.unwrap_or(6), spec.alt, upper, &mut s),
         Some('f' | 'F' | '%') => numfmt::fixed(a, spec.prec.unwrap_or(6), spec.alt, upper, &mut s),
         Some('g' | 'G' | 'n') => {

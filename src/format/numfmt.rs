@@ -49,36 +49,40 @@ pub fn repr(f: f64, out: &mut String) {
     if f.is_sign_negative() {
         out.push('-');
     }
-    repr_abs(f.abs(), None, out);
+    repr_abs(f.abs(), None, false, out);
 }
 
 /// `repr`-style layout of a non-negative float: `format(f, '')`, or with a
-/// precision `format(f, '.P')` (general format that keeps a `.0`).
-pub fn repr_abs(f: f64, prec: Option<usize>, out: &mut String) {
+/// precision `format(f, '.P')` (CPython's `'g'` with `Py_DTSF_ADD_DOT_0`,
+/// which also moves the switch to exponent notation one digit earlier);
+/// `alt` (`#`) keeps the decimal point and, with a precision, the zeros.
+pub fn repr_abs(f: f64, prec: Option<usize>, alt: bool, out: &mut String) {
     if !f.is_finite() {
         out.push_str(nonfinite(f, false));
         return;
     }
-    let (digits, exp, limit) = match prec {
+    let (digits, exp, sci) = match prec {
         None => {
             let (d, e) = if f == 0.0 {
                 ("0".to_string(), 0)
             } else {
                 shortest(f)
             };
-            (d, e, 16)
+            (d, e, !(-4..16).contains(&e))
         }
         Some(p) => {
             let p = p.max(1);
-            let (d, e) = split_exp(&format!("{:.*e}", p - 1, f));
-            let d = d.trim_end_matches('0');
-            let d = if d.is_empty() { "0" } else { d };
-            (d.to_string(), e, p as i32)
+            let (mut d, e) = split_exp(&format!("{:.*e}", p - 1, f));
+            if !alt {
+                let t = d.trim_end_matches('0').len().max(1);
+                d.truncate(t);
+            }
+            (d, e, e < -4 || e >= p as i32 - 1)
         }
     };
-    if exp < -4 || exp >= limit {
+    if sci {
         out.push_str(&digits[..1]);
-        if digits.len() > 1 {
+        if digits.len() > 1 || alt {
             out.push('.');
             out.push_str(&digits[1..]);
         }
@@ -305,9 +309,12 @@ mod tests {
             with(|o| general(123456789.0, 6, false, false, o)),
             "1.23457e+08"
         );
-        assert_eq!(with(|o| repr_abs(1.0, Some(2), o)), "1.0");
-        assert_eq!(with(|o| repr_abs(100.0, Some(2), o)), "1e+02");
-        assert_eq!(with(|o| repr_abs(1e16, Some(20), o)), "10000000000000000.0");
+        assert_eq!(with(|o| repr_abs(1.0, Some(2), false, o)), "1.0");
+        assert_eq!(with(|o| repr_abs(100.0, Some(2), false, o)), "1e+02");
+        assert_eq!(
+            with(|o| repr_abs(1e16, Some(20), false, o)),
+            "10000000000000000.0"
+        );
     }
 
     #[test]

@@ -114,3 +114,4 @@ fn template_is_send() {
 }
 
 mod differential;
+mod property;

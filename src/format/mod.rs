@@ -103,6 +103,8 @@ pub struct Template {
     /// The formatted `asctime` (without msecs) of second `cache_sec`.
     cache_sec: Option<i64>,
     cache_text: String,
+    /// `cache_text` as a shared string, handed out as is with a datefmt.
+    cache_str: Str,
     warnings: Warnings,
     line: String,
 }
@@ -199,6 +201,7 @@ impl Template {
             uses_time,
             cache_sec: None,
             cache_text: String::new(),
+            cache_str: Str::default(),
             warnings: Warnings::default(),
             line: String::with_capacity(256),
         })
@@ -260,15 +263,18 @@ impl Template {
                 None => self.cache_text.push('-'),
             }
             self.cache_sec = Some(sec);
+            self.cache_str = Str::from(self.cache_text.as_str());
         }
-        let mut s = self.cache_text.clone();
-        if self.datefmt.is_none() {
+        if self.datefmt.is_some() {
+            return Value::Str(self.cache_str.clone());
+        }
+        let mut s = String::with_capacity(self.cache_text.len() + 8);
+        s.push_str(&self.cache_text);
+        {
             // default_msec_format = '%s,%03d' % (t, record.msecs)
             let msecs = match record.get("msecs") {
                 Some(v) => Resolved::Borrowed(v),
-                None => {
-                    Resolved::Owned(Value::Float(((created - created.trunc()) * 1000.0).trunc()))
-                }
+                None => default_attr("msecs").map_or(Resolved::Missing, Resolved::Owned),
             };
             s.push(',');
             let spec = printf::Spec {

@@ -210,6 +210,10 @@ pub struct Mismatch;
 
 /// Pad `body` (already holding sign and prefix) to the spec's width.
 fn pad(spec: &Spec, body: &str, out: &mut String) {
+    if spec.width == 0 {
+        out.push_str(body);
+        return;
+    }
     let n = body.chars().count();
     let fill = spec.width.saturating_sub(n);
     if spec.left {
@@ -246,7 +250,11 @@ fn pad_num(spec: &Spec, negative: bool, prefix: &str, digits: &str, out: &mut St
         ""
     };
     let n = sign.len() + prefix.len() + digits.chars().count();
-    if spec.zero && !spec.left && n < spec.width {
+    if n >= spec.width {
+        out.push_str(sign);
+        out.push_str(prefix);
+        out.push_str(digits);
+    } else if spec.zero && !spec.left {
         out.push_str(sign);
         out.push_str(prefix);
         out.extend(std::iter::repeat_n('0', spec.width - n));
@@ -286,6 +294,15 @@ pub fn format_value(spec: &Spec, v: &Value, out: &mut String) -> Result<(), Mism
             pad_str(spec, &text, out);
         }
         'd' | 'i' | 'u' => {
+            if let Value::Int(i) = v {
+                // The common case (lineno, process, levelno): no allocation.
+                let mut buf = itoa::Buffer::new();
+                let digits = buf.format(i.unsigned_abs());
+                if spec.prec.is_none_or(|p| p <= digits.len()) {
+                    pad_num(spec, *i < 0, "", digits, out);
+                    return Ok(());
+                }
+            }
             let n = match v {
                 Value::Float(f) => BigInt::of_float(*f).ok_or(Mismatch)?,
                 _ => BigInt::of(v).ok_or(Mismatch)?,

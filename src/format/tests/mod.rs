@@ -113,5 +113,53 @@ fn template_is_send() {
     send::<Template>();
 }
 
+#[test]
+fn missing_field_warnings_are_rate_limited_per_field() {
+    let mut w = Warnings::default();
+    for _ in 0..1000 {
+        w.missing("user");
+    }
+    w.missing("count");
+    assert_eq!(w.last.get("user").map(|e| e.1), Some(999));
+    assert_eq!(w.last.get("count").map(|e| e.1), Some(0));
+}
+
+#[test]
+fn misfit_values_render_as_str_with_width() {
+    // Python raises TypeError for %d of a str; we keep the line.
+    let r = rec(vec![("msg", Value::str("m")), ("user", Value::str("bob"))]);
+    assert_eq!(line("%(user)5d|%(msg)s", Style::Percent, None, &r), "  bob|m\n");
+    assert_eq!(line("{user:+d}|{msg}", Style::Brace, None, &r), "bob|m\n");
+}
+
+#[test]
+fn message_falls_back_to_msg_when_args_do_not_fit() {
+    let r = rec(vec![
+        ("msg", Value::str("%s and %s")),
+        ("args", Value::Tuple(vec![Value::Int(1)].into())),
+    ]);
+    assert_eq!(line("%(message)s", Style::Percent, None, &r), "%s and %s\n");
+}
+
+#[test]
+fn utc_and_datefmt_and_cache() {
+    let spec = TextFormat {
+        format: "%(asctime)s".into(),
+        datefmt: Some("%d %b %Y %H:%M:%S %Z %z".into()),
+        style: Style::Percent,
+        utc: true,
+    };
+    let tz = TimeZone::get("Asia/Kolkata").unwrap();
+    let mut t = Template::compile_with_tz(&spec, tz).unwrap();
+    let mut out = Vec::new();
+    for c in [1.25, 1.75, 2.0] {
+        t.format(&rec(vec![("created", Value::Float(c))]), &mut out);
+    }
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "01 Jan 1970 00:00:01 GMT +0000\n01 Jan 1970 00:00:01 GMT +0000\n01 Jan 1970 00:00:02 GMT +0000\n"
+    );
+}
+
 mod differential;
 mod property;

@@ -149,6 +149,33 @@ fn ns_per_record(frames: &[Bytes], filter: Option<&Filter>) -> f64 {
         .fold(f64::INFINITY, f64::min)
 }
 
+/// Milliseconds to load (compile, instantiate, init) each plugin: the
+/// start-up and reload cost that an on-disk cache of compiled code would
+/// save.
+fn load_times() {
+    println!("\nLoad time (compile + instantiate + init), best of 3:");
+    for name in ["noop", "level", "redact", "sample", "enrich"] {
+        let (path, config) = match name {
+            "noop" => (
+                root().join("tests/fixtures/wasm/noop.wat"),
+                serde_json::Value::Null,
+            ),
+            "sample" => (plugin(name), serde_json::json!({"n": 1})),
+            "enrich" => (plugin(name), serde_json::json!({"fields": {"a": 1}})),
+            _ => (plugin(name), serde_json::Value::Null),
+        };
+        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let best = (0..3)
+            .map(|_| {
+                let t = Instant::now();
+                black_box(load(path.clone(), config.clone()));
+                t.elapsed().as_secs_f64() * 1e3
+            })
+            .fold(f64::INFINITY, f64::min);
+        println!("  {name:<10} {size:>7} bytes {best:>8.1} ms");
+    }
+}
+
 fn summary() {
     let frames = frames();
     let bytes: usize = frames.iter().map(Bytes::len).sum();
@@ -180,5 +207,6 @@ fn main() {
     // then only checks that every case runs.
     if std::env::args().any(|a| a == "--bench") {
         summary();
+        load_times();
     }
 }

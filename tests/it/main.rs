@@ -7,3 +7,4 @@ mod cli;
 mod core;
 mod metrics;
 mod reload;
+mod wasm;

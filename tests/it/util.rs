@@ -44,6 +44,18 @@ impl Relay {
         inputs: usize,
         env: &[(&str, &str)],
     ) -> Relay {
+        Self::start_within(dir, config, inputs, env, Duration::from_secs(20))
+    }
+
+    /// As `start_in`, waiting up to `timeout` for the inputs to listen (a
+    /// debug build compiles a Rust wasm plugin in seconds of CPU).
+    pub fn start_within(
+        dir: tempfile::TempDir,
+        config: &str,
+        inputs: usize,
+        env: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Relay {
         std::fs::write(dir.path().join("listener.json"), config).unwrap();
         let mut cmd = Command::new(BIN);
         cmd.arg("--config")
@@ -87,7 +99,7 @@ impl Relay {
             stderr,
             stdout,
         };
-        relay.wait_for_log("Listening", inputs, Duration::from_secs(20));
+        relay.wait_for_log("Listening", inputs, timeout);
         relay
     }
 

@@ -61,7 +61,8 @@ impl Json {
         }
     }
 
-    /// The number as a float.
+    /// The number as a float. (Links Rust's float parser into the plugin:
+    /// prefer [`Json::as_i64`] where an integer will do.)
     pub fn as_f64(&self) -> Option<f64> {
         match self {
             Json::Number(n) => n.parse().ok(),
@@ -196,6 +197,41 @@ impl From<&Json> for Json {
     }
 }
 
+/// JSON's number grammar: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
+/// Checked by hand rather than with `str::parse::<f64>`, which would link
+/// the float parser (~10 KB) into every plugin.
+fn is_number(n: &str) -> bool {
+    fn digits(s: &[u8]) -> usize {
+        s.iter().take_while(|c| c.is_ascii_digit()).count()
+    }
+    let s = n.as_bytes();
+    let mut i = usize::from(s.first() == Some(&b'-'));
+    match digits(&s[i..]) {
+        0 => return false,
+        d if d > 1 && s[i] == b'0' => return false,
+        d => i += d,
+    }
+    if s.get(i) == Some(&b'.') {
+        let d = digits(&s[i + 1..]);
+        if d == 0 {
+            return false;
+        }
+        i += 1 + d;
+    }
+    if matches!(s.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(s.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        let d = digits(&s[i..]);
+        if d == 0 {
+            return false;
+        }
+        i += d;
+    }
+    i == s.len()
+}
+
 struct Parser<'a> {
     s: &'a [u8],
     i: usize,
@@ -277,8 +313,7 @@ impl Parser<'_> {
                     self.i += 1;
                 }
                 let n = core::str::from_utf8(&self.s[start..self.i]).ok()?;
-                n.parse::<f64>().ok()?;
-                Some(Json::Number(n.to_string()))
+                is_number(n).then(|| Json::Number(n.to_string()))
             }
             _ => None,
         }
@@ -366,7 +401,21 @@ mod tests {
 
     #[test]
     fn refuses_garbage_and_deep_nesting() {
-        for text in ["", "{", "[1,]", "nul", "1 2", "{\"a\" 1}", "\"abc"] {
+        for text in [
+            "",
+            "{",
+            "[1,]",
+            "nul",
+            "1 2",
+            "{\"a\" 1}",
+            "\"abc",
+            "01",
+            "1.",
+            "-",
+            "1e",
+            "--1",
+            "1.2.3",
+        ] {
             assert_eq!(Json::parse(text), None, "{text}");
         }
         assert_eq!(Json::parse(&"[".repeat(100_000)), None);

@@ -27,4 +27,5 @@ pub mod ratelimit;
 pub mod record;
 pub mod run;
 pub mod server;
+pub mod upgrade;
 pub mod watch;

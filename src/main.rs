@@ -29,6 +29,9 @@ fn main() -> ExitCode {
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+    // Sockets handed over by systemd or by the logrelay we replace; read
+    // while still single-threaded.
+    logrelay::upgrade::init_from_env();
     let source = ConfigSource {
         explicit: cli.config.is_some(),
         path: cli.config.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG)),

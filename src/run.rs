@@ -79,10 +79,13 @@ pub async fn run(source: ConfigSource) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+    crate::input::inherit::close_unclaimed();
+    crate::upgrade::notify_ready();
+    let (Ok(mut term), Ok(mut int), Ok(mut hup), Ok(mut usr2)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
         signal(SignalKind::hangup()),
+        signal(SignalKind::user_defined2()),
     ) else {
         eprintln!("cannot install signal handlers");
         return ExitCode::FAILURE;
@@ -93,6 +96,17 @@ pub async fn run(source: ConfigSource) -> ExitCode {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
+            _ = usr2.recv() => {
+                tracing::info!("SIGUSR2: starting the successor and handing over the listening sockets.");
+                match crate::upgrade::start_successor(server.listening_fds()).await {
+                    Ok(pid) => {
+                        tracing::info!(successor = pid, "Upgrade: the successor is listening; draining and exiting.");
+                        server.hand_over();
+                        break;
+                    }
+                    Err(e) => tracing::error!("Upgrade abandoned, this process keeps running: {e}"),
+                }
+            }
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reloading the config and reopening outputs.");
                 reload(&source, &mut server).await;

@@ -256,6 +256,21 @@ impl Server {
         Ok(())
     }
 
+    /// Every listening socket's fd (for an upgrade's successor).
+    pub fn listening_fds(&self) -> Vec<std::os::fd::RawFd> {
+        self.inputs.values().flat_map(|i| i.fds.iter().copied()).collect()
+    }
+
+    /// Our successor listens on our sockets now: stop accepting, keep the
+    /// socket files, and serve open connections until they close or
+    /// `drain_seconds` pass (then [`Server::shutdown`] finishes).
+    pub fn hand_over(&mut self) {
+        input::unix::KEEP_SOCKET_FILES.store(true, std::sync::atomic::Ordering::Relaxed);
+        for running in self.inputs.values() {
+            running.removed.cancel();
+        }
+    }
+
     /// Reopen every output file (SIGHUP, external logrotate).
     pub async fn reopen(&self) {
         for ro in self.outputs.values() {

@@ -7,6 +7,7 @@
 //! every whole frame out of it, decodes them into one batch and hands the
 //! batch to the newest pipeline that still has its input.
 
+pub mod inherit;
 pub mod tcp;
 pub mod udp;
 pub mod unix;
@@ -119,6 +120,8 @@ pub struct RunningInput {
     pub key: ListenKey,
     /// The addresses actually bound (resolved ports), for logs and tests.
     pub local: Vec<String>,
+    /// The listening sockets' fds, handed to the successor on upgrade.
+    pub fds: Vec<std::os::fd::RawFd>,
     /// Cancel to stop accepting (reload removal); connections drain.
     pub removed: CancellationToken,
     /// Its counters.
@@ -149,7 +152,7 @@ pub async fn start(
         key: key.clone(),
         reason,
     };
-    let local = match &config.kind {
+    let (local, fds) = match &config.kind {
         InputKind::Tcp { address } => tcp::start(address, ctx, tracker).await.map_err(err)?,
         InputKind::Unix { path, mode } => unix::start(path, *mode, ctx, tracker).map_err(err)?,
         InputKind::Udp { address } => udp::start(address, ctx, tracker).await.map_err(err)?,
@@ -157,6 +160,7 @@ pub async fn start(
     Ok(RunningInput {
         key,
         local,
+        fds,
         removed,
         stats,
     })

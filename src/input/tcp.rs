@@ -1,5 +1,6 @@
 //! The `tcp` input: SocketHandler's transport.
 
+use std::os::fd::{AsRawFd, RawFd};
 use std::task::Poll;
 
 use tokio::net::TcpListener;
@@ -14,7 +15,7 @@ pub(crate) async fn start(
     address: &str,
     ctx: ConnContext,
     tracker: &TaskTracker,
-) -> Result<Vec<String>, String> {
+) -> Result<(Vec<String>, Vec<RawFd>), String> {
     let addrs: Vec<_> = tokio::net::lookup_host(address)
         .await
         .map_err(|e| format!("cannot resolve: {e}"))?
@@ -24,7 +25,11 @@ pub(crate) async fn start(
     }
     let mut listeners = Vec::new();
     for addr in &addrs {
-        match TcpListener::bind(addr).await {
+        let bound = match super::inherit::take_tcp(addr) {
+            Some(l) => l.set_nonblocking(true).and_then(|()| TcpListener::from_std(l)),
+            None => TcpListener::bind(addr).await,
+        };
+        match bound {
             Ok(l) => listeners.push(l),
             // `localhost` may name ::1 on a host without IPv6: skip that one
             // as long as another address bound.
@@ -35,13 +40,15 @@ pub(crate) async fn start(
         }
     }
     let mut local = Vec::new();
+    let mut fds = Vec::new();
     for l in listeners {
         local.push(l.local_addr().map(|a| a.to_string()).unwrap_or_default());
+        fds.push(l.as_raw_fd());
         let ctx = ctx.clone();
         let t = tracker.clone();
         tracker.spawn(accept_loop(l, ctx, t));
     }
-    Ok(local)
+    Ok((local, fds))
 }
 
 async fn accept_loop(listener: TcpListener, ctx: ConnContext, tracker: TaskTracker) {

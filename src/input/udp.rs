@@ -1,6 +1,7 @@
 //! The `udp` input: DatagramHandler sends one whole SocketHandler frame
 //! (length prefix included) per datagram.
 
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,8 +20,17 @@ pub(crate) async fn start(
     address: &str,
     ctx: ConnContext,
     tracker: &TaskTracker,
-) -> Result<Vec<String>, String> {
-    let socket = UdpSocket::bind(address).await.map_err(|e| e.to_string())?;
+) -> Result<(Vec<String>, Vec<RawFd>), String> {
+    let addrs: Vec<_> = tokio::net::lookup_host(address)
+        .await
+        .map_err(|e| format!("cannot resolve: {e}"))?
+        .collect();
+    let inherited = addrs.iter().find_map(super::inherit::take_udp);
+    let socket = match inherited {
+        Some(s) => s.set_nonblocking(true).and_then(|()| UdpSocket::from_std(s)),
+        None => UdpSocket::bind(address).await,
+    }
+    .map_err(|e| e.to_string())?;
     // A bigger receive buffer rides out bursts: UDP has no flow control.
     let sock = socket2::SockRef::from(&socket);
     let _ = sock.set_recv_buffer_size(8 * 1024 * 1024);
@@ -28,8 +38,9 @@ pub(crate) async fn start(
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default()];
+    let fds = vec![socket.as_raw_fd()];
     tracker.spawn(recv_loop(socket, ctx));
-    Ok(local)
+    Ok((local, fds))
 }
 
 async fn recv_loop(socket: UdpSocket, mut ctx: ConnContext) {

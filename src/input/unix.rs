@@ -1,6 +1,8 @@
 //! The `unix` input: a Unix domain stream socket (the cookbook's `socket`).
 
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::path::{Path, PathBuf};
 use std::task::Poll;
 
@@ -8,6 +10,10 @@ use tokio::net::UnixListener;
 use tokio_util::task::TaskTracker;
 
 use super::{serve_stream, ConnContext};
+
+/// Set during an upgrade: the successor listens on our socket files, so
+/// shutting down must not remove them.
+pub static KEEP_SOCKET_FILES: AtomicBool = AtomicBool::new(false);
 
 /// Bind the socket at `path`, replacing a stale socket file left by a dead
 /// process, refusing a path where something is listening or which is not a
@@ -17,7 +23,19 @@ pub(crate) fn start(
     mode: Option<u32>,
     ctx: ConnContext,
     tracker: &TaskTracker,
-) -> Result<Vec<String>, String> {
+) -> Result<(Vec<String>, Vec<RawFd>), String> {
+    if let Some(l) = super::inherit::take_unix(path) {
+        // Handed over by systemd or the previous logrelay: already bound,
+        // with its mode; the file must not be checked as stale (it is live).
+        let listener = l
+            .set_nonblocking(true)
+            .and_then(|()| UnixListener::from_std(l))
+            .map_err(|e| e.to_string())?;
+        let fd = listener.as_raw_fd();
+        let t = tracker.clone();
+        tracker.spawn(accept_loop(listener, path.to_path_buf(), ctx, t));
+        return Ok((vec![path.display().to_string()], vec![fd]));
+    }
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if !meta.file_type().is_socket() {
             return Err("the path exists and is not a socket".to_string());
@@ -42,9 +60,10 @@ pub(crate) fn start(
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
             .map_err(|e| format!("cannot set mode {mode:o}: {e}"))?;
     }
+    let fd = listener.as_raw_fd();
     let t = tracker.clone();
     tracker.spawn(accept_loop(listener, path.to_path_buf(), ctx, t));
-    Ok(vec![path.display().to_string()])
+    Ok((vec![path.display().to_string()], vec![fd]))
 }
 
 async fn accept_loop(
@@ -74,6 +93,9 @@ async fn accept_loop(
     }
     drop(listener);
     // tokio leaves the socket file behind; remove it so the next start
-    // (or a cookbook client) does not meet a stale file.
-    let _ = std::fs::remove_file(&path);
+    // (or a cookbook client) does not meet a stale file — unless we are
+    // handing the socket to our successor, which still listens on it.
+    if !KEEP_SOCKET_FILES.load(Ordering::Relaxed) {
+        let _ = std::fs::remove_file(&path);
+    }
 }

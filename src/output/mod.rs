@@ -165,7 +165,7 @@ pub fn start(name: &str, config: &OutputConfig) -> Result<RunningOutput, OutputE
     let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
     let stats = Arc::new(OutputStats::default());
     let thread = match config {
-        OutputConfig::File(c) => file::start(name, c, rx, stats.clone())?,
+        OutputConfig::File(c) => file::start(name, c, rx, tx.downgrade(), stats.clone())?,
         OutputConfig::Stream(c) => stdout::start(name, c, rx, stats.clone())?,
         OutputConfig::Forward(_) => {
             return Err(OutputError::Unsupported {

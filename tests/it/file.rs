@@ -413,3 +413,35 @@ fn issue_4_moved_or_removed_file_is_reopened_without_a_signal() {
     );
     assert_eq!(std::fs::read_to_string(&path).unwrap(), lines("three", 30));
 }
+
+#[test]
+fn issue_4_a_failing_file_is_retried_and_other_outputs_keep_going() {
+    // /dev/full fails every write with ENOSPC, like a full disk.
+    let mut relay = Relay::start(
+        r#"{"inputs": {"in": {"type": "tcp", "address": "127.0.0.1:0"}},
+            "outputs": {"good": {"type": "file", "path": "out/app.log", "format": "%(name)s %(message)s"},
+                        "full": {"type": "file", "path": "/dev/full", "format": "%(message)s"}}}"#,
+        1,
+    );
+    let port = relay.port("in");
+    send_tcp(port, 100, "good");
+    let path = relay.path("out/app.log");
+    wait_lines(&path, 100, Duration::from_secs(10));
+    relay.wait_for_log("Write failed; retrying.", 2, Duration::from_secs(10));
+    // Shutdown is not held hostage by a disk that stays full: the lines
+    // are retried for a bounded time, then reported lost.
+    let (code, err, _) = relay.stop();
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("No space left on device"), "{err}");
+    let lost: usize = err
+        .lines()
+        .filter(|l| l.contains("unwritten lines are lost"))
+        .filter_map(|l| l.rsplit_once("lines=")?.1.trim().parse::<usize>().ok())
+        .sum();
+    assert_eq!(lost, 100, "every line is accounted for: {err}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), lines("good", 100));
+    assert!(
+        Path::new("/dev/full.1").symlink_metadata().is_err(),
+        "no rollover of a device"
+    );
+}

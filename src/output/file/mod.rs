@@ -45,14 +45,16 @@ use timed::TimedRotation;
 const CHECK_MOVED_EVERY: Duration = Duration::from_secs(1);
 /// Longest pause between two write retries.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(2);
+/// How long writes are still retried once the pipeline has let go of the
+/// output (shutdown, or a reload that removed it): a disk that stays full
+/// must not keep the process from exiting.
+const RETRY_WHEN_CLOSING: Duration = Duration::from_secs(5);
 
 /// The open file and who it is, to notice when the path names another.
 struct OpenFile {
     file: File,
     dev: u64,
     ino: u64,
-    /// bpo-45401: Python never rolls over anything but a regular file
-    /// (`/dev/null`, a FIFO).
     regular: bool,
 }
 
@@ -68,6 +70,10 @@ struct FileSink {
     path: PathBuf,
     encoder: LineEncoder,
     file: Option<OpenFile>,
+    /// Whether the file last opened is a regular file. bpo-45401: Python
+    /// never rolls over anything else (`/dev/null`, a FIFO); kept across
+    /// a failed reopen, so a device is never renamed.
+    regular: bool,
     /// Bytes in the file on disk (`tell()` at end of file), not counting
     /// the buffer.
     size: u64,
@@ -82,6 +88,12 @@ struct FileSink {
     /// Background gzip of rotated files, if `compress` is set.
     compressor: Option<Compressor>,
     last_check: Instant,
+    /// Tells whether anyone can still send to us: a failing write is
+    /// retried forever while they can (backpressure), and only for
+    /// [`RETRY_WHEN_CLOSING`] once they are all gone.
+    senders: mpsc::WeakSender<OutputMsg>,
+    /// When a write first failed after the senders were gone.
+    closing_since: Option<Instant>,
     stats: Arc<OutputStats>,
 }
 
@@ -90,6 +102,7 @@ pub fn start(
     name: &str,
     config: &FileOutputConfig,
     rx: mpsc::Receiver<OutputMsg>,
+    senders: mpsc::WeakSender<OutputMsg>,
     stats: Arc<OutputStats>,
 ) -> Result<JoinHandle<()>, OutputError> {
     let encoder = LineEncoder::new(name, config.encoding, &config.text)?;
@@ -115,6 +128,7 @@ pub fn start(
         name: name.to_string(),
         path: config.path.clone(),
         encoder,
+        regular: file.regular,
         file: Some(file),
         size,
         buf: Vec::with_capacity(WRITE_CHUNK + 4096),
@@ -125,6 +139,8 @@ pub fn start(
         rotation,
         compressor,
         last_check: Instant::now(),
+        senders,
+        closing_since: None,
         stats,
     };
     spawn_thread(name, sink, rx)
@@ -170,6 +186,11 @@ fn char_len(bytes: &[u8]) -> u64 {
     bytes.iter().filter(|&&b| (b & 0xC0) != 0x80).count() as u64
 }
 
+/// Lines in `bytes` (for the log line that says how many were lost).
+fn bytecount_lines(bytes: &[u8]) -> usize {
+    bytes.iter().filter(|&&b| b == b'\n').count()
+}
+
 /// `path` with `suffix` appended to its file name (`app.log` + `.1`).
 pub(crate) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
@@ -181,7 +202,7 @@ impl FileSink {
     /// Whether the record just formatted at `buf[start..]` must go to a
     /// fresh file.
     fn should_rollover(&mut self, start: usize) -> bool {
-        let regular = self.file.as_ref().is_none_or(|f| f.regular);
+        let regular = self.regular;
         match &mut self.rotation {
             Rotation::None => false,
             Rotation::Size(s) => {
@@ -198,6 +219,13 @@ impl FileSink {
             self.sync();
         }
         self.file = None;
+        // Python checks `os.path.isfile` right before it rotates; so do
+        // we, whatever we knew at open.
+        if std::fs::metadata(&self.path).is_ok_and(|m| !m.is_file()) {
+            self.regular = false;
+            self.reopen_file();
+            return;
+        }
         let compressor = self.compressor.as_ref();
         let result = match &mut self.rotation {
             Rotation::None => Ok(()),
@@ -215,6 +243,7 @@ impl FileSink {
         self.file = None;
         match open(&self.path, false) {
             Ok((f, size)) => {
+                self.regular = f.regular;
                 self.file = Some(f);
                 self.size = size;
             }
@@ -257,9 +286,18 @@ impl FileSink {
                 Ok(n) => {
                     written += n;
                     self.size += n as u64;
+                    continue;
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => self.write_failed(&e, &mut delay),
+            }
+            if self.senders.upgrade().is_none() {
+                let since = *self.closing_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= RETRY_WHEN_CLOSING {
+                    let lost = bytecount_lines(&self.buf[written..]);
+                    tracing::error!(output = %self.name, path = %self.path.display(), lines = lost, "Shutting down with the file still failing; the unwritten lines are lost.");
+                    break;
+                }
             }
         }
         if written > 0 {

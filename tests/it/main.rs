@@ -6,3 +6,6 @@ mod util;
 mod cli;
 mod core;
 mod file;
+mod metrics;
+mod reload;
+mod wasm;

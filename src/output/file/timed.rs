@@ -440,6 +440,68 @@ mod tests {
         assert!(files_to_delete(&base, When::H, 1, true).unwrap().is_empty());
     }
 
+    /// Python's computeRollover, doRollover's name and next rollover for
+    /// a year of times, in this process's time zone (run it under e.g.
+    /// `TZ=America/New_York` or `TZ=Australia/Lord_Howe` to cover DST).
+    const PY_SCHEDULE: &str = r#"
+import logging.handlers, json, os, sys, tempfile, time
+base = os.path.join(tempfile.mkdtemp(), "app.log")
+ts = range(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]))
+out = []
+for when in ["MIDNIGHT", "W0", "W6", "D", "H"]:
+    h = logging.handlers.TimedRotatingFileHandler(base, when=when, delay=True)
+    names = []
+    h.rotate = lambda src, dfn: names.append(os.path.basename(dfn))
+    for t in ts:
+        r = h.computeRollover(t)
+        h.rolloverAt = r
+        real = time.time
+        time.time = lambda: r + 5
+        try:
+            h.doRollover()
+        finally:
+            time.time = real
+        out.append([when, t, r, names[-1], h.rolloverAt])
+print(json.dumps(out))
+"#;
+
+    #[test]
+    fn local_schedule_and_dst_match_python() {
+        // 2026-01-01 to 2027-01-01 UTC, every 5h 17m 13s.
+        let (from, to, step) = (1_767_225_600i64, 1_798_761_600i64, 19_033i64);
+        let out = std::process::Command::new("python3")
+            .arg("-c")
+            .arg(PY_SCHEDULE)
+            .args([from.to_string(), to.to_string(), step.to_string()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let rows: Vec<(String, i64, i64, String, i64)> =
+            serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(rows.len(), 5 * ((to - from + step - 1) / step) as usize);
+        let mut local = config(1, None);
+        local.text.utc = false;
+        for (when_name, t, want_at, want_name, want_next) in rows {
+            let when = match when_name.as_str() {
+                "MIDNIGHT" => When::Midnight,
+                "W0" => When::Weekday(0),
+                "W6" => When::Weekday(6),
+                "D" => When::D,
+                _ => When::H,
+            };
+            let mut r = TimedRotation::new(&local, when, Some(t), t);
+            assert_eq!(r.rollover_at, want_at, "{when_name} computeRollover({t})");
+            let name = r.rotated_name(Path::new("app.log"), want_at + 5);
+            assert_eq!(name, PathBuf::from(&want_name), "{when_name} at {t}");
+            r.advance(want_at + 5);
+            assert_eq!(r.rollover_at, want_next, "{when_name} next after {t}");
+        }
+    }
+
     #[test]
     fn splitext_keeps_leading_dots() {
         assert_eq!(splitext("app.log"), ("app", ".log"));

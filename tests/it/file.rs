@@ -292,9 +292,10 @@ fn issue_4_timed_rotation_matches_timed_rotating_file_handler() {
         .as_secs();
     // The files exist, last written 5 s ago: both schedules start there.
     let mtime = now - 5;
-    let specs = [("keep_all", 0), ("keep2", 2)];
+    // `gz2` is `keep2` with gzip: compared with the same oracle files.
+    let specs = [("keep_all", 0, ""), ("keep2", 2, ""), ("gz2", 2, "gzip")];
     let mut outputs = Vec::new();
-    for (d, bc) in specs {
+    for (d, bc, compress) in specs {
         let p = dir.path().join("out").join(d).join("app.log");
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         let f = std::fs::File::create(&p).unwrap();
@@ -302,7 +303,12 @@ fn issue_4_timed_rotation_matches_timed_rotating_file_handler() {
             .unwrap();
         outputs.push(format!(
             r#""{d}": {{"type": "file", "path": "out/{d}/app.log", "format": "%(message)s",
-                 "when": "S", "backup_count": {bc}}}"#
+                 "when": "S", "backup_count": {bc}{}}}"#,
+            if compress.is_empty() {
+                String::new()
+            } else {
+                format!(r#", "compress": "{compress}""#)
+            }
         ));
     }
     let config = format!(
@@ -326,8 +332,30 @@ fn issue_4_timed_rotation_matches_timed_rotating_file_handler() {
         ],
     );
     assert_eq!(relay.stop().0, 0);
-    let ours = files(&relay.path("out"));
+    let mut ours = files(&relay.path("out"));
     let want = files(&oracle_out);
+    let gz: BTreeMap<String, Vec<u8>> = ours
+        .iter()
+        .filter(|(k, _)| k.starts_with("gz2/"))
+        .map(|(k, v)| {
+            let k = k.replacen("gz2/", "keep2/", 1);
+            match k.strip_suffix(".gz") {
+                Some(k) => (k.to_string(), gunzip(v)),
+                None => (k, v.clone()),
+            }
+        })
+        .collect();
+    let want_keep2: BTreeMap<String, Vec<u8>> = want
+        .iter()
+        .filter(|(k, _)| k.starts_with("keep2/"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    assert_eq!(show(&gz), show(&want_keep2));
+    assert!(ours
+        .keys()
+        .filter(|k| k.starts_with("gz2/app.log."))
+        .all(|k| k.ends_with(".gz")));
+    ours.retain(|k, _| !k.starts_with("gz2/"));
     assert_eq!(show(&ours), show(&want));
     // keep_all: the file from before start-up, named by its mtime, plus
     // one per second that had records before a later one.
@@ -345,6 +373,7 @@ fn issue_4_timed_rotation_matches_timed_rotating_file_handler() {
     );
     let suffix = |k: &str| k.rsplit_once("app.log.").map(|(_, s)| s.to_string());
     for s in ours.keys().filter_map(|k| suffix(k)) {
+        let s = s.trim_end_matches(".gz");
         // %Y-%m-%d_%H-%M-%S
         assert_eq!(s.len(), 19, "{s}");
         assert!(s

@@ -14,6 +14,7 @@ pub mod stdout;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
@@ -170,7 +171,7 @@ pub fn start(name: &str, config: &OutputConfig) -> Result<RunningOutput, OutputE
     let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
     let stats = Arc::new(OutputStats::default());
     let thread = match config {
-        OutputConfig::File(c) => file::start(name, c, rx, stats.clone())?,
+        OutputConfig::File(c) => file::start(name, c, rx, tx.downgrade(), stats.clone())?,
         OutputConfig::Stream(c) => stdout::start(name, c, rx, stats.clone())?,
         OutputConfig::Forward(_) => {
             return Err(OutputError::Unsupported {
@@ -204,21 +205,67 @@ pub(crate) trait Sink {
     fn reopen(&mut self);
     /// Write everything buffered.
     fn flush(&mut self);
+    /// How often [`Sink::tick`] wants to run, even while no record comes
+    /// (`None`: never).
+    fn tick_every(&self) -> Option<Duration> {
+        None
+    }
+    /// Periodic housekeeping (the file output checks whether its file was
+    /// moved or removed under it).
+    fn tick(&mut self) {}
+}
+
+/// Handle one message and everything queued behind it, then write.
+fn drain(sink: &mut impl Sink, rx: &mut mpsc::Receiver<OutputMsg>, msg: OutputMsg) {
+    let mut next = Some(msg);
+    while let Some(msg) = next.take() {
+        match msg {
+            OutputMsg::Records(batch) => sink.records(batch),
+            OutputMsg::Reopen => sink.reopen(),
+        }
+        next = rx.try_recv().ok();
+    }
+    sink.flush();
 }
 
 /// The output thread's loop: take every queued message, write when the
-/// queue runs empty, and exit (flushed) once every sender is gone.
+/// queue runs empty, and exit (flushed) once every sender is gone. A sink
+/// that wants ticks gets them at least every `tick_every`, busy or idle.
 pub(crate) fn run_sink(mut sink: impl Sink, mut rx: mpsc::Receiver<OutputMsg>) {
-    while let Some(msg) = rx.blocking_recv() {
-        let mut next = Some(msg);
-        while let Some(msg) = next.take() {
-            match msg {
-                OutputMsg::Records(batch) => sink.records(batch),
-                OutputMsg::Reopen => sink.reopen(),
+    // tokio's mpsc has no blocking receive with a timeout; a tiny
+    // current-thread runtime (timer only) gives us one on this thread.
+    let timed = sink.tick_every().and_then(|every| {
+        match tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+        {
+            Ok(rt) => Some((rt, every)),
+            Err(e) => {
+                tracing::warn!(error = %e, "No timer for an output thread; periodic checks are off.");
+                None
             }
-            next = rx.try_recv().ok();
         }
-        sink.flush();
+    });
+    match timed {
+        None => {
+            while let Some(msg) = rx.blocking_recv() {
+                drain(&mut sink, &mut rx, msg);
+            }
+        }
+        Some((rt, every)) => {
+            let mut last_tick = Instant::now();
+            loop {
+                match rt.block_on(async { tokio::time::timeout(every, rx.recv()).await }) {
+                    Ok(Some(msg)) => drain(&mut sink, &mut rx, msg),
+                    Ok(None) => break,
+                    Err(_) => {}
+                }
+                if last_tick.elapsed() >= every {
+                    sink.tick();
+                    last_tick = Instant::now();
+                }
+            }
+        }
     }
     sink.flush();
 }

@@ -1,0 +1,414 @@
+//! The `file` output: append-only writes in large batches, rotation by
+//! size exactly as CPython 3.11's `RotatingFileHandler` (`size.rs`) or by
+//! time as `TimedRotatingFileHandler` (`timed.rs`), optional gzip of the
+//! rotated files on a background thread (`compress.rs`), reopening on
+//! SIGHUP and whenever the file is moved or removed under us.
+//!
+//! Python decides a rollover per record, before writing it. We keep that
+//! decision per record while writing in batches: lines are formatted into
+//! one buffer, and the buffer is written out (one `write` call) before each
+//! rotation, when it passes [`WRITE_CHUNK`], when the queue runs empty, or
+//! when its oldest line has waited `flush_ms`.
+//!
+//! A write that fails (a full disk, an I/O error) is logged and retried
+//! with backoff; the records stay in the buffer and, while we retry, in
+//! the output's bounded queue, so the inputs feel backpressure instead of
+//! records being dropped. Other outputs run on their own threads and keep
+//! going.
+
+mod compress;
+mod size;
+mod timed;
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::mpsc;
+
+use super::{
+    count, spawn_thread, LineEncoder, OutputError, OutputMsg, OutputStats, Sink, WRITE_CHUNK,
+};
+use crate::config::FileOutputConfig;
+use crate::record::Record;
+use compress::Compressor;
+use size::SizeRotation;
+use timed::TimedRotation;
+
+/// How often we check that the path still names the file we write to
+/// (an external `mv` without a signal, or an `rm`).
+const CHECK_MOVED_EVERY: Duration = Duration::from_secs(1);
+/// Longest pause between two write retries.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(2);
+/// How long writes are still retried once the pipeline has let go of the
+/// output (shutdown, or a reload that removed it): a disk that stays full
+/// must not keep the process from exiting.
+const RETRY_WHEN_CLOSING: Duration = Duration::from_secs(5);
+
+/// The open file and who it is, to notice when the path names another.
+struct OpenFile {
+    file: File,
+    dev: u64,
+    ino: u64,
+    regular: bool,
+}
+
+/// Which rotation an output does.
+enum Rotation {
+    None,
+    Size(SizeRotation),
+    Timed(TimedRotation),
+}
+
+struct FileSink {
+    name: String,
+    path: PathBuf,
+    encoder: LineEncoder,
+    file: Option<OpenFile>,
+    /// Whether the file last opened is a regular file. bpo-45401: Python
+    /// never rolls over anything else (`/dev/null`, a FIFO); kept across
+    /// a failed reopen, so a device is never renamed.
+    regular: bool,
+    /// Bytes in the file on disk (`tell()` at end of file), not counting
+    /// the buffer.
+    size: u64,
+    buf: Vec<u8>,
+    /// Records in `buf`.
+    pending: usize,
+    /// When the oldest line in `buf` was formatted.
+    oldest: Option<Instant>,
+    flush_every: Duration,
+    fsync: bool,
+    rotation: Rotation,
+    /// Background gzip of rotated files, if `compress` is set.
+    compressor: Option<Compressor>,
+    last_check: Instant,
+    /// Tells whether anyone can still send to us: a failing write is
+    /// retried forever while they can (backpressure), and only for
+    /// [`RETRY_WHEN_CLOSING`] once they are all gone.
+    senders: mpsc::WeakSender<OutputMsg>,
+    /// When a write first failed after the senders were gone.
+    closing_since: Option<Instant>,
+    stats: Arc<OutputStats>,
+}
+
+/// Open the file (creating parent directories) and start its thread.
+pub fn start(
+    name: &str,
+    config: &FileOutputConfig,
+    rx: mpsc::Receiver<OutputMsg>,
+    senders: mpsc::WeakSender<OutputMsg>,
+    stats: Arc<OutputStats>,
+) -> Result<JoinHandle<()>, OutputError> {
+    let encoder = LineEncoder::new(name, config.encoding, &config.text)?;
+    let open_error = |source| OutputError::Open {
+        name: name.to_string(),
+        path: config.path.display().to_string(),
+        source,
+    };
+    // TimedRotatingFileHandler starts its schedule from the file's mtime
+    // (before opening it), so a restart does not reset it.
+    let mtime = std::fs::metadata(&config.path).ok().map(|m| m.mtime());
+    let (file, size) = open(&config.path, config.truncate).map_err(open_error)?;
+    let rotation = match config.when {
+        Some(when) => Rotation::Timed(TimedRotation::new(config, when, mtime, now_secs())),
+        None if config.max_bytes > 0 => Rotation::Size(SizeRotation::new(config)),
+        None => Rotation::None,
+    };
+    let compressor = match config.compress {
+        Some(_) => Some(Compressor::start(name, config).map_err(open_error)?),
+        None => None,
+    };
+    let sink = FileSink {
+        name: name.to_string(),
+        path: config.path.clone(),
+        encoder,
+        regular: file.regular,
+        file: Some(file),
+        size,
+        buf: Vec::with_capacity(WRITE_CHUNK + 4096),
+        pending: 0,
+        oldest: None,
+        flush_every: Duration::from_millis(config.flush_ms),
+        fsync: config.fsync,
+        rotation,
+        compressor,
+        last_check: Instant::now(),
+        senders,
+        closing_since: None,
+        stats,
+    };
+    spawn_thread(name, sink, rx)
+}
+
+/// Open for append (as Python's FileHandler mode "a"), or truncate.
+fn open(path: &Path, truncate: bool) -> std::io::Result<(OpenFile, u64)> {
+    if let Some(parent) = path.parent() {
+        if !parent.as_os_str().is_empty() {
+            std::fs::create_dir_all(parent)?;
+        }
+    }
+    let file = if truncate {
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)?
+    } else {
+        OpenOptions::new().append(true).create(true).open(path)?
+    };
+    let meta = file.metadata()?;
+    let open = OpenFile {
+        file,
+        dev: meta.dev(),
+        ino: meta.ino(),
+        regular: meta.is_file(),
+    };
+    Ok((open, meta.len()))
+}
+
+/// `int(time.time())`: Python's timed rotation looks at the clock when it
+/// emits, not at the record's `created`.
+pub(crate) fn now_secs() -> i64 {
+    match SystemTime::now().duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_secs() as i64,
+        Err(e) => -(e.duration().as_secs_f64().ceil() as i64),
+    }
+}
+
+/// The number of characters (not bytes) of UTF-8 text, as Python's `len`.
+fn char_len(bytes: &[u8]) -> u64 {
+    bytes.iter().filter(|&&b| (b & 0xC0) != 0x80).count() as u64
+}
+
+/// Lines in `bytes` (for the log line that says how many were lost).
+fn bytecount_lines(bytes: &[u8]) -> usize {
+    bytes.iter().filter(|&&b| b == b'\n').count()
+}
+
+/// `path` with `suffix` appended to its file name (`app.log` + `.1`).
+pub(crate) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+impl FileSink {
+    /// Whether the record just formatted at `buf[start..]` must go to a
+    /// fresh file.
+    fn should_rollover(&mut self, start: usize) -> bool {
+        let regular = self.regular;
+        match &mut self.rotation {
+            Rotation::None => false,
+            Rotation::Size(s) => {
+                regular && s.should_rollover(self.size + start as u64, char_len(&self.buf[start..]))
+            }
+            Rotation::Timed(t) => t.should_rollover(now_secs(), regular),
+        }
+    }
+
+    /// Close, rename (and maybe queue for compression), reopen.
+    fn rollover(&mut self) {
+        self.write_out();
+        if self.fsync {
+            self.sync();
+        }
+        self.file = None;
+        // Python checks `os.path.isfile` right before it rotates; so do
+        // we, whatever we knew at open.
+        if std::fs::metadata(&self.path).is_ok_and(|m| !m.is_file()) {
+            self.regular = false;
+            self.reopen_file();
+            return;
+        }
+        let compressor = self.compressor.as_ref();
+        let result = match &mut self.rotation {
+            Rotation::None => Ok(()),
+            Rotation::Size(s) => s.rollover(&self.path, compressor),
+            Rotation::Timed(t) => t.rollover(&self.path, now_secs(), compressor),
+        };
+        if let Err(e) = result {
+            self.stats.errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(output = %self.name, error = %e, "Rotation failed; writing on.");
+        }
+        self.reopen_file();
+    }
+
+    fn reopen_file(&mut self) {
+        self.file = None;
+        match open(&self.path, false) {
+            Ok((f, size)) => {
+                self.regular = f.regular;
+                self.file = Some(f);
+                self.size = size;
+            }
+            Err(e) => {
+                self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(output = %self.name, path = %self.path.display(), error = %e, "Cannot open the file; will retry.");
+            }
+        }
+    }
+
+    fn sync(&mut self) {
+        if let Some(f) = &self.file {
+            if let Err(e) = f.file.sync_data() {
+                self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(output = %self.name, error = %e, "fsync failed.");
+            }
+        }
+    }
+
+    /// Write the buffer, retrying on errors (a full disk): records are
+    /// kept, not thrown away, and the queue behind us applies backpressure.
+    /// Progress is tracked per `write` call, so a partial write is never
+    /// written twice.
+    fn write_out(&mut self) {
+        let mut written = 0;
+        let mut delay = Duration::from_millis(50);
+        while written < self.buf.len() {
+            if self.file.is_none() {
+                self.reopen_file();
+            }
+            let result = match self.file.as_mut() {
+                Some(f) => f.file.write(&self.buf[written..]),
+                None => Err(std::io::Error::other("the file is not open")),
+            };
+            match result {
+                Ok(0) => self.write_failed(
+                    &std::io::Error::from(std::io::ErrorKind::WriteZero),
+                    &mut delay,
+                ),
+                Ok(n) => {
+                    written += n;
+                    self.size += n as u64;
+                    continue;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => self.write_failed(&e, &mut delay),
+            }
+            if self.senders.upgrade().is_none() {
+                let since = *self.closing_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= RETRY_WHEN_CLOSING {
+                    let lost = bytecount_lines(&self.buf[written..]);
+                    tracing::error!(output = %self.name, path = %self.path.display(), lines = lost, "Shutting down with the file still failing; the unwritten lines are lost.");
+                    break;
+                }
+            }
+        }
+        if written > 0 {
+            if self.fsync {
+                self.sync();
+            }
+            count(&self.stats, self.pending, written);
+        }
+        self.buf.clear();
+        self.pending = 0;
+        self.oldest = None;
+    }
+
+    fn write_failed(&mut self, e: &std::io::Error, delay: &mut Duration) {
+        self.stats.errors.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(output = %self.name, path = %self.path.display(), error = %e, retry_ms = delay.as_millis() as u64, "Write failed; retrying.");
+        std::thread::sleep(*delay);
+        *delay = (*delay * 2).min(MAX_RETRY_DELAY);
+        // Reopen before the next try: the fd may be dead (a removed
+        // directory, a lazily unmounted disk), and appending to a fresh
+        // open of the path is safe since we track what was written.
+        self.file = None;
+    }
+
+    /// Reopen if the path no longer names the open file: someone moved or
+    /// removed it (logrotate without `postrotate` HUP, a careless `rm`).
+    fn check_moved(&mut self) {
+        self.last_check = Instant::now();
+        let Some(open) = &self.file else {
+            return;
+        };
+        let same = std::fs::metadata(&self.path)
+            .map(|m| m.dev() == open.dev && m.ino() == open.ino)
+            .unwrap_or(false);
+        if !same {
+            // What is buffered belongs with what was already written.
+            self.write_out();
+            self.reopen_file();
+            tracing::info!(output = %self.name, path = %self.path.display(), "The file was moved or removed; reopened.");
+        }
+    }
+}
+
+impl Sink for FileSink {
+    fn records(&mut self, batch: Vec<Record>) {
+        if self.oldest.is_none() {
+            self.oldest = Some(Instant::now());
+        }
+        for r in &batch {
+            let start = self.buf.len();
+            self.encoder.encode(r, &mut self.buf);
+            if self.should_rollover(start) {
+                // Keep this line aside, rotate, then put it back.
+                let line = self.buf.split_off(start);
+                self.rollover();
+                self.buf.extend_from_slice(&line);
+                self.oldest = Some(Instant::now());
+            }
+            self.pending += 1;
+            if self.buf.len() >= WRITE_CHUNK {
+                self.write_out();
+                self.oldest = Some(Instant::now());
+            }
+        }
+        if self.oldest.is_some_and(|t| t.elapsed() >= self.flush_every) {
+            self.write_out();
+        }
+        if self.last_check.elapsed() >= CHECK_MOVED_EVERY {
+            self.check_moved();
+        }
+    }
+
+    fn reopen(&mut self) {
+        self.write_out();
+        self.reopen_file();
+        tracing::info!(output = %self.name, path = %self.path.display(), "Reopened.");
+    }
+
+    fn flush(&mut self) {
+        self.write_out();
+    }
+
+    fn tick_every(&self) -> Option<Duration> {
+        Some(CHECK_MOVED_EVERY.min(self.flush_every.max(Duration::from_millis(10))))
+    }
+
+    fn tick(&mut self) {
+        if !self.buf.is_empty() {
+            self.write_out();
+        }
+        if self.last_check.elapsed() >= CHECK_MOVED_EVERY {
+            self.check_moved();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn char_len_counts_characters_like_python_len() {
+        assert_eq!(char_len(b"abc\n"), 4);
+        assert_eq!(char_len("é€😀\n".as_bytes()), 4);
+    }
+
+    #[test]
+    fn with_suffix_appends_to_the_file_name() {
+        assert_eq!(
+            with_suffix(Path::new("run/app.log"), ".1"),
+            PathBuf::from("run/app.log.1")
+        );
+    }
+}

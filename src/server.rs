@@ -258,7 +258,10 @@ impl Server {
 
     /// Every listening socket's fd (for an upgrade's successor).
     pub fn listening_fds(&self) -> Vec<std::os::fd::RawFd> {
-        self.inputs.values().flat_map(|i| i.fds.iter().copied()).collect()
+        self.inputs
+            .values()
+            .flat_map(|i| i.fds.iter().copied())
+            .collect()
     }
 
     /// Our successor listens on our sockets now: stop accepting, keep the

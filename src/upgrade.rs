@@ -25,7 +25,10 @@ static READY_FD: OnceLock<RawFd> = OnceLock::new();
 /// Read (and clear) the upgrade variables. Call once at start-up, before
 /// any other thread exists.
 pub fn init_from_env() {
-    if let Some(fd) = std::env::var(READY_FD_ENV).ok().and_then(|v| v.parse::<RawFd>().ok()) {
+    if let Some(fd) = std::env::var(READY_FD_ENV)
+        .ok()
+        .and_then(|v| v.parse::<RawFd>().ok())
+    {
         let _ = READY_FD.set(fd);
     }
     // Edition 2021: remove_var is safe; we are still single-threaded.

@@ -35,26 +35,45 @@ pub fn init_from_env() {
         .and_then(|p| p.parse::<u32>().ok())
         == Some(std::process::id());
     if pid_matches {
-        if let Some(n) = std::env::var("LISTEN_FDS").ok().and_then(|n| n.parse::<RawFd>().ok()) {
+        if let Some(n) = std::env::var("LISTEN_FDS")
+            .ok()
+            .and_then(|n| n.parse::<RawFd>().ok())
+        {
             fds.extend(3..3 + n.clamp(0, 1024));
         }
     }
     if let Ok(list) = std::env::var(UPGRADE_FDS_ENV) {
-        fds.extend(list.split(',').filter_map(|s| s.trim().parse::<RawFd>().ok()));
+        fds.extend(
+            list.split(',')
+                .filter_map(|s| s.trim().parse::<RawFd>().ok()),
+        );
     }
-    for var in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", UPGRADE_FDS_ENV] {
+    for var in [
+        "LISTEN_PID",
+        "LISTEN_FDS",
+        "LISTEN_FDNAMES",
+        UPGRADE_FDS_ENV,
+    ] {
         // Edition 2021: remove_var is safe; we are still single-threaded.
         std::env::remove_var(var);
     }
     let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut taken = std::collections::HashSet::new();
     for fd in fds {
-        if fd < 3 {
+        if fd < 3 || !taken.insert(fd) {
             continue;
         }
-        // SAFETY: the fd was handed to us by our parent (systemd or the
-        // previous logrelay) for exactly this use and nothing else in this
-        // process owns it; we take ownership once (duplicates were
-        // filtered by the list being the parent's own distinct fds).
+        // SAFETY: F_GETFD only reads the fd's flags; it tells us whether
+        // the fd is open at all (a parent may list one it then closed).
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+            tracing::warn!(fd, "Inherited fd is not open; ignored.");
+            continue;
+        }
+        // SAFETY: the fd is open (checked above), was handed to us by our
+        // parent (systemd or the previous logrelay) for exactly this use,
+        // nothing else in this process has touched it (we run before any
+        // other code opens files), and `taken` makes sure we take each fd
+        // number once.
         let socket = unsafe { socket2::Socket::from_raw_fd(fd) };
         match classify(socket) {
             Some(s) => pool.push(s),

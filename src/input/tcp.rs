@@ -26,7 +26,9 @@ pub(crate) async fn start(
     let mut listeners = Vec::new();
     for addr in &addrs {
         let bound = match super::inherit::take_tcp(addr) {
-            Some(l) => l.set_nonblocking(true).and_then(|()| TcpListener::from_std(l)),
+            Some(l) => l
+                .set_nonblocking(true)
+                .and_then(|()| TcpListener::from_std(l)),
             None => TcpListener::bind(addr).await,
         };
         match bound {

@@ -27,7 +27,9 @@ pub(crate) async fn start(
         .collect();
     let inherited = addrs.iter().find_map(super::inherit::take_udp);
     let socket = match inherited {
-        Some(s) => s.set_nonblocking(true).and_then(|()| UdpSocket::from_std(s)),
+        Some(s) => s
+            .set_nonblocking(true)
+            .and_then(|()| UdpSocket::from_std(s)),
         None => UdpSocket::bind(address).await,
     }
     .map_err(|e| e.to_string())?;

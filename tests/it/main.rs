@@ -8,4 +8,5 @@ mod core;
 mod file;
 mod metrics;
 mod reload;
+mod upgrade;
 mod wasm;

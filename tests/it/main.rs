@@ -5,6 +5,7 @@ mod util;
 
 mod cli;
 mod core;
+mod format;
 mod metrics;
 mod reload;
 mod wasm;

@@ -6,6 +6,7 @@ mod util;
 mod cli;
 mod core;
 mod file;
+mod format;
 mod metrics;
 mod reload;
 mod upgrade;

@@ -1,0 +1,116 @@
+//! Issue 3 end to end: real Python `SocketHandler`s send the differential
+//! generator's records (`tests/fixtures/format/gen_records.py --wire`) to the
+//! real binary, one relay per time zone (`TZ` set on the binary) with one
+//! file output per format configuration; every output file must equal
+//! Python's `Formatter` output byte for byte.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::util::{python, root, Relay};
+
+/// Sends the length-prefixed frames of `frames.bin` through
+/// `SocketHandler.send`, the method `SocketHandler.emit` uses.
+const PY_SEND_FRAMES: &str = r#"
+import logging.handlers, struct, sys
+h = logging.handlers.SocketHandler("127.0.0.1", int(sys.argv[1]))
+data = open(sys.argv[2], "rb").read()
+pos = 0
+while pos < len(data):
+    n = struct.unpack(">L", data[pos:pos + 4])[0]
+    h.send(data[pos:pos + 4 + n])
+    pos += 4 + n
+h.close()
+"#;
+
+fn wait_bytes(path: &std::path::Path, want: usize, timeout: Duration) -> Vec<u8> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let got = std::fs::read(path).unwrap_or_default();
+        if got.len() >= want || Instant::now() > deadline {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn issue_3_formatter_output_byte_exact_end_to_end() {
+    let gen = tempfile::tempdir().unwrap();
+    let st = Command::new("python3")
+        .arg(root().join("tests/fixtures/format/gen_records.py"))
+        .arg(gen.path())
+        .args(["5000", "--wire"])
+        .status()
+        .unwrap();
+    assert!(st.success(), "generator failed");
+    let configs: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(gen.path().join("configs.json")).unwrap()).unwrap();
+    let mut by_tz: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (k, c) in configs.iter().enumerate() {
+        by_tz
+            .entry(c["tz"].as_str().unwrap().to_string())
+            .or_default()
+            .push(k);
+    }
+    let frames = gen.path().join("frames.bin");
+    let mut failures = Vec::new();
+    for (tz, ks) in &by_tz {
+        let mut outputs = serde_json::Map::new();
+        for &k in ks {
+            let c = &configs[k];
+            let mut o = serde_json::json!({
+                "type": "file",
+                "path": format!("out{k}.log"),
+                "format": c["format"],
+                "style": c.get("style").cloned().unwrap_or("%".into()),
+                "utc": c.get("utc").cloned().unwrap_or(false.into()),
+            });
+            if let Some(d) = c.get("datefmt") {
+                o["datefmt"] = d.clone();
+            }
+            outputs.insert(format!("f{k}"), o);
+        }
+        let config = serde_json::json!({
+            "inputs": {"app": {"type": "tcp", "address": "127.0.0.1:0"}},
+            "outputs": outputs,
+        });
+        let mut relay = Relay::start_in(
+            tempfile::tempdir().unwrap(),
+            &config.to_string(),
+            1,
+            &[("TZ", tz.as_str())],
+        );
+        let port = relay.port("app").to_string();
+        python(PY_SEND_FRAMES, &[&port, frames.to_str().unwrap()]);
+        for &k in ks {
+            let expected: Vec<String> = serde_json::from_slice(
+                &std::fs::read(gen.path().join(format!("expected_{k}.json"))).unwrap(),
+            )
+            .unwrap();
+            let want = expected.concat();
+            let got = wait_bytes(
+                &relay.path(&format!("out{k}.log")),
+                want.len(),
+                Duration::from_secs(60),
+            );
+            if got != want.as_bytes() {
+                let got = String::from_utf8_lossy(&got);
+                let first = want
+                    .split_inclusive('\n')
+                    .zip(got.split_inclusive('\n'))
+                    .find(|(w, g)| w != g);
+                failures.push(format!(
+                    "TZ={tz} config {k} {:?}: {} bytes wanted, {} written; first differing line: {first:?}",
+                    configs[k]["format"],
+                    want.len(),
+                    got.len()
+                ));
+            }
+        }
+        let (code, _, _) = relay.stop();
+        assert_eq!(code, 0);
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -1,5 +1,6 @@
 //! The `logrelay` binary: parse arguments, set up diagnostics, run.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -26,6 +27,7 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let source = ConfigSource {
         explicit: cli.config.is_some(),

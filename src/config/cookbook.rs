@@ -11,14 +11,19 @@
 //! filters of that one logger, skips logger levels, then walks up the
 //! hierarchy calling every handler whose level the record reaches (after
 //! the handler's own filters), and stops after a logger with
-//! `propagate: false`. [`translate`] turns that walk into routes: one per
+//! `propagate: false`. `translate` turns that walk into routes: one per
 //! (logger, handler) pair, matching the logger's subtree minus the
-//! subtrees cut off by a `propagate: false` logger below it.
+//! subtrees cut off by a `propagate: false` logger below it. Records that
+//! meet no handler at all go, as in Python, to `logging.lastResort`
+//! (stderr, WARNING and above): an output named [`LAST_RESORT`].
 
 use std::collections::BTreeMap;
 
+use super::check::text_format;
 use super::file::*;
-use super::load::{one_of, parse_when, split_host_port, text_format, Builder, Origin};
+use super::handlers::{handler, Handler};
+use super::load::{one_of, Builder, Origin};
+use super::seed::{Kinds, LoggingProbes};
 use super::*;
 use crate::config::error::Report;
 
@@ -28,6 +33,13 @@ pub const INPUT_NAME: &str = "cookbook";
 /// The format of a dictConfig handler without a formatter, as Python's
 /// `logging.Formatter()`.
 pub const PYTHON_DEFAULT_FORMAT: &str = "%(message)s";
+
+/// The output standing for Python's `logging.lastResort` (stderr,
+/// `%(message)s`), added when some records would meet no handler.
+pub const LAST_RESORT: &str = "lastResort";
+
+/// `logging.lastResort.level`: WARNING.
+const LAST_RESORT_LEVEL: i64 = 30;
 
 /// Pass 1 inside `logging`: check the `class` and `()` keys, so pass 2
 /// knows which struct each handler is and skips what is reported.
@@ -144,7 +156,7 @@ pub(super) fn shorthand(f: &FileConfig, b: &mut Builder) -> Option<(InputConfig,
 }
 
 /// `host:port`, with brackets around an IPv6 host.
-fn join_host_port(host: &str, port: u16) -> String {
+pub(super) fn join_host_port(host: &str, port: u16) -> String {
     if host.contains(':') && !host.starts_with('[') {
         format!("[{host}]:{port}")
     } else {
@@ -158,14 +170,6 @@ pub(super) struct Generated {
     pub(super) outputs: Vec<(String, OutputConfig, Origin)>,
     /// One route per (logger, handler).
     pub(super) routes: Vec<(RouteConfig, Origin)>,
-}
-
-/// A handler, resolved.
-struct Handler {
-    output: OutputConfig,
-    level: i64,
-    /// `logging.Filter` names.
-    filters: Vec<String>,
 }
 
 /// A configured logger (`""` is root).
@@ -200,8 +204,15 @@ pub(super) fn translate(d: &DictConfig, b: &mut Builder) -> Generated {
 
     let mut formats: BTreeMap<&str, TextFormat> = BTreeMap::new();
     for (name, f) in d.formatters.iter().flatten() {
-        let text = text_format(&f.format, &f.datefmt, f.style, None, PYTHON_DEFAULT_FORMAT);
-        b.check_format(&format!("logging.formatters.{name}.format"), &text);
+        if f.format.is_some() && f.fmt.is_some() {
+            b.report.error(
+                format!("logging.formatters.{name}.fmt"),
+                "give `format` or `fmt`, not both",
+            );
+        }
+        let format = f.format.clone().or_else(|| f.fmt.clone());
+        let text = text_format(&format, &f.datefmt, f.style, None, PYTHON_DEFAULT_FORMAT);
+        b.check_format(&format!("logging.formatters.{name}"), &text);
         formats.insert(name, text);
     }
     let mut filters: BTreeMap<&str, String> = BTreeMap::new();
@@ -244,213 +255,63 @@ pub(super) fn translate(d: &DictConfig, b: &mut Builder) -> Generated {
             ));
         }
     }
+    let last_resort = last_resort(&loggers);
+    let taken = b.kinds.handlers.iter().any(|(n, _)| n == LAST_RESORT);
+    if !last_resort.is_empty() && !taken {
+        let origin = || Origin {
+            path: "logging".to_string(),
+            warn_unused: false,
+        };
+        let output = OutputConfig::Stream(StreamOutputConfig {
+            stream: StreamKind::Stderr,
+            encoding: Encoding::Text,
+            text: TextFormat {
+                format: PYTHON_DEFAULT_FORMAT.to_string(),
+                ..TextFormat::default()
+            },
+        });
+        out.outputs
+            .push((LAST_RESORT.to_string(), output, origin()));
+        out.routes
+            .extend(last_resort.into_iter().map(|r| (r, origin())));
+    }
     out
 }
 
-/// Resolve one handler into an output, its level and its filters.
-fn handler(
-    b: &mut Builder,
-    path: &str,
-    h: &HandlerFile,
-    formats: &BTreeMap<&str, TextFormat>,
-    filters: &BTreeMap<&str, String>,
-) -> Option<Handler> {
-    let (level, formatter, flt) = match h {
-        HandlerFile::Stream(s) => (&s.level, &s.formatter, &s.filters),
-        HandlerFile::File(s) => (&s.level, &s.formatter, &s.filters),
-        HandlerFile::Rotating(s) => (&s.level, &s.formatter, &s.filters),
-        HandlerFile::Timed(s) => (&s.level, &s.formatter, &s.filters),
-        HandlerFile::Socket(s) => (&s.level, &s.formatter, &s.filters),
-    };
-    let level = level
-        .as_ref()
-        .map_or(Some(0), |l| b.level(&format!("{path}.level"), l));
-    let mut text = TextFormat {
-        format: PYTHON_DEFAULT_FORMAT.to_string(),
-        ..TextFormat::default()
-    };
-    if let Some(f) = formatter {
-        match formats.get(f.as_str()) {
-            Some(t) => text = t.clone(),
-            // Skipped in pass 1 (an unsupported class), already reported.
-            None if b.kinds.formatters.iter().any(|(n, _)| n == f) => {}
-            None => b.report.error(
-                format!("{path}.formatter"),
-                format!("no formatter named {f:?}"),
-            ),
+/// Python's `logging.lastResort`: a record whose walk up the hierarchy
+/// meets no handler at all is written to stderr as `%(message)s` if it is
+/// WARNING or above. A walk starts at the record's logger and ends at root
+/// or at the first logger with `propagate: false` (a "stop"); so for each
+/// stop without handlers of its own, the records that reach it having met
+/// no handler are its subtree, minus the subtrees of stops below it, minus
+/// the subtrees of loggers with handlers in between.
+fn last_resort(all: &[Logger]) -> Vec<RouteConfig> {
+    use crate::record::logger_matches;
+    let mut routes = Vec::new();
+    for stop in all.iter().filter(|l| l.name.is_empty() || !l.propagate) {
+        if !stop.handlers.is_empty() {
+            continue;
         }
-    }
-    let mut names = Vec::new();
-    for (i, f) in flt.iter().flatten().enumerate() {
-        match filters.get(f.as_str()) {
-            Some(n) => names.push(n.clone()),
-            None if b.kinds.dict_filters.iter().any(|(n, _)| n == f) => {}
-            None => b.report.error(
-                format!("{path}.filters[{i}]"),
-                format!("no filter named {f:?}"),
-            ),
-        }
-    }
-    let output = match h {
-        HandlerFile::Stream(s) => {
-            let stream = match s.stream.as_deref() {
-                None | Some("ext://sys.stderr") => StreamKind::Stderr,
-                Some("ext://sys.stdout") => StreamKind::Stdout,
-                Some(other) => {
-                    b.report.error(
-                        format!("{path}.stream"),
-                        format!("stream {other:?} is not supported (ext://sys.stdout or ext://sys.stderr)"),
-                    );
-                    StreamKind::Stderr
-                }
-            };
-            OutputConfig::Stream(StreamOutputConfig {
-                stream,
-                encoding: Encoding::Text,
-                text,
-            })
-        }
-        HandlerFile::File(f) => {
-            let truncate = file_mode(b, path, f.mode.as_deref());
-            encoding_utf8(b, path, f.encoding.as_deref());
-            OutputConfig::File(file(b, path, &f.filename, text, truncate))
-        }
-        HandlerFile::Rotating(f) => {
-            let max_bytes = f.max_bytes.unwrap_or(0);
-            // RotatingFileHandler forces append mode when it rotates.
-            let truncate = file_mode(b, path, f.mode.as_deref()) && max_bytes == 0;
-            encoding_utf8(b, path, f.encoding.as_deref());
-            let mut c = file(b, path, &f.filename, text, truncate);
-            c.max_bytes = max_bytes;
-            c.backup_count = f.backup_count.unwrap_or(0);
-            OutputConfig::File(c)
-        }
-        HandlerFile::Timed(f) => OutputConfig::File(timed(b, path, f, text)),
-        HandlerFile::Socket(s) => OutputConfig::Forward(socket(b, path, s)?),
-    };
-    Some(Handler {
-        output,
-        level: level.unwrap_or(0),
-        filters: names,
-    })
-}
-
-/// FileHandler `mode`: whether the file is truncated when opened.
-fn file_mode(b: &mut Builder, path: &str, mode: Option<&str>) -> bool {
-    match mode {
-        None | Some("a") => false,
-        Some("w") => true,
-        Some(m) => {
-            b.report.error(
-                format!("{path}.mode"),
-                format!("mode {m:?} is not supported (\"a\" to append, \"w\" to truncate)"),
-            );
-            false
-        }
-    }
-}
-
-/// logrelay writes UTF-8; say so if the handler asks for another encoding.
-fn encoding_utf8(b: &mut Builder, path: &str, encoding: Option<&str>) {
-    if let Some(e) = encoding {
-        let norm = e.to_ascii_lowercase().replace(['-', '_'], "");
-        if norm != "utf8" {
-            b.report.error(
-                format!("{path}.encoding"),
-                format!("encoding {e:?} is not supported (logrelay writes utf-8)"),
-            );
-        }
-    }
-}
-
-fn file(
-    b: &mut Builder,
-    path: &str,
-    filename: &str,
-    text: TextFormat,
-    truncate: bool,
-) -> FileOutputConfig {
-    FileOutputConfig {
-        path: b.resolve(&format!("{path}.filename"), filename),
-        encoding: Encoding::Text,
-        text,
-        max_bytes: 0,
-        backup_count: 0,
-        when: None,
-        interval: 1,
-        at_time: None,
-        compress: None,
-        flush_ms: DEFAULT_FLUSH_MS,
-        fsync: false,
-        truncate,
-    }
-}
-
-fn timed(
-    b: &mut Builder,
-    path: &str,
-    f: &TimedHandlerFile,
-    mut text: TextFormat,
-) -> FileOutputConfig {
-    encoding_utf8(b, path, f.encoding.as_deref());
-    let when = match parse_when(f.when.as_deref().unwrap_or("h")) {
-        Ok(w) => Some(w),
-        Err(what) => {
-            b.report.error(format!("{path}.when"), what);
-            None
-        }
-    };
-    let interval = f.interval.unwrap_or(1);
-    if interval == 0 {
-        b.report
-            .error(format!("{path}.interval"), "must be at least 1");
-    }
-    let at_time = f
-        .at_time
-        .as_ref()
-        .and_then(|t| b.at_time(&format!("{path}.atTime"), t, when));
-    // FileOutputConfig has one `utc`, for formatting and rotation alike
-    // (SPEC 6); Python's handler applies it to rotation only.
-    text.utc = f.utc.unwrap_or(false);
-    let mut c = file(b, path, &f.filename, text, false);
-    c.when = when;
-    c.interval = interval.max(1);
-    c.backup_count = f.backup_count.unwrap_or(0);
-    c.at_time = at_time;
-    c
-}
-
-fn socket(b: &mut Builder, path: &str, s: &SocketHandlerFile) -> Option<ForwardOutputConfig> {
-    let target = match s.port {
-        Some(Some(port)) => {
-            let address = join_host_port(&s.host, port);
-            if let Err(what) = split_host_port(&address) {
-                b.report.error(format!("{path}.host"), what);
-                return None;
+        let (mut exclude_loggers, logger_filters) = region(stop, all);
+        for m in all {
+            let inside = m.name != stop.name
+                && logger_matches(&stop.name, &m.name)
+                && !exclude_loggers.iter().any(|e| logger_matches(e, &m.name));
+            if inside && !m.handlers.is_empty() {
+                exclude_loggers.push(m.name.clone());
             }
-            if port == 0 {
-                b.report
-                    .error(format!("{path}.port"), "port 0 cannot be connected to");
-            }
-            ForwardTarget::Tcp(address)
         }
-        // SocketHandler(host, None) connects to the Unix socket `host`.
-        Some(None) => ForwardTarget::Unix(b.socket_path(&format!("{path}.host"), &s.host)),
-        None => {
-            b.report.error(
-                path,
-                "missing `port` (a number, or null to connect to the Unix socket at `host`)",
-            );
-            return None;
-        }
-    };
-    Some(ForwardOutputConfig {
-        target,
-        encoder: Encoder::Pickle,
-        buffer_records: DEFAULT_BUFFER_RECORDS,
-        when_full: WhenFull::Block,
-        ack: false,
-    })
+        routes.push(RouteConfig {
+            from: None,
+            loggers: (!stop.name.is_empty()).then(|| vec![stop.name.clone()]),
+            exclude_loggers,
+            logger_filters,
+            min_level: Some(LAST_RESORT_LEVEL),
+            to: vec![LAST_RESORT.to_string()],
+            ..RouteConfig::default()
+        });
+    }
+    routes
 }
 
 /// The configured loggers, root included (as `""`), deepest first: the
@@ -521,31 +382,53 @@ fn loggers(b: &mut Builder, d: &DictConfig, filters: &BTreeMap<&str, String>) ->
         });
     }
     out.sort_by_key(|l| std::cmp::Reverse(l.name.split('.').count()));
-    out.extend(root);
+    // Root always exists, configured or not.
+    out.push(root.unwrap_or(Logger {
+        name: String::new(),
+        propagate: true,
+        filters: Vec::new(),
+        handlers: Vec::new(),
+    }));
     out
 }
 
 /// The route for handler `h` attached to logger `l`.
 fn route(l: &Logger, h: &str, handler: &Handler, all: &[Logger]) -> RouteConfig {
+    let (exclude_loggers, logger_filters) = region(l, all);
+    RouteConfig {
+        from: None,
+        loggers: (!l.name.is_empty()).then(|| vec![l.name.clone()]),
+        exclude_loggers,
+        name_filters: handler.filters.clone(),
+        logger_filters,
+        min_level: Some(handler.level),
+        filters: Vec::new(),
+        to: vec![h.to_string()],
+    }
+}
+
+/// The records whose walk reaches logger `l`: its subtree minus the
+/// subtrees cut off by a `propagate: false` logger below it (returned as
+/// `exclude_loggers`), and the logger filters that apply on the way.
+fn region(l: &Logger, all: &[Logger]) -> (Vec<String>, Vec<(String, String)>) {
     use crate::record::logger_matches;
     let below = |m: &Logger| m.name != l.name && logger_matches(&l.name, &m.name);
-    // Loggers below `l` that stop propagation cut their subtree off `l`;
-    // a cut inside another cut adds nothing.
+    // A cut inside another cut adds nothing.
     let cuts: Vec<&str> = all
         .iter()
         .filter(|m| below(m) && !m.propagate)
         .map(|m| m.name.as_str())
         .collect();
-    let exclude_loggers: Vec<String> = cuts
+    let exclude: Vec<String> = cuts
         .iter()
         .filter(|c| !cuts.iter().any(|o| o != *c && logger_matches(o, c)))
         .map(|c| c.to_string())
         .collect();
     let reaches = |m: &Logger| {
-        (m.name == l.name || below(m))
-            && !exclude_loggers.iter().any(|e| logger_matches(e, &m.name))
+        (m.name == l.name || below(m)) && !exclude.iter().any(|e| logger_matches(e, &m.name))
     };
-    // A logger's own filters only apply to records logged on it by name.
+    // A logger's own filters only apply to records logged on it by name
+    // (`Logger.handle` filters, then `callHandlers` walks up unfiltered).
     let mut logger_filters = Vec::new();
     for m in all.iter().filter(|m| reaches(m)) {
         for f in &m.filters {
@@ -557,16 +440,7 @@ fn route(l: &Logger, h: &str, handler: &Handler, all: &[Logger]) -> RouteConfig 
             }
         }
     }
-    RouteConfig {
-        from: None,
-        loggers: (!l.name.is_empty()).then(|| vec![l.name.clone()]),
-        exclude_loggers,
-        name_filters: handler.filters.clone(),
-        logger_filters,
-        min_level: Some(handler.level),
-        filters: Vec::new(),
-        to: vec![h.to_string()],
-    }
+    (exclude, logger_filters)
 }
 
 #[cfg(test)]
@@ -581,7 +455,7 @@ mod tests {
     use std::process::{Command, Stdio};
 
     use super::*;
-    use crate::config::load::route_matches_name;
+    use crate::config::overlap::route_matches_name;
 
     const NAMES: &[&str] = &[
         "",
@@ -610,10 +484,9 @@ mod tests {
 import json, logging, logging.config, os, sys
 spec = json.load(sys.stdin)
 os.chdir(spec["dir"])
-logging.lastResort = None
-logging.raiseExceptions = False
 logging.config.dictConfig(spec["config"])
 got = []
+logging.lastResort.emit = lambda record: got.append(["lastResort", record.idx])
 for name, h in list(logging._handlers.items()):
     h.emit = (lambda n: lambda record: got.append([n, record.idx]))(name)
 for i, (name, level) in enumerate(spec["records"]):
@@ -725,16 +598,20 @@ json.dump(got, sys.stdout)
 
     #[test]
     fn propagation_levels_and_filters_match_python() {
-        compare(serde_json::json!({
+        let c = compare(serde_json::json!({
             "version": 1,
             "disable_existing_loggers": false,
-            "formatters": {"plain": {"format": "%(name)s %(message)s"}},
+            "formatters": {
+                "plain": {"format": "%(name)s %(message)s"},
+                "factory": {"()": "logging.Formatter", "fmt": "%(levelname)s %(message)s"}
+            },
             "filters": {
                 "fa": {"name": "a"}, "fb": {"name": "a.b.c"},
                 "fall": {}, "froot": {"()": "logging.Filter", "name": "root"}
             },
             "handlers": {
-                "h1": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout", "level": "INFO"},
+                "h1": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout", "level": "INFO",
+                       "formatter": "factory"},
                 "h2": {"class": "logging.FileHandler", "filename": "run/h2.log", "filters": ["fa"]},
                 "h3": {"class": "logging.handlers.RotatingFileHandler", "filename": "run/h3.log",
                        "maxBytes": 100, "backupCount": 2, "level": 30, "formatter": "plain"},
@@ -753,6 +630,22 @@ json.dump(got, sys.stdout)
             },
             "root": {"handlers": ["h3", "h4", "h5"], "filters": ["froot"], "level": "WARNING"}
         }));
+        let OutputConfig::Stream(h1) = &c.outputs["h1"] else {
+            panic!("h1 is not a stream output")
+        };
+        assert_eq!(h1.stream, StreamKind::Stdout);
+        assert_eq!(h1.text.format, "%(levelname)s %(message)s");
+        let OutputConfig::Forward(h4) = &c.outputs["h4"] else {
+            panic!("h4 is not a forward output")
+        };
+        assert!(matches!(&h4.target, ForwardTarget::Unix(p) if p.ends_with("run/s.sock")));
+        let OutputConfig::File(h5) = &c.outputs["h5"] else {
+            panic!("h5 is not a file output")
+        };
+        assert_eq!(
+            (h5.when, h5.interval, h5.backup_count),
+            (Some(When::Midnight), 1, 0)
+        );
     }
 
     #[test]
@@ -792,6 +685,36 @@ json.dump(got, sys.stdout)
             },
             "root": {"handlers": ["top", "mid"]}
         }));
+    }
+
+    #[test]
+    fn records_meeting_no_handler_go_to_last_resort_as_in_python() {
+        let c = compare(serde_json::json!({
+            "version": 1,
+            "filters": {"fa": {"name": "a.b"}},
+            "handlers": {"h": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout"}},
+            "loggers": {
+                "a": {"handlers": ["h"]},
+                "a.b": {"propagate": false, "filters": ["fa"]},
+                "a.b.c": {"handlers": ["h"]},
+                "x.y": {"propagate": false}
+            }
+        }));
+        assert_eq!(
+            c.outputs[LAST_RESORT],
+            OutputConfig::Stream(StreamOutputConfig {
+                stream: StreamKind::Stderr,
+                encoding: Encoding::Text,
+                text: TextFormat {
+                    format: "%(message)s".into(),
+                    ..TextFormat::default()
+                },
+            })
+        );
+        // Python's cookbook config gives root a handler: no lastResort.
+        let text = include_str!("../../config/cookbook.json");
+        let c = crate::config::parse(text, Path::new("l.json")).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!c.outputs.contains_key(LAST_RESORT));
     }
 
     fn err(text: &str) -> String {
@@ -852,7 +775,7 @@ json.dump(got, sys.stdout)
             r#"{"port": 9030,
                 "inputs": {"json": {"type": "tcp", "address": "127.0.0.1:9031", "decoder": "json", "framing": "newline"}},
                 "outputs": {"console": {"type": "stdout"}},
-                "routes": [{"from": ["json"], "to": ["console"]}],
+                "routes": [{"from": ["json"], "to": ["console", "file"]}],
                 "logging": {"version": 1,
                             "handlers": {"file": {"class": "logging.FileHandler", "filename": "app.log", "mode": "w"}},
                             "root": {"handlers": ["file"]}}}"#,
@@ -864,11 +787,31 @@ json.dump(got, sys.stdout)
         assert_eq!(c.routes[0].from, Some(vec!["json".to_string()]));
         assert_eq!(c.routes[1].from, None);
         assert_eq!(c.routes[1].to, vec!["file".to_string()]);
+        // A native route may write to a dictConfig handler; this one
+        // overlaps the handler's own route for records from `json`.
+        assert_eq!(
+            c.routes[0].to,
+            vec!["console".to_string(), "file".to_string()]
+        );
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
         let OutputConfig::File(f) = &c.outputs["file"] else {
             panic!("not a file output")
         };
         assert!(f.truncate);
         assert_eq!(f.text.format, PYTHON_DEFAULT_FORMAT);
+    }
+
+    #[test]
+    fn error_native_input_on_the_cookbook_port() {
+        assert_eq!(
+            err(
+                r#"{"logging": {"version": 1, "handlers": {"h": {"class": "logging.StreamHandler"}},
+                                 "root": {"handlers": ["h"]}},
+"inputs": {"app": {"type": "tcp", "address": "127.0.0.1:9020"}}}"#
+            ),
+            "listener.json:3:46: inputs.app.address: TCP port 9020 is already used by the \
+             cookbook listener's input (localhost:9020, from `logging`)"
+        );
     }
 
     #[test]

@@ -148,17 +148,21 @@ fn output(o: &OutputConfig) -> String {
         OutputConfig::File(f) => {
             let mut s = format!("file {}, {}", f.path.display(), text(f.encoding, &f.text));
             if let Some(w) = f.when {
-                let when = match w {
-                    When::S => "S".to_string(),
-                    When::M => "M".to_string(),
-                    When::H => "H".to_string(),
-                    When::D => "D".to_string(),
-                    When::Midnight => "midnight".to_string(),
-                    When::Weekday(d) => format!("W{d}"),
+                let n = f.interval;
+                let _ = match w {
+                    When::S => write!(s, ", rotate every {n} s"),
+                    When::M => write!(s, ", rotate every {n} min"),
+                    When::H => write!(s, ", rotate every {n} h"),
+                    When::D => write!(s, ", rotate every {n} days"),
+                    When::Midnight if n == 1 => write!(s, ", rotate at midnight"),
+                    When::Midnight => write!(s, ", rotate every {n} days at midnight"),
+                    When::Weekday(d) => write!(s, ", rotate every {n} weeks on W{d} (0 = Monday)"),
                 };
-                let _ = write!(s, ", rotate every {} x {when}", f.interval);
                 if let Some(t) = &f.at_time {
                     let _ = write!(s, " at {t}");
+                }
+                if f.text.utc {
+                    s.push_str(" UTC");
                 }
                 let _ = write!(s, ", keep {}", f.backup_count);
             } else if f.max_bytes > 0 && f.backup_count > 0 {

@@ -10,7 +10,8 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 
-use super::file::{untagged_typed, Kinds, LevelFile, Named, NamedSeed, StyleName, Typed};
+use super::file::{LevelFile, StyleName};
+use super::seed::{untagged_typed, Kinds, Named, NamedSeed, Typed};
 
 /// Reads `"logging"` with the handler classes found in pass 1.
 pub struct DictSeed<'a> {
@@ -119,6 +120,9 @@ pub struct DictConfig {
 pub struct FormatterFile {
     /// `"format": "%(asctime)s %(levelname)s %(message)s"` (default `%(message)s`, as Python).
     pub format: Option<String>,
+    /// `"fmt": "%(message)s"`: the same, as spelled with a `"()"` factory
+    /// (whose keys are the constructor's arguments).
+    pub fmt: Option<String>,
     /// `"datefmt": "%Y-%m-%d %H:%M:%S"`.
     pub datefmt: Option<String>,
     /// `"style": "%"` (default) | `"{"` | `"$"`.

@@ -141,6 +141,14 @@ impl<'a> Report<'a> {
         s
     }
 
+    /// The report as an error, after a parse error was recorded.
+    pub(crate) fn into_error(self) -> ConfigError {
+        match self.finish() {
+            Err(e) => e,
+            Ok(_) => ConfigError::Invalid(Vec::new()),
+        }
+    }
+
     /// The errors as a [`ConfigError`], or the formatted warnings when
     /// there is none. Both are sorted by position, in reading order;
     /// problems without one (about the file as a whole) come last.

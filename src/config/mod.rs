@@ -7,12 +7,17 @@
 //! Resolved configs compare with `PartialEq`: hot reload diffs components
 //! by name and keeps the ones whose config is equal.
 
+mod address;
+mod check;
 pub mod cookbook;
 pub mod describe;
 pub mod dictfile;
 pub mod error;
 pub mod file;
+mod handlers;
 pub mod load;
+mod overlap;
+pub mod seed;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -5,4 +5,6 @@ mod util;
 
 mod cli;
 mod core;
+mod metrics;
+mod reload;
 mod wasm;

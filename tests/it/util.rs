@@ -157,14 +157,14 @@ impl Relay {
         assert!(st.success());
     }
 
-    /// SIGTERM and wait for exit; returns the exit code.
-    pub fn stop(mut self) -> (i32, String, Vec<u8>) {
+    /// SIGTERM and wait for exit; returns the exit code, stderr and
+    /// stdout. The temp dir lives on until the `Relay` is dropped.
+    pub fn stop(&mut self) -> (i32, String, Vec<u8>) {
         self.signal("TERM");
         let code = wait_timeout(&mut self.child, Duration::from_secs(30));
         std::thread::sleep(Duration::from_millis(50));
         let err = self.stderr();
         let out = self.stdout.lock().unwrap().clone();
-        // Keep the dir alive until here.
         (code, err, out)
     }
 }
@@ -295,4 +295,32 @@ pub fn send_tcp(port: u16, n: usize, logger: &str) {
 pub fn send_raw_tcp(port: u16, bytes: &[u8]) {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.write_all(bytes).unwrap();
+}
+
+/// A TCP port free right now on 127.0.0.1 (for configs that must name
+/// their port up front, such as reload tests that rewrite it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Wait for a child's output with a timeout.
+pub fn wait_output(child: &mut Child, timeout: Duration) -> Output {
+    wait_timeout(child, timeout);
+    let mut stdout = Vec::new();
+    let mut stderr = Vec::new();
+    if let Some(mut s) = child.stdout.take() {
+        std::io::Read::read_to_end(&mut s, &mut stdout).unwrap();
+    }
+    if let Some(mut s) = child.stderr.take() {
+        std::io::Read::read_to_end(&mut s, &mut stderr).unwrap();
+    }
+    Output {
+        status: child.wait().unwrap(),
+        stdout,
+        stderr,
+    }
 }

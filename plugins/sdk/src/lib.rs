@@ -102,7 +102,7 @@ impl Record {
     /// (`"40"`, `"null"`, `"[1, 2]"`). `None` if the record has no such field.
     pub fn get(&self, name: &str) -> Option<String> {
         let bytes = read_with(|buf| raw::field_get(name.as_bytes(), buf))?;
-        Some(String::from_utf8_lossy(&bytes).into_owned())
+        Some(into_string(bytes))
     }
 
     /// Whether the record has field `name` (no copy is made).
@@ -159,8 +159,7 @@ impl Record {
 
     /// The whole record as one JSON object, fields in arrival order.
     pub fn to_json(&self) -> String {
-        let bytes = read_with(raw::record_get).unwrap_or_default();
-        String::from_utf8_lossy(&bytes).into_owned()
+        into_string(read_with(raw::record_get).unwrap_or_default())
     }
 
     /// Replace the whole record by a JSON object. `Err` (record unchanged)
@@ -208,6 +207,12 @@ pub fn config() -> Config {
 /// ([`level::INFO`], ...). The host rate-limits plugin logs.
 pub fn log(level: i32, msg: &str) {
     raw::log(level, msg.as_bytes());
+}
+
+/// The host sends UTF-8 (Python `str`s, JSON): take the buffer as is,
+/// without a second copy; anything else is replaced lossily.
+fn into_string(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// Call a host getter, growing the buffer once if it was too small.

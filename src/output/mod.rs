@@ -144,12 +144,14 @@ impl LineEncoder {
         Ok(match encoding {
             Encoding::Json => LineEncoder::Json,
             Encoding::Text => {
-                LineEncoder::Text(Box::new(Template::compile(text).map_err(|source| {
-                    OutputError::Format {
+                let mut template =
+                    Template::compile(text).map_err(|source| OutputError::Format {
                         name: name.to_string(),
                         source,
-                    }
-                })?))
+                    })?;
+                // Missing-attribute warnings name the output.
+                template.set_output_name(name);
+                LineEncoder::Text(Box::new(template))
             }
         })
     }

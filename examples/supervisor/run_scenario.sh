@@ -21,7 +21,7 @@
 # to use instead of the release build, e.g. target/debug/logrelay),
 # WAIT_SECONDS (per wait, default 120), SWITCH (live: rely on logrelay's hot
 # reload, the default; restart: restart the listener program instead),
-# KEEP_RUNNING=1 (leave Supervisor running at the end, for a look around).
+# KEEP_RUNNING=1 (on failure, leave Supervisor running for a look around).
 set -euo pipefail
 # A relative LOGRELAY_BIN is relative to the caller's directory.
 case ${LOGRELAY_BIN:-/} in /*) ;; *) LOGRELAY_BIN=$PWD/$LOGRELAY_BIN ;; esac
@@ -147,7 +147,7 @@ say "setup copied to $S; listener on TCP 127.0.0.1:$LISTEN_PORT, app on http://1
 
 # ------------------------------------------------------------ 3. start
 ENSURE_TIMEOUT=$WAIT_SECONDS bash "$S/ensure_app.sh"
-ctl status
+ctl status || true
 
 # ------------------------------------------------------- 4. / 6. one run
 declare -A SENT FOUND SINCE RID

@@ -132,7 +132,8 @@ def main(argv=None):
         print(f"check: bad line: {s}", file=sys.stderr)
     ok = result["ok"] and bad == 0 and bad_time == 0 and lines == result["found"] + result["duplicated"]
     print(f"check: run {args.run_id}: {result['found']}/{expected} records found in "
-          f"{result['files']} file(s) after {waited:.1f} s; missing {result['missing']}, "
+          f"{result['files']} file(s)" + (f" (waited {waited:.1f} s)" if args.wait else "")
+          + f"; missing {result['missing']}, "
           f"duplicated {result['duplicated']}, corrupt {result['corrupt']}, "
           f"foreign lines {result['foreign_lines']}, badly formatted {bad}, "
           f"bad timestamps {bad_time if args.since is not None else 'unchecked'}; "

@@ -7,7 +7,7 @@ to run/app.log*. Nothing here knows about logrelay: this is plain Python
 logging, exactly what an application using the cookbook's Python listener has.
 
 GET /?ident=N&rid=RUN logs RECORDS_PER_REQUEST records for request N of run
-RUN. Their messages follow the format that tests/tools/verify.py checks
+RUN (defaults: N = 0, RUN = adhoc). Their messages follow the format that tests/tools/verify.py checks
 ("rid=RUN p=K seq=N lv=LEVEL lg=LOGGER exc=0|1 ... #crc32"), with K the
 record's index within the request, so check.py can prove that every record
 arrived exactly once and intact. Every 25th request's last record is an ERROR
@@ -106,11 +106,11 @@ def health():
 
 @app.route("/")
 def index():
-    run_id = bottle.request.query.get("rid", "")
-    ident = bottle.request.query.get("ident", "")
+    run_id = bottle.request.query.get("rid", "adhoc")
+    ident = bottle.request.query.get("ident", "0")
     if not RUN_ID_RE.match(run_id) or not ident.isdigit():
         bottle.response.status = 400
-        return {"error": "expected ?ident=<number>&rid=<run id>"}
+        return {"error": "expected ?ident=<number>&rid=<run id: letters, digits, _.->"}
     n = int(ident)
     user = "José" if n % 10 == 0 else f"u{n % 997}"   # some non-ASCII on the wire
     emit(request_log, logging.INFO, run_id, 0, n,

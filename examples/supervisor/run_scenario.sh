@@ -17,7 +17,7 @@
 # 7. supervisorctl shutdown; both runs checked again after the final flush
 # Exit status 0 only if everything checked out.
 #
-# Environment: REQUESTS (per run, default 2000), LOGRELAY_BIN (a logrelay binary
+# Environment: REQUESTS (per run, default 3000), LOGRELAY_BIN (a logrelay binary
 # to use instead of the release build, e.g. target/debug/logrelay),
 # WAIT_SECONDS (per wait, default 120), SWITCH (live: rely on logrelay's hot
 # reload, the default; restart: restart the listener program instead),
@@ -28,7 +28,7 @@ case ${LOGRELAY_BIN:-/} in /*) ;; *) LOGRELAY_BIN=$PWD/$LOGRELAY_BIN ;; esac
 cd "$(dirname "$0")"
 EX=$(pwd)
 ROOT=$(cd ../.. && pwd)
-REQUESTS=${REQUESTS:-2000}
+REQUESTS=${REQUESTS:-3000}
 WAIT_SECONDS=${WAIT_SECONDS:-120}
 SWITCH=${SWITCH:-live}
 S=$EX/run/scenario

@@ -46,45 +46,81 @@ else
 fi
 
 # Wait for both programs, at most ENSURE_TIMEOUT seconds.
-"$VENV/bin/python" - "$ENSURE_TIMEOUT" <<'PY' || { ctl status || true; exit 1; }
-import json, os, socket, stat, sys, time, urllib.request
+"$VENV/bin/python" - "$ENSURE_TIMEOUT" "$VENV/bin/supervisorctl" <<'PY' || { ctl status || true; exit 1; }
+import json, os, socket, stat, subprocess, sys, time, urllib.request
 
-timeout = float(sys.argv[1])
+timeout, supervisorctl = float(sys.argv[1]), sys.argv[2]
 deadline = time.monotonic() + timeout
 cfg = json.load(open("listener.json"))
 app_port = int(json.load(open("webapp.json"))["port"])
+LINUX = os.path.exists("/proc/net/tcp")
 
-def listening_tcp(port):
-    """True if something listens on the port (from /proc/net/tcp*; never connects)."""
-    found_table = False
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table) as f:
-                next(f)
-                found_table = True
-                for row in f:
-                    cols = row.split()
-                    if cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port:
-                        return True
-        except OSError:
-            pass
-    if not found_table:      # not Linux: connect (the listener sees an empty connection)
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return True
-        except OSError:
-            return False
-    return False
+def programs():
+    """{name: (state, pid)} from supervisorctl status."""
+    try:
+        out = subprocess.run([supervisorctl, "-c", "supervisor.conf", "status"],
+                             capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    result = {}
+    for line in out.splitlines():
+        cols = line.split()
+        if len(cols) >= 2:
+            pid = int(cols[3].rstrip(",")) if len(cols) > 3 and cols[2] == "pid" else None
+            result[cols[0]] = (cols[1], pid)
+    return result
 
-def listener_ready():
+def socket_inodes(pid):
+    """Inodes of the sockets the process has open."""
+    inodes = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    except OSError:
+        pass
+    return inodes
+
+def listening_inodes(port=None, path=None):
+    """Inodes of listening TCP sockets on the port, or of the Unix socket bound to the path."""
+    found = set()
+    if port is not None:
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            try:
+                rows = open(table).read().splitlines()[1:]
+            except OSError:
+                continue
+            for row in rows:
+                c = row.split()
+                if c[3] == "0A" and int(c[1].rsplit(":", 1)[1], 16) == port:
+                    found.add(c[9])
+    else:
+        want = os.path.abspath(path)
+        for row in open("/proc/net/unix").read().splitlines()[1:]:
+            c = row.split()
+            if len(c) >= 8 and os.path.abspath(c[7]) == want:
+                found.add(c[6])
+    return found
+
+def listener_ready(pid):
+    """Is the listener process itself listening where listener.json says?"""
     if cfg.get("socket"):
-        path = cfg["socket"]
+        path, port, what = cfg["socket"], None, f"Unix socket {cfg['socket']}"
         try:
-            return stat.S_ISSOCK(os.stat(path).st_mode), f"Unix socket {path}"
+            if not stat.S_ISSOCK(os.stat(path).st_mode):
+                return False, what
         except OSError:
-            return False, f"Unix socket {path}"
-    port = int(cfg.get("port") or 9020)
-    return listening_tcp(port), f"TCP port {port}"
+            return False, what
+    else:
+        path, port = None, int(cfg.get("port") or 9020)
+        what = f"TCP port {port}"
+    if not LINUX:            # no /proc: trust Supervisor's RUNNING and the socket file
+        return pid is not None, what
+    return bool(pid and listening_inodes(port, path) & socket_inodes(pid)), what
 
 def app_ready():
     try:
@@ -94,14 +130,22 @@ def app_ready():
         return False
 
 ok_l = ok_a = False
+what = "?"
 while time.monotonic() < deadline:
-    ok_l, what = listener_ready()
-    ok_a = ok_l and app_ready()
+    progs = programs()
+    fatal = [name for name, (state, _) in progs.items() if state == "FATAL"]
+    if fatal:
+        print(f"ensure_app: error: Supervisor could not keep {', '.join(fatal)} running "
+              f"(see run/listener.log, run/app-server.log, run/supervisord.log)", file=sys.stderr)
+        sys.exit(1)
+    state, pid = progs.get("listener", ("?", None))
+    ok_l, what = listener_ready(pid if state == "RUNNING" else None)
+    ok_a = ok_l and progs.get("app", ("?",))[0] == "RUNNING" and app_ready()
     if ok_l and ok_a:
-        print(f"ensure_app: listener on {what} and app on http://127.0.0.1:{app_port}/ are ready")
+        print(f"ensure_app: listener (pid {pid}) on {what} and app on "
+              f"http://127.0.0.1:{app_port}/ are ready")
         sys.exit(0)
-    time.sleep(0.2)
-what = listener_ready()[1]
+    time.sleep(0.3)
 print(f"ensure_app: error: not ready after {timeout:.0f} s: listener on {what}: "
       f"{'ok' if ok_l else 'NOT listening'}; app on port {app_port}: "
       f"{'ok' if ok_a else 'NOT answering'} (see run/listener.log, run/app-server.log)",

@@ -73,7 +73,8 @@ stop_supervisor() {
         kill -0 "$pid" 2>/dev/null || return 0
         sleep 0.2
     done
-    echo "scenario: supervisord $pid did not stop in ${WAIT_SECONDS} s; sending SIGKILL" >&2
+    echo "scenario: supervisord $pid did not stop in ${WAIT_SECONDS} s; killing it and its children" >&2
+    pkill -KILL -P "$pid" 2>/dev/null || true     # logrelay and the gunicorn master
     kill -KILL "$pid" 2>/dev/null || true
     return 1
 }
@@ -168,6 +169,7 @@ run_once tcp "tcp-$(date +%H%M%S)-$$"
 
 # --------------------------------------------- 5. switch to the Unix socket
 say "switching to the Unix domain socket: listener.json gets \"socket\": \"run/listener.sock\""
+pid_before=$(ctl pid listener)
 edit_json "$S/listener.json" "d['socket'] = 'run/listener.sock'"
 "$LOGRELAY_BIN" check --config "$S/listener.json" >/dev/null || die "the edited listener.json does not validate"
 if [ "$SWITCH" = restart ]; then
@@ -204,7 +206,10 @@ while time.monotonic() - t0 < timeout:
 sys.exit(1)
 PY
 if [ "$SWITCH" = live ]; then
-    say "logrelay reloaded listener.json live, without a restart (run/listener.log):"
+    pid_after=$(ctl pid listener)
+    [ "$pid_after" = "$pid_before" ] \
+        || die "the listener's pid changed ($pid_before -> $pid_after): it was restarted, not reloaded"
+    say "logrelay (pid $pid_after) reloaded listener.json live, without a restart (run/listener.log):"
     grep -i 'reload' "$S/run/listener.log" | sed 's/^/    /' || true
 fi
 say "webapp.json: host = the socket path, port = null; restarting the app"

@@ -135,6 +135,8 @@ pub async fn start(
     tracker: &tokio_util::task::TaskTracker,
 ) -> Result<RunningInput, BindError> {
     let key = ListenKey::of(config);
+    // Fix the base of defaulted `relativeCreated` before any record arrives.
+    crate::codec::defaults::start_time();
     let removed = shutdown.child_token();
     let stats = Arc::new(InputStats::default());
     let ctx = ConnContext {

@@ -1,0 +1,1 @@
+//! The forward output (issue 7).

@@ -7,9 +7,14 @@
 //! for the values a LogRecord holds: any cookbook listener (or SocketHandler
 //! peer) can read it, and a record that came in as pickle goes out as the
 //! same bytes. serde-pickle cannot do this: it writes protocol 3 and no
-//! memo. Strings are memoized (`BINPUT`) as CPython does; like CPython with
-//! distinct string objects, equal strings are written twice (CPython shares
-//! only *identical* objects, which a record dict practically never holds).
+//! memo. Strings are memoized (`BINPUT`) as CPython does, and CPython shares
+//! (`BINGET`) only *identical* string objects: `pathname`, `filename` and
+//! `module` are one object for a script run as `python -c` (`<string>`),
+//! while a logger named after its module (`app`) holds an equal but distinct
+//! string. The pickle decoder keeps identity visible — a memo `GET` shares
+//! the same bytes — so two strings count as one object here when they point
+//! at the same bytes, or when CPython caches them (the empty string and
+//! one-character Latin-1 strings are singletons).
 
 use crate::codec::{json, msgpack};
 use crate::config::Encoder;
@@ -86,6 +91,8 @@ pub fn pickle(fields: &Fields, out: &mut Vec<u8>) {
         out,
         memo: 0,
         shared: Shared::default(),
+        strs: Vec::new(),
+        singletons: Vec::new(),
     };
     p.out.push(EMPTY_DICT);
     p.put();
@@ -114,6 +121,10 @@ struct Pickler<'a> {
     out: &'a mut Vec<u8>,
     memo: u32,
     shared: Shared,
+    /// Strings written so far: (address, length, memo index).
+    strs: Vec<(usize, usize, u32)>,
+    /// Memo index of CPython's singleton strings ('' and one Latin-1 char).
+    singletons: Vec<(char, u32)>,
 }
 
 impl Pickler<'_> {
@@ -140,10 +151,38 @@ impl Pickler<'_> {
     }
 
     fn str(&mut self, s: &str) {
+        self.str_tracked(s, true);
+    }
+
+    /// `track`: remember `s` by address (only for strings that outlive the
+    /// pickler, i.e. the record's own: a temporary's address can be reused).
+    fn str_tracked(&mut self, s: &str, track: bool) {
+        // The empty string is keyed as char::MAX, never a Latin-1 char.
+        let singleton = match s.chars().next() {
+            None => Some(char::MAX),
+            Some(c) if s.len() == c.len_utf8() && u32::from(c) < 256 => Some(c),
+            _ => None,
+        };
+        let known = match singleton {
+            Some(c) => self.singletons.iter().find(|(k, _)| *k == c).map(|e| e.1),
+            None => self
+                .strs
+                .iter()
+                .find(|(p, l, _)| *p == s.as_ptr() as usize && *l == s.len())
+                .map(|e| e.2),
+        };
+        if let Some(idx) = known {
+            return self.get(idx);
+        }
         self.out.push(BINUNICODE);
         self.out.extend_from_slice(&(s.len() as u32).to_le_bytes());
         self.out.extend_from_slice(s.as_bytes());
-        self.put();
+        let idx = self.put();
+        match singleton {
+            Some(c) => self.singletons.push((c, idx)),
+            None if track => self.strs.push((s.as_ptr() as usize, s.len(), idx)),
+            None => {}
+        }
     }
 
     fn int(&mut self, i: i64) {
@@ -295,7 +334,7 @@ impl Pickler<'_> {
             self.global(|s| &mut s.codecs_encode, "_codecs", "encode");
             self.out.push(MARK);
             let latin1: String = b.iter().map(|&c| char::from(c)).collect();
-            self.str(&latin1);
+            self.str_tracked(&latin1, false);
             match self.shared.latin1 {
                 Some(idx) => self.get(idx),
                 None => {
@@ -385,6 +424,20 @@ mod tests {
         ];
         let want: &[u8] = b"}q\x00(X\x01\x00\x00\x00sq\x01c__builtin__\nset\nq\x02(]q\x03(K\x01K\x02etq\x04Rq\x05X\x01\x00\x00\x00eq\x06c__builtin__\nbytes\nq\x07)Rq\x08X\x03\x00\x00\x00oneq\t}q\nX\x01\x00\x00\x00kq\x0bK\x01su.";
         assert_eq!(dumps(&fields), want);
+    }
+
+    #[test]
+    fn identical_strings_stay_shared_through_decode_and_encode() {
+        // pickle.dumps({'a': 'x', 'b': 'x', 'c': '', 'd': ''}, 1) where
+        // the two 'x' are one object, and a shared longer string:
+        // s = '<string>'; pickle.dumps({'p': s, 'f': s, 'n': 'app', 'm': ''.join(['ap', 'p'])}, 1)
+        for frame in [
+            &b"}q\x00(X\x01\x00\x00\x00aq\x01X\x01\x00\x00\x00xq\x02X\x01\x00\x00\x00bq\x03h\x02X\x01\x00\x00\x00cq\x04X\x00\x00\x00\x00q\x05X\x01\x00\x00\x00dq\x06h\x05u."[..],
+            b"}q\x00(X\x01\x00\x00\x00pq\x01X\x08\x00\x00\x00<string>q\x02X\x01\x00\x00\x00fq\x03h\x02X\x01\x00\x00\x00nq\x04X\x03\x00\x00\x00appq\x05X\x01\x00\x00\x00mq\x06X\x03\x00\x00\x00appq\x07u.",
+        ] {
+            let fields = crate::codec::pickle::decode(&Bytes::copy_from_slice(frame)).unwrap();
+            assert_eq!(dumps(&fields), frame);
+        }
     }
 
     #[test]

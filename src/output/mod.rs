@@ -76,6 +76,10 @@ pub struct OutputStats {
     pub bytes: AtomicU64,
     /// Write errors seen (each retried).
     pub errors: AtomicU64,
+    /// Records dropped on purpose (a forward output's `when_full: drop_newest`).
+    pub dropped: AtomicU64,
+    /// Records waiting in a forward output's buffer and spool (a gauge).
+    pub buffered: AtomicU64,
 }
 
 /// A cheap, cloneable handle to a running output.
@@ -166,12 +170,7 @@ pub fn start(name: &str, config: &OutputConfig) -> Result<RunningOutput, OutputE
     let thread = match config {
         OutputConfig::File(c) => file::start(name, c, rx, stats.clone())?,
         OutputConfig::Stream(c) => stdout::start(name, c, rx, stats.clone())?,
-        OutputConfig::Forward(_) => {
-            return Err(OutputError::Unsupported {
-                name: name.to_string(),
-                what: "the forward output",
-            })
-        }
+        OutputConfig::Forward(c) => forward::start(name, c, rx, stats.clone())?,
     };
     Ok(RunningOutput {
         handle: OutputHandle {

@@ -271,3 +271,147 @@ fn issue_7_spool_keeps_records_across_a_sender_restart() {
     assert_eq!(got, want);
     assert_eq!(std::fs::read_to_string(&out).unwrap(), want);
 }
+
+/// A minimal Fluentd forward input: prints its port, reads Forward-mode
+/// messages, acks each `chunk`, and after argv[2] records writes one line
+/// per record to argv[1]: `tag seconds.nanos msg`. With argv[3] = "drop",
+/// it closes the connection instead of acking the first chunk (the sender
+/// must re-send it).
+const PY_FLUENTD: &str = r#"
+import msgpack, socket, struct, sys
+out, n, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(5)
+print(srv.getsockname()[1], flush=True)
+lines, acked = [], 0
+while len(lines) < n:
+    conn, _ = srv.accept()
+    unpacker = msgpack.Unpacker(raw=False)
+    closed = False
+    while not closed and len(lines) < n:
+        data = conn.recv(65536)
+        if not data:
+            break
+        unpacker.feed(data)
+        for msg in unpacker:
+            tag, entries, option = msg
+            if mode == "drop" and acked == 0:
+                acked = -1
+                conn.close(); closed = True
+                break
+            for t, rec in entries:
+                secs, nanos = struct.unpack(">II", t.data) if t.code == 0 else (-1, -1)
+                lines.append("%s %d.%09d %s" % (tag, secs, nanos, rec["msg"]))
+            conn.sendall(msgpack.packb({"ack": option["chunk"]}))
+            acked = max(acked, 0) + 1
+open(out, "w").write("\n".join(lines) + "\n")
+"#;
+
+fn fluent_run(mode: &str) {
+    crate::decoders::require_msgpack();
+    let n = 2000;
+    let tmp = tempfile::tempdir().unwrap();
+    let got_path = tmp.path().join("fluentd.txt");
+    let mut fluentd = Command::new("python3")
+        .arg("-c")
+        .arg(PY_FLUENTD)
+        .arg(&got_path)
+        .arg(n.to_string())
+        .arg(mode)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(fluentd.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port: u16 = line.trim().parse().unwrap();
+    let mut a = Relay::start(
+        &format!(
+            r#"{{
+  "inputs": {{ "in": {{"type": "tcp", "address": "127.0.0.1:0"}} }},
+  "outputs": {{ "fluentd": {{"type": "forward", "address": "127.0.0.1:{port}", "encoder": "fluent",
+                            "tag": "app.python", "require_ack": true}} }}
+}}"#
+        ),
+        1,
+    );
+    send_tcp(a.port("in"), n, "app.fluent");
+    assert_eq!(wait_timeout(&mut fluentd, Duration::from_secs(60)), 0);
+    assert_eq!(a.stop().0, 0);
+    let got = std::fs::read_to_string(&got_path).unwrap();
+    let msgs: Vec<String> = got
+        .lines()
+        .map(|l| {
+            let mut parts = l.splitn(3, ' ');
+            assert_eq!(parts.next(), Some("app.python"));
+            let time: f64 = parts.next().unwrap().parse().unwrap();
+            assert!(time > 1.6e9, "event time {time}");
+            parts.next().unwrap().to_string()
+        })
+        .collect();
+    let want: Vec<String> = (0..n).map(|i| format!("msg {i}")).collect();
+    assert_eq!(msgs, want);
+}
+
+#[test]
+fn issue_7_fluent_encoder_feeds_a_fluentd_forward_input_with_acks() {
+    fluent_run("ack");
+}
+
+#[test]
+fn issue_7_fluent_chunk_without_ack_is_sent_again() {
+    fluent_run("drop");
+}
+
+#[test]
+fn issue_7_drop_newest_keeps_the_oldest_records_and_counts_the_rest() {
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = out_dir.path().join("b.log");
+    let port = free_port();
+    let mut a = Relay::start(
+        &format!(
+            r#"{{
+  "inputs": {{ "in": {{"type": "tcp", "address": "127.0.0.1:0"}} }},
+  "outputs": {{ "b": {{"type": "forward", "address": "127.0.0.1:{port}",
+                      "buffer_records": 10, "when_full": "drop_newest"}} }}
+}}"#
+        ),
+        1,
+    );
+    send_tcp(a.port("in"), 100, "app.drop");
+    std::thread::sleep(Duration::from_millis(300));
+    let mut b = Relay::start(&b_config(port, &out), 1);
+    let got = wait_lines(&out, 10, Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(300));
+    let (code, stderr, _) = a.stop();
+    assert_eq!(code, 0);
+    assert_eq!(b.stop().0, 0);
+    assert_eq!(got, expected(0..10, "app.drop"));
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), got);
+    assert!(stderr.contains("dropped=90"), "{stderr}");
+}
+
+#[test]
+fn issue_7_forward_config_errors_name_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("l.json"),
+        r#"{
+  "inputs": { "in": {"type": "tcp", "address": "127.0.0.1:9020"} },
+  "outputs": {
+    "a": {"type": "forward", "address": "127.0.0.1:9021", "tag": "x"},
+    "b": {"type": "forward", "address": "127.0.0.1:9021", "encoder": "fluent", "ack": true},
+    "c": {"type": "forward", "address": "127.0.0.1:9021", "encoder": "fluent", "tag": "t",
+          "require_ack": true, "spool_dir": "spool"}
+  }
+}"#,
+    )
+    .unwrap();
+    let out = logrelay(&["check", "--config", "l.json"], dir.path());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("outputs.a.tag"), "{err}");
+    assert!(err.contains("applies only to"), "{err}");
+    assert!(err.contains("outputs.b.ack"), "{err}");
+    assert!(!err.contains("outputs.c"), "{err}");
+}

@@ -34,6 +34,9 @@ pub enum StartError {
     /// A filter could not load.
     #[error(transparent)]
     Filter(#[from] crate::filter::wasm::FilterError),
+    /// The metrics endpoint could not bind.
+    #[error("{0}")]
+    Metrics(String),
 }
 
 /// The running listener.
@@ -47,6 +50,8 @@ pub struct Server {
     retired: Vec<JoinHandle<()>>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
+    /// The metrics endpoint's address and its stop token.
+    metrics: Option<(String, CancellationToken)>,
 }
 
 impl Server {
@@ -70,7 +75,9 @@ impl Server {
             retired: Vec::new(),
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
+            metrics: None,
         };
+        server.serve_metrics().await?;
         for (name, ic) in &config.inputs {
             let running = input::start(
                 name,
@@ -83,7 +90,67 @@ impl Server {
             tracing::info!(input = %name, listen = ?running.local, decoder = ic.decoder.as_str(), "Listening.");
             server.inputs.insert(running.key.clone(), running);
         }
+        server.publish_metrics();
         Ok(server)
+    }
+
+    /// Start, move or stop the metrics endpoint to match the config.
+    async fn serve_metrics(&mut self) -> Result<(), StartError> {
+        let want = self.config.metrics.as_ref().map(|m| m.address.clone());
+        if self.metrics.as_ref().map(|(a, _)| a) == want.as_ref() {
+            return Ok(());
+        }
+        let started = match &want {
+            Some(address) => {
+                let listener = tokio::net::TcpListener::bind(address.as_str())
+                    .await
+                    .map_err(|e| {
+                        StartError::Metrics(format!("metrics: cannot listen on {address}: {e}"))
+                    })?;
+                let local = listener
+                    .local_addr()
+                    .map(|a| a.to_string())
+                    .unwrap_or_default();
+                let stop = CancellationToken::new();
+                tokio::spawn(crate::metrics::serve(listener, stop.clone()));
+                tracing::info!(input = %"metrics", listen = ?[local], "Listening (metrics).");
+                Some((address.clone(), stop))
+            }
+            None => None,
+        };
+        if let Some((_, old)) = std::mem::replace(&mut self.metrics, started) {
+            old.cancel();
+        }
+        Ok(())
+    }
+
+    /// Point the metrics registry at the running components.
+    fn publish_metrics(&self) {
+        let inputs = self
+            .config
+            .inputs
+            .iter()
+            .filter_map(|(name, ic)| {
+                self.inputs
+                    .get(&ListenKey::of(ic))
+                    .map(|r| (name.clone(), r.stats.clone()))
+            })
+            .collect();
+        let outputs = self
+            .outputs
+            .iter()
+            .map(|(n, ro)| (n.clone(), ro.handle.stats().clone()))
+            .collect();
+        let filters = self
+            .filters
+            .iter()
+            .map(|(n, (_, f))| (n.clone(), f.clone()))
+            .collect();
+        crate::metrics::global().set_sources(crate::metrics::Sources {
+            inputs,
+            outputs,
+            filters,
+        });
     }
 
     /// The config in service.
@@ -182,6 +249,10 @@ impl Server {
         self.outputs = outputs;
         self.filters = filters;
         self.config = new;
+        if let Err(e) = self.serve_metrics().await {
+            tracing::error!("{e}; the previous metrics endpoint keeps running.");
+        }
+        self.publish_metrics();
         Ok(())
     }
 
@@ -202,8 +273,10 @@ impl Server {
             retired,
             shutdown,
             tracker,
+            metrics,
             ..
         } = self;
+        crate::metrics::global().set_draining();
         shutdown.cancel();
         tracker.close();
         tracker.wait().await;
@@ -223,6 +296,9 @@ impl Server {
             }
         })
         .await;
+        if let Some((_, stop)) = metrics {
+            stop.cancel();
+        }
     }
 }
 

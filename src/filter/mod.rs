@@ -39,4 +39,35 @@ impl Filter {
             Filter::Wasm(f) => f.apply(record),
         }
     }
+
+    /// The file this filter was loaded from. Hot reload watches it: a change
+    /// to the file must reload the filter even though its config object is
+    /// unchanged (`WasmFilterConfig.path` is all that is needed).
+    pub fn source_path(&self) -> &std::path::Path {
+        match self {
+            Filter::Wasm(f) => f.path(),
+        }
+    }
+
+    /// Records seen so far (for metrics).
+    pub fn calls(&self) -> u64 {
+        match self {
+            Filter::Wasm(f) => f.calls(),
+        }
+    }
+
+    /// Records dropped so far, by verdict or by `on_error: drop` (for
+    /// `logrelay_records_filtered_total`).
+    pub fn dropped(&self) -> u64 {
+        match self {
+            Filter::Wasm(f) => f.dropped(),
+        }
+    }
+
+    /// Failed calls so far (trap, timeout, fuel, memory, bad result).
+    pub fn errors(&self) -> u64 {
+        match self {
+            Filter::Wasm(f) => f.errors(),
+        }
+    }
 }

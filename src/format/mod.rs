@@ -1,87 +1,401 @@
-//! Text formatting: a compiled `logging.Formatter` template (placeholder
-//! implementation; the byte-exact formatter is being written).
+//! Text formatting: a compiled `logging.Formatter(format, datefmt, style)`
+//! that writes, for a record dict `d`, exactly the bytes of
+//! `Formatter(...).format(logging.makeLogRecord(d)) + "\n"` (CPython 3.11).
+//!
+//! The format is parsed once per output ([`Template::compile`]), formats
+//! that can never work are config errors with a position, and per record
+//! only the placeholders are rendered. `asctime` is cached per second.
+//!
+//! Where Python would print `--- Logging error ---` and lose the record (an
+//! attribute the format names is absent, or its value does not fit the
+//! conversion), the line is still written: a missing value renders as `-`
+//! through the same width and alignment, a misfit value as `str(value)` (as
+//! `%s` would), and a rate-limited warning names the field.
 
+pub mod brace;
+mod clock;
+pub mod dollar;
+pub mod numfmt;
+mod percent;
+mod printable;
+pub mod printf;
 pub mod pyrepr;
+pub mod strftime;
 
-use crate::config::TextFormat;
-use crate::record::{Record, Value};
+use std::collections::HashMap;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use jiff::tz::TimeZone;
+
+use crate::config::{Style, TextFormat};
+use crate::record::{Record, Str, Value};
 
 /// A format string that can never work.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("format {format:?}: {reason} at position {pos}")]
 pub struct FormatError {
-    /// The format string.
+    /// The format string (or datefmt) at fault.
     pub format: String,
-    /// Byte offset of the problem.
+    /// Character index of the problem (as Python counts: code points).
     pub pos: usize,
     /// What is wrong.
     pub reason: String,
 }
 
-/// A compiled `logging.Formatter(format, datefmt, style)`.
+impl FormatError {
+    fn new(format: &str, pos: usize, reason: impl Into<String>) -> FormatError {
+        FormatError {
+            format: format.to_string(),
+            pos,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// What a placeholder names. `message` and `asctime` are computed by the
+/// Formatter; everything else is read from the record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Attr {
+    /// `record.getMessage()`.
+    Message,
+    /// `formatTime(record, datefmt)`.
+    Asctime,
+    /// Any other attribute, by name.
+    Field(String),
+}
+
+impl Attr {
+    fn of(name: &str) -> Attr {
+        match name {
+            "message" => Attr::Message,
+            "asctime" => Attr::Asctime,
+            other => Attr::Field(other.to_string()),
+        }
+    }
+
+    fn name(&self) -> &str {
+        match self {
+            Attr::Message => "message",
+            Attr::Asctime => "asctime",
+            Attr::Field(f) => f,
+        }
+    }
+}
+
+/// The parsed format, per style.
+#[derive(Debug, Clone)]
+enum Body {
+    Percent(Vec<percent::Piece>),
+    Brace(Vec<brace::Piece>),
+    Dollar(Vec<dollar::Piece>),
+}
+
+/// A compiled `logging.Formatter(format, datefmt, style)`. Each output owns
+/// one (it caches and counts, hence `&mut self` to format).
 #[derive(Debug, Clone)]
 pub struct Template {
-    spec: TextFormat,
+    body: Body,
+    datefmt: Option<String>,
+    utc: bool,
+    tz: TimeZone,
+    /// `Formatter.usesTime()`: only then is `asctime` computed.
+    uses_time: bool,
+    /// The formatted `asctime` (without msecs) of second `cache_sec`.
+    cache_sec: Option<i64>,
+    cache_text: String,
+    /// `cache_text` as a shared string, handed out as is with a datefmt.
+    cache_str: Str,
+    warnings: Warnings,
+    line: String,
+}
+
+/// The value of one placeholder for one record.
+pub(crate) enum Resolved<'a> {
+    Borrowed(&'a Value),
+    Owned(Value),
+    /// The record lacks the attribute: renders as `-`.
+    Missing,
+}
+
+impl Resolved<'_> {
+    pub(crate) fn get(&self) -> Option<&Value> {
+        match self {
+            Resolved::Borrowed(v) => Some(v),
+            Resolved::Owned(v) => Some(v),
+            Resolved::Missing => None,
+        }
+    }
+}
+
+/// Per-record state: the computed attributes.
+pub(crate) struct Ctx<'r> {
+    record: &'r Record,
+    message: Option<Value>,
+    asctime: Option<Value>,
+}
+
+impl<'r> Ctx<'r> {
+    /// Look an attribute up as `record.__dict__[name]` would after
+    /// `makeLogRecord(d)` and `Formatter.format`.
+    pub(crate) fn resolve(&self, attr: &Attr) -> Resolved<'_> {
+        match attr {
+            Attr::Message => match &self.message {
+                Some(v) => Resolved::Borrowed(v),
+                None => Resolved::Owned(get_message(self.record)),
+            },
+            Attr::Asctime if self.asctime.is_some() => self
+                .asctime
+                .as_ref()
+                .map_or(Resolved::Missing, Resolved::Borrowed),
+            _ => match self.record.get(attr.name()) {
+                Some(v) => Resolved::Borrowed(v),
+                None => default_attr(attr.name()).map_or(Resolved::Missing, Resolved::Owned),
+            },
+        }
+    }
 }
 
 impl Template {
-    /// Parse the format once, at config load.
+    /// Parse the format once, at config load, in the system time zone
+    /// (`TZ`, else `/etc/localtime`), as Python's `time.localtime` uses.
     pub fn compile(spec: &TextFormat) -> Result<Template, FormatError> {
-        Ok(Template { spec: spec.clone() })
+        Template::compile_with_tz(spec, TimeZone::system())
+    }
+
+    /// [`Template::compile`] with an explicit local time zone (tests).
+    pub fn compile_with_tz(spec: &TextFormat, tz: TimeZone) -> Result<Template, FormatError> {
+        let f = spec.format.as_str();
+        // Formatter falls back to the style's default when fmt is empty.
+        let f = match (f.is_empty(), spec.style) {
+            (false, _) => f,
+            (true, Style::Percent) => "%(message)s",
+            (true, Style::Brace) => "{message}",
+            (true, Style::Dollar) => "${message}",
+        };
+        let (body, uses_time) = match spec.style {
+            Style::Percent => (
+                Body::Percent(percent::compile(f)?),
+                f.contains("%(asctime)"),
+            ),
+            Style::Brace => (Body::Brace(brace::compile(f)?), f.contains("{asctime")),
+            Style::Dollar => (
+                Body::Dollar(dollar::compile(f)?),
+                f.contains("$asctime") || f.contains("${asctime}"),
+            ),
+        };
+        if let Some(d) = &spec.datefmt {
+            if let Some(pos) = d.chars().position(|c| c == '\0') {
+                return Err(FormatError::new(
+                    d,
+                    pos,
+                    "embedded null character in datefmt",
+                ));
+            }
+        }
+        Ok(Template {
+            body,
+            // Python tests `if datefmt:`, so "" means the default.
+            datefmt: spec.datefmt.clone().filter(|d| !d.is_empty()),
+            utc: spec.utc,
+            tz,
+            uses_time,
+            cache_sec: None,
+            cache_text: String::new(),
+            cache_str: Str::default(),
+            warnings: Warnings::default(),
+            line: String::with_capacity(256),
+        })
+    }
+
+    /// Name the output in the rate-limited warnings this template logs.
+    pub fn set_output_name(&mut self, name: &str) {
+        self.warnings.output = name.to_string();
     }
 
     /// Append the formatted line for `record`, plus `\n`, to `out`.
     pub fn format(&mut self, record: &Record, out: &mut Vec<u8>) {
-        let f = &self.spec.format;
-        let mut rest = f.as_str();
-        while let Some(i) = rest.find("%(") {
-            out.extend_from_slice(&rest.as_bytes()[..i]);
-            let after = &rest[i + 2..];
-            let Some(close) = after.find(')') else {
-                out.extend_from_slice(&rest.as_bytes()[i..]);
-                rest = "";
-                break;
-            };
-            let key = &after[..close];
-            let spec_end = after[close + 1..]
-                .find(|c: char| c.is_ascii_alphabetic())
-                .map(|j| close + 1 + j + 1)
-                .unwrap_or(after.len());
-            let spec = &after[close + 1..spec_end];
-            let width: usize = spec
-                .trim_start_matches('-')
-                .trim_end_matches(|c: char| c.is_ascii_alphabetic())
-                .parse()
-                .unwrap_or(0);
-            let text = match key {
-                "message" => value_str(record.get("msg")),
-                "asctime" => "1970-01-01 00:00:00,000".to_string(),
-                _ => value_str(record.get(key)),
-            };
-            if spec.starts_with('-') {
-                out.extend_from_slice(format!("{text:<width$}").as_bytes());
-            } else {
-                out.extend_from_slice(format!("{text:>width$}").as_bytes());
-            }
-            rest = &after[spec_end..];
+        let mut line = std::mem::take(&mut self.line);
+        line.clear();
+        let asctime = if self.uses_time {
+            Some(self.asctime(record))
+        } else {
+            None
+        };
+        let ctx = Ctx {
+            record,
+            message: None,
+            asctime,
+        };
+        match &self.body {
+            Body::Percent(p) => percent::render(p, &ctx, &mut line, &mut self.warnings),
+            Body::Brace(p) => brace::render(p, &ctx, &mut line, &mut self.warnings),
+            Body::Dollar(p) => dollar::render(p, &ctx, &mut line, &mut self.warnings),
         }
-        out.extend_from_slice(rest.as_bytes());
-        if let Some(Value::Str(t)) = record.get("exc_text") {
-            if !t.is_empty() {
-                out.push(b'\n');
-                out.extend_from_slice(t.as_bytes());
+        for key in ["exc_text", "stack_info"] {
+            if let Some(v) = record.get(key).filter(|v| pyrepr::truthy(v)) {
+                if !line.ends_with('\n') {
+                    line.push('\n');
+                }
+                pyrepr::str(v, &mut line);
             }
         }
-        out.push(b'\n');
+        line.push('\n');
+        out.extend_from_slice(line.as_bytes());
+        self.line = line;
+    }
+
+    /// `formatTime(record, datefmt)`, cached per second of `created`.
+    fn asctime(&mut self, record: &Record) -> Value {
+        let created = match record.get("created") {
+            Some(v) => v.as_f64(),
+            None => Some(now_secs()),
+        };
+        let Some(created) = created.filter(|c| c.is_finite()) else {
+            self.warnings.warn("asctime", "created is not a number");
+            return Value::str("-");
+        };
+        let sec = created.floor() as i64;
+        if self.cache_sec != Some(sec) {
+            self.cache_text.clear();
+            let fmt = self.datefmt.as_deref().unwrap_or("%Y-%m-%d %H:%M:%S");
+            match clock::broken_down(sec, &self.tz, self.utc) {
+                Some(tm) => strftime::strftime(fmt, &tm, &mut self.cache_text),
+                None => self.cache_text.push('-'),
+            }
+            self.cache_sec = Some(sec);
+            self.cache_str = Str::from(self.cache_text.as_str());
+        }
+        if self.datefmt.is_some() {
+            return Value::Str(self.cache_str.clone());
+        }
+        let mut s = String::with_capacity(self.cache_text.len() + 8);
+        s.push_str(&self.cache_text);
+        {
+            // default_msec_format = '%s,%03d' % (t, record.msecs)
+            let msecs = match record.get("msecs") {
+                Some(v) => Resolved::Borrowed(v),
+                None => default_attr("msecs").map_or(Resolved::Missing, Resolved::Owned),
+            };
+            s.push(',');
+            let spec = printf::Spec {
+                zero: true,
+                width: 3,
+                ty: 'd',
+                ..printf::Spec::default()
+            };
+            if let Some(v) = msecs.get() {
+                if printf::format_value(&spec, v, &mut s).is_err() {
+                    self.warnings.warn("msecs", "value does not fit %03d");
+                    pyrepr::str(v, &mut s);
+                }
+            }
+        }
+        Value::Str(Str::from(s))
     }
 }
 
-fn value_str(v: Option<&Value>) -> String {
-    match v {
-        None => "-".to_string(),
-        Some(Value::Str(s)) => s.to_string(),
-        Some(Value::Int(i)) => i.to_string(),
-        Some(Value::None) => "None".to_string(),
-        Some(other) => format!("{other:?}"),
+/// `LogRecord.getMessage()`: `str(msg)`, then `% args` if args is truthy.
+/// Where `msg % args` raises, Python loses the record; we keep `str(msg)`.
+fn get_message(record: &Record) -> Value {
+    let msg = record.get("msg");
+    let args = record.get("args").filter(|a| pyrepr::truthy(a));
+    match (msg, args) {
+        (Some(v @ Value::Str(_)), None) => v.clone(),
+        (None, _) => Value::str(""),
+        (Some(m), None) => {
+            let mut s = String::new();
+            pyrepr::str(m, &mut s);
+            Value::Str(s.into())
+        }
+        (Some(m), Some(a)) => {
+            let mut s = String::new();
+            pyrepr::str(m, &mut s);
+            match printf::apply(&s, a) {
+                Some(t) => Value::Str(t.into()),
+                None => Value::Str(s.into()),
+            }
+        }
     }
 }
+
+fn now_secs() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// The attributes `LogRecord(None, None, "", 0, "", (), None, None)` sets,
+/// which `makeLogRecord(d)` keeps where `d` lacks them (values as CPython
+/// 3.11 gives them in a listener process: thread and process are ours).
+fn default_attr(name: &str) -> Option<Value> {
+    Some(match name {
+        "name" | "levelno" | "exc_info" | "exc_text" | "stack_info" | "funcName" => Value::None,
+        "msg" | "pathname" | "filename" | "module" => Value::str(""),
+        "args" => Value::Tuple(Default::default()),
+        "levelname" => Value::str("Level None"),
+        "lineno" => Value::Int(0),
+        "created" => Value::Float(now_secs()),
+        "msecs" => {
+            let t = now_secs();
+            Value::Float(((t - t.trunc()) * 1000.0).trunc())
+        }
+        "relativeCreated" => Value::Float(process_start().elapsed().as_secs_f64() * 1000.0),
+        // SAFETY: pthread_self has no preconditions; Python's
+        // threading.get_ident() returns the same number.
+        "thread" => Value::Int(unsafe { libc::pthread_self() } as i64),
+        "threadName" => Value::str("MainThread"),
+        "processName" => Value::str("MainProcess"),
+        "process" => Value::Int(i64::from(std::process::id())),
+        _ => return None,
+    })
+}
+
+fn process_start() -> Instant {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *START.get_or_init(Instant::now)
+}
+
+/// Rate-limited warnings about records Python could not have formatted:
+/// one line per second per field, with the count of suppressed ones.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Warnings {
+    output: String,
+    last: HashMap<String, (Instant, u64)>,
+}
+
+impl Warnings {
+    /// Note a problem with `field`; log it unless one was logged for the
+    /// same field within the last second.
+    pub(crate) fn warn(&mut self, field: &str, what: &str) {
+        let now = Instant::now();
+        match self.last.get_mut(field) {
+            Some((at, suppressed)) if now.duration_since(*at).as_secs() < 1 => *suppressed += 1,
+            Some((at, suppressed)) => {
+                tracing::warn!(output = %self.output, field, suppressed = *suppressed, "{what}; wrote the line anyway.");
+                *at = now;
+                *suppressed = 0;
+            }
+            None => {
+                tracing::warn!(output = %self.output, field, suppressed = 0u64, "{what}; wrote the line anyway.");
+                self.last.insert(field.to_string(), (now, 0));
+            }
+        }
+    }
+
+    pub(crate) fn missing(&mut self, field: &str) {
+        self.warn(
+            field,
+            "record lacks an attribute the format uses, wrote \"-\"",
+        );
+    }
+
+    pub(crate) fn misfit(&mut self, field: &str) {
+        self.warn(
+            field,
+            "attribute value does not fit its conversion, wrote str(value)",
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests;

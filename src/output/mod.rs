@@ -76,10 +76,12 @@ pub struct OutputStats {
     pub bytes: AtomicU64,
     /// Write errors seen (each retried).
     pub errors: AtomicU64,
-    /// Records dropped on purpose (a forward output's `when_full: drop_newest`).
+    /// Records dropped by policy (forward `when_full: drop_newest`).
     pub dropped: AtomicU64,
-    /// Records waiting in a forward output's buffer and spool (a gauge).
+    /// Records buffered now (forward outputs), a gauge.
     pub buffered: AtomicU64,
+    /// Whether this is a forward output (has a buffer gauge).
+    pub is_forward: std::sync::atomic::AtomicBool,
 }
 
 /// A cheap, cloneable handle to a running output.

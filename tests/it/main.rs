@@ -7,3 +7,6 @@ mod cli;
 mod core;
 mod decoders;
 mod forward;
+mod metrics;
+mod reload;
+mod wasm;

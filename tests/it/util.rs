@@ -44,6 +44,18 @@ impl Relay {
         inputs: usize,
         env: &[(&str, &str)],
     ) -> Relay {
+        Self::start_within(dir, config, inputs, env, Duration::from_secs(20))
+    }
+
+    /// As `start_in`, waiting up to `timeout` for the inputs to listen (a
+    /// debug build compiles a Rust wasm plugin in seconds of CPU).
+    pub fn start_within(
+        dir: tempfile::TempDir,
+        config: &str,
+        inputs: usize,
+        env: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Relay {
         std::fs::write(dir.path().join("listener.json"), config).unwrap();
         let mut cmd = Command::new(BIN);
         cmd.arg("--config")
@@ -87,7 +99,7 @@ impl Relay {
             stderr,
             stdout,
         };
-        relay.wait_for_log("Listening", inputs, Duration::from_secs(20));
+        relay.wait_for_log("Listening", inputs, timeout);
         relay
     }
 
@@ -283,4 +295,32 @@ pub fn send_tcp(port: u16, n: usize, logger: &str) {
 pub fn send_raw_tcp(port: u16, bytes: &[u8]) {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.write_all(bytes).unwrap();
+}
+
+/// A TCP port free right now on 127.0.0.1 (for configs that must name
+/// their port up front, such as reload tests that rewrite it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Wait for a child's output with a timeout.
+pub fn wait_output(child: &mut Child, timeout: Duration) -> Output {
+    wait_timeout(child, timeout);
+    let mut stdout = Vec::new();
+    let mut stderr = Vec::new();
+    if let Some(mut s) = child.stdout.take() {
+        std::io::Read::read_to_end(&mut s, &mut stdout).unwrap();
+    }
+    if let Some(mut s) = child.stderr.take() {
+        std::io::Read::read_to_end(&mut s, &mut stderr).unwrap();
+    }
+    Output {
+        status: child.wait().unwrap(),
+        stdout,
+        stderr,
+    }
 }

@@ -27,8 +27,8 @@ pub(super) enum Conv {
     #[default]
     Todo,
     /// On the current path: a reference to it now is a cycle. Holds its
-    /// placeholder (class, text).
-    Busy(&'static str, &'static str),
+    /// placeholder (class, text), built on the first such reference.
+    Busy(&'static str, &'static str, Option<Value>),
     /// Converted: the value, its expanded size and its height.
     Done(Value, u64, u32),
 }
@@ -49,23 +49,44 @@ pub(super) fn into_fields(m: &mut Machine<'_>, root: Slot) -> Result<Fields, Pic
     let s: &mut Scratch = m.s;
     s.conv.clear();
     s.conv.resize_with(s.nodes.len(), Conv::default);
-    s.conv[root_id] = Conv::Busy("builtins.dict", "{...}");
+    s.class_vals.clear();
+    s.class_vals.resize(s.classes.len(), None);
+    s.instance_vals.clear();
+    s.instance_vals.resize(s.classes.len(), None);
+    s.conv[root_id] = Conv::Busy("builtins.dict", "{...}", None);
     let mut path = Vec::new();
+    // Sum of every converted node's own size: bounded by the expanded size
+    // of the record, but known early, so a huge graph stops converting
+    // (allocating) as soon as it is over the limit.
+    let mut total = 0u64;
     for i in 0..s.nodes[root_id].items.len() {
         if let Slot::Node(c) = s.nodes[root_id].items[i] {
-            ensure(s, c as usize, limit, &mut path)?;
+            ensure(s, c as usize, limit, &mut path, &mut total)?;
         }
     }
-    let Scratch {
-        nodes,
-        conv,
-        classes,
-        ..
-    } = s;
-    let items = std::mem::take(&mut nodes[root_id].items);
+    let mut items = std::mem::take(&mut s.nodes[root_id].items);
+    let fields = root_fields(
+        &mut items,
+        &mut s.conv,
+        &s.classes,
+        &mut s.class_vals,
+        limit,
+    );
+    s.recycle(items);
+    fields
+}
+
+/// The record fields from the root dict's flattened items.
+fn root_fields(
+    items: &mut Vec<Slot>,
+    conv: &mut [Conv],
+    classes: &[Str],
+    class_vals: &mut [Option<Value>],
+    limit: u64,
+) -> Result<Fields, PickleError> {
     let mut fields: Fields = Vec::with_capacity(items.len() / 2);
     let mut size: u64 = 1;
-    let mut it = items.into_iter();
+    let mut it = items.drain(..);
     while let (Some(k), Some(v)) = (it.next(), it.next()) {
         let key = match k {
             Slot::Val(Value::Str(key)) => key,
@@ -80,7 +101,7 @@ pub(super) fn into_fields(m: &mut Machine<'_>, root: Slot) -> Result<Fields, Pic
                 })
             }
         };
-        let (value, w, h) = slot_value(v, conv, classes);
+        let (value, w, h) = slot_value(v, conv, classes, class_vals);
         if h as usize + 1 > MAX_DEPTH {
             return Err(PickleError::TooDeep { limit: MAX_DEPTH });
         }
@@ -103,6 +124,7 @@ fn ensure(
     start: usize,
     limit: u64,
     path: &mut Vec<(usize, usize)>,
+    total: &mut u64,
 ) -> Result<(), PickleError> {
     if !matches!(s.conv[start], Conv::Todo) {
         return Ok(());
@@ -128,7 +150,7 @@ fn ensure(
             Some(None) => {}
             None => {
                 path.pop();
-                finish(s, id, limit)?;
+                finish(s, id, limit, total)?;
             }
         }
     }
@@ -151,28 +173,41 @@ fn child(node: &Node, i: usize) -> Option<Option<usize>> {
 /// The Busy state (with cycle placeholder) for a node of this kind.
 fn busy(kind: &Kind) -> Conv {
     match kind {
-        Kind::List => Conv::Busy("builtins.list", "[...]"),
-        Kind::Tuple => Conv::Busy("builtins.tuple", "(...)"),
-        Kind::Dict => Conv::Busy("builtins.dict", "{...}"),
-        Kind::Set | Kind::SetOf { frozen: false, .. } => Conv::Busy("builtins.set", "set(...)"),
-        Kind::FrozenSet | Kind::SetOf { frozen: true, .. } => {
-            Conv::Busy("builtins.frozenset", "frozenset(...)")
+        Kind::List => Conv::Busy("builtins.list", "[...]", None),
+        Kind::Tuple => Conv::Busy("builtins.tuple", "(...)", None),
+        Kind::Dict => Conv::Busy("builtins.dict", "{...}", None),
+        Kind::Set | Kind::SetOf { frozen: false, .. } => {
+            Conv::Busy("builtins.set", "set(...)", None)
         }
-        Kind::Object(_) => Conv::Busy("builtins.object", "..."),
+        Kind::FrozenSet | Kind::SetOf { frozen: true, .. } => {
+            Conv::Busy("builtins.frozenset", "frozenset(...)", None)
+        }
+        Kind::Object(_) => Conv::Busy("builtins.object", "...", None),
     }
 }
 
 /// Build node `id`'s value from its (converted) children.
-fn finish(s: &mut Scratch, id: usize, limit: u64) -> Result<(), PickleError> {
+fn finish(s: &mut Scratch, id: usize, limit: u64, total: &mut u64) -> Result<(), PickleError> {
     let Scratch {
         nodes,
         conv,
         classes,
+        class_vals,
+        instance_vals,
         ..
     } = s;
     let node = &mut nodes[id];
-    let (value, size, height) = match &node.kind {
-        Kind::Object(obj) => (object_value(obj), 1 + text_weight(obj.class.len()), 0),
+    // `own`: this node's size without its container children (counted
+    // once each, as 1), i.e. what converting it costs.
+    let (value, size, height, own) = match &node.kind {
+        Kind::Object(obj) => {
+            let v = object_value(obj, instance_vals);
+            let w = match &v {
+                Value::Object(o) => 1 + text_weight(o.class.len() + o.str.len() + o.repr.len()),
+                _ => 1,
+            };
+            (v, w, 0, w)
+        }
         Kind::SetOf { src, frozen } => match &conv[*src as usize] {
             Conv::Done(
                 Value::List(a) | Value::Tuple(a) | Value::Set(a) | Value::FrozenSet(a),
@@ -184,32 +219,43 @@ fn finish(s: &mut Scratch, id: usize, limit: u64) -> Result<(), PickleError> {
                 } else {
                     Value::Set(a.clone())
                 };
-                (v, *w, *h)
+                (v, *w, *h, 1)
             }
-            Conv::Busy(class, text) => (placeholder(class, text), 1, 0),
-            _ => (placeholder("builtins.set", "<builtins.set object>"), 1, 0),
+            Conv::Busy(class, text, _) => (placeholder(class, text), 1, 0, 1),
+            _ => (
+                placeholder("builtins.set", "<builtins.set object>"),
+                1,
+                0,
+                1,
+            ),
         },
         Kind::Dict => {
             let items = std::mem::take(&mut node.items);
             let mut pairs = Vec::with_capacity(items.len() / 2);
-            let (mut size, mut height) = (1u64, 0u32);
+            let (mut size, mut height, mut own) = (1u64, 0u32, 1u64);
             let mut it = items.into_iter();
             while let (Some(k), Some(v)) = (it.next(), it.next()) {
-                let (k, kw, kh) = slot_value(k, conv, classes);
-                let (v, vw, vh) = slot_value(v, conv, classes);
+                let (k_node, v_node) = (matches!(k, Slot::Node(_)), matches!(v, Slot::Node(_)));
+                let (k, kw, kh) = slot_value(k, conv, classes, class_vals);
+                let (v, vw, vh) = slot_value(v, conv, classes, class_vals);
                 size = size.saturating_add(kw).saturating_add(vw);
+                own = own
+                    .saturating_add(if k_node { 1 } else { kw })
+                    .saturating_add(if v_node { 1 } else { vw });
                 height = height.max(kh).max(vh);
                 pairs.push((k, v));
             }
-            (Value::Dict(Arc::new(pairs)), size, height + 1)
+            (Value::Dict(Arc::new(pairs)), size, height + 1, own)
         }
         Kind::List | Kind::Tuple | Kind::Set | Kind::FrozenSet => {
             let items = std::mem::take(&mut node.items);
             let mut out = Vec::with_capacity(items.len());
-            let (mut size, mut height) = (1u64, 0u32);
+            let (mut size, mut height, mut own) = (1u64, 0u32, 1u64);
             for item in items {
-                let (v, w, h) = slot_value(item, conv, classes);
+                let is_node = matches!(item, Slot::Node(_));
+                let (v, w, h) = slot_value(item, conv, classes, class_vals);
                 size = size.saturating_add(w);
+                own = own.saturating_add(if is_node { 1 } else { w });
                 height = height.max(h);
                 out.push(v);
             }
@@ -220,13 +266,14 @@ fn finish(s: &mut Scratch, id: usize, limit: u64) -> Result<(), PickleError> {
                 Kind::Set => Value::Set(out),
                 _ => Value::FrozenSet(out),
             };
-            (v, size, height + 1)
+            (v, size, height + 1, own)
         }
     };
+    *total = total.saturating_add(own);
     if height as usize >= MAX_DEPTH {
         return Err(PickleError::TooDeep { limit: MAX_DEPTH });
     }
-    if size > limit {
+    if size > limit || *total > limit {
         return Err(PickleError::BudgetExceeded {
             what: "expansion",
             limit,
@@ -238,7 +285,12 @@ fn finish(s: &mut Scratch, id: usize, limit: u64) -> Result<(), PickleError> {
 
 /// The value of one slot (moving scalars out: each slot is converted
 /// exactly once), with its expanded size and height.
-fn slot_value(slot: Slot, conv: &[Conv], classes: &[Str]) -> (Value, u64, u32) {
+fn slot_value(
+    slot: Slot,
+    conv: &mut [Conv],
+    classes: &[Str],
+    class_vals: &mut [Option<Value>],
+) -> (Value, u64, u32) {
     match slot {
         Slot::Val(v) => {
             let w = match &v {
@@ -250,18 +302,34 @@ fn slot_value(slot: Slot, conv: &[Conv], classes: &[Str]) -> (Value, u64, u32) {
         }
         Slot::Class(c) => {
             let class = classes.get(c as usize).cloned().unwrap_or_default();
-            let shown = class.strip_prefix("builtins.").unwrap_or(&class);
-            let text = Str::from(format!("<class '{shown}'>"));
-            let v = Value::Object(Arc::new(Object {
-                class,
-                str: text.clone(),
-                repr: text,
-            }));
-            (v, 1, 0)
+            let w = 1 + text_weight(4 * class.len());
+            let v = match class_vals.get_mut(c as usize) {
+                Some(Some(v)) => v.clone(),
+                cached => {
+                    let shown = class.strip_prefix("builtins.").unwrap_or(&class);
+                    let text = Str::from(format!("<class '{shown}'>"));
+                    let v = Value::Object(Arc::new(Object {
+                        class,
+                        str: text.clone(),
+                        repr: text,
+                    }));
+                    if let Some(slot) = cached {
+                        *slot = Some(v.clone());
+                    }
+                    v
+                }
+            };
+            (v, w, 0)
         }
-        Slot::Node(n) => match conv.get(n as usize) {
+        Slot::Node(n) => match conv.get_mut(n as usize) {
             Some(Conv::Done(v, w, h)) => (v.clone(), *w, *h),
-            Some(Conv::Busy(class, text)) => (placeholder(class, text), 1, 0),
+            Some(Conv::Busy(class, text, cached)) => (
+                cached
+                    .get_or_insert_with(|| placeholder(class, text))
+                    .clone(),
+                1,
+                0,
+            ),
             // Unreachable: children are converted before their parent.
             Some(Conv::Todo) | None => (placeholder("builtins.object", "..."), 1, 0),
         },
@@ -282,19 +350,26 @@ fn placeholder(class: &'static str, text: &'static str) -> Value {
     }))
 }
 
-fn object_value(obj: &Obj) -> Value {
-    let (str, repr) = match &obj.rendered {
-        Some((s, r)) => (s.clone(), r.clone()),
-        None => {
-            let p = Str::from(format!("<{} object>", obj.class));
-            (p.clone(), p)
-        }
+fn object_value(obj: &Obj, instance_vals: &mut [Option<Value>]) -> Value {
+    if let Some((str, repr)) = &obj.rendered {
+        return Value::Object(Arc::new(Object {
+            class: obj.class.clone(),
+            str: str.clone(),
+            repr: repr.clone(),
+        }));
+    }
+    let make = || {
+        let p = Str::from(format!("<{} object>", obj.class));
+        Value::Object(Arc::new(Object {
+            class: obj.class.clone(),
+            str: p.clone(),
+            repr: p,
+        }))
     };
-    Value::Object(Arc::new(Object {
-        class: obj.class.clone(),
-        str,
-        repr,
-    }))
+    match instance_vals.get_mut(obj.class_id as usize) {
+        Some(cached) => cached.get_or_insert_with(make).clone(),
+        None => make(),
+    }
 }
 
 /// Make top-level keys unique as a Python dict would: a repeated key keeps

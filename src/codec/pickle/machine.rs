@@ -89,6 +89,14 @@ pub(super) struct Scratch {
     pub nodes: Vec<Node>,
     pub classes: Vec<Str>,
     pub conv: Vec<Conv>,
+    /// Converted class references, one per class: each reference to a
+    /// class is then an `Arc` clone, however often it is repeated.
+    pub class_vals: Vec<Option<Value>>,
+    /// The placeholder of unrendered instances, one per class.
+    pub instance_vals: Vec<Option<Value>>,
+    /// Empty item vectors kept from earlier frames: every record fills
+    /// one dict, so reusing its vector saves an allocation per record.
+    pub spare: Vec<Vec<Slot>>,
 }
 
 impl Scratch {
@@ -109,6 +117,19 @@ impl Scratch {
         reset(&mut self.nodes);
         reset(&mut self.classes);
         reset(&mut self.conv);
+        reset(&mut self.class_vals);
+        reset(&mut self.instance_vals);
+        // `spare` holds only empty vectors: nothing of the frame survives.
+    }
+
+    /// Give back an item vector for reuse (emptied first).
+    pub fn recycle(&mut self, mut items: Vec<Slot>) {
+        const KEEP_VECS: usize = 8;
+        const KEEP_ITEMS: usize = 1024;
+        items.clear();
+        if self.spare.len() < KEEP_VECS && items.capacity() <= KEEP_ITEMS {
+            self.spare.push(items);
+        }
     }
 }
 
@@ -134,6 +155,8 @@ pub(super) struct Machine<'a> {
     pos: usize,
     work: u64,
     work_limit: u64,
+    /// Values pushed so far (see MAX_SLOTS).
+    pushed: usize,
     /// Offset of the opcode that pushed the current top of the stack, when
     /// that was a scalar opcode and nothing but PUTs happened since.
     last_scalar: Option<usize>,
@@ -202,6 +225,9 @@ const MEMOIZE: u8 = 0x94;
 const FRAME: u8 = 0x95;
 const BYTEARRAY8: u8 = 0x96;
 
+/// Longest memoized string re-read from the frame on GET (see `Memo::Op`).
+const MAX_REREAD: usize = 64;
+
 /// The highest protocol we understand (Python 3.8+ writes up to 5).
 const HIGHEST_PROTOCOL: u8 = 5;
 
@@ -214,6 +240,7 @@ impl<'a> Machine<'a> {
             pos: 0,
             work: 0,
             work_limit: WORK_BASE.saturating_add(WORK_PER_BYTE.saturating_mul(frame.len() as u64)),
+            pushed: 0,
             last_scalar: None,
         }
     }
@@ -393,7 +420,7 @@ impl<'a> Machine<'a> {
                     let state = self.pop(op, pos)?;
                     let top = self.top(op, pos)?;
                     let target = self.s.stack[top].clone();
-                    self.build(target, state);
+                    self.build(target, state)?;
                 }
                 PROTO => {
                     let version = self.fixed::<1>(pos)?[0];
@@ -588,9 +615,12 @@ impl<'a> Machine<'a> {
     }
 
     fn push(&mut self, slot: Slot) -> Result<(), PickleError> {
-        if self.s.stack.len() >= MAX_SLOTS {
+        // Counting every push, not the stack's height, also bounds the
+        // items moved into containers, since all of them were pushed.
+        self.pushed += 1;
+        if self.pushed > MAX_SLOTS {
             return Err(PickleError::BudgetExceeded {
-                what: "stack",
+                what: "values",
                 limit: MAX_SLOTS as u64,
             });
         }
@@ -688,8 +718,19 @@ impl<'a> Machine<'a> {
         if !ok {
             return Err(self.wrong(op, pos, container_for(op), &slot));
         }
-        let Scratch { stack, nodes, .. } = &mut *self.s;
-        nodes[id].items.extend(stack.drain(from..));
+        let Scratch {
+            stack,
+            nodes,
+            spare,
+            ..
+        } = &mut *self.s;
+        let items = &mut nodes[id].items;
+        if items.capacity() == 0 {
+            if let Some(v) = spare.pop() {
+                *items = v;
+            }
+        }
+        items.extend(stack.drain(from..));
         Ok(())
     }
 
@@ -735,8 +776,17 @@ impl<'a> Machine<'a> {
         let entry = match &self.s.stack[top] {
             Slot::Node(n) => Memo::Node(*n),
             Slot::Class(c) => Memo::Class(*c),
-            Slot::Val(v) => match self.last_scalar {
-                Some(at) if is_sliced(self.frame[at]) => Memo::Op(at),
+            // Re-reading is O(length) (UTF-8 validation), so only short
+            // strings (keys, names) are re-read; others are shared.
+            Slot::Val(v) => match (self.last_scalar, v) {
+                (Some(at), Value::Str(t)) if t.len() <= MAX_REREAD && is_sliced(self.frame[at]) => {
+                    Memo::Op(at)
+                }
+                (Some(at), Value::Bytes(b))
+                    if b.len() <= MAX_REREAD && is_sliced(self.frame[at]) =>
+                {
+                    Memo::Op(at)
+                }
                 _ => Memo::Val(v.clone()),
             },
         };

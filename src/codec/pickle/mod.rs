@@ -7,10 +7,10 @@
 //! stack machine over a borrowed byte slice. It owns:
 //!
 //! - [`decode`], which turns one frame into a record's [`Fields`];
-//! - the opcode interpreter ([`machine`]): every opcode CPython emits for
+//! - the opcode interpreter (`machine`): every opcode CPython emits for
 //!   plain data under protocols 0-5, with explicit stacks (no recursion on
 //!   the input's structure) and hard limits (the constants below);
-//! - class references ([`objects`]): `GLOBAL`/`STACK_GLOBAL` followed by
+//! - class references (`objects`): `GLOBAL`/`STACK_GLOBAL` followed by
 //!   `REDUCE`/`NEWOBJ`/`BUILD`/... never execute anything. They become inert
 //!   [`Value::Object`](crate::record::Value::Object)s that keep
 //!   `module.qualname` and, for datetime, date, time, timedelta, timezone,
@@ -19,21 +19,28 @@
 //!   `frozenset` of a list (protocols < 4), `_codecs.encode(str, 'latin1')`
 //!   (bytes under protocols < 3), `bytearray` (decoded as `Bytes`: the
 //!   record model has no mutable-bytes type and the content is what matters),
-//!   and `collections.OrderedDict` (a `Dict`);
+//!   and `collections.OrderedDict` (a `Dict`). A class used as a value
+//!   (`extra={'cls': ValueError}`) renders as Python does, `<class
+//!   'ValueError'>`. A datetime or time whose tzinfo is not a
+//!   `datetime.timezone` (zoneinfo, pytz) has no offset in its `str()`:
+//!   that offset comes from code we do not run;
 //! - the conversion of the decoded object graph into shared [`Value`]s
-//!   ([`convert`]): a memo reference (`GET`) becomes an `Arc` clone, never a
+//!   (`convert`): a memo reference (`GET`) becomes an `Arc` clone, never a
 //!   deep copy, and a container that contains itself renders its inner
 //!   reference as Python's repr would (`[...]`, `{...}`, `(...)`).
 //!
 //! Strings borrow from the frame (`Bytes::slice`), so a typical record
 //! copies no text. Invalid UTF-8 (Python pickles lone surrogates with
-//! `surrogatepass`) is the only case that allocates: each encoded surrogate,
-//! and each other invalid sequence, becomes one U+FFFD.
+//! `surrogatepass`) and protocol 0's escaped text are the only strings that
+//! allocate: each encoded surrogate, and each other invalid sequence,
+//! becomes one U+FFFD.
 //!
 //! Python-compatible leniencies: bytes after `STOP` are ignored (as
 //! `pickle.loads` does); a dict that repeats a key keeps its first position
 //! with the last value (as a Python dict) at the top level, where the record
-//! fields must be unique; nested containers are kept as sent.
+//! fields must be unique; nested containers are kept as sent (a real
+//! pickler never repeats a dict key or set item). Python 2 `str` (`STRING`,
+//! `BINSTRING`, `SHORT_BINSTRING`) decodes as text, as Python 3 does.
 //!
 //! [`Value`]: crate::record::Value
 
@@ -59,11 +66,16 @@ pub const MAX_DEPTH: usize = 256;
 /// MARK opcodes from growing the mark stack with the frame.
 pub const MAX_MARKS: usize = 2 * MAX_DEPTH;
 
-/// Most value-stack slots, memo entries and containers (each counted
-/// separately) one frame may create. Every opcode makes at most one, so
-/// this caps the decoder's memory at a few tens of MiB whatever the frame
-/// size, while a normal record uses under a hundred.
+/// Most values (pushes on the value stack), memo entries and class
+/// references (each counted separately) one frame may create. Every opcode
+/// makes at most one, so this caps the decoder's memory at about 100 MiB
+/// whatever the frame size, while a normal record uses under a hundred.
 pub const MAX_SLOTS: usize = 1 << 20;
+
+/// Longest `module.qualname` of a class reference. Python names are short;
+/// the cap keeps a memoized megabyte string from being copied into a class
+/// name over and over.
+pub const MAX_CLASS_NAME: usize = 1024;
 
 /// How far past the end of the memo a PUT may write. CPython always writes
 /// the next index; a little slack tolerates other picklers, and the bound
@@ -191,8 +203,8 @@ pub enum PickleError {
     /// One of the resource limits above was reached.
     #[error("{what} limit of {limit} exceeded")]
     BudgetExceeded {
-        /// Which resource: "stack", "memo", "containers", "marks",
-        /// "expansion" or "work".
+        /// Which resource: "values", "containers", "marks", "expansion"
+        /// or "work".
         what: &'static str,
         /// The limit that applied to this frame.
         limit: u64,

@@ -17,7 +17,7 @@
 //! (an instance of `cls`).
 
 use super::machine::{Kind, Machine, Node, Slot};
-use super::{PickleError, MAX_SLOTS};
+use super::{PickleError, MAX_CLASS_NAME, MAX_SLOTS};
 use crate::record::{Str, Value};
 
 /// An inert class instance in the arena.
@@ -25,6 +25,9 @@ use crate::record::{Str, Value};
 pub(super) struct Obj {
     /// `module.qualname`, Python 3 spelling.
     pub class: Str,
+    /// Its index in `Scratch::classes`: unrendered instances of one class
+    /// share one placeholder value.
+    pub class_id: u32,
     /// `(str, repr)` when the type is one we render, else `None` (the
     /// placeholder `<module.qualname object>` is used).
     pub rendered: Option<(Str, Str)>,
@@ -69,6 +72,13 @@ fn canonical(module: &str, name: &str) -> String {
 impl Machine<'_> {
     /// A class reference slot for `module.name`.
     pub(super) fn class_ref(&mut self, module: &str, name: &str) -> Result<Slot, PickleError> {
+        if module.len() + name.len() > MAX_CLASS_NAME {
+            return Err(PickleError::BudgetExceeded {
+                what: "class name",
+                limit: MAX_CLASS_NAME as u64,
+            });
+        }
+        self.charge((module.len() + name.len()) as u64)?;
         let id = self.s.classes.len();
         if id >= MAX_SLOTS {
             return Err(PickleError::BudgetExceeded {
@@ -112,8 +122,8 @@ impl Machine<'_> {
             // say): still just an inert object.
             Slot::Node(n) => match self.s.nodes.get(n as usize).map(|n| &n.kind) {
                 Some(Kind::Object(o)) => {
-                    let class = o.class.clone();
-                    return self.object(class, None, Aux::None);
+                    let class_id = o.class_id;
+                    return self.object(class_id, None, Aux::None);
                 }
                 _ => return Err(self.wrong(op, pos, "a class", &callable)),
             },
@@ -121,6 +131,12 @@ impl Machine<'_> {
         };
         let class = self.s.classes[id as usize].clone();
         let items = self.tuple_items(&args)?;
+        if matches!(
+            &*class,
+            "_codecs.encode" | "builtins.bytearray" | "builtins.bytes"
+        ) {
+            self.charge(items.iter().map(text_len).sum())?; // encode copies
+        }
         match &*class {
             "builtins.set" | "builtins.frozenset" => {
                 let frozen = &*class == "builtins.frozenset";
@@ -196,8 +212,8 @@ impl Machine<'_> {
             Slot::Class(c) => self.instantiate(c, args),
             Slot::Node(n) => match self.s.nodes.get(n as usize).map(|n| &n.kind) {
                 Some(Kind::Object(o)) => {
-                    let class = o.class.clone();
-                    self.object(class, None, Aux::None)
+                    let class_id = o.class_id;
+                    self.object(class_id, None, Aux::None)
                 }
                 _ => Err(self.wrong(op, pos, "a class", &cls)),
             },
@@ -207,19 +223,23 @@ impl Machine<'_> {
 
     /// An inert instance of class `id`, rendered if its type is known.
     pub(super) fn instantiate(&mut self, id: u32, args: &[Slot]) -> Result<Slot, PickleError> {
-        let class = self.s.classes[id as usize].clone();
-        let (rendered, aux) = render(&class, args, &self.s.nodes).unwrap_or((None, Aux::None));
-        self.object(class, rendered, aux)
+        // Rendering reads (and may copy) the arguments' text: charge it,
+        // since the same big string can be passed again and again.
+        self.charge(args.iter().map(text_len).sum())?;
+        let class = &self.s.classes[id as usize];
+        let (rendered, aux) = render(class, args, &self.s.nodes).unwrap_or((None, Aux::None));
+        self.object(id, rendered, aux)
     }
 
     fn object(
         &mut self,
-        class: Str,
+        class_id: u32,
         rendered: Option<(Str, Str)>,
         aux: Aux,
     ) -> Result<Slot, PickleError> {
         let obj = Obj {
-            class,
+            class: self.s.classes[class_id as usize].clone(),
+            class_id,
             rendered,
             aux,
         };
@@ -228,17 +248,22 @@ impl Machine<'_> {
 
     /// `BUILD`: set an instance's state. Only a UUID's state is used (it
     /// holds the UUID's value); other state is irrelevant to placeholders.
-    pub(super) fn build(&mut self, target: Slot, state: Slot) {
-        let Slot::Node(n) = target else { return };
+    pub(super) fn build(&mut self, target: Slot, state: Slot) -> Result<(), PickleError> {
+        let Slot::Node(n) = target else { return Ok(()) };
         let is_uuid = matches!(
             self.s.nodes.get(n as usize).map(|n| &n.kind),
             Some(Kind::Object(o)) if o.aux == Aux::Uuid
         );
         if !is_uuid {
-            return;
+            return Ok(());
         }
-        let Some(value) = uuid_int(&state, &self.s.nodes) else {
-            return;
+        let Some(dict) = state_dict(&state, &self.s.nodes) else {
+            return Ok(());
+        };
+        // The state dict is scanned: charge it (BUILD can repeat).
+        self.charge(self.s.nodes[dict].items.len() as u64 + 1)?;
+        let Some(value) = uuid_int(&self.s.nodes[dict]) else {
+            return Ok(());
         };
         if let Some(Node {
             kind: Kind::Object(o),
@@ -257,6 +282,7 @@ impl Machine<'_> {
             o.rendered = Some((Str::from(s), Str::from(repr)));
             o.aux = Aux::None;
         }
+        Ok(())
     }
 
     fn is_sequence(&self, id: u32) -> bool {
@@ -264,6 +290,15 @@ impl Machine<'_> {
             self.s.nodes.get(id as usize).map(|n| &n.kind),
             Some(Kind::List | Kind::Tuple | Kind::Set | Kind::FrozenSet | Kind::SetOf { .. })
         )
+    }
+}
+
+/// Bytes of text in a slot (1 for anything else), for work accounting.
+fn text_len(slot: &Slot) -> u64 {
+    match slot {
+        Slot::Val(Value::Str(s)) => s.len() as u64 + 1,
+        Slot::Val(Value::Bytes(b)) => b.len() as u64 + 1,
+        _ => 1,
     }
 }
 
@@ -280,23 +315,32 @@ fn encode(s: &Str, enc: &str) -> Option<Value> {
     }
 }
 
-/// The `int` of a UUID's pickled state: `{'int': N, ...}`, or the
-/// `(None, {...})` slot-state form.
-fn uuid_int(state: &Slot, nodes: &[Node]) -> Option<u128> {
+/// The dict of an instance's pickled state: `{...}` itself, or the
+/// `(None, {...})` slot-state form (one level only: no recursion on input).
+fn state_dict(state: &Slot, nodes: &[Node]) -> Option<usize> {
     let Slot::Node(n) = state else { return None };
     let node = nodes.get(*n as usize)?;
-    match node.kind {
-        Kind::Dict => node.items.chunks_exact(2).find_map(|kv| match kv {
-            [Slot::Val(Value::Str(k)), Slot::Val(v)] if &**k == "int" => match v {
-                Value::Int(i) => u128::try_from(*i).ok(),
-                Value::BigInt(t) => t.parse().ok(),
-                _ => None,
-            },
-            _ => None,
-        }),
-        Kind::Tuple => node.items.get(1).and_then(|s| uuid_int(s, nodes)),
+    match (&node.kind, node.items.get(1)) {
+        (Kind::Dict, _) => Some(*n as usize),
+        (Kind::Tuple, Some(Slot::Node(d)))
+            if matches!(nodes.get(*d as usize)?.kind, Kind::Dict) =>
+        {
+            Some(*d as usize)
+        }
         _ => None,
     }
+}
+
+/// The `int` of a UUID's pickled state dict `{'int': N, ...}`.
+fn uuid_int(dict: &Node) -> Option<u128> {
+    dict.items.chunks_exact(2).find_map(|kv| match kv {
+        [Slot::Val(Value::Str(k)), Slot::Val(v)] if &**k == "int" => match v {
+            Value::Int(i) => u128::try_from(*i).ok(),
+            Value::BigInt(t) => t.parse().ok(),
+            _ => None,
+        },
+        _ => None,
+    })
 }
 
 type Rendering = (Option<(Str, Str)>, Aux);
@@ -370,7 +414,7 @@ fn render(class: &str, args: &[Slot], nodes: &[Node]) -> Option<Rendering> {
             );
             if !(0..86_400).contains(&secs)
                 || !(0..1_000_000).contains(&us)
-                || days.abs() > 999_999_999
+                || !(-999_999_999..=999_999_999).contains(&days)
             {
                 return None;
             }
@@ -395,10 +439,14 @@ fn render(class: &str, args: &[Slot], nodes: &[Node]) -> Option<Rendering> {
             let Aux::Timedelta { days, secs, us } = o.aux else {
                 return None;
             };
-            let offset_us = (days * 86_400 + secs) * 1_000_000 + us; // |days| <= 999_999_999: no overflow
-            if offset_us.abs() >= 86_400_000_000 {
+            // Timezones need |offset| < 24h; a timedelta may be far larger
+            // (its days were checked, so i128 cannot overflow).
+            let offset =
+                (i128::from(days) * 86_400 + i128::from(secs)) * 1_000_000 + i128::from(us);
+            if offset.unsigned_abs() >= 86_400_000_000 {
                 return None;
             }
+            let offset_us = offset as i64; // < 24h in µs
             let name = match args.get(1) {
                 None => None,
                 Some(Slot::Val(Value::Str(s))) => Some(s.clone()),

@@ -97,6 +97,25 @@ fn fixtures_decode_exactly() {
 }
 
 #[test]
+fn loadgen_frames_decode() {
+    let all = Bytes::from(std::fs::read(format!("{FIXTURES}/bench.bin")).expect("bench.bin"));
+    let mut off = 0;
+    let mut n = 0;
+    while off < all.len() {
+        let len = u32::from_be_bytes(all[off..off + 4].try_into().expect("4 bytes")) as usize;
+        let fields = decode(&all.slice(off + 4..off + 4 + len)).expect("decodes");
+        let msg = fields
+            .iter()
+            .find(|(k, _)| &**k == "msg")
+            .and_then(|(_, v)| v.as_str());
+        assert!(msg.is_some_and(|m| m.contains(" #")), "{fields:?}");
+        off += 4 + len;
+        n += 1;
+    }
+    assert_eq!(n, 500);
+}
+
+#[test]
 fn shared_references_are_shared_not_copied() {
     let cases = fixtures();
     let (_, _, frame, _) = cases
@@ -252,7 +271,7 @@ fn dup_chains_stay_small() {
     body.extend(vec![b'2'; MAX_SLOTS + 10]);
     assert!(matches!(
         timed(&in_dict(&body)),
-        Err(PickleError::BudgetExceeded { what: "stack", .. })
+        Err(PickleError::BudgetExceeded { what: "values", .. })
     ));
 }
 
@@ -283,6 +302,98 @@ fn memo_bombs_are_refused() {
         panic!()
     };
     assert!(std::sync::Arc::ptr_eq(a, b));
+}
+
+/// BINUNICODE of `text`.
+fn binunicode(text: &[u8]) -> Vec<u8> {
+    let mut out = vec![b'X'];
+    out.extend((text.len() as u32).to_le_bytes());
+    out.extend_from_slice(text);
+    out
+}
+
+#[test]
+fn repeated_references_to_big_values_are_charged() {
+    let big = binunicode(&vec![b'a'; 100_000]);
+    let budget = |r: Result<Fields, PickleError>| {
+        assert!(
+            matches!(r, Err(PickleError::BudgetExceeded { .. })),
+            "{:?}",
+            r.map(|f| f.len())
+        );
+    };
+    // A big string referenced 1000 times: shared, but its expansion counts.
+    let body = [&big[..], b"q\x000(", &b"h\x00".repeat(1000), b"l"].concat();
+    budget(timed(&in_dict(&body)));
+    // _codecs.encode(big, 'latin1') 1000 times: each copy is charged.
+    let setup = [
+        &b"c_codecs\nencode\nq\x010"[..],
+        &big,
+        b"q\x000",
+        &binunicode(b"latin1"),
+        b"q\x020]",
+    ]
+    .concat();
+    let body = [&setup[..], &b"h\x01h\x00h\x02\x86Ra".repeat(1000)].concat();
+    budget(timed(&in_dict(&body)));
+    // Decimal(big) 1000 times: rendering is charged.
+    let setup = [&b"cdecimal\nDecimal\nq\x010"[..], &big, b"q\x000]"].concat();
+    let body = [&setup[..], &b"h\x01h\x00\x85Ra".repeat(1000)].concat();
+    budget(timed(&in_dict(&body)));
+    // BUILD of a UUID with a 10 000-item state dict, 100 000 times.
+    let mut body = b"cuuid\nUUID\n)\x81}q\x00(".to_vec();
+    body.extend(b"K\x01K\x01".repeat(10_000));
+    body.extend_from_slice(b"u0");
+    body.extend(b"h\x00b".repeat(100_000));
+    budget(timed(&in_dict(&body)));
+    // STACK_GLOBAL of memoized long names, 100 000 times.
+    let setup = [
+        &binunicode(&[b'm'; 1000])[..],
+        b"q\x00",
+        &binunicode(b"name"),
+        b"q\x0100]",
+    ]
+    .concat();
+    let body = [&setup[..], &b"h\x00h\x01\x93a".repeat(100_000)].concat();
+    budget(timed(&in_dict(&body)));
+    let body = [&binunicode(&[b'm'; 2000])[..], &binunicode(b"x"), b"\x93"].concat();
+    budget(timed(&in_dict(&body)));
+    // The same class referenced 100 000 times converts once.
+    let body = [
+        &b"cbuiltins\nValueError\nq\x000("[..],
+        &b"h\x00".repeat(100_000),
+        b"l",
+    ]
+    .concat();
+    let fields = timed(&in_dict(&body)).expect("decodes");
+    let Value::List(l) = only(&fields) else {
+        panic!()
+    };
+    let (Value::Object(a), Value::Object(b)) = (&l[0], &l[99_999]) else {
+        panic!()
+    };
+    assert!(std::sync::Arc::ptr_eq(a, b));
+    assert_eq!(&*a.repr, "<class 'ValueError'>");
+    // Instances of one class share one placeholder value.
+    let body = [
+        &b"c__main__\nFoo\nq\x000("[..],
+        &b"h\x00)\x81".repeat(1000),
+        b"l",
+    ]
+    .concat();
+    let fields = timed(&in_dict(&body)).expect("decodes");
+    let Value::List(l) = only(&fields) else {
+        panic!()
+    };
+    let (Value::Object(a), Value::Object(b)) = (&l[0], &l[999]) else {
+        panic!()
+    };
+    assert!(std::sync::Arc::ptr_eq(a, b));
+    assert_eq!(&*a.str, "<__main__.Foo object>");
+    // 200 000 instances of a class with a 1000-byte name: refused quickly.
+    let long = [&b"c"[..], &[b'm'; 1000], b"\nX\nq\x000("].concat();
+    let body = [&long[..], &b"h\x00)\x81".repeat(200_000), b"l"].concat();
+    budget(timed(&in_dict(&body)));
 }
 
 #[test]
@@ -540,6 +651,28 @@ fn binary_ints_of_every_size() {
         decode(&in_dict(format!("L{}\n", "9".repeat(5000)).as_bytes())),
         Err(PickleError::IntTooLarge { .. })
     ));
+}
+
+#[test]
+fn out_of_range_object_state_is_a_placeholder() {
+    let min = b"\x8a\x08\x00\x00\x00\x00\x00\x00\x00\x80";
+    let td = [&b"cdatetime\ntimedelta\n"[..], min, b"K\x00K\x00\x87R"].concat();
+    let tz = [&b"cdatetime\ntimezone\n"[..], &td, b"\x85R"].concat();
+    let big_td = b"cdatetime\ntimedelta\nJ\xff\xc9\x9a\x3bK\x00K\x00\x87R".to_vec(); // 999999999 days
+    let big_tz = [&b"cdatetime\ntimezone\n"[..], &big_td, b"\x85R"].concat();
+    let dt = b"cdatetime\ndatetime\nC\x0a\x07\xe8\x0d\x01\x00\x00\x00\x00\x00\x00\x85R".to_vec(); // month 13
+    for body in [td, tz, big_tz, dt] {
+        let fields = timed(&in_dict(&body)).expect("decodes");
+        let Value::Object(o) = only(&fields) else {
+            panic!()
+        };
+        assert_eq!(&*o.str, format!("<{} object>", o.class), "{body:?}");
+    }
+    let fields = timed(&in_dict(&big_td)).expect("decodes");
+    let Value::Object(o) = only(&fields) else {
+        panic!()
+    };
+    assert_eq!(&*o.str, "999999999 days, 0:00:00");
 }
 
 #[test]

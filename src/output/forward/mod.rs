@@ -75,6 +75,8 @@ pub fn start(
         ),
         None => None,
     };
+    // Metrics export the buffer gauge for forward outputs only.
+    stats.is_forward.store(true, Ordering::Relaxed);
     let name_owned = name.to_string();
     let config = config.clone();
     std::thread::Builder::new()

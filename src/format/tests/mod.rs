@@ -1,0 +1,168 @@
+//! Unit tests of the whole template against outputs taken from CPython.
+
+use super::*;
+use crate::record::Origin;
+
+fn rec(fields: Vec<(&str, Value)>) -> Record {
+    Record::new(
+        fields.into_iter().map(|(k, v)| (Str::from(k), v)).collect(),
+        Origin::new("t"),
+    )
+}
+
+fn line(fmt: &str, style: Style, datefmt: Option<&str>, r: &Record) -> String {
+    let spec = TextFormat {
+        format: fmt.into(),
+        datefmt: datefmt.map(Into::into),
+        style,
+        utc: false,
+    };
+    let tz = TimeZone::get("Europe/Berlin").unwrap();
+    let mut t = Template::compile_with_tz(&spec, tz).unwrap();
+    let mut out = Vec::new();
+    t.format(r, &mut out);
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn default_format_with_asctime() {
+    let r = rec(vec![
+        ("name", Value::str("app")),
+        ("msg", Value::str("hi")),
+        ("levelname", Value::str("INFO")),
+        ("created", Value::Float(1772690889.5)),
+        ("msecs", Value::Float(500.0)),
+    ]);
+    let got = line(crate::config::DEFAULT_FORMAT, Style::Percent, None, &r);
+    assert_eq!(got, "2026-03-05 07:08:09,500 INFO     app hi\n");
+}
+
+#[test]
+fn missing_field_renders_dash_with_width() {
+    let r = rec(vec![("msg", Value::str("m"))]);
+    assert_eq!(
+        line(
+            "[%(user)5s|%(user)-3d]%(message)s",
+            Style::Percent,
+            None,
+            &r
+        ),
+        "[    -|-  ]m\n"
+    );
+    assert_eq!(line("{user:>3}{message}", Style::Brace, None, &r), "  -m\n");
+    assert_eq!(line("$user ${message}", Style::Dollar, None, &r), "- m\n");
+}
+
+#[test]
+fn defaults_follow_make_log_record() {
+    let r = rec(vec![]);
+    assert_eq!(
+        line(
+            "%(name)s|%(levelname)s|%(levelno)s|%(lineno)d|%(pathname)r|%(message)r",
+            Style::Percent,
+            None,
+            &r
+        ),
+        "None|Level None|None|0|''|''\n"
+    );
+}
+
+#[test]
+fn message_applies_args_and_appends_exc_and_stack() {
+    let r = rec(vec![
+        ("msg", Value::str("a=%d b=%s")),
+        (
+            "args",
+            Value::Tuple(vec![Value::Int(1), Value::str("x")].into()),
+        ),
+        ("exc_text", Value::str("Traceback\nE")),
+        ("stack_info", Value::str("Stack (most recent call last):")),
+    ]);
+    assert_eq!(
+        line("%(message)s", Style::Percent, None, &r),
+        "a=1 b=x\nTraceback\nE\nStack (most recent call last):\n"
+    );
+}
+
+#[test]
+fn bad_formats_fail_at_load_with_position() {
+    for (f, style, pos) in [
+        ("%(name)s %(x)z", Style::Percent, 13),
+        ("hello", Style::Percent, 0),
+        ("%(name)s %(x", Style::Percent, 9),
+        ("%(name)s %d", Style::Percent, 9),
+        ("{name} }", Style::Brace, 7),
+        ("{0}", Style::Brace, 0),
+        ("$name $", Style::Dollar, 6),
+        ("no fields", Style::Dollar, 0),
+    ] {
+        let spec = TextFormat {
+            format: f.into(),
+            datefmt: None,
+            style,
+            utc: false,
+        };
+        let e = Template::compile(&spec).unwrap_err();
+        assert_eq!(e.pos, pos, "{f}: {e}");
+    }
+}
+
+#[test]
+fn template_is_send() {
+    fn send<T: Send>() {}
+    send::<Template>();
+}
+
+#[test]
+fn missing_field_warnings_are_rate_limited_per_field() {
+    let mut w = Warnings::default();
+    for _ in 0..1000 {
+        w.missing("user");
+    }
+    w.missing("count");
+    assert_eq!(w.last.get("user").map(|e| e.1), Some(999));
+    assert_eq!(w.last.get("count").map(|e| e.1), Some(0));
+}
+
+#[test]
+fn misfit_values_render_as_str_with_width() {
+    // Python raises TypeError for %d of a str; we keep the line.
+    let r = rec(vec![("msg", Value::str("m")), ("user", Value::str("bob"))]);
+    assert_eq!(
+        line("%(user)5d|%(msg)s", Style::Percent, None, &r),
+        "  bob|m\n"
+    );
+    assert_eq!(line("{user:+d}|{msg}", Style::Brace, None, &r), "bob|m\n");
+}
+
+#[test]
+fn message_falls_back_to_msg_when_args_do_not_fit() {
+    let r = rec(vec![
+        ("msg", Value::str("%s and %s")),
+        ("args", Value::Tuple(vec![Value::Int(1)].into())),
+    ]);
+    assert_eq!(line("%(message)s", Style::Percent, None, &r), "%s and %s\n");
+}
+
+#[test]
+fn utc_and_datefmt_and_cache() {
+    let spec = TextFormat {
+        format: "%(asctime)s".into(),
+        datefmt: Some("%d %b %Y %H:%M:%S %Z %z".into()),
+        style: Style::Percent,
+        utc: true,
+    };
+    let tz = TimeZone::get("Asia/Kolkata").unwrap();
+    let mut t = Template::compile_with_tz(&spec, tz).unwrap();
+    let mut out = Vec::new();
+    for c in [1.25, 1.75, 2.0] {
+        t.format(&rec(vec![("created", Value::Float(c))]), &mut out);
+    }
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "01 Jan 1970 00:00:01 GMT +0000\n01 Jan 1970 00:00:01 GMT +0000\n01 Jan 1970 00:00:02 GMT +0000\n"
+    );
+}
+
+mod differential;
+mod property;

@@ -1,0 +1,212 @@
+//! Hot reload (issue 5): edits to listener.json while senders stream lose
+//! and duplicate nothing, keep sockets, and reject bad configs cleanly.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::util::*;
+
+/// Rewrite the config the way editors do: write a temp file, rename it over.
+fn rewrite(relay: &Relay, text: &str) {
+    let tmp = relay.path("listener.json.tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, relay.path("listener.json")).unwrap();
+}
+
+fn variant(port: u16, i: usize) -> String {
+    // Format changes, an output added and removed, and the main input's
+    // config changed on the same address (its socket must stay).
+    let format = if i.is_multiple_of(2) {
+        "%(asctime)s %(levelname)-8s %(name)s %(process)d %(message)s"
+    } else {
+        "%(levelname)s %(name)s %(message)s"
+    };
+    let extra_output = if i % 3 == 1 {
+        r#", "extra": {"type": "file", "path": "out/extra.log", "format": "%(message)s"}"#
+    } else {
+        ""
+    };
+    let input = if i % 4 == 3 {
+        format!(
+            r#"{{"type": "tcp", "address": "127.0.0.1:{port}", "decoder": "pickle", "max_frame_bytes": {}}}"#,
+            1 << 20
+        )
+    } else {
+        format!(r#"{{"type": "tcp", "address": "127.0.0.1:{port}"}}"#)
+    };
+    format!(
+        r#"{{"inputs": {{"app": {input}}},
+  "outputs": {{"file": {{"type": "file", "path": "out/app.log", "format": "{format}"}}{extra_output}}}}}"#
+    )
+}
+
+#[test]
+fn twenty_rewrites_under_load_lose_and_duplicate_nothing() {
+    let port = free_port();
+    let mut relay = Relay::start(&variant(port, 0), 1);
+    let mut loadgen = Command::new("python3")
+        .arg(tool("loadgen.py"))
+        .args([
+            "--tcp",
+            &format!("127.0.0.1:{port}"),
+            "--records",
+            "200000",
+            "--procs",
+            "4",
+            "--mode",
+            "handler",
+            "--run-id",
+            "rl20",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    for i in 1..=20 {
+        std::thread::sleep(Duration::from_millis(400));
+        rewrite(&relay, &variant(port, i));
+        relay.wait_for_log("Reloaded.", i, Duration::from_secs(10));
+    }
+    let out = wait_output(&mut loadgen, Duration::from_secs(240));
+    let report: serde_json::Value = serde_json::from_str(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .unwrap_or("{}"),
+    )
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "loadgen: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        report["dropped"].as_u64(),
+        Some(0),
+        "a sender lost records: {report}"
+    );
+    let path = relay.path("out/app.log");
+    wait_lines(&path, 200000, Duration::from_secs(60));
+    let (code, stderr, _) = relay.stop();
+    assert_eq!(code, 0);
+    assert_eq!(stderr.matches("Reloaded.").count(), 20, "{stderr}");
+    let (ok, report, err) = run_tool(
+        "verify.py",
+        &[
+            path.to_str().unwrap(),
+            "--run-id",
+            "rl20",
+            "--procs",
+            "4",
+            "--records",
+            "200000",
+        ],
+    );
+    assert!(ok, "verify: {report}\n{err}");
+    assert_eq!(report["found"], 200000);
+    assert_eq!(report["duplicated"], 0);
+    assert_eq!(report["missing"], 0);
+}
+
+#[test]
+fn invalid_config_is_rejected_and_the_old_pipeline_goes_on() {
+    let port = free_port();
+    let good = |format: &str| {
+        format!(
+            r#"{{"inputs": {{"app": {{"type": "tcp", "address": "127.0.0.1:{port}"}}}},
+  "outputs": {{"file": {{"type": "file", "path": "out/app.log", "format": "{format}"}}}}}}"#
+        )
+    };
+    let mut relay = Relay::start(&good("A %(message)s"), 1);
+    // Invalid JSON, then a valid document with an invalid value.
+    rewrite(
+        &relay,
+        "{\n  \"inputs\": {\n    \"app\": {\"type\": \"tcp\",, }\n}\n",
+    );
+    relay.wait_for_log("Reload rejected", 1, Duration::from_secs(10));
+    rewrite(
+        &relay,
+        &good("B %(message)s").replace(
+            "\"path\": \"out/app.log\"",
+            "\"path\": \"out/app.log\", \"max_bytes\": -1",
+        ),
+    );
+    relay.wait_for_log("Reload rejected", 2, Duration::from_secs(10));
+    send_tcp(port, 3, "x");
+    let path = relay.path("out/app.log");
+    wait_lines(&path, 3, Duration::from_secs(10));
+    // A later valid edit is picked up.
+    rewrite(&relay, &good("C %(message)s"));
+    relay.wait_for_log("Reloaded.", 1, Duration::from_secs(10));
+    send_tcp(port, 2, "x");
+    wait_lines(&path, 5, Duration::from_secs(10));
+    let (code, stderr, _) = relay.stop();
+    assert_eq!(code, 0);
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        "A msg 0\nA msg 1\nA msg 2\nC msg 0\nC msg 1\n"
+    );
+    assert!(
+        stderr.contains("listener.json:3:"),
+        "names file:line:col: {stderr}"
+    );
+    assert!(
+        stderr.contains("outputs.file.max_bytes"),
+        "names the field: {stderr}"
+    );
+}
+
+#[test]
+fn adding_a_socket_key_switches_tcp_to_the_unix_socket_live() {
+    let port = free_port();
+    let cookbook = |socket: &str| {
+        format!(
+            r#"{{"port": {port}, "host": "127.0.0.1",{socket}
+  "logging": {{"version": 1,
+    "formatters": {{"d": {{"format": "%(name)s %(message)s"}}}},
+    "handlers": {{"file": {{"class": "logging.handlers.RotatingFileHandler", "filename": "run/app.log",
+                            "formatter": "d", "maxBytes": 0, "backupCount": 0}}}},
+    "root": {{"level": "DEBUG", "handlers": ["file"]}}}}}}"#
+        )
+    };
+    let mut relay = Relay::start(&cookbook(""), 1);
+    send_tcp(port, 2, "tcp");
+    let path = relay.path("run/app.log");
+    wait_lines(&path, 2, Duration::from_secs(10));
+    rewrite(&relay, &cookbook(r#" "socket": "run/listener.sock","#));
+    relay.wait_for_log("Reloaded.", 1, Duration::from_secs(10));
+    let sock = relay.path("run/listener.sock");
+    python(PY_SEND, &["unix", sock.to_str().unwrap(), "3", "unix"]);
+    wait_lines(&path, 5, Duration::from_secs(10));
+    // The TCP input is gone: nothing listens there any more.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+    let (code, _, _) = relay.stop();
+    assert_eq!(code, 0);
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        "tcp msg 0\ntcp msg 1\nunix msg 0\nunix msg 1\nunix msg 2\n"
+    );
+    assert!(!sock.exists(), "socket removed at shutdown");
+}
+
+#[test]
+fn sighup_reloads_the_config() {
+    let port = free_port();
+    let cfg = |f: &str| {
+        format!(
+            r#"{{"inputs": {{"app": {{"type": "tcp", "address": "127.0.0.1:{port}"}}}},
+  "outputs": {{"file": {{"type": "file", "path": "out/app.log", "format": "{f}"}}}}}}"#
+        )
+    };
+    let mut relay = Relay::start(&cfg("1 %(message)s"), 1);
+    // Write without a rename, then signal at once: either the watcher or
+    // SIGHUP picks it up; both lead to exactly one effective reload.
+    std::fs::write(relay.path("listener.json"), cfg("2 %(message)s")).unwrap();
+    relay.signal("HUP");
+    relay.wait_for_log("Reloaded.", 1, Duration::from_secs(10));
+    send_tcp(port, 1, "x");
+    let path = relay.path("out/app.log");
+    wait_lines(&path, 1, Duration::from_secs(10));
+    assert_eq!(relay.stop().0, 0);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "2 msg 0\n");
+}

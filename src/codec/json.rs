@@ -12,9 +12,11 @@ use crate::codec::DecodeError;
 use crate::format::pyrepr::bytes_repr;
 use crate::record::{Fields, Str, Value};
 
-/// Decode one frame holding a JSON object into a record's fields.
+/// Decode one frame holding a JSON object into a record's fields, with
+/// `makeLogRecord`'s defaults for the attributes it lacks
+/// ([`crate::codec::defaults`]).
 pub fn decode(frame: &[u8]) -> Result<Fields, DecodeError> {
-    parse_object(frame)
+    Ok(crate::codec::defaults::fill(parse_object(frame)?))
 }
 
 /// Parse JSON text that must be an object into fields, in document order.

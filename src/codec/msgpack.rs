@@ -1,11 +1,495 @@
-//! msgpack records: one map per frame.
+//! msgpack records: one map per frame, as Python's
+//! `msgpack.packb(record_dict)` writes it (see
+//! `examples/python/logrelay_handlers.py`), and the encoder the forward
+//! output uses.
+//!
+//! The decoder is a small recursive-descent parser over the frame's bytes
+//! (rmp-serde would go through serde and lose `bin` vs `str` and map key
+//! types): nesting is capped at [`MAX_DEPTH`], declared lengths are never
+//! trusted for allocation (each element takes at least one byte, so a
+//! capacity is bounded by what is left of the frame), strings borrow from
+//! the frame, and bytes after the top-level map are an error (one frame,
+//! one map).
+//!
+//! Types map as Python's `msgpack.unpackb(raw=False)` would give them:
+//! str → `Str` (invalid UTF-8 replaced with U+FFFD), bin → `Bytes`, array →
+//! list, map → dict (any key type), int beyond `i64` → `BigInt`, float32 and
+//! float64 → float. An ext value (msgpack's timestamp or an application
+//! type) becomes an inert placeholder object with Python's repr of what
+//! `unpackb` returns for it.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
 
 use crate::codec::DecodeError;
-use crate::record::Fields;
+use crate::format::pyrepr::bytes_repr;
+use crate::record::{Fields, Object, Str, Value};
 
-/// Decode one msgpack map into a record's fields (placeholder).
-pub fn decode(_frame: &[u8]) -> Result<Fields, DecodeError> {
-    Err(DecodeError::Msgpack(
-        "msgpack decoding is not implemented yet".into(),
-    ))
+/// Deepest nesting accepted (the record map is depth 1), as the pickle
+/// decoder's limit: consumers walk values recursively.
+pub const MAX_DEPTH: usize = crate::codec::pickle::MAX_DEPTH;
+
+/// Decode one frame holding a msgpack map into a record's fields, with
+/// `makeLogRecord`'s defaults for missing attributes.
+pub fn decode(frame: &Bytes) -> Result<Fields, DecodeError> {
+    let fields = parse_map(frame)?;
+    Ok(crate::codec::defaults::fill(fields))
+}
+
+/// Parse a frame that must hold exactly one msgpack map with string keys.
+pub fn parse_map(frame: &Bytes) -> Result<Fields, DecodeError> {
+    let mut p = Parser { frame, pos: 0 };
+    let marker = p.byte()?;
+    let len = match marker {
+        0x80..=0x8f => usize::from(marker & 0x0f),
+        0xde => p.uint(2)? as usize,
+        0xdf => p.uint(4)? as usize,
+        _ => return Err(err(format!("top level is {}, not a map", kind(marker)))),
+    };
+    let mut fields = Vec::with_capacity(len.min(p.left() / 2));
+    for _ in 0..len {
+        let key = match p.value(1)? {
+            Value::Str(s) => s,
+            other => return Err(err(format!("a record key is {other:?}, not a string"))),
+        };
+        let value = p.value(1)?;
+        match fields
+            .iter_mut()
+            .find(|(k, _): &&mut (Str, Value)| *k == key)
+        {
+            // As a Python dict: a repeated key keeps its first position.
+            Some(slot) => slot.1 = value,
+            None => fields.push((key, value)),
+        }
+    }
+    if p.left() > 0 {
+        return Err(err(format!("{} bytes after the record map", p.left())));
+    }
+    Ok(fields)
+}
+
+fn err(msg: String) -> DecodeError {
+    DecodeError::Msgpack(msg)
+}
+
+fn kind(marker: u8) -> &'static str {
+    match marker {
+        0x00..=0x7f | 0xe0..=0xff | 0xcc..=0xd3 => "an integer",
+        0x80..=0x8f | 0xde | 0xdf => "a map",
+        0x90..=0x9f | 0xdc | 0xdd => "an array",
+        0xa0..=0xbf | 0xd9..=0xdb => "a string",
+        0xc0 => "nil",
+        0xc2 | 0xc3 => "a boolean",
+        0xc4..=0xc6 => "binary data",
+        0xca | 0xcb => "a float",
+        _ => "an ext value",
+    }
+}
+
+struct Parser<'a> {
+    frame: &'a Bytes,
+    pos: usize,
+}
+
+impl Parser<'_> {
+    fn left(&self) -> usize {
+        self.frame.len() - self.pos
+    }
+
+    fn take(&mut self, n: usize) -> Result<(usize, usize), DecodeError> {
+        if n > self.left() {
+            return Err(err(format!(
+                "truncated: {n} bytes needed at offset {}, {} left",
+                self.pos,
+                self.left()
+            )));
+        }
+        let start = self.pos;
+        self.pos += n;
+        Ok((start, self.pos))
+    }
+
+    fn byte(&mut self) -> Result<u8, DecodeError> {
+        let (s, _) = self.take(1)?;
+        Ok(self.frame[s])
+    }
+
+    /// A big-endian unsigned integer of `n` (1, 2, 4 or 8) bytes.
+    fn uint(&mut self, n: usize) -> Result<u64, DecodeError> {
+        let (s, e) = self.take(n)?;
+        Ok(self.frame[s..e]
+            .iter()
+            .fold(0u64, |acc, &b| (acc << 8) | u64::from(b)))
+    }
+
+    fn str(&mut self, len: usize) -> Result<Value, DecodeError> {
+        let (s, e) = self.take(len)?;
+        let slice = self.frame.slice(s..e);
+        Ok(Value::Str(match Str::try_from(slice) {
+            Ok(s) => s,
+            Err(_) => Str::from(String::from_utf8_lossy(&self.frame[s..e]).into_owned()),
+        }))
+    }
+
+    fn bin(&mut self, len: usize) -> Result<Value, DecodeError> {
+        let (s, e) = self.take(len)?;
+        Ok(Value::Bytes(self.frame.slice(s..e)))
+    }
+
+    fn array(&mut self, len: usize, depth: usize) -> Result<Value, DecodeError> {
+        let mut items = Vec::with_capacity(len.min(self.left()));
+        for _ in 0..len {
+            items.push(self.value(depth + 1)?);
+        }
+        Ok(Value::List(Arc::new(items)))
+    }
+
+    fn map(&mut self, len: usize, depth: usize) -> Result<Value, DecodeError> {
+        let mut pairs = Vec::with_capacity(len.min(self.left() / 2));
+        for _ in 0..len {
+            let k = self.value(depth + 1)?;
+            let v = self.value(depth + 1)?;
+            pairs.push((k, v));
+        }
+        Ok(Value::Dict(Arc::new(pairs)))
+    }
+
+    fn ext(&mut self, len: usize) -> Result<Value, DecodeError> {
+        let code = self.byte()? as i8;
+        let (s, e) = self.take(len)?;
+        let data = &self.frame[s..e];
+        let text = match (code, data.len()) {
+            (-1, 4 | 8 | 12) => timestamp_repr(data),
+            _ => {
+                let mut b = String::new();
+                bytes_repr(data, &mut b);
+                format!("ExtType(code={code}, data={b})")
+            }
+        };
+        let class = if code == -1 {
+            "msgpack.Timestamp"
+        } else {
+            "msgpack.ExtType"
+        };
+        Ok(Value::Object(Arc::new(Object {
+            class: Str::from_static(class),
+            str: Str::from(text.clone()),
+            repr: Str::from(text),
+        })))
+    }
+
+    /// One value at nesting `depth` (the record map's values are depth 1,
+    /// a container inside them depth 2).
+    fn value(&mut self, depth: usize) -> Result<Value, DecodeError> {
+        let marker = self.byte()?;
+        let container = matches!(marker, 0x80..=0x9f | 0xdc..=0xdf);
+        if container && depth >= MAX_DEPTH {
+            return Err(err(format!("nested deeper than {MAX_DEPTH} levels")));
+        }
+        Ok(match marker {
+            0x00..=0x7f => Value::Int(i64::from(marker)),
+            0xe0..=0xff => Value::Int(i64::from(marker as i8)),
+            0x80..=0x8f => self.map(usize::from(marker & 0x0f), depth)?,
+            0x90..=0x9f => self.array(usize::from(marker & 0x0f), depth)?,
+            0xa0..=0xbf => self.str(usize::from(marker & 0x1f))?,
+            0xc0 => Value::None,
+            0xc2 => Value::Bool(false),
+            0xc3 => Value::Bool(true),
+            0xc4 => {
+                let n = self.uint(1)? as usize;
+                self.bin(n)?
+            }
+            0xc5 => {
+                let n = self.uint(2)? as usize;
+                self.bin(n)?
+            }
+            0xc6 => {
+                let n = self.uint(4)? as usize;
+                self.bin(n)?
+            }
+            0xc7 => {
+                let n = self.uint(1)? as usize;
+                self.ext(n)?
+            }
+            0xc8 => {
+                let n = self.uint(2)? as usize;
+                self.ext(n)?
+            }
+            0xc9 => {
+                let n = self.uint(4)? as usize;
+                self.ext(n)?
+            }
+            0xca => Value::Float(f64::from(f32::from_bits(self.uint(4)? as u32))),
+            0xcb => Value::Float(f64::from_bits(self.uint(8)?)),
+            0xcc => Value::Int(self.uint(1)? as i64),
+            0xcd => Value::Int(self.uint(2)? as i64),
+            0xce => Value::Int(self.uint(4)? as i64),
+            0xcf => match self.uint(8)? {
+                u if u <= i64::MAX as u64 => Value::Int(u as i64),
+                u => Value::BigInt(Str::from(u.to_string())),
+            },
+            0xd0 => Value::Int(i64::from(self.uint(1)? as u8 as i8)),
+            0xd1 => Value::Int(i64::from(self.uint(2)? as u16 as i16)),
+            0xd2 => Value::Int(i64::from(self.uint(4)? as u32 as i32)),
+            0xd3 => Value::Int(self.uint(8)? as i64),
+            0xd4 => self.ext(1)?,
+            0xd5 => self.ext(2)?,
+            0xd6 => self.ext(4)?,
+            0xd7 => self.ext(8)?,
+            0xd8 => self.ext(16)?,
+            0xd9 => {
+                let n = self.uint(1)? as usize;
+                self.str(n)?
+            }
+            0xda => {
+                let n = self.uint(2)? as usize;
+                self.str(n)?
+            }
+            0xdb => {
+                let n = self.uint(4)? as usize;
+                self.str(n)?
+            }
+            0xdc => {
+                let n = self.uint(2)? as usize;
+                self.array(n, depth)?
+            }
+            0xdd => {
+                let n = self.uint(4)? as usize;
+                self.array(n, depth)?
+            }
+            0xde => {
+                let n = self.uint(2)? as usize;
+                self.map(n, depth)?
+            }
+            0xdf => {
+                let n = self.uint(4)? as usize;
+                self.map(n, depth)?
+            }
+            // 0xc1 is "never used" in the msgpack spec.
+            _ => return Err(err(format!("invalid marker 0x{marker:02x}"))),
+        })
+    }
+}
+
+/// Python's repr of `msgpack.Timestamp` for a timestamp ext payload.
+fn timestamp_repr(data: &[u8]) -> String {
+    let be = |b: &[u8]| b.iter().fold(0u64, |a, &x| (a << 8) | u64::from(x));
+    let (secs, nanos): (i64, u64) = match data.len() {
+        4 => (be(data) as i64, 0),
+        8 => {
+            let v = be(data);
+            ((v & 0x3_ffff_ffff) as i64, v >> 34)
+        }
+        _ => (be(&data[4..12]) as i64, be(&data[..4])),
+    };
+    format!("Timestamp(seconds={secs}, nanoseconds={nanos})")
+}
+
+/// Append a record's fields as one msgpack map, as
+/// `msgpack.packb(dict)` would: str keys, bytes as bin, tuples and sets as
+/// arrays, class placeholders as their strings.
+pub fn write_fields(fields: &Fields, out: &mut Vec<u8>) {
+    write_len(out, fields.len(), [0x80, 0xde, 0xdf], 16);
+    for (k, v) in fields {
+        write_str(k, out);
+        write_value(v, out);
+    }
+}
+
+/// Append one value as msgpack.
+pub fn write_value(v: &Value, out: &mut Vec<u8>) {
+    match v {
+        Value::None => out.push(0xc0),
+        Value::Bool(b) => out.push(if *b { 0xc3 } else { 0xc2 }),
+        Value::Int(i) => write_int(*i, out),
+        Value::BigInt(s) => match s.parse::<u64>() {
+            Ok(u) => {
+                out.push(0xcf);
+                out.extend_from_slice(&u.to_be_bytes());
+            }
+            // msgpack ints stop at 64 bits; the decimal text keeps the value.
+            Err(_) => write_str(s, out),
+        },
+        Value::Float(f) => {
+            out.push(0xcb);
+            out.extend_from_slice(&f.to_bits().to_be_bytes());
+        }
+        Value::Str(s) => write_str(s, out),
+        Value::Bytes(b) => {
+            write_len(out, b.len(), [0xc4, 0xc5, 0xc6], 0);
+            out.extend_from_slice(b);
+        }
+        Value::List(items) | Value::Tuple(items) | Value::Set(items) | Value::FrozenSet(items) => {
+            write_len(out, items.len(), [0x90, 0xdc, 0xdd], 16);
+            for item in items.iter() {
+                write_value(item, out);
+            }
+        }
+        Value::Dict(pairs) => {
+            write_len(out, pairs.len(), [0x80, 0xde, 0xdf], 16);
+            for (k, v) in pairs.iter() {
+                write_value(k, out);
+                write_value(v, out);
+            }
+        }
+        Value::Object(o) => write_str(&o.str, out),
+    }
+}
+
+/// Append a msgpack str.
+pub fn write_str(s: &str, out: &mut Vec<u8>) {
+    if s.len() < 32 {
+        out.push(0xa0 | s.len() as u8);
+    } else if s.len() <= 0xff {
+        out.push(0xd9);
+        out.push(s.len() as u8);
+    } else {
+        write_len(out, s.len(), [0, 0xda, 0xdb], 0);
+    }
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// Append an int in its smallest msgpack form (as Python's msgpack does).
+pub fn write_int(i: i64, out: &mut Vec<u8>) {
+    match i {
+        0..=0x7f => out.push(i as u8),
+        -32..=-1 => out.push(i as i8 as u8),
+        0x80..=0xff => out.extend_from_slice(&[0xcc, i as u8]),
+        0x100..=0xffff => {
+            out.push(0xcd);
+            out.extend_from_slice(&(i as u16).to_be_bytes());
+        }
+        0x1_0000..=0xffff_ffff => {
+            out.push(0xce);
+            out.extend_from_slice(&(i as u32).to_be_bytes());
+        }
+        i if i > 0 => {
+            out.push(0xcf);
+            out.extend_from_slice(&(i as u64).to_be_bytes());
+        }
+        -0x80..=-33 => out.extend_from_slice(&[0xd0, i as i8 as u8]),
+        -0x8000..=-0x81 => {
+            out.push(0xd1);
+            out.extend_from_slice(&(i as i16).to_be_bytes());
+        }
+        -0x8000_0000..=-0x8001 => {
+            out.push(0xd2);
+            out.extend_from_slice(&(i as i32).to_be_bytes());
+        }
+        _ => {
+            out.push(0xd3);
+            out.extend_from_slice(&i.to_be_bytes());
+        }
+    }
+}
+
+/// A length header: `markers` = [fix base (or 0: no fix form), 16-bit,
+/// 32-bit]; `fix_max` = lengths below it use the fix form.
+fn write_len(out: &mut Vec<u8>, len: usize, markers: [u8; 3], fix_max: usize) {
+    if markers[0] != 0 && len < fix_max {
+        out.push(markers[0] | len as u8);
+    } else if markers[0] == 0xc4 && len <= 0xff {
+        // bin8 has an 8-bit form and no fix form.
+        out.extend_from_slice(&[0xc4, len as u8]);
+    } else if len <= 0xffff {
+        out.push(markers[1]);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        out.push(markers[2]);
+        out.extend_from_slice(&(len as u32).to_be_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn map(fields: &Fields) -> Bytes {
+        let mut out = Vec::new();
+        write_fields(fields, &mut out);
+        Bytes::from(out)
+    }
+
+    #[test]
+    fn round_trips_every_type() {
+        let long = "x".repeat(70_000);
+        let fields: Fields = vec![
+            ("n".into(), Value::None),
+            ("t".into(), Value::Bool(true)),
+            ("i".into(), Value::Int(-5)),
+            ("big".into(), Value::Int(140_000_000_000_000)),
+            ("neg".into(), Value::Int(-70_000)),
+            ("u64".into(), Value::BigInt("18446744073709551615".into())),
+            ("f".into(), Value::Float(1700000000.123456)),
+            ("s".into(), Value::str("é")),
+            ("long".into(), Value::str(long.as_str())),
+            ("b".into(), Value::Bytes(Bytes::from_static(b"\x00\xff"))),
+            (
+                "l".into(),
+                Value::List(Arc::new(vec![Value::Int(1), Value::str("a")])),
+            ),
+            (
+                "d".into(),
+                Value::Dict(Arc::new(vec![(Value::Int(1), Value::None)])),
+            ),
+        ];
+        assert_eq!(parse_map(&map(&fields)).unwrap(), fields);
+    }
+
+    #[test]
+    fn python_msgpack_bytes_decode() {
+        // msgpack.packb({"msg": "hi", "levelno": 20, "args": None, "x": [1.5, b"\x01"]})
+        let frame = Bytes::from_static(
+            b"\x84\xa3msg\xa2hi\xa7levelno\x14\xa4args\xc0\xa1x\x92\xcb?\xf8\x00\x00\x00\x00\x00\x00\xc4\x01\x01",
+        );
+        let f = parse_map(&frame).unwrap();
+        assert_eq!(f[0], ("msg".into(), Value::str("hi")));
+        assert_eq!(f[1], ("levelno".into(), Value::Int(20)));
+        assert_eq!(f[2], ("args".into(), Value::None));
+        assert_eq!(
+            f[3].1,
+            Value::List(Arc::new(vec![
+                Value::Float(1.5),
+                Value::Bytes(Bytes::from_static(b"\x01"))
+            ]))
+        );
+    }
+
+    #[test]
+    fn refuses_non_maps_trailing_bytes_and_deep_nesting() {
+        assert!(parse_map(&Bytes::from_static(b"\x91\x01")).is_err());
+        assert!(parse_map(&Bytes::from_static(b"\x80\x00")).is_err());
+        assert!(parse_map(&Bytes::from_static(b"\x81\x01\x01")).is_err());
+        assert!(parse_map(&Bytes::from_static(b"\x81\xa1a\xdd\xff\xff\xff\xff")).is_err());
+        let mut deep = b"\x81\xa1a".to_vec();
+        deep.extend(std::iter::repeat_n(0x91u8, 100_000));
+        deep.push(0xc0);
+        assert!(parse_map(&Bytes::from(deep)).is_err());
+    }
+
+    #[test]
+    fn ext_values_become_placeholders() {
+        // msgpack.packb({"t": msgpack.Timestamp(1, 5)})
+        let frame = Bytes::from_static(b"\x81\xa1t\xd7\xff\x00\x00\x00\x14\x00\x00\x00\x01");
+        let f = parse_map(&frame).unwrap();
+        let Value::Object(o) = &f[0].1 else {
+            panic!("not an object: {:?}", f[0].1)
+        };
+        assert_eq!(&*o.repr, "Timestamp(seconds=1, nanoseconds=5)");
+    }
+
+    proptest! {
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = parse_map(&Bytes::from(bytes));
+        }
+
+        #[test]
+        fn ints_round_trip(i in any::<i64>()) {
+            let f: Fields = vec![("i".into(), Value::Int(i))];
+            prop_assert_eq!(parse_map(&map(&f)).unwrap(), f);
+        }
+    }
 }

@@ -308,19 +308,52 @@ impl Builder<'_, '_> {
             1,
             MAX_BUFFER_RECORDS,
         );
+        let encoder = match f.encoder.unwrap_or(EncoderName::Pickle) {
+            EncoderName::Pickle => Encoder::Pickle,
+            EncoderName::Json => Encoder::Json,
+            EncoderName::Msgpack => Encoder::Msgpack,
+            EncoderName::Fluent => Encoder::Fluent,
+        };
+        if encoder != Encoder::Fluent {
+            for (key, given) in [
+                ("tag", f.tag.is_some()),
+                ("require_ack", f.require_ack.is_some()),
+            ] {
+                if given {
+                    self.report.error(
+                        format!("{path}.{key}"),
+                        format!("`{key}` applies only to `\"encoder\": \"fluent\"`"),
+                    );
+                }
+            }
+        } else if f.ack == Some(true) {
+            self.report.error(
+                format!("{path}.ack"),
+                "`ack` is logrelay's own protocol; a Fluentd peer acknowledges with `require_ack`",
+            );
+        }
+        if f.tag.as_deref() == Some("") {
+            self.report.error(format!("{path}.tag"), "the tag is empty");
+        }
+        let spool_dir = f
+            .spool_dir
+            .as_deref()
+            .map(|d| self.resolve(&format!("{path}.spool_dir"), d));
         Some(ForwardOutputConfig {
             target,
-            encoder: match f.encoder.unwrap_or(EncoderName::Pickle) {
-                EncoderName::Pickle => Encoder::Pickle,
-                EncoderName::Json => Encoder::Json,
-                EncoderName::Msgpack => Encoder::Msgpack,
-            },
+            encoder,
             buffer_records: usize::try_from(buffer_records).unwrap_or(DEFAULT_BUFFER_RECORDS),
             when_full: match f.when_full {
                 Some(WhenFullName::DropNewest) => WhenFull::DropNewest,
                 Some(WhenFullName::Block) | None => WhenFull::Block,
             },
             ack: f.ack.unwrap_or(false),
+            tag: f
+                .tag
+                .clone()
+                .unwrap_or_else(|| DEFAULT_FLUENT_TAG.to_string()),
+            require_ack: f.require_ack.unwrap_or(false),
+            spool_dir,
         })
     }
 

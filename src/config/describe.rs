@@ -190,18 +190,25 @@ fn output(o: &OutputConfig) -> String {
                 ForwardTarget::Unix(p) => format!("unix {}", p.display()),
             };
             let encoder = match f.encoder {
-                Encoder::Pickle => "pickle",
-                Encoder::Json => "json",
-                Encoder::Msgpack => "msgpack",
+                Encoder::Fluent => format!(
+                    "fluent (tag {}{})",
+                    f.tag,
+                    if f.require_ack { ", require_ack" } else { "" }
+                ),
+                other => other.as_str().to_string(),
             };
             let when_full = match f.when_full {
                 WhenFull::Block => "block",
                 WhenFull::DropNewest => "drop newest",
             };
             format!(
-                "forward {target}, encoder {encoder}, buffer {} records, when full {when_full}{}",
+                "forward {target}, encoder {encoder}, buffer {} records, when full {when_full}{}{}",
                 f.buffer_records,
-                if f.ack { ", acknowledged" } else { "" }
+                if f.ack { ", acknowledged" } else { "" },
+                f.spool_dir
+                    .as_ref()
+                    .map(|d| format!(", spool {}", d.display()))
+                    .unwrap_or_default()
             )
         }
     }

@@ -364,6 +364,8 @@ pub enum EncoderName {
     Json,
     /// `"msgpack"`.
     Msgpack,
+    /// `"fluent"`: the Fluentd forward protocol.
+    Fluent,
 }
 
 /// `"when_full"` of a forward output.
@@ -387,7 +389,7 @@ pub struct ForwardOutputFile {
     pub address: Option<String>,
     /// `"path": "run/central.sock"`: the peer's Unix socket (or give `address`).
     pub path: Option<String>,
-    /// `"encoder": "pickle"` (default) | `"json"` | `"msgpack"`.
+    /// `"encoder": "pickle"` (default) | `"json"` | `"msgpack"` | `"fluent"`.
     pub encoder: Option<EncoderName>,
     /// `"buffer_records": 100000` (the default): records kept while the peer is away.
     pub buffer_records: Option<u64>,
@@ -395,6 +397,15 @@ pub struct ForwardOutputFile {
     pub when_full: Option<WhenFullName>,
     /// `"ack": true`: acknowledged delivery to another logrelay (default false).
     pub ack: Option<bool>,
+    /// `"tag": "app.python"`: the Fluentd tag (`encoder: "fluent"` only;
+    /// default `"logrelay"`).
+    pub tag: Option<String>,
+    /// `"require_ack": true`: Fluentd's chunk/ack option, re-send until
+    /// acknowledged (`encoder: "fluent"` only; default false).
+    pub require_ack: Option<bool>,
+    /// `"spool_dir": "spool/central"`: overflow the buffer to disk instead
+    /// of blocking, and keep what is unsent across a restart.
+    pub spool_dir: Option<String>,
 }
 
 /// A level: a standard name (`"WARNING"`) or a number (`30`).

@@ -231,5 +231,8 @@ fn socket(b: &mut Builder, path: &str, s: &SocketHandlerFile) -> Option<ForwardO
         buffer_records: DEFAULT_BUFFER_RECORDS,
         when_full: WhenFull::Block,
         ack: false,
+        tag: DEFAULT_FLUENT_TAG.to_string(),
+        require_ack: false,
+        spool_dir: None,
     })
 }

@@ -282,6 +282,21 @@ pub enum Encoder {
     Json,
     /// msgpack frames.
     Msgpack,
+    /// The Fluentd forward protocol (Forward mode), for a Fluentd / Fluent
+    /// Bit aggregation tier.
+    Fluent,
+}
+
+impl Encoder {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Encoder::Pickle => "pickle",
+            Encoder::Json => "json",
+            Encoder::Msgpack => "msgpack",
+            Encoder::Fluent => "fluent",
+        }
+    }
 }
 
 /// `when_full` of a forward output.
@@ -316,7 +331,18 @@ pub struct ForwardOutputConfig {
     pub when_full: WhenFull,
     /// Acknowledged delivery between two logrelays.
     pub ack: bool,
+    /// The Fluentd tag of every record (`encoder: fluent` only).
+    pub tag: String,
+    /// Ask Fluentd for a chunk ack and re-send until it comes
+    /// (`encoder: fluent` only).
+    pub require_ack: bool,
+    /// Where the buffer overflows to disk instead of blocking, and what is
+    /// still unsent at shutdown waits for the next start.
+    pub spool_dir: Option<PathBuf>,
 }
+
+/// Default Fluentd `tag` of a forward output with `encoder: fluent`.
+pub const DEFAULT_FLUENT_TAG: &str = "logrelay";
 
 /// One route: which records, through which filters, to which outputs.
 #[derive(Clone, Debug, PartialEq, Default)]

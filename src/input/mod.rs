@@ -7,6 +7,7 @@
 //! every whole frame out of it, decodes them into one batch and hands the
 //! batch to the newest pipeline that still has its input.
 
+pub(crate) mod ack;
 pub mod inherit;
 pub mod tcp;
 pub mod udp;
@@ -20,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -138,6 +139,8 @@ pub async fn start(
     tracker: &tokio_util::task::TaskTracker,
 ) -> Result<RunningInput, BindError> {
     let key = ListenKey::of(config);
+    // Fix the base of defaulted `relativeCreated` before any record arrives.
+    crate::codec::defaults::start_time();
     let removed = shutdown.child_token();
     let stats = Arc::new(InputStats::default());
     let ctx = ConnContext {
@@ -184,7 +187,7 @@ fn refresh(
 
 /// Serve one stream connection (TCP or Unix) until EOF, a framing error,
 /// or shutdown.
-pub(crate) async fn serve_stream<S: AsyncRead + Unpin>(
+pub(crate) async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     peer: Option<SocketAddr>,
     mut ctx: ConnContext,
@@ -195,6 +198,9 @@ pub(crate) async fn serve_stream<S: AsyncRead + Unpin>(
     let mut origin: Option<(Str, Arc<Origin>)> = None;
     // None while running; Some((deadline, quiet)) once draining.
     let mut drain: Option<(Instant, bool)> = None;
+    // Until the first bytes rule it out: is this an acknowledged forward
+    // sender (input/ack.rs)? Plain SocketHandler clients pay one compare.
+    let mut hello_check = true;
     loop {
         if buf.capacity() - buf.len() < READ_CHUNK / 4 {
             buf.reserve(READ_CHUNK);
@@ -231,6 +237,13 @@ pub(crate) async fn serve_stream<S: AsyncRead + Unpin>(
             drain = Some(drain_mode(&ctx, &pipeline));
         }
         ctx.stats.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        if hello_check {
+            match ack::is_hello(&buf) {
+                Some(true) => return ack::serve(stream, buf, peer, ctx).await,
+                None if n > 0 => continue,
+                _ => hello_check = false,
+            }
+        }
         let Some(stage) = refresh(&mut ctx, &mut pipeline) else {
             break;
         };

@@ -175,12 +175,7 @@ pub fn start(name: &str, config: &OutputConfig) -> Result<RunningOutput, OutputE
     let thread = match config {
         OutputConfig::File(c) => file::start(name, c, rx, tx.downgrade(), stats.clone())?,
         OutputConfig::Stream(c) => stdout::start(name, c, rx, stats.clone())?,
-        OutputConfig::Forward(_) => {
-            return Err(OutputError::Unsupported {
-                name: name.to_string(),
-                what: "the forward output",
-            })
-        }
+        OutputConfig::Forward(c) => forward::start(name, c, rx, stats.clone())?,
     };
     Ok(RunningOutput {
         handle: OutputHandle {

@@ -5,8 +5,10 @@ mod util;
 
 mod cli;
 mod core;
+mod decoders;
 mod file;
 mod format;
+mod forward;
 mod metrics;
 mod reload;
 mod upgrade;

@@ -1,0 +1,34 @@
+"""Send a few records to logrelay as JSON or msgpack.
+
+    python3 examples/python/send_json.py json 127.0.0.1 9021
+    python3 examples/python/send_json.py lines 127.0.0.1 9022
+    python3 examples/python/send_json.py msgpack 127.0.0.1 9023
+"""
+
+import logging
+import sys
+
+from logrelay_handlers import (
+    JSONLinesSocketHandler,
+    JSONSocketHandler,
+    MsgpackSocketHandler,
+)
+
+HANDLERS = {
+    "json": JSONSocketHandler,
+    "lines": JSONLinesSocketHandler,
+    "msgpack": MsgpackSocketHandler,
+}
+
+kind, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+handler = HANDLERS[kind](host, port)
+log = logging.getLogger("example")
+log.setLevel(logging.DEBUG)
+log.addHandler(handler)
+log.info("hello from %s", kind)
+log.warning("with extra", extra={"user": "ann", "ids": [1, 2]})
+try:
+    1 / 0
+except ZeroDivisionError:
+    log.exception("with a traceback")
+handler.close()

@@ -1,0 +1,169 @@
+//! What `logging.makeLogRecord` gives the attributes a record dict lacks.
+//!
+//! A JSON or msgpack sender may send any subset of a LogRecord's dict. The
+//! cookbook listener rebuilds each record with `logging.makeLogRecord(d)`,
+//! which starts from `LogRecord(None, None, "", 0, "", (), None, None)` and
+//! then updates `__dict__` with `d`. [`fill`] does the same, so a format
+//! naming `%(lineno)d` works on a record that did not send it, with one
+//! deliberate difference: `created` defaults to the time of receipt (Python
+//! would also use "now", in the listener), and `msecs` / `relativeCreated`
+//! are derived from the record's `created` (sent or defaulted) rather than
+//! from the listener's clock, so they agree with `%(asctime)s`.
+//!
+//! The process and thread attributes describe the process that built the
+//! record. logrelay has no Python threads, so it gives what `makeLogRecord`
+//! gives with `logging.logThreads = False`: `thread` and `threadName` are
+//! None; `process` is logrelay's pid and `processName` `"MainProcess"`.
+//!
+//! Pickle records never need this: SocketHandler sends the whole dict.
+
+use std::sync::{Arc, OnceLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::record::{Fields, Str, Value};
+
+/// The attributes of a fresh `LogRecord`, in `LogRecord.__init__` order
+/// (Python 3.8-3.11; 3.12 adds `taskName`, which we leave out because a
+/// 3.11 sender never has it).
+const ORDER: [&str; 20] = [
+    "name",
+    "msg",
+    "args",
+    "levelname",
+    "levelno",
+    "pathname",
+    "filename",
+    "module",
+    "exc_info",
+    "exc_text",
+    "stack_info",
+    "lineno",
+    "funcName",
+    "created",
+    "msecs",
+    "relativeCreated",
+    "thread",
+    "threadName",
+    "processName",
+    "process",
+];
+
+/// Seconds since the epoch when logrelay first needed a default: the base of
+/// `relativeCreated` (Python uses the time `logging` was imported).
+pub fn start_time() -> f64 {
+    static START: OnceLock<f64> = OnceLock::new();
+    *START.get_or_init(now)
+}
+
+fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Complete a record dict as `logging.makeLogRecord` would (see the module
+/// doc). A dict that already has every attribute is returned untouched, in
+/// the sender's order; otherwise the result is in `makeLogRecord`'s
+/// `__dict__` order: the LogRecord attributes first (with the sender's
+/// values where it sent them), then the sender's other keys in its order.
+pub fn fill(fields: Fields) -> Fields {
+    let has = |key: &str| fields.iter().any(|(k, _)| &**k == key);
+    if ORDER.iter().all(|k| has(k)) {
+        return fields;
+    }
+    let created = match fields.iter().find(|(k, _)| &**k == "created") {
+        Some((_, v)) => v.as_f64().unwrap_or_else(now),
+        None => now(),
+    };
+    let mut taken: Vec<Option<(Str, Value)>> = fields.into_iter().map(Some).collect();
+    let mut out = Vec::with_capacity(taken.len() + ORDER.len());
+    for key in ORDER {
+        let sent = taken
+            .iter_mut()
+            .find(|slot| slot.as_ref().is_some_and(|(k, _)| &**k == key))
+            .and_then(Option::take);
+        match sent {
+            Some(pair) => out.push(pair),
+            None => out.push((Str::from_static(key), default(key, created))),
+        }
+    }
+    out.extend(taken.into_iter().flatten());
+    out
+}
+
+/// The default of one attribute, for a record created at `created`.
+fn default(key: &str, created: f64) -> Value {
+    match key {
+        "msg" | "pathname" | "filename" | "module" => Value::str(Str::from_static("")),
+        "args" => Value::Tuple(Arc::new(Vec::new())),
+        "levelname" => Value::str(Str::from_static("Level None")),
+        "lineno" => Value::Int(0),
+        "created" => Value::Float(created),
+        // Python 3.11: int((ct - int(ct)) * 1000) + 0.0
+        "msecs" => Value::Float(((created - created.trunc()) * 1000.0).trunc()),
+        "relativeCreated" => Value::Float((created - start_time()) * 1000.0),
+        "processName" => Value::str(Str::from_static("MainProcess")),
+        "process" => Value::Int(i64::from(std::process::id())),
+        // name, levelno, exc_info, exc_text, stack_info, funcName, thread,
+        // threadName.
+        _ => Value::None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(f: &Fields) -> Vec<&str> {
+        f.iter().map(|(k, _)| &**k).collect()
+    }
+
+    #[test]
+    fn complete_dict_is_untouched() {
+        let mut f: Fields = ORDER
+            .iter()
+            .rev()
+            .map(|k| (Str::from(*k), Value::Int(1)))
+            .collect();
+        f.push(("extra".into(), Value::None));
+        let before = f.clone();
+        assert_eq!(fill(f), before);
+    }
+
+    #[test]
+    fn missing_attributes_get_make_log_record_values_in_its_order() {
+        let f: Fields = vec![
+            ("user".into(), Value::str("ann")),
+            ("msg".into(), Value::str("hi")),
+            ("created".into(), Value::Float(1700000000.25)),
+            ("levelno".into(), Value::Int(30)),
+        ];
+        let out = fill(f);
+        let mut want: Vec<&str> = ORDER.to_vec();
+        want.push("user");
+        assert_eq!(keys(&out), want);
+        let get = |k: &str| out.iter().find(|(n, _)| &**n == k).map(|(_, v)| v.clone());
+        assert_eq!(get("msg"), Some(Value::str("hi")));
+        assert_eq!(get("levelno"), Some(Value::Int(30)));
+        assert_eq!(get("levelname"), Some(Value::str("Level None")));
+        assert_eq!(get("name"), Some(Value::None));
+        assert_eq!(get("args"), Some(Value::Tuple(Arc::new(vec![]))));
+        assert_eq!(get("lineno"), Some(Value::Int(0)));
+        assert_eq!(get("msecs"), Some(Value::Float(250.0)));
+        assert_eq!(get("processName"), Some(Value::str("MainProcess")));
+        assert_eq!(get("thread"), Some(Value::None));
+    }
+
+    #[test]
+    fn created_defaults_to_receipt_time() {
+        let before = now();
+        let out = fill(vec![("msg".into(), Value::str("x"))]);
+        let created = out
+            .iter()
+            .find(|(k, _)| &**k == "created")
+            .and_then(|(_, v)| v.as_f64())
+            .unwrap();
+        assert!(created >= before && created <= now());
+    }
+}

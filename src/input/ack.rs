@@ -1,0 +1,365 @@
+//! The receiving side of acknowledged forwarding (`ack: true` on another
+//! logrelay's forward output). Every stream input accepts it: the sender
+//! opens with a handshake SocketHandler never sends, and the connection
+//! switches from plain frames to batches that are confirmed once this
+//! logrelay's outputs accepted them.
+//!
+//! # Wire format (all integers big endian)
+//!
+//! Sender → receiver, once, at the start of the connection:
+//!
+//! ```text
+//! u32   0                          a zero-length frame: SocketHandler never
+//!                                  sends one (a pickle is never empty)
+//! [15]  "logrelay-ack/1\n"         the magic, with the protocol version
+//! u8    encoder                    0 pickle, 1 json, 2 msgpack
+//! u16   n, then n bytes            the sender id (UTF-8): random per sender
+//!                                  process and output, names its sequence
+//! ```
+//!
+//! Receiver → sender, the reply:
+//!
+//! ```text
+//! [15]  "logrelay-ack/1\n"
+//! u64   last                       the highest batch sequence this receiver
+//!                                  has dispatched for that sender id (0:
+//!                                  none, e.g. after a restart)
+//! ```
+//!
+//! Then the sender sends batches, sequences starting at 1 and increasing:
+//!
+//! ```text
+//! u64   seq
+//! u32   count                      at most MAX_BATCH_RECORDS
+//! count × (u32 len, len bytes)     one record each, in the sender's encoder
+//! ```
+//!
+//! and the receiver answers each batch, in order, with `u64 seq` once
+//! `Pipeline::dispatch` returned for it (its outputs accepted every record:
+//! queued to their threads, which write them before a graceful exit). A
+//! batch whose `seq` is not above the last one dispatched for its sender id
+//! is confirmed without being dispatched again: a re-send after a lost
+//! confirmation is not written twice. When the receiver stops (shutdown or
+//! the input removed by a reload) it finishes the batch in hand, confirms
+//! it, and sends `u64 0xFFFF_FFFF_FFFF_FFFF` ("goodbye"): the sender stops
+//! sending on that connection and reconnects later, re-sending whatever was
+//! not confirmed. The receiver reads (and ignores) until the sender closes,
+//! so its close never resets the connection under the confirmations.
+//!
+//! What this guarantees: a batch is confirmed only after dispatch, so a
+//! receiver that dies loses nothing the sender will not re-send; a graceful
+//! restart of either side neither loses nor duplicates. The one window left:
+//! a receiver *killed* (SIGKILL, power loss) after dispatching a batch but
+//! before its confirmation left the host, then restarted (its memory of
+//! sequences is gone), receives that batch twice; and records its outputs
+//! had queued but not yet written when it was killed are lost.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::{refresh, warn_limited, ConnContext, READ_CHUNK};
+use crate::codec::DecoderKind;
+use crate::record::{Origin, Record, Str};
+
+/// The magic after the zero-length frame, and at the start of the reply.
+pub const MAGIC: &[u8; 15] = b"logrelay-ack/1\n";
+/// The whole fixed prefix a sender opens with: a zero length, then the magic.
+pub const HELLO_PREFIX_LEN: usize = 4 + MAGIC.len();
+/// The confirmation that means "closing: send nothing more here".
+pub const GOODBYE: u64 = u64::MAX;
+/// Most records in one batch.
+pub const MAX_BATCH_RECORDS: u32 = 100_000;
+/// Longest sender id.
+const MAX_ID: usize = 256;
+/// How long a closing receiver waits for the sender to hang up.
+const GOODBYE_WAIT: Duration = Duration::from_secs(2);
+
+/// Whether `buf` (the first bytes of a connection) starts an acknowledged
+/// handshake: `Some(true)` yes, `Some(false)` no, `None` too short to tell.
+pub(crate) fn is_hello(buf: &[u8]) -> Option<bool> {
+    let n = buf.len().min(HELLO_PREFIX_LEN);
+    let mut prefix = [0u8; HELLO_PREFIX_LEN];
+    prefix[4..].copy_from_slice(MAGIC);
+    if buf[..n] != prefix[..n] {
+        return Some(false);
+    }
+    if n < HELLO_PREFIX_LEN {
+        None
+    } else {
+        Some(true)
+    }
+}
+
+/// The encoder byte of the handshake.
+pub fn encoder_byte(decoder: DecoderKind) -> u8 {
+    match decoder {
+        DecoderKind::Pickle => 0,
+        DecoderKind::Json => 1,
+        DecoderKind::Msgpack => 2,
+    }
+}
+
+fn decoder_of(byte: u8) -> Option<DecoderKind> {
+    Some(match byte {
+        0 => DecoderKind::Pickle,
+        1 => DecoderKind::Json,
+        2 => DecoderKind::Msgpack,
+        _ => return None,
+    })
+}
+
+/// The last dispatched sequence per sender id, for this process's life.
+fn last_seqs() -> &'static Mutex<HashMap<String, u64>> {
+    static LAST: OnceLock<Mutex<HashMap<String, u64>>> = OnceLock::new();
+    LAST.get_or_init(Default::default)
+}
+
+/// Why an acknowledged connection ended early.
+#[derive(Debug, thiserror::Error)]
+enum AckError {
+    #[error("unknown encoder {0} in the handshake")]
+    Encoder(u8),
+    #[error("sender id of {0} bytes is too long or not UTF-8")]
+    Id(usize),
+    #[error("batch of {0} records exceeds {MAX_BATCH_RECORDS}")]
+    Count(u32),
+    #[error("record of {len} bytes exceeds max_frame_bytes {max}")]
+    TooLarge { len: usize, max: usize },
+    #[error("stream ended inside a batch")]
+    Truncated,
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Serve a connection that opened with the handshake (`buf` holds what was
+/// read so far, starting with the handshake).
+pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    mut buf: BytesMut,
+    peer: Option<SocketAddr>,
+    mut ctx: ConnContext,
+) {
+    let name = ctx.key.to_string();
+    if let Err(e) = run(&mut stream, &mut buf, peer, &mut ctx).await {
+        ctx.stats.reject("bad_ack_stream");
+        warn_limited(
+            &name,
+            "bad_ack_stream",
+            &format!("acknowledged forward connection: {e}; closing it"),
+        );
+    }
+}
+
+async fn run<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    peer: Option<SocketAddr>,
+    ctx: &mut ConnContext,
+) -> Result<(), AckError> {
+    // The handshake: prefix, encoder, id.
+    while buf.len() < HELLO_PREFIX_LEN + 3 {
+        read_more(stream, buf).await?;
+    }
+    let encoder = buf[HELLO_PREFIX_LEN];
+    let decoder = decoder_of(encoder).ok_or(AckError::Encoder(encoder))?;
+    let id_len = usize::from(u16::from_be_bytes([
+        buf[HELLO_PREFIX_LEN + 1],
+        buf[HELLO_PREFIX_LEN + 2],
+    ]));
+    if id_len > MAX_ID {
+        return Err(AckError::Id(id_len));
+    }
+    while buf.len() < HELLO_PREFIX_LEN + 3 + id_len {
+        read_more(stream, buf).await?;
+    }
+    buf.advance(HELLO_PREFIX_LEN + 3);
+    let id = String::from_utf8(buf.split_to(id_len).to_vec()).map_err(|_| AckError::Id(id_len))?;
+    let last = lock_last().get(&id).copied().unwrap_or(0);
+    let mut reply = MAGIC.to_vec();
+    reply.extend_from_slice(&last.to_be_bytes());
+    stream.write_all(&reply).await?;
+    stream.flush().await?;
+    tracing::info!(input = %ctx.key, sender = %id, last, "Acknowledged forward connection.");
+
+    let mut pipeline = ctx.pipelines.borrow_and_update().clone();
+    let mut origin: Option<Arc<Origin>> = None;
+    loop {
+        // Every whole batch in the buffer.
+        while let Some((seq, payloads)) = next_batch(buf, pipeline_max(&pipeline, ctx))? {
+            let Some(stage) = refresh(ctx, &mut pipeline) else {
+                return Ok(());
+            };
+            let o = match &origin {
+                Some(o) if o.input == stage.name.as_str() => o.clone(),
+                _ => {
+                    let o = Arc::new(Origin {
+                        input: Str::from(stage.name.as_str()),
+                        peer,
+                    });
+                    origin = Some(o.clone());
+                    o
+                }
+            };
+            let last = lock_last().get(&id).copied().unwrap_or(0);
+            if seq > last {
+                let mut records = Vec::with_capacity(payloads.len());
+                for p in payloads {
+                    match decoder.decode(p) {
+                        Ok(fields) => records.push(Record::new(fields, o.clone())),
+                        Err(e) => {
+                            ctx.stats.reject(e.reason());
+                            warn_limited(&stage.name, e.reason(), &format!("{e}; record dropped"));
+                        }
+                    }
+                }
+                ctx.stats
+                    .received
+                    .fetch_add(records.len() as u64, Ordering::Relaxed);
+                pipeline.dispatch(&stage, records).await;
+                lock_last().insert(id.clone(), seq);
+            }
+            stream.write_all(&seq.to_be_bytes()).await?;
+        }
+        stream.flush().await?;
+        if ctx.shutdown.is_cancelled() || ctx.removed.is_cancelled() {
+            return goodbye(stream).await;
+        }
+        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+            buf.reserve(READ_CHUNK);
+        }
+        let n = tokio::select! {
+            r = stream.read_buf(buf) => r?,
+            _ = ctx.removed.cancelled() => continue,
+        };
+        ctx.stats.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        if n == 0 {
+            return if buf.is_empty() {
+                Ok(())
+            } else {
+                Err(AckError::Truncated)
+            };
+        }
+    }
+}
+
+fn lock_last() -> std::sync::MutexGuard<'static, HashMap<String, u64>> {
+    last_seqs().lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn pipeline_max(pipeline: &crate::pipeline::Pipeline, ctx: &ConnContext) -> usize {
+    pipeline
+        .input_by_key(&ctx.key)
+        .map(|s| s.config.max_frame_bytes)
+        .unwrap_or(crate::config::DEFAULT_MAX_FRAME_BYTES)
+}
+
+async fn read_more<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+) -> Result<(), AckError> {
+    buf.reserve(READ_CHUNK);
+    match stream.read_buf(buf).await? {
+        0 => Err(AckError::Truncated),
+        _ => Ok(()),
+    }
+}
+
+/// Say goodbye and wait (a little) for the sender to hang up, discarding
+/// what it still sends: closing first would reset the connection and could
+/// destroy confirmations it has not read yet.
+async fn goodbye<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) -> Result<(), AckError> {
+    stream.write_all(&GOODBYE.to_be_bytes()).await?;
+    stream.flush().await?;
+    let mut sink = vec![0u8; READ_CHUNK];
+    let _ = tokio::time::timeout(GOODBYE_WAIT, async {
+        while let Ok(n) = stream.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+    Ok(())
+}
+
+/// Cut one whole batch off `buf`: `(seq, payloads)`, or `None` if more
+/// bytes are needed. Checks each declared length before waiting for it.
+fn next_batch(buf: &mut BytesMut, max_frame: usize) -> Result<Option<(u64, Vec<Bytes>)>, AckError> {
+    if buf.len() < 12 {
+        return Ok(None);
+    }
+    let count = u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]);
+    if count > MAX_BATCH_RECORDS {
+        return Err(AckError::Count(count));
+    }
+    let mut pos = 12;
+    for _ in 0..count {
+        if buf.len() < pos + 4 {
+            return Ok(None);
+        }
+        let len = u32::from_be_bytes([buf[pos], buf[pos + 1], buf[pos + 2], buf[pos + 3]]) as usize;
+        if len > max_frame {
+            return Err(AckError::TooLarge {
+                len,
+                max: max_frame,
+            });
+        }
+        pos += 4 + len;
+        if buf.len() < pos {
+            buf.reserve(pos - buf.len());
+            return Ok(None);
+        }
+    }
+    let seq = buf.get_u64();
+    buf.advance(4);
+    let mut payloads = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        let len = buf.get_u32() as usize;
+        payloads.push(buf.split_to(len).freeze());
+    }
+    Ok(Some((seq, payloads)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hello_is_recognised_from_its_prefix() {
+        let mut hello = vec![0, 0, 0, 0];
+        hello.extend_from_slice(MAGIC);
+        assert_eq!(is_hello(&hello), Some(true));
+        assert_eq!(is_hello(&hello[..7]), None);
+        assert_eq!(is_hello(&[0, 0, 0, 5]), Some(false));
+        assert_eq!(is_hello(b"\x00\x00\x00\x00x"), Some(false));
+        // A SocketHandler frame never starts with a zero length.
+        assert_eq!(is_hello(b"\x00\x00\x01\x2a}q\x00("), Some(false));
+    }
+
+    #[test]
+    fn batches_are_cut_whole() {
+        let mut wire = Vec::new();
+        wire.extend_from_slice(&7u64.to_be_bytes());
+        wire.extend_from_slice(&2u32.to_be_bytes());
+        for p in [&b"ab"[..], b"c"] {
+            wire.extend_from_slice(&(p.len() as u32).to_be_bytes());
+            wire.extend_from_slice(p);
+        }
+        for cut in 0..wire.len() {
+            let mut buf = BytesMut::from(&wire[..cut]);
+            assert!(next_batch(&mut buf, 100).unwrap().is_none());
+        }
+        let mut buf = BytesMut::from(&wire[..]);
+        let (seq, p) = next_batch(&mut buf, 100).unwrap().unwrap();
+        assert_eq!((seq, p), (7, vec![Bytes::from("ab"), Bytes::from("c")]));
+        assert!(buf.is_empty());
+        let mut big = BytesMut::from(&wire[..]);
+        assert!(next_batch(&mut big, 1).is_err());
+    }
+}

@@ -1,0 +1,254 @@
+//! The json and msgpack decoders (issue 7): the same records sent through
+//! SocketHandler (pickle) and through the example handlers in
+//! examples/python/ (JSON length-prefixed, JSON lines, msgpack) produce the
+//! same output; missing attributes get `makeLogRecord`'s values; malformed
+//! records are dropped and the connection goes on.
+
+use std::io::Write;
+
+/// Write raw bytes to a TCP `host:port` and close.
+fn send_raw(addr: &str, bytes: &[u8]) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(bytes).unwrap();
+}
+use std::time::Duration;
+
+use crate::util::*;
+
+/// examples/python, where the drop-in handlers live.
+pub fn examples_python() -> String {
+    root().join("examples/python").display().to_string()
+}
+
+/// Fail clearly when the Python msgpack package is missing: cargo cannot
+/// install it; CI runs `pip install msgpack` first.
+pub fn require_msgpack() {
+    let ok = std::process::Command::new("python3")
+        .args(["-c", "import msgpack"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "this test needs the Python `msgpack` package: run `pip install msgpack` (CI's .ci/run does)"
+    );
+}
+
+/// Logs the same records through four handlers: SocketHandler (pickle),
+/// JSONSocketHandler, JSONLinesSocketHandler, MsgpackSocketHandler. Each
+/// record object is handled by all four, so every field (created, thread,
+/// ...) is identical.
+const PY_FOUR: &str = r#"
+import logging, logging.handlers, sys
+sys.path.insert(0, sys.argv[1])
+from logrelay_handlers import JSONSocketHandler, JSONLinesSocketHandler, MsgpackSocketHandler
+addrs = [(a.rsplit(":", 1)[0], int(a.rsplit(":", 1)[1])) for a in sys.argv[2:6]]
+n = int(sys.argv[6])
+handlers = [
+    logging.handlers.SocketHandler(*addrs[0]),
+    JSONSocketHandler(*addrs[1]),
+    JSONLinesSocketHandler(*addrs[2]),
+    MsgpackSocketHandler(*addrs[3]),
+]
+log = logging.getLogger("app.decoders")
+log.propagate = False
+log.setLevel(1)
+for h in handlers:
+    log.addHandler(h)
+for i in range(n):
+    kind = i % 4
+    if kind == 0:
+        log.info("plain %d", i)
+    elif kind == 1:
+        log.warning("extras %d é \"q\"\nline2", i, extra={
+            "user": "ann", "ids": [1, 2, 3], "ratio": 0.1 + 0.2, "ok": True,
+            "nothing": None, "nested": {"a": [1, {"b": "c"}]}, "big": 2**40,
+            "neg": -123456, "raw": b"\x00\xffz"})
+    elif kind == 2:
+        try:
+            {}["missing"]
+        except KeyError:
+            log.exception("failed %d", i)
+    else:
+        log.log(25, "custom level %d", i, stack_info=(i % 8 == 3))
+for h in handlers:
+    h.close()
+"#;
+
+fn config_four() -> String {
+    // Distinct hosts: inputs are keyed by the address as written, so two
+    // inputs on "127.0.0.1:0" would be one.
+    let input = |host: u8, decoder: &str, framing: &str| {
+        format!(
+            r#"{{"type": "tcp", "address": "127.0.0.{host}:0", "decoder": "{decoder}", "framing": "{framing}"}}"#
+        )
+    };
+    let output =
+        |name: &str| format!(r#"{{"type": "file", "path": "out/{name}.log", "encoding": "json"}}"#);
+    format!(
+        r#"{{
+  "inputs": {{ "pickle": {}, "json": {}, "lines": {}, "msgpack": {} }},
+  "outputs": {{ "pickle": {}, "json": {}, "lines": {}, "msgpack": {} }},
+  "routes": [
+    {{ "from": ["pickle"], "to": ["pickle"] }},
+    {{ "from": ["json"], "to": ["json"] }},
+    {{ "from": ["lines"], "to": ["lines"] }},
+    {{ "from": ["msgpack"], "to": ["msgpack"] }}
+  ]
+}}"#,
+        input(1, "pickle", "length_prefixed"),
+        input(2, "json", "length_prefixed"),
+        input(3, "json", "newline"),
+        input(4, "msgpack", "length_prefixed"),
+        output("pickle"),
+        output("json"),
+        output("lines"),
+        output("msgpack"),
+    )
+}
+
+#[test]
+fn issue_7_json_both_framings_and_msgpack_give_the_same_lines_as_pickle() {
+    require_msgpack();
+    let n = 200;
+    let mut relay = Relay::start(&config_four(), 4);
+    let addrs: Vec<String> = ["pickle", "json", "lines", "msgpack"]
+        .iter()
+        .map(|i| relay.addr(i))
+        .collect();
+    let dir = examples_python();
+    let mut args = vec![dir.as_str()];
+    args.extend(addrs.iter().map(String::as_str));
+    let n_text = n.to_string();
+    args.push(&n_text);
+    python(PY_FOUR, &args);
+    for name in ["pickle", "json", "lines", "msgpack"] {
+        wait_lines(
+            &relay.path(&format!("out/{name}.log")),
+            n,
+            Duration::from_secs(20),
+        );
+    }
+    let (code, stderr, _) = relay.stop();
+    assert_eq!(code, 0);
+    assert!(!stderr.contains("record dropped"), "{stderr}");
+    let read =
+        |name: &str| std::fs::read_to_string(relay.path(&format!("out/{name}.log"))).unwrap();
+    let pickle = read("pickle");
+    assert_eq!(pickle.lines().count(), n);
+    // A sanity check that the comparison compares something rich.
+    assert!(pickle.contains(r#""raw":"b'\\x00\\xffz'""#), "{pickle}");
+    assert!(
+        pickle.contains(r#""ratio":0.30000000000000004"#),
+        "{pickle}"
+    );
+    assert!(
+        pickle.contains("Traceback (most recent call last)"),
+        "{pickle}"
+    );
+    for name in ["json", "lines", "msgpack"] {
+        let other = read(name);
+        for (i, (a, b)) in pickle.lines().zip(other.lines()).enumerate() {
+            assert_eq!(a, b, "{name}: record {i} differs from pickle");
+        }
+        assert_eq!(other.lines().count(), n, "{name}");
+    }
+}
+
+/// Runs `logging.makeLogRecord(d)` for the JSON object in argv[1] and
+/// prints its `__dict__` as JSON.
+const PY_MAKE_LOG_RECORD: &str = r#"
+import json, logging, sys
+d = json.loads(sys.argv[1])
+print(json.dumps(logging.makeLogRecord(d).__dict__))
+"#;
+
+#[test]
+fn issue_7_missing_attributes_get_make_log_record_values_and_bad_records_are_dropped() {
+    let mut relay = Relay::start(
+        r#"{
+  "inputs": {
+    "json": {"type": "tcp", "address": "127.0.0.1:0", "decoder": "json"},
+    "lines": {"type": "tcp", "address": "127.0.0.2:0", "decoder": "json", "framing": "newline"},
+    "msgpack": {"type": "tcp", "address": "127.0.0.3:0", "decoder": "msgpack"}
+  },
+  "outputs": { "file": {"type": "file", "path": "out/all.log", "encoding": "json"} }
+}"#,
+        3,
+    );
+    let sparse = r#"{"msg":"sparse","levelno":40,"created":1700000000.25,"user":"ann"}"#;
+    let frame = |payload: &[u8]| {
+        let mut v = (payload.len() as u32).to_be_bytes().to_vec();
+        v.extend_from_slice(payload);
+        v
+    };
+    // JSON, length-prefixed: good, not JSON, not an object, good.
+    let mut stream = frame(sparse.as_bytes());
+    stream.extend(frame(b"{not json"));
+    stream.extend(frame(b"[1, 2]"));
+    stream.extend(frame(br#"{"msg":"json after garbage"}"#));
+    send_raw(&relay.addr("json"), &stream);
+    wait_lines(&relay.path("out/all.log"), 2, Duration::from_secs(10));
+    // JSON lines: garbage line in the middle.
+    let lines = "{\"msg\":\"line 1\"}\n{oops\n\n{\"msg\":\"line 2\"}\n";
+    send_raw(&relay.addr("lines"), lines.as_bytes());
+    wait_lines(&relay.path("out/all.log"), 4, Duration::from_secs(10));
+    // msgpack: a good map, an array (not a map), truncated bytes, a good map.
+    let mut mp = frame(b"\x81\xa3msg\xa4mp 1");
+    mp.extend(frame(b"\x92\x01\x02"));
+    mp.extend(frame(b"\x82\xa3msg"));
+    mp.extend(frame(b"\x81\xa3msg\xa4mp 2"));
+    send_raw(&relay.addr("msgpack"), &mp);
+    let text = wait_lines(&relay.path("out/all.log"), 6, Duration::from_secs(10));
+    let pid = relay.child.id();
+    let (code, stderr, _) = relay.stop();
+    assert_eq!(code, 0);
+    let records: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let msgs: Vec<&str> = records.iter().map(|r| r["msg"].as_str().unwrap()).collect();
+    assert_eq!(
+        msgs,
+        [
+            "sparse",
+            "json after garbage",
+            "line 1",
+            "line 2",
+            "mp 1",
+            "mp 2"
+        ]
+    );
+    for kind in ["bad_json", "bad_msgpack"] {
+        assert!(stderr.contains(kind), "{kind} not logged:\n{stderr}");
+    }
+    // (Warnings are rate-limited per input and kind: one line each here.)
+
+    // The sparse record equals Python's makeLogRecord of the same dict, key
+    // order included, except what describes the receiving process, and
+    // msecs, which logrelay derives from the record's `created` (Python
+    // takes it from the listener's clock, disagreeing with asctime).
+    let py = python(PY_MAKE_LOG_RECORD, &[sparse]);
+    let want: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&py.stdout).unwrap();
+    let got = records[0].as_object().unwrap();
+    let keys =
+        |m: &serde_json::Map<String, serde_json::Value>| m.keys().cloned().collect::<Vec<String>>();
+    assert_eq!(keys(got), keys(&want));
+    for (k, v) in &want {
+        match k.as_str() {
+            "msecs" | "relativeCreated" | "thread" | "threadName" | "process" => {}
+            _ => assert_eq!(&got[k], v, "attribute {k}"),
+        }
+    }
+    assert_eq!(got["process"], serde_json::json!(pid));
+    assert_eq!(got["thread"], serde_json::Value::Null);
+    assert_eq!(got["msecs"], serde_json::json!(250.0));
+    // A record without `created` gets the time of receipt.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let created = records[1]["created"].as_f64().unwrap();
+    assert!((now - created).abs() < 60.0, "created {created}, now {now}");
+}

@@ -3,14 +3,16 @@
 //! every problem reported at its JSON path.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use super::address::split_host_port;
 use super::file::*;
 use super::load::{
     Builder, Origin, MAX_BUFFER_RECORDS, MAX_FILTER_TIMEOUT_MS, MAX_FLUSH_MS, MAX_FRAME_BYTES,
-    WASM32_MAX_MEMORY, WASM_PAGE,
+    MAX_OPEN_FILES, WASM32_MAX_MEMORY, WASM_PAGE,
 };
 use super::*;
+use crate::output::file::template::{classify, escape, PathKind};
 use crate::record::level_from_name;
 
 impl Builder<'_, '_> {
@@ -196,7 +198,7 @@ impl Builder<'_, '_> {
         let encoding = encoding(f.encoding);
         let text = text_format(&f.format, &f.datefmt, f.style, f.utc, DEFAULT_FORMAT);
         self.check_text(path, encoding, f.format.is_some(), &text);
-        let file = self.resolve(&format!("{path}.path"), &f.path);
+        let (file, max_open_files) = self.file_path(path, f);
         let when = f.when.as_deref().and_then(|w| {
             parse_when(w)
                 .map_err(|what| self.report.error(format!("{path}.when"), what))
@@ -249,7 +251,56 @@ impl Builder<'_, '_> {
             ),
             fsync: f.fsync.unwrap_or(false),
             truncate: f.truncate.unwrap_or(false),
+            max_open_files,
         }
+    }
+
+    /// A file output's `path`: literal (escapes undone, resolved), or a
+    /// template with its bound on open files.
+    fn file_path(&mut self, path: &str, f: &FileOutputFile) -> (PathBuf, Option<usize>) {
+        let key = format!("{path}.path");
+        let kind = match classify(&f.path) {
+            Ok(kind) => kind,
+            Err(e) => {
+                self.report.error(&key, e.to_string());
+                return (self.resolve(&key, &f.path), None);
+            }
+        };
+        let literal = match kind {
+            PathKind::Literal(p) => p,
+            PathKind::Template => {
+                if f.truncate == Some(true) {
+                    self.report.error(
+                        format!("{path}.truncate"),
+                        "cannot be used with a path template: files closed beyond \
+                         `max_open_files` are reopened for append",
+                    );
+                }
+                let max = self.bounded(
+                    &format!("{path}.max_open_files"),
+                    f.max_open_files,
+                    DEFAULT_MAX_OPEN_FILES,
+                    1,
+                    MAX_OPEN_FILES,
+                );
+                // The directory joins the template as literal text: it may
+                // hold `{` or `%` itself.
+                let template = if Path::new(&f.path).is_absolute() {
+                    PathBuf::from(&f.path)
+                } else {
+                    let dir = escape(&self.dir.to_string_lossy());
+                    PathBuf::from(dir).join(&f.path)
+                };
+                return (template, Some(max as usize));
+            }
+        };
+        if f.max_open_files.is_some() {
+            self.report.error(
+                format!("{path}.max_open_files"),
+                "only applies to a path template (`{field}` or `%` fields in `path`)",
+            );
+        }
+        (self.resolve(&key, &literal), None)
     }
 
     /// Check `HH:MM[:SS]` for a midnight or weekday rollover.

@@ -147,6 +147,12 @@ fn output(o: &OutputConfig) -> String {
         }
         OutputConfig::File(f) => {
             let mut s = format!("file {}, {}", f.path.display(), text(f.encoding, &f.text));
+            if let Some(n) = f.max_open_files {
+                let _ = write!(
+                    s,
+                    ", path template (one file per rendered path, at most {n} open)"
+                );
+            }
             if let Some(w) = f.when {
                 let n = f.interval;
                 let _ = match w {

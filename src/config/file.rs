@@ -333,6 +333,11 @@ pub struct FileOutputFile {
     /// `"truncate": true`: empty the file when opened, as FileHandler's
     /// mode `"w"` (default false: append).
     pub truncate: Option<bool>,
+    /// `"max_open_files": 256`: with a path template
+    /// (`"path": "run/{name}-%Y-%m-%d.log"`), how many of its files stay
+    /// open at once (default 256); the least recently used is closed
+    /// beyond it and reopened for append when needed again.
+    pub max_open_files: Option<u64>,
 }
 
 /// A stdout output.

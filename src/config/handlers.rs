@@ -164,6 +164,8 @@ fn file(
         flush_ms: DEFAULT_FLUSH_MS,
         fsync: false,
         truncate,
+        // dictConfig filenames are literal, as in Python.
+        max_open_files: None,
     }
 }
 

@@ -198,6 +198,8 @@ pub(super) const MAX_FRAME_BYTES: u64 = 1 << 30;
 pub(super) const MAX_BUFFER_RECORDS: u64 = 10_000_000;
 /// Largest `flush_ms`: an hour.
 pub(super) const MAX_FLUSH_MS: u64 = 3_600_000;
+/// Largest `max_open_files`: beyond this the fd limit bites first.
+pub(super) const MAX_OPEN_FILES: u64 = 65_536;
 /// Largest `drain_seconds`: a day.
 pub(super) const MAX_DRAIN_SECONDS: u64 = 86_400;
 /// Largest `shutdown_timeout_ms`: an hour.
@@ -520,6 +522,48 @@ mod tests {
             seen += 1;
         }
         assert!(seen >= 6, "only {seen} example configs");
+    }
+
+    #[test]
+    fn issue_4_path_templates_are_checked_and_bounded() {
+        let file = |extra: &str| native(TCP, &format!(r#""f": {{"type": "file", {extra}}}"#), "");
+        let c = ok(&file(r#""path": "out/{name}-%Y.log""#));
+        let OutputConfig::File(f) = &c.outputs["f"] else {
+            panic!("not a file output");
+        };
+        assert_eq!(f.max_open_files, Some(DEFAULT_MAX_OPEN_FILES as usize));
+        assert!(f.path.ends_with("out/{name}-%Y.log"), "{:?}", f.path);
+        assert!(c.describe().contains("path template"));
+        // Escapes alone make a literal path.
+        let c = ok(&file(r#""path": "out/{{x}}-100%%.log""#));
+        let OutputConfig::File(f) = &c.outputs["f"] else {
+            panic!("not a file output");
+        };
+        assert_eq!(f.max_open_files, None);
+        assert!(f.path.ends_with("out/{x}-100%.log"), "{:?}", f.path);
+        assert_eq!(
+            err(&file(r#""path": "out/{name.log""#)),
+            "listener.json:2:43: outputs.f.path: unterminated `{` at character 4 \
+             (write `{{` for a literal brace)"
+        );
+        assert_eq!(
+            err(&file(r#""path": "out/{}.log""#)),
+            "listener.json:2:43: outputs.f.path: empty `{}` at character 4: \
+             name a record field, as in `{name}`"
+        );
+        assert_eq!(
+            err(&file(
+                r#""path": "{name}", "max_open_files": 0, "truncate": true"#
+            )),
+            "listener.json:2:71: outputs.f.max_open_files: 0 is out of range (1 to 65536)\n\
+             listener.json:2:86: outputs.f.truncate: cannot be used with a path template: \
+             files closed beyond `max_open_files` are reopened for append"
+        );
+        assert_eq!(
+            err(&file(r#""path": "a.log", "max_open_files": 8"#)),
+            "listener.json:2:70: outputs.f.max_open_files: only applies to a path template \
+             (`{field}` or `%` fields in `path`)"
+        );
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub const DEFAULT_DRAIN_SECONDS: u64 = 30;
 pub const DEFAULT_SHUTDOWN_TIMEOUT_MS: u64 = 5000;
 /// Default `flush_ms` of a file output.
 pub const DEFAULT_FLUSH_MS: u64 = 100;
+/// Files a templated file output keeps open by default.
+pub const DEFAULT_MAX_OPEN_FILES: u64 = 256;
 /// Default `buffer_records` of a forward output.
 pub const DEFAULT_BUFFER_RECORDS: usize = 100_000;
 
@@ -270,6 +272,9 @@ pub struct FileOutputConfig {
     pub fsync: bool,
     /// `"a"` (append, the default) or `"w"` (truncate at open), as FileHandler.
     pub truncate: bool,
+    /// `Some(bound on open files)` when `path` is a template (`{field}`
+    /// or `%` fields, kept escaped); `None` for a literal path.
+    pub max_open_files: Option<usize>,
 }
 
 /// `encoder` of a forward output.

@@ -474,3 +474,149 @@ fn issue_4_a_failing_file_is_retried_and_other_outputs_keep_going() {
         "no rollover of a device"
     );
 }
+
+/// Logs `n` rounds through one real SocketHandler, one record per logger
+/// per round, levels cycling INFO/WARNING/ERROR by round + logger index:
+/// argv: port, n, logger names.
+const PY_TEMPLATE: &str = r#"
+import logging, logging.handlers, sys
+port, n, names = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
+h = logging.handlers.SocketHandler("127.0.0.1", port)
+logs = []
+for name in names:
+    l = logging.getLogger(name)
+    l.propagate = False
+    l.setLevel(1)
+    l.addHandler(h)
+    logs.append(l)
+levels = [logging.INFO, logging.WARNING, logging.ERROR]
+for i in range(n):
+    for j, l in enumerate(logs):
+        l.log(levels[(i + j) % 3], "msg %d", i)
+h.close()
+"#;
+
+/// The level name `PY_TEMPLATE` gives round `i` of logger `j`.
+fn template_level(i: usize, j: usize) -> &'static str {
+    ["INFO", "WARNING", "ERROR"][(i + j) % 3]
+}
+
+/// Start a relay with one templated file output, send `n` rounds from
+/// `names`, stop, and return the files under the relay's directory.
+fn run_template(output: &str, n: usize, names: &[&str]) -> BTreeMap<String, Vec<u8>> {
+    let config = format!(
+        r#"{{"inputs": {{"in": {{"type": "tcp", "address": "127.0.0.1:0"}}}},
+            "outputs": {{"file": {{"type": "file",
+              "format": "%(name)s %(levelname)s %(message)s", {output}}}}}}}"#
+    );
+    let mut relay = Relay::start(&config, 1);
+    let port = relay.port("in").to_string();
+    let n_arg = n.to_string();
+    let mut args = vec![port.as_str(), n_arg.as_str()];
+    args.extend_from_slice(names);
+    python(PY_TEMPLATE, &args);
+    let (code, stderr, _) = relay.stop();
+    assert_eq!(code, 0, "{stderr}");
+    let mut all = files(relay.dir.path());
+    all.remove("listener.json");
+    all
+}
+
+/// The lines logger `j` (named `name`) sent, in order.
+fn template_lines(name: &str, j: usize, n: usize) -> String {
+    (0..n)
+        .map(|i| format!("{name} {} msg {i}\n", template_level(i, j)))
+        .collect()
+}
+
+#[test]
+fn issue_4_path_template_one_file_per_logger() {
+    let names = ["app", "app.db", "worker"];
+    let got = run_template(r#""path": "out/{name}.log""#, 50, &names);
+    let want: BTreeMap<String, Vec<u8>> = names
+        .iter()
+        .enumerate()
+        .map(|(j, name)| {
+            (
+                format!("out/{name}.log"),
+                template_lines(name, j, 50).into_bytes(),
+            )
+        })
+        .collect();
+    assert_eq!(show(&got), show(&want));
+}
+
+#[test]
+fn issue_4_path_template_hostile_name_stays_inside() {
+    let names = ["../../etc/x", "..", "ok"];
+    let got = run_template(r#""path": "out/{name}.log""#, 5, &names);
+    let want: BTreeMap<String, Vec<u8>> = [
+        ("out/.._.._etc_x.log", 0),
+        // `{name}.log` with `..` is `...log`: a file name, not a parent.
+        ("out/...log", 1),
+        ("out/ok.log", 2),
+    ]
+    .into_iter()
+    .map(|(path, j)| {
+        (
+            path.to_string(),
+            template_lines(names[j], j, 5).into_bytes(),
+        )
+    })
+    .collect();
+    assert_eq!(show(&got), show(&want));
+    // And a component that is the value alone.
+    let got = run_template(r#""path": "out/{name}/app.log""#, 2, &[".."]);
+    let keys: Vec<&String> = got.keys().collect();
+    assert_eq!(keys, ["out/__/app.log"]);
+}
+
+#[test]
+fn issue_4_path_template_strftime_and_levelname() {
+    let names = ["a", "b"];
+    let got = run_template(
+        r#""path": "out/%Y/{levelname}.log", "utc": true"#,
+        30,
+        &names,
+    );
+    // The year directory comes from `created` in UTC; the records were
+    // sent just now, so it is this year (or, across New Year, last one).
+    let years: std::collections::BTreeSet<&str> =
+        got.keys().map(|k| k.split('/').nth(1).unwrap()).collect();
+    assert_eq!(years.len(), 1, "{:?}", got.keys());
+    let year = *years.iter().next().unwrap();
+    assert_eq!(year.len(), 4);
+    let mut want: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    for i in 0..30 {
+        for (j, name) in names.iter().enumerate() {
+            let level = template_level(i, j);
+            want.entry(format!("out/{year}/{level}.log"))
+                .or_default()
+                .extend_from_slice(format!("{name} {level} msg {i}\n").as_bytes());
+        }
+    }
+    assert_eq!(show(&got), show(&want));
+}
+
+#[test]
+fn issue_4_path_template_max_open_files_loses_nothing() {
+    // Five loggers interleaved record by record through two open files:
+    // nearly every record closes one file and reopens another.
+    let names = ["l0", "l1", "l2", "l3", "l4"];
+    let got = run_template(
+        r#""path": "out/{name}.log", "max_open_files": 2, "flush_ms": 0"#,
+        200,
+        &names,
+    );
+    let want: BTreeMap<String, Vec<u8>> = names
+        .iter()
+        .enumerate()
+        .map(|(j, name)| {
+            (
+                format!("out/{name}.log"),
+                template_lines(name, j, 200).into_bytes(),
+            )
+        })
+        .collect();
+    assert_eq!(show(&got), show(&want));
+}

@@ -17,7 +17,9 @@
 //! going.
 
 mod compress;
+mod pool;
 mod size;
+pub mod template;
 mod timed;
 
 use std::fs::{File, OpenOptions};
@@ -97,7 +99,9 @@ struct FileSink {
     stats: Arc<OutputStats>,
 }
 
-/// Open the file (creating parent directories) and start its thread.
+/// Open the file (creating parent directories) and start its thread. A
+/// templated path starts a [`pool::FilePool`] instead, which opens one
+/// [`FileSink`] per rendered path as records need them.
 pub fn start(
     name: &str,
     config: &FileOutputConfig,
@@ -105,45 +109,95 @@ pub fn start(
     senders: mpsc::WeakSender<OutputMsg>,
     stats: Arc<OutputStats>,
 ) -> Result<JoinHandle<()>, OutputError> {
-    let encoder = LineEncoder::new(name, config.encoding, &config.text)?;
-    let open_error = |source| OutputError::Open {
-        name: name.to_string(),
-        path: config.path.display().to_string(),
-        source,
-    };
-    // TimedRotatingFileHandler starts its schedule from the file's mtime
-    // (before opening it), so a restart does not reset it.
-    let mtime = std::fs::metadata(&config.path).ok().map(|m| m.mtime());
-    let (file, size) = open(&config.path, config.truncate).map_err(open_error)?;
-    let rotation = match config.when {
-        Some(when) => Rotation::Timed(TimedRotation::new(config, when, mtime, now_secs())),
-        None if config.max_bytes > 0 => Rotation::Size(SizeRotation::new(config)),
-        None => Rotation::None,
-    };
-    let compressor = match config.compress {
-        Some(_) => Some(Compressor::start(name, config).map_err(open_error)?),
-        None => None,
-    };
-    let sink = FileSink {
-        name: name.to_string(),
-        path: config.path.clone(),
-        encoder,
-        regular: file.regular,
-        file: Some(file),
-        size,
-        buf: Vec::with_capacity(WRITE_CHUNK + 4096),
-        pending: 0,
-        oldest: None,
-        flush_every: Duration::from_millis(config.flush_ms),
-        fsync: config.fsync,
-        rotation,
-        compressor,
-        last_check: Instant::now(),
-        senders,
-        closing_since: None,
-        stats,
-    };
-    spawn_thread(name, sink, rx)
+    match config.max_open_files {
+        Some(max_open) => {
+            let pool = pool::FilePool::new(name, config, max_open, senders, stats)?;
+            spawn_thread(name, pool, rx)
+        }
+        None => {
+            let mut sink = FileSink::new(name, config, senders, stats)?;
+            // One file takes all the load: start with a full chunk.
+            sink.buf.reserve(WRITE_CHUNK + 4096);
+            spawn_thread(name, sink, rx)
+        }
+    }
+}
+
+impl FileSink {
+    /// Open `config.path` (creating parent directories) for a sink.
+    fn new(
+        name: &str,
+        config: &FileOutputConfig,
+        senders: mpsc::WeakSender<OutputMsg>,
+        stats: Arc<OutputStats>,
+    ) -> Result<FileSink, OutputError> {
+        let open_error = |source| OutputError::Open {
+            name: name.to_string(),
+            path: config.path.display().to_string(),
+            source,
+        };
+        let encoder = LineEncoder::new(name, config.encoding, &config.text)?;
+        // TimedRotatingFileHandler starts its schedule from the file's mtime
+        // (before opening it), so a restart does not reset it.
+        let mtime = std::fs::metadata(&config.path).ok().map(|m| m.mtime());
+        let (file, size) = open(&config.path, config.truncate).map_err(open_error)?;
+        let compressor = match config.compress {
+            Some(_) => Some(Compressor::start(name, config).map_err(open_error)?),
+            None => None,
+        };
+        Ok(FileSink::with_file(
+            name,
+            config,
+            encoder,
+            Some(file),
+            size,
+            mtime,
+            compressor,
+            senders,
+            stats,
+        ))
+    }
+
+    /// A sink around an open file, or around none yet (`file: None`: the
+    /// first write opens it, retrying as any failed write does).
+    #[allow(clippy::too_many_arguments)]
+    fn with_file(
+        name: &str,
+        config: &FileOutputConfig,
+        encoder: LineEncoder,
+        file: Option<OpenFile>,
+        size: u64,
+        mtime: Option<i64>,
+        compressor: Option<Compressor>,
+        senders: mpsc::WeakSender<OutputMsg>,
+        stats: Arc<OutputStats>,
+    ) -> FileSink {
+        let rotation = match config.when {
+            Some(when) => Rotation::Timed(TimedRotation::new(config, when, mtime, now_secs())),
+            None if config.max_bytes > 0 => Rotation::Size(SizeRotation::new(config)),
+            None => Rotation::None,
+        };
+        FileSink {
+            name: name.to_string(),
+            path: config.path.clone(),
+            encoder,
+            regular: file.as_ref().is_none_or(|f| f.regular),
+            file,
+            size,
+            // Grown on demand: a pool may hold hundreds of sinks.
+            buf: Vec::new(),
+            pending: 0,
+            oldest: None,
+            flush_every: Duration::from_millis(config.flush_ms),
+            fsync: config.fsync,
+            rotation,
+            compressor,
+            last_check: Instant::now(),
+            senders,
+            closing_since: None,
+            stats,
+        }
+    }
 }
 
 /// Open for append (as Python's FileHandler mode "a"), or truncate.

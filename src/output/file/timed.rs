@@ -364,6 +364,7 @@ mod tests {
             flush_ms: 100,
             fsync: false,
             truncate: false,
+            max_open_files: None,
         }
     }
 

@@ -132,7 +132,7 @@ impl Server {
             .iter()
             .filter_map(|(name, ic)| {
                 self.inputs
-                    .get(&ListenKey::of(ic))
+                    .get(&ListenKey::of(name, ic))
                     .map(|r| (name.clone(), r.stats.clone()))
             })
             .collect();
@@ -189,7 +189,7 @@ impl Server {
         // Bind new inputs before anything old stops: no gap.
         let mut started = Vec::new();
         for (name, ic) in &new.inputs {
-            let key = ListenKey::of(ic);
+            let key = ListenKey::of(name, ic);
             if self.inputs.contains_key(&key) {
                 continue;
             }
@@ -231,7 +231,11 @@ impl Server {
             tracing::info!(input = %name, listen = ?running.local, "Listening (added by reload).");
             self.inputs.insert(running.key.clone(), running);
         }
-        let keys: Vec<ListenKey> = new.inputs.values().map(ListenKey::of).collect();
+        let keys: Vec<ListenKey> = new
+            .inputs
+            .iter()
+            .map(|(name, ic)| ListenKey::of(name, ic))
+            .collect();
         self.inputs.retain(|key, running| {
             let keep = keys.contains(key);
             if !keep {

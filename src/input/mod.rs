@@ -47,9 +47,18 @@ pub enum ListenKey {
 }
 
 impl ListenKey {
-    /// The key of an input config.
-    pub fn of(config: &InputConfig) -> ListenKey {
+    /// The key of the input `name`. An address with port 0 binds a new,
+    /// distinct socket each time, so two such inputs are never the same
+    /// socket: their key includes the name (a reload keeps the socket of a
+    /// port-0 input only under the same name).
+    pub fn of(name: &str, config: &InputConfig) -> ListenKey {
         match &config.kind {
+            InputKind::Tcp { address } if address.ends_with(":0") => {
+                ListenKey::Tcp(format!("{address}#{name}"))
+            }
+            InputKind::Udp { address } if address.ends_with(":0") => {
+                ListenKey::Udp(format!("{address}#{name}"))
+            }
             InputKind::Tcp { address } => ListenKey::Tcp(address.clone()),
             InputKind::Unix { path, .. } => ListenKey::Unix(path.clone()),
             InputKind::Udp { address } => ListenKey::Udp(address.clone()),
@@ -138,7 +147,7 @@ pub async fn start(
     shutdown: CancellationToken,
     tracker: &tokio_util::task::TaskTracker,
 ) -> Result<RunningInput, BindError> {
-    let key = ListenKey::of(config);
+    let key = ListenKey::of(name, config);
     // Fix the base of defaulted `relativeCreated` before any record arrives.
     crate::codec::defaults::start_time();
     let removed = shutdown.child_token();

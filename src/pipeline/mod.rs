@@ -132,7 +132,7 @@ impl Pipeline {
                         .map(|(i, _)| i)
                         .collect(),
                 };
-                (ListenKey::of(ic), Arc::new(stage))
+                (ListenKey::of(name, ic), Arc::new(stage))
             })
             .collect();
         Pipeline {

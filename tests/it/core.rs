@@ -370,3 +370,31 @@ fn sigterm_under_load_loses_no_record_already_sent() {
     assert_eq!(text.lines().count(), 50000);
     assert!(text == want, "records lost, duplicated or reordered");
 }
+
+#[test]
+fn two_inputs_on_port_zero_stay_apart() {
+    // Regression: inputs were keyed by the address as written, so two
+    // "127.0.0.1:0" inputs shared one pipeline stage.
+    let mut relay = Relay::start(
+        r#"{"inputs": {"a": {"type": "tcp", "address": "127.0.0.1:0"},
+                       "b": {"type": "tcp", "address": "127.0.0.1:0"}},
+            "outputs": {"fa": {"type": "file", "path": "out/a.log", "format": "%(message)s"},
+                        "fb": {"type": "file", "path": "out/b.log", "format": "%(message)s"}},
+            "routes": [{"from": ["a"], "to": ["fa"]}, {"from": ["b"], "to": ["fb"]}]}"#,
+        2,
+    );
+    assert_ne!(relay.port("a"), relay.port("b"));
+    send_tcp(relay.port("a"), 2, "x");
+    send_tcp(relay.port("b"), 3, "x");
+    wait_lines(&relay.path("out/b.log"), 3, Duration::from_secs(10));
+    wait_lines(&relay.path("out/a.log"), 2, Duration::from_secs(10));
+    assert_eq!(relay.stop().0, 0);
+    assert_eq!(
+        std::fs::read_to_string(relay.path("out/a.log")).unwrap(),
+        "msg 0\nmsg 1\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(relay.path("out/b.log")).unwrap(),
+        "msg 0\nmsg 1\nmsg 2\n"
+    );
+}

@@ -15,7 +15,10 @@ fn record(i: usize) -> Record {
     Record::new(
         vec![
             f("name", Value::str("payments.api")),
-            f("msg", Value::str("charged card ending 4242 for order 12345: ok")),
+            f(
+                "msg",
+                Value::str("charged card ending 4242 for order 12345: ok"),
+            ),
             f("args", Value::None),
             f("levelname", Value::str("INFO")),
             f("levelno", Value::Int(20)),

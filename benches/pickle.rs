@@ -9,6 +9,11 @@
 //! ```sh
 //! cargo bench --bench pickle -- --warm-up-time 1 --measurement-time 3
 //! ```
+//!
+//! Measured 2026-11-21 on the shared 2-core dev machine under a load
+//! average of ~17 (so absolute numbers are several times too slow; the
+//! ratio is what to compare): logrelay 7.14 ms per 500 frames (70.0 K
+//! records/s), serde_pickle 30.6 ms (16.3 K records/s): 4.3x.
 
 use std::hint::black_box;
 

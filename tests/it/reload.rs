@@ -16,7 +16,7 @@ fn rewrite(relay: &Relay, text: &str) {
 fn variant(port: u16, i: usize) -> String {
     // Format changes, an output added and removed, and the main input's
     // config changed on the same address (its socket must stay).
-    let format = if i % 2 == 0 {
+    let format = if i.is_multiple_of(2) {
         "%(asctime)s %(levelname)-8s %(name)s %(process)d %(message)s"
     } else {
         "%(levelname)s %(name)s %(message)s"

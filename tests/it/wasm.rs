@@ -52,7 +52,7 @@ impl Run {
     }
 
     /// Stop the relay (flushing outputs); the output file and stderr.
-    fn finish(self) -> (String, String) {
+    fn finish(mut self) -> (String, String) {
         let path = self.out_path();
         let (code, err, _) = self.relay.stop();
         assert_eq!(code, 0, "{err}");

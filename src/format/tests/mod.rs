@@ -128,7 +128,10 @@ fn missing_field_warnings_are_rate_limited_per_field() {
 fn misfit_values_render_as_str_with_width() {
     // Python raises TypeError for %d of a str; we keep the line.
     let r = rec(vec![("msg", Value::str("m")), ("user", Value::str("bob"))]);
-    assert_eq!(line("%(user)5d|%(msg)s", Style::Percent, None, &r), "  bob|m\n");
+    assert_eq!(
+        line("%(user)5d|%(msg)s", Style::Percent, None, &r),
+        "  bob|m\n"
+    );
     assert_eq!(line("{user:+d}|{msg}", Style::Brace, None, &r), "bob|m\n");
 }
 

@@ -280,6 +280,59 @@ def check_targets(rows: list[Row]) -> list[str]:
     return out
 
 
+def idle_connections(binary: str, tmp: str, n: int) -> dict:
+    """Peak RSS of logrelay holding `n` idle TCP connections (issue 8: below
+    64 MiB with 10,000). Connections are opened from this process, so both
+    sides need n file descriptors: the soft limit is raised to the hard one."""
+    import resource
+    import socket
+    import time
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = n + 1024
+    if hard != resource.RLIM_INFINITY and hard < want:
+        return {"error": f"RLIMIT_NOFILE hard limit {hard} < {want}"}
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, want), hard))
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    row = Row("logrelay")
+    cfg = json.dumps(logrelay_config(row)).replace("@PORT@", str(port)).replace(
+        "@OUT@", os.path.join(tmp, "idle.log"))
+    path = os.path.join(tmp, "idle.json")
+    with open(path, "w") as f:
+        f.write(cfg)
+    proc = subprocess.Popen([binary, "--log-level", "warn", "--config", path])
+    socks = []
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    return {"error": "logrelay did not start listening"}
+                time.sleep(0.05)
+        for _ in range(n):
+            socks.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        time.sleep(2.0)  # let every connection task start and park
+        status = {}
+        with open(f"/proc/{proc.pid}/status") as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                if k in ("VmHWM", "VmRSS", "Threads"):
+                    status[k] = v.strip()
+        return {"connections": len(socks),
+                "peak_rss_mib": round(int(status["VmHWM"].split()[0]) / 1024, 1),
+                "rss_mib": round(int(status["VmRSS"].split()[0]) / 1024, 1)}
+    finally:
+        for s in socks:
+            s.close()
+        proc.terminate()
+        proc.wait(30)
+
+
 def build_rawsink(tmp: str, shared: str) -> str:
     exe = os.path.join(tmp, "rawsink")
     subprocess.run(["cc", "-O2", "-pthread", "-o", exe,
@@ -312,6 +365,8 @@ def main(argv=None) -> int:
     p.add_argument("--build", action="store_true", help="run cargo build --release first")
     p.add_argument("--only", default="", help="comma-separated listeners to run "
                    "(logrelay,cookbook,rawsink)")
+    p.add_argument("--idle", type=int, default=None,
+                   help="idle connections for the memory check (default 10000, quick 0 = skip)")
     p.add_argument("--json-out", default="", help="append e2e.py's JSON lines to this file")
     p.add_argument("--verbose", action="store_true", help="show e2e.py's progress on stderr")
     args = p.parse_args(argv)
@@ -333,6 +388,8 @@ def main(argv=None) -> int:
         info = machine_info()
         for r in rows:
             run_row(r, args, binary, tmp, rawsink)
+        idle_n = args.idle if args.idle is not None else (0 if args.quick else 10_000)
+        idle = idle_connections(binary, tmp, idle_n) if idle_n else None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -343,12 +400,23 @@ def main(argv=None) -> int:
           "(high = noisy figures).\n")
     print(table(rows, args))
     targets = check_targets(rows)
+    if idle:
+        if "error" in idle:
+            targets.append(f"- peak RSS with {idle_n} idle connections: not measured "
+                           f"({idle['error']})")
+        else:
+            rss = idle["peak_rss_mib"]
+            targets.append(f"- peak RSS with {idle['connections']} idle connections: {rss} MiB "
+                           f"(target < 64 MiB) {'MET' if rss < 64 else 'NOT MET'}")
+    targets.append("- p99 latency (sent to in the file, flush_ms + 50 ms): not measured by "
+                   "this harness yet")
     if targets:
         print("\nIssue 8 targets (main scenario: tcp, 4 senders, pickle, cookbook format):")
         print("\n".join(targets))
     if args.json_out:
         with open(args.json_out, "a") as f:
-            f.write(json.dumps({"machine": info, "rows": [r.__dict__ for r in rows]}) + "\n")
+            f.write(json.dumps({"machine": info, "rows": [r.__dict__ for r in rows],
+                                "idle": idle}) + "\n")
     return 0 if all(r.summary.get("runs_ok") == r.summary.get("runs") for r in rows
                     if not r.na) else 1
 

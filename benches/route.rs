@@ -56,14 +56,22 @@ fn bench(c: &mut Criterion) {
         .build()
         .expect("runtime");
     let cases = [
-        ("level_drop", r#"[{"min_level": 60, "to": ["a"]}]"#, &["a"][..]),
+        (
+            "level_drop",
+            r#"[{"min_level": 60, "to": ["a"]}]"#,
+            &["a"][..],
+        ),
         (
             "loggers_drop",
             r#"[{"loggers": ["nomatch.one", "nomatch.two", "x"], "to": ["a"]}]"#,
             &["a"][..],
         ),
         ("one_output", r#"[{"to": ["a"]}]"#, &["a"][..]),
-        ("two_routes", r#"[{"to": ["a"]}, {"to": ["b"]}]"#, &["a", "b"][..]),
+        (
+            "two_routes",
+            r#"[{"to": ["a"]}, {"to": ["b"]}]"#,
+            &["a", "b"][..],
+        ),
     ];
     let mut g = c.benchmark_group("route");
     g.throughput(Throughput::Elements(BATCH as u64));

@@ -1,0 +1,44 @@
+//! Shared by the pipeline benches: real records and configs.
+
+#![allow(dead_code)] // each bench uses a subset
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use logrelay::config::Config;
+use logrelay::record::{Origin, Record};
+
+/// Records per batch: what one 64 KiB read holds (~450-byte frames).
+pub const BATCH: usize = 145;
+
+/// The 500 real SocketHandler records of `tests/fixtures/pickle/bench.bin`,
+/// decoded (strings borrow from the frames, as in the listener).
+pub fn records() -> Vec<Record> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/pickle/bench.bin"
+    );
+    let all = Bytes::from(std::fs::read(path).expect("read bench.bin"));
+    let origin = Origin::new("bench");
+    let mut out = Vec::new();
+    let mut off = 0;
+    while off + 4 <= all.len() {
+        let len = u32::from_be_bytes([all[off], all[off + 1], all[off + 2], all[off + 3]]) as usize;
+        let frame = all.slice(off + 4..off + 4 + len);
+        let fields = logrelay::codec::pickle::decode(&frame).expect("decodes");
+        out.push(Record::new(fields, origin.clone()));
+        off += 4 + len;
+    }
+    out
+}
+
+/// A checked config from JSON text (paths in it should be absolute).
+pub fn config(json: &str) -> Arc<Config> {
+    let cfg = logrelay::config::load::parse(json, Path::new("/tmp/bench.json"))
+        .unwrap_or_else(|e| panic!("bench config: {e}"));
+    Arc::new(cfg)
+}
+
+/// The cookbook listener's format.
+pub const COOKBOOK_FORMAT: &str = "%(asctime)s %(levelname)-8s %(name)s %(process)d %(message)s";

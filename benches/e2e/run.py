@@ -1,0 +1,425 @@
+#!/usr/bin/env python3
+"""End-to-end benchmark of logrelay against the Python cookbook listener and a
+raw-copy receiver, all in the same run (issue 8).
+
+    python3 benches/e2e/run.py            # full table (about 10 minutes)
+    python3 benches/e2e/run.py --quick    # main scenario only, 1 repeat (about 1 minute)
+
+It drives every listener with ../shared/bench/e2e.py (which uses loadgen.py and
+verify.py), and prints one table: records/s end to end, listener CPU
+microseconds per record, records per listener CPU-second, peak RSS, and the
+ratios to the cookbook listener and to rawsink *measured in the same run* (never
+absolute numbers alone: this machine is shared and its speed varies). It also
+prints the machine (nproc, CPU model), the date and the CPU the rest of the
+machine used meanwhile (`other_cpu_s`, from e2e.py): if that is high, the
+figures are noisy.
+
+Python standard library only. Needs a C compiler for rawsink (cc -O2) and the
+release binary (built with `cargo build --release` if missing, or pass
+`--binary`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from typing import Optional
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+COOKBOOK_FORMAT = "%(asctime)s %(levelname)-8s %(name)s %(process)d %(message)s"
+NOOP_WAT = os.path.join(REPO, "tests", "fixtures", "wasm", "noop.wat")
+# Rotated files must all stay for the whole run (e2e.py counts records in
+# them), so keep many backups of the same 10 MiB size the cookbook uses.
+MAX_BYTES = 10 * 1024 * 1024
+BACKUPS = 1000
+
+
+@dataclass
+class Row:
+    """One measured configuration."""
+    listener: str            # logrelay | cookbook | rawsink
+    transport: str = "tcp"   # tcp | unix
+    procs: int = 4
+    encoding: str = "pickle"  # wire format in
+    output: str = "text"     # text (cookbook format) | json
+    wasm: bool = False       # a no-op WASM filter in the route
+    na: str = ""             # why this row was not measured
+    summary: dict = field(default_factory=dict)
+
+    @property
+    def peer_key(self) -> tuple:
+        return (self.transport, self.procs)
+
+    def label(self) -> str:
+        parts = [self.listener, self.transport, f"{self.procs}p", self.encoding, self.output]
+        if self.wasm:
+            parts.append("wasm")
+        return "-".join(parts)
+
+
+def rows_for(quick: bool, have_msgpack: bool, have_json: bool) -> list[Row]:
+    """The table's rows: the main scenario, then one dimension varied at a time."""
+    if quick:
+        logrelay = [Row("logrelay"), Row("logrelay", wasm=True)]
+    else:
+        logrelay = [
+            Row("logrelay", "tcp", 4),
+            Row("logrelay", "tcp", 1),
+            Row("logrelay", "unix", 4),
+            Row("logrelay", "unix", 1),
+            Row("logrelay", encoding="json", na="" if have_json else
+                "n/a (decoder not in main yet)"),
+            Row("logrelay", encoding="msgpack", na="" if have_msgpack else
+                "n/a (decoder not in main yet)"),
+            Row("logrelay", output="json"),
+            Row("logrelay", wasm=True),
+            Row("logrelay", "tcp", 1, wasm=True),
+        ]
+    keys = sorted({r.peer_key for r in logrelay})
+    peers = [Row(kind, t, p) for (t, p) in keys for kind in ("cookbook", "rawsink")]
+    return logrelay + peers
+
+
+def decoder_available(name: str) -> bool:
+    """Whether main's decoder exists (the msgpack one was a placeholder)."""
+    path = os.path.join(REPO, "src", "codec", f"{name}.rs")
+    try:
+        with open(path) as f:
+            return "not implemented yet" not in f.read()
+    except OSError:
+        return False
+
+
+def logrelay_config(row: Row) -> dict:
+    """The logrelay config of a row, with @PORT@/@UNIX@/@OUT@ placeholders."""
+    if row.transport == "tcp":
+        inp = {"type": "tcp", "address": "127.0.0.1:@PORT@"}
+    else:
+        inp = {"type": "unix", "path": "@UNIX@"}
+    inp["decoder"] = row.encoding
+    out = {"type": "file", "path": "@OUT@", "max_bytes": MAX_BYTES, "backup_count": BACKUPS}
+    if row.output == "json":
+        out["encoding"] = "json"
+    else:
+        out["format"] = COOKBOOK_FORMAT
+    route: dict = {"to": ["file"]}
+    cfg: dict = {"inputs": {"app": inp}, "outputs": {"file": out}, "routes": [route]}
+    if row.wasm:
+        cfg["filters"] = {"noop": {"type": "wasm", "path": NOOP_WAT}}
+        route["filters"] = ["noop"]
+    return cfg
+
+
+def listener_command(row: Row, binary: str, tmp: str, rawsink: str, cookbook: str) -> str:
+    """The --listener command for e2e.py ({port} {unix} {out} {dir} are filled in by it)."""
+    if row.listener == "rawsink":
+        where = "--port {port}" if row.transport == "tcp" else "--unix {unix}"
+        return f"{shlex.quote(rawsink)} {where} --out {{out}}"
+    if row.listener == "cookbook":
+        where = "--port {port}" if row.transport == "tcp" else "--unix {unix}"
+        return (f"{shlex.quote(sys.executable)} {shlex.quote(cookbook)} {where} "
+                f"--out {{out}} --max-bytes {MAX_BYTES} --backup-count {BACKUPS}")
+    # logrelay reads its address from the config file, so a shell fills the
+    # template and then *execs* the binary: same pid, so e2e.py's wait4() CPU
+    # and VmHWM are logrelay's (plus ~2 ms for sh and sed, noted in the README).
+    template = os.path.join(tmp, f"{row.label()}.json.in")
+    with open(template, "w") as f:
+        json.dump(logrelay_config(row), f, indent=1)
+    script = (f"sed -e 's#@PORT@#{{port}}#' -e 's#@UNIX@#{{unix}}#' -e 's#@OUT@#{{out}}#' "
+              f"{shlex.quote(template)} > {{dir}}/listener.json && "
+              f"exec {shlex.quote(binary)} --log-level warn --config {{dir}}/listener.json")
+    return f"sh -c {shlex.quote(script)}"
+
+
+def run_row(row: Row, args, binary: str, tmp: str, rawsink: str) -> None:
+    """Run e2e.py for one row and keep its summary line."""
+    if row.na:
+        return
+    shared = args.shared
+    cmd = [sys.executable, os.path.join(shared, "e2e.py"),
+           "--label", row.label(), "--transport", row.transport, "--procs", str(row.procs),
+           "--mode", "raw", "--encoding", row.encoding, "--records", str(args.records),
+           "--repeat", str(args.repeat),
+           "--listener", listener_command(row, binary, tmp, rawsink,
+                                          os.path.join(shared, "peers", "cookbook_listener.py"))]
+    loadgen_args = []
+    if row.output == "json":
+        # Our JSON lines keep non-ASCII as UTF-8, but verify.py's CRC check
+        # is byte-exact; keep the messages ASCII to be safe.
+        loadgen_args += ["--unicode-fraction", "0"]
+    if loadgen_args:
+        cmd += ["--loadgen-args", " ".join(loadgen_args)]
+    if row.listener == "rawsink":
+        cmd.append("--no-verify")
+    elif row.output == "json":
+        cmd += ["--verify-args", "--loose"]
+    else:
+        cmd += ["--verify-args", "--check-format cookbook"]
+    if args.json_out:
+        cmd += ["--json-out", args.json_out]
+    print(f"== {row.label()} ({args.records} records x {args.repeat})", file=sys.stderr,
+          flush=True)
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, stderr=None if args.verbose
+                       else subprocess.DEVNULL)
+    for line in reversed(p.stdout.strip().splitlines()):
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue
+        if obj.get("summary"):
+            row.summary = obj
+            break
+    if not row.summary:
+        row.na = f"failed (e2e.py exit {p.returncode})"
+
+
+def cpu_us(row: Row) -> Optional[float]:
+    cpu = row.summary.get("listener_cpu_s_median")
+    n = row.summary.get("records")
+    return cpu / n * 1e6 if cpu and n else None
+
+
+def fmt(x, spec: str) -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def ratio(a, b) -> Optional[float]:
+    return a / b if a and b else None
+
+
+def machine_info() -> dict:
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"nproc": os.cpu_count(), "cpu": model or platform.processor(),
+            "kernel": platform.release(),
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+
+
+def table(rows: list[Row], args) -> str:
+    """A Markdown table; ratios against the cookbook and rawsink rows of the
+    same transport and sender count, from this run."""
+    peers = {(r.listener, r.peer_key): r for r in rows if r.listener != "logrelay"}
+    head = ("| listener | transport | senders | in | out | wasm | records/s | "
+            "CPU µs/rec | rec/CPU-s | peak RSS MiB | vs cookbook rec/s | vs cookbook CPU | "
+            "vs rawsink rec/s | ok | other_cpu_s |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        cells = [r.listener, r.transport, str(r.procs), r.encoding,
+                 r.output if r.listener == "logrelay" else ("text" if r.listener == "cookbook"
+                                                            else "raw bytes"),
+                 "noop" if r.wasm else ""]
+        if r.na:
+            lines.append("| " + " | ".join(cells + [r.na] + [""] * 8) + " |")
+            continue
+        s = r.summary
+        rate = s.get("e2e_rate_median")
+        us = cpu_us(r)
+        per_cpu = 1e6 / us if us else None
+        cook = peers.get(("cookbook", r.peer_key))
+        raw = peers.get(("rawsink", r.peer_key))
+        cook_rate = cook.summary.get("e2e_rate_median") if cook and cook.summary else None
+        cook_us = cpu_us(cook) if cook and cook.summary else None
+        raw_rate = raw.summary.get("e2e_rate_median") if raw and raw.summary else None
+        ok = f"{s.get('runs_ok')}/{s.get('runs')}"
+        cells += [fmt(rate, ",.0f"), fmt(us, ".2f"), fmt(per_cpu, ",.0f"),
+                  fmt(s.get("listener_maxrss_mib_median"), ".1f"),
+                  fmt(ratio(rate, cook_rate), ".1f") + "x" if cook_rate else "-",
+                  fmt(ratio(cook_us, us), ".1f") + "x" if cook_us and us else "-",
+                  fmt(ratio(rate, raw_rate), ".0%") if raw_rate else "-",
+                  ok, fmt(s.get("other_cpu_s_median"), ".2f")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def check_targets(rows: list[Row]) -> list[str]:
+    """Issue 8's targets on the main scenario (4 raw TCP senders, pickle in,
+    cookbook format to a rotating file), from this run's figures."""
+    def find(**kw) -> Optional[Row]:
+        for r in rows:
+            if r.listener == "logrelay" and all(getattr(r, k) == v for k, v in kw.items()) \
+                    and r.summary:
+                return r
+        return None
+    base = dict(transport="tcp", procs=4, encoding="pickle", output="text")
+    main, wasm = find(**base, wasm=False), find(**base, wasm=True)
+    raw = next((r for r in rows if r.listener == "rawsink" and r.peer_key == ("tcp", 4)
+                and r.summary), None)
+    out = []
+
+    def line(name, value, goal, good):
+        out.append(f"- {name}: {value} (target {goal}) {'MET' if good else 'NOT MET'}")
+    if main:
+        us = cpu_us(main)
+        line("records per listener CPU-second", f"{1e6 / us:,.0f}", ">= 2,000,000",
+             1e6 / us >= 2e6)
+        rss = main.summary.get("listener_maxrss_mib_median")
+        line("peak RSS under load", f"{rss} MiB", "< 20 MiB", rss is not None and rss < 20)
+        if raw:
+            r = main.summary["e2e_rate_median"] / raw.summary["e2e_rate_median"]
+            line("end-to-end vs rawsink", f"{r:.0%}", ">= 90%", r >= 0.9)
+    if wasm:
+        us = cpu_us(wasm)
+        line("records per CPU-second with a no-op WASM filter", f"{1e6 / us:,.0f}",
+             ">= 1,000,000", 1e6 / us >= 1e6)
+    return out
+
+
+def idle_connections(binary: str, tmp: str, n: int) -> dict:
+    """Peak RSS of logrelay holding `n` idle TCP connections (issue 8: below
+    64 MiB with 10,000). Connections are opened from this process, so both
+    sides need n file descriptors: the soft limit is raised to the hard one."""
+    import resource
+    import socket
+    import time
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = n + 1024
+    if hard != resource.RLIM_INFINITY and hard < want:
+        return {"error": f"RLIMIT_NOFILE hard limit {hard} < {want}"}
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, want), hard))
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    row = Row("logrelay")
+    cfg = json.dumps(logrelay_config(row)).replace("@PORT@", str(port)).replace(
+        "@OUT@", os.path.join(tmp, "idle.log"))
+    path = os.path.join(tmp, "idle.json")
+    with open(path, "w") as f:
+        f.write(cfg)
+    proc = subprocess.Popen([binary, "--log-level", "warn", "--config", path])
+    socks = []
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    return {"error": "logrelay did not start listening"}
+                time.sleep(0.05)
+        for _ in range(n):
+            socks.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        time.sleep(2.0)  # let every connection task start and park
+        status = {}
+        with open(f"/proc/{proc.pid}/status") as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                if k in ("VmHWM", "VmRSS", "Threads"):
+                    status[k] = v.strip()
+        return {"connections": len(socks),
+                "peak_rss_mib": round(int(status["VmHWM"].split()[0]) / 1024, 1),
+                "rss_mib": round(int(status["VmRSS"].split()[0]) / 1024, 1)}
+    finally:
+        for s in socks:
+            s.close()
+        proc.terminate()
+        proc.wait(30)
+
+
+def build_rawsink(tmp: str, shared: str) -> str:
+    exe = os.path.join(tmp, "rawsink")
+    subprocess.run(["cc", "-O2", "-pthread", "-o", exe,
+                    os.path.join(shared, "peers", "rawsink.c")], check=True)
+    return exe
+
+
+def find_binary(args) -> str:
+    if args.binary:
+        return os.path.abspath(args.binary)
+    exe = os.path.join(REPO, "target", "release", "logrelay")
+    if args.build or not os.path.exists(exe):
+        print("building the release binary (cargo build --release)...", file=sys.stderr)
+        subprocess.run(["cargo", "build", "--release", "--bin", "logrelay"], cwd=REPO,
+                       check=True)
+    return exe
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--shared", default=os.path.join(os.path.dirname(REPO), "shared", "bench"),
+                   help="directory holding e2e.py, loadgen.py, verify.py and peers/")
+    p.add_argument("--quick", action="store_true",
+                   help="main scenario (+ no-op WASM) and its peers only, 1 repeat, "
+                        "100k records")
+    p.add_argument("--records", type=int, help="records per run (default 200000, quick 100000)")
+    p.add_argument("--repeat", type=int, help="runs per row, median kept (default 3, quick 1)")
+    p.add_argument("--binary", help="logrelay binary (default target/release/logrelay)")
+    p.add_argument("--build", action="store_true", help="run cargo build --release first")
+    p.add_argument("--only", default="", help="comma-separated listeners to run "
+                   "(logrelay,cookbook,rawsink)")
+    p.add_argument("--idle", type=int, default=None,
+                   help="idle connections for the memory check (default 10000, quick 0 = skip)")
+    p.add_argument("--json-out", default="", help="append e2e.py's JSON lines to this file")
+    p.add_argument("--verbose", action="store_true", help="show e2e.py's progress on stderr")
+    args = p.parse_args(argv)
+    args.shared = os.path.abspath(args.shared)
+    args.records = args.records or (100_000 if args.quick else 200_000)
+    args.repeat = args.repeat or (1 if args.quick else 3)
+    if not os.path.exists(os.path.join(args.shared, "e2e.py")):
+        print(f"run.py: no e2e.py under {args.shared}; pass --shared", file=sys.stderr)
+        return 2
+
+    binary = find_binary(args)
+    tmp = tempfile.mkdtemp(prefix="logrelay-bench-")
+    try:
+        rawsink = build_rawsink(tmp, args.shared)
+        rows = rows_for(args.quick, decoder_available("msgpack"), decoder_available("json"))
+        if args.only:
+            keep = set(args.only.split(","))
+            rows = [r for r in rows if r.listener in keep]
+        info = machine_info()
+        for r in rows:
+            run_row(r, args, binary, tmp, rawsink)
+        idle_n = args.idle if args.idle is not None else (0 if args.quick else 10_000)
+        idle = idle_connections(binary, tmp, idle_n) if idle_n else None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    print(f"machine: {info['nproc']} CPUs, {info['cpu']}, Linux {info['kernel']}; "
+          f"date: {info['date']}; {args.records} records per run, median of {args.repeat}; "
+          f"mode raw (precomputed frames).")
+    print("other_cpu_s: CPU-seconds the rest of the machine used during the run "
+          "(high = noisy figures).\n")
+    print(table(rows, args))
+    targets = check_targets(rows)
+    if idle:
+        if "error" in idle:
+            targets.append(f"- peak RSS with {idle_n} idle connections: not measured "
+                           f"({idle['error']})")
+        else:
+            rss = idle["peak_rss_mib"]
+            targets.append(f"- peak RSS with {idle['connections']} idle connections: {rss} MiB "
+                           f"(target < 64 MiB) {'MET' if rss < 64 else 'NOT MET'}")
+    targets.append("- p99 latency (sent to in the file, flush_ms + 50 ms): not measured by "
+                   "this harness yet")
+    if targets:
+        print("\nIssue 8 targets (main scenario: tcp, 4 senders, pickle, cookbook format):")
+        print("\n".join(targets))
+    if args.json_out:
+        with open(args.json_out, "a") as f:
+            f.write(json.dumps({"machine": info, "rows": [r.__dict__ for r in rows],
+                                "idle": idle}) + "\n")
+    return 0 if all(r.summary.get("runs_ok") == r.summary.get("runs") for r in rows
+                    if not r.na) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -79,7 +79,7 @@ fn bench(c: &mut Criterion) {
     for (label, routes, outputs) in cases {
         let (p, running) = pipeline(routes, outputs);
         let p = Arc::new(p);
-        let key = ListenKey::of(&p.config.inputs["app"]);
+        let key = ListenKey::of("app", &p.config.inputs["app"]);
         let stage = p.input_by_key(&key).expect("input").clone();
         g.bench_function(label, |b| {
             b.iter_batched(

@@ -13,7 +13,7 @@
 //! `%s` would), and a rate-limited warning names the field.
 
 pub mod brace;
-mod clock;
+pub(crate) mod clock;
 pub mod dollar;
 pub mod numfmt;
 mod percent;

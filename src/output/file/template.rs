@@ -9,7 +9,6 @@
 //! value turned into `.` or `..` has its dots replaced.
 
 use jiff::tz::TimeZone;
-use jiff::Timestamp;
 
 use crate::format::pyrepr;
 use crate::format::strftime::{strftime, Tm};
@@ -218,37 +217,8 @@ impl PathTemplate {
         if self.tm.as_ref().is_some_and(|(s, _)| *s == secs) {
             return;
         }
-        self.tm = broken_down(secs, &self.tz, self.utc).map(|tm| (secs, tm));
+        self.tm = crate::format::clock::broken_down(secs, &self.tz, self.utc).map(|tm| (secs, tm));
     }
-}
-
-/// `time.localtime(secs)` or `time.gmtime(secs)`.
-fn broken_down(secs: i64, tz: &TimeZone, utc: bool) -> Option<Tm> {
-    let ts = Timestamp::from_second(secs).ok()?;
-    let (dt, gmtoff, zone) = if utc {
-        (ts.to_zoned(TimeZone::UTC).datetime(), 0, "GMT".to_string())
-    } else {
-        let info = tz.to_offset_info(ts);
-        let off = info.offset();
-        (
-            off.to_datetime(ts),
-            off.seconds(),
-            info.abbreviation().to_string(),
-        )
-    };
-    Some(Tm {
-        year: i64::from(dt.year()),
-        mon: dt.month() as u8,
-        mday: dt.day() as u8,
-        hour: dt.hour() as u8,
-        min: dt.minute() as u8,
-        sec: dt.second() as u8,
-        wday: dt.weekday().to_sunday_zero_offset() as u8,
-        yday: (dt.day_of_year() - 1) as u16,
-        gmtoff,
-        zone,
-        epoch: secs,
-    })
 }
 
 /// Replace `/` and NUL in `out[start..]` with `_`: a value must stay one

@@ -178,6 +178,19 @@ pub async fn start(
     })
 }
 
+/// Every address `address` (`host:port`) names: `localhost` is both
+/// 127.0.0.1 and ::1, as the cookbook's `host` default.
+pub(crate) async fn resolve(address: &str) -> Result<Vec<SocketAddr>, String> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(address)
+        .await
+        .map_err(|e| format!("cannot resolve: {e}"))?
+        .collect();
+    if addrs.is_empty() {
+        return Err("resolves to no address".to_string());
+    }
+    Ok(addrs)
+}
+
 /// The current pipeline's stage for this connection's input, switching to
 /// a newer pipeline only if it still has the input (SPEC.md section 6: a
 /// connection on a removed input stays on the old pipeline).

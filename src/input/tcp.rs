@@ -16,13 +16,7 @@ pub(crate) async fn start(
     ctx: ConnContext,
     tracker: &TaskTracker,
 ) -> Result<(Vec<String>, Vec<RawFd>), String> {
-    let addrs: Vec<_> = tokio::net::lookup_host(address)
-        .await
-        .map_err(|e| format!("cannot resolve: {e}"))?
-        .collect();
-    if addrs.is_empty() {
-        return Err("resolves to no address".to_string());
-    }
+    let addrs = super::resolve(address).await?;
     let mut listeners = Vec::new();
     for addr in &addrs {
         let bound = match super::inherit::take_tcp(addr) {

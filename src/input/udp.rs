@@ -21,16 +21,13 @@ pub(crate) async fn start(
     ctx: ConnContext,
     tracker: &TaskTracker,
 ) -> Result<(Vec<String>, Vec<RawFd>), String> {
-    let addrs: Vec<_> = tokio::net::lookup_host(address)
-        .await
-        .map_err(|e| format!("cannot resolve: {e}"))?
-        .collect();
+    let addrs = super::resolve(address).await?;
     let inherited = addrs.iter().find_map(super::inherit::take_udp);
     let socket = match inherited {
         Some(s) => s
             .set_nonblocking(true)
             .and_then(|()| UdpSocket::from_std(s)),
-        None => UdpSocket::bind(address).await,
+        None => UdpSocket::bind(&addrs[..]).await,
     }
     .map_err(|e| e.to_string())?;
     // A bigger receive buffer rides out bursts: UDP has no flow control.

@@ -56,6 +56,13 @@ fn decode_rate(c: &mut Criterion) {
             }
         })
     });
+    group.bench_function("logrelay_general_machine", |b| {
+        b.iter(|| {
+            for f in &frames {
+                black_box(logrelay::codec::pickle::decode_general(black_box(f)).expect("decodes"));
+            }
+        })
+    });
     group.bench_function("serde_pickle", |b| {
         b.iter(|| {
             for f in &frames {

@@ -376,7 +376,7 @@ fn object_value(obj: &Obj, instance_vals: &mut [Option<Value>]) -> Value {
 /// its first position and takes the last value. Real records never repeat a
 /// key, so the common path only hashes each key into a 1024-bit filter and
 /// compares strings on a filter hit.
-fn dedup(fields: &mut Fields) {
+pub(super) fn dedup(fields: &mut Fields) {
     let n = fields.len();
     if n <= 256 {
         let mut seen = [0u64; 16];

@@ -45,6 +45,7 @@
 //! [`Value`]: crate::record::Value
 
 mod convert;
+mod fast;
 mod machine;
 mod objects;
 mod scalar;
@@ -231,6 +232,14 @@ pub enum PickleError {
 /// memory linear in `frame.len()` (bounded by the limits above), executes
 /// nothing, and never panics.
 pub fn decode(frame: &Bytes) -> Result<Fields, PickleError> {
+    match fast::try_decode(frame) {
+        Some(fields) => Ok(fields),
+        None => decode_general(frame),
+    }
+}
+
+/// [`decode`] without the fast path: the full machine for every frame.
+pub fn decode_general(frame: &Bytes) -> Result<Fields, PickleError> {
     machine::with_scratch(|scratch| {
         let mut m = machine::Machine::new(frame, scratch);
         let root = m.run()?;

@@ -148,7 +148,17 @@ fn strings_borrow_from_the_frame() {
     let fields = decode(frame).expect("decodes");
     let range = frame.as_ptr() as usize..frame.as_ptr() as usize + frame.len();
     for (k, v) in &fields {
-        assert!(range.contains(&(k.as_ptr() as usize)), "key {k} was copied");
+        // LogRecord's own attribute names are static strings (fast path).
+        const OWN: &[&str] = &[
+            "name", "msg", "args", "levelname", "levelno", "pathname", "filename", "module",
+            "exc_info", "exc_text", "stack_info", "lineno", "funcName", "created", "msecs",
+            "relativeCreated", "thread", "threadName", "processName", "process", "taskName",
+        ];
+        let own = OWN.contains(&&**k);
+        assert!(
+            own || range.contains(&(k.as_ptr() as usize)),
+            "key {k} was copied"
+        );
         if let Value::Str(s) = v {
             if !s.is_empty() {
                 assert!(
@@ -473,8 +483,58 @@ fn random_garbage_never_panics() {
                 OPS[(r >> 8) as usize % OPS.len()]
             });
         }
-        let _ = decode(&Bytes::from(p));
+        let frame = Bytes::from(p);
+        let _ = decode(&frame);
+        agree(&frame);
     }
+}
+
+/// Where the fast path answers, it gives exactly what the general machine
+/// gives; returns whether it answered.
+fn agree(frame: &Bytes) -> bool {
+    match fast::try_decode(frame) {
+        Some(fields) => {
+            assert_eq!(Ok(fields), decode_general(frame), "frame {}", hex(frame));
+            true
+        }
+        None => false,
+    }
+}
+
+#[test]
+fn fast_path_agrees_with_the_general_machine() {
+    // Every real SocketHandler frame takes the fast path.
+    let all = Bytes::from(std::fs::read(format!("{FIXTURES}/bench.bin")).expect("bench.bin"));
+    let mut off = 0;
+    let mut frames = Vec::new();
+    while off < all.len() {
+        let len = u32::from_be_bytes(all[off..off + 4].try_into().expect("4 bytes")) as usize;
+        frames.push(all.slice(off + 4..off + 4 + len));
+        off += 4 + len;
+    }
+    for f in &frames {
+        assert!(agree(f), "not on the fast path: {}", hex(f));
+    }
+    // The Python fixtures (protocols 0-5, containers, objects, unicode):
+    // some take the fast path, all agree, and so does every prefix and
+    // every single-byte change of them and of a real frame.
+    let mut hits = 0;
+    let mut cases: Vec<Bytes> = fixtures().into_iter().map(|(_, _, f, _)| f).collect();
+    cases.push(frames[0].clone());
+    for f in &cases {
+        hits += usize::from(agree(f));
+        for end in 0..f.len() {
+            agree(&f.slice(..end));
+        }
+        for i in 0..f.len() {
+            for delta in [1u8, 0x80, 0xff] {
+                let mut m = f.to_vec();
+                m[i] = m[i].wrapping_add(delta);
+                agree(&Bytes::from(m));
+            }
+        }
+    }
+    assert!(hits >= 8, "only {hits} fixtures on the fast path");
 }
 
 #[test]
@@ -783,7 +843,9 @@ mod props {
 
         #[test]
         fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..512)) {
-            let _ = decode(&Bytes::from(data));
+            let frame = Bytes::from(data);
+            let _ = decode(&frame);
+            agree(&frame);
         }
 
         #[test]
@@ -798,7 +860,9 @@ mod props {
         ) {
             let mut p = b"\x80\x04}".to_vec();
             p.extend(data);
-            let _ = decode(&Bytes::from(p));
+            let frame = Bytes::from(p);
+            let _ = decode(&frame);
+            agree(&frame);
         }
 
         #[test]

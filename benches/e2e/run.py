@@ -3,7 +3,12 @@
 raw-copy receiver, all in the same run (issue 8).
 
     python3 benches/e2e/run.py            # full table (about 10 minutes)
-    python3 benches/e2e/run.py --quick    # main scenario only, 1 repeat (about 1 minute)
+    python3 benches/e2e/run.py --quick    # main scenario only, 1 repeat (about 2 minutes)
+
+Both also measure, for the main scenario, the p99 latency from a record sent
+to its line in the file under load (latency.py, --latency) and 10,000
+concurrent connections each sending records (conns.py, --conns): nothing lost,
+peak RSS.
 
 It drives every listener with ../shared/bench/e2e.py (which uses loadgen.py and
 verify.py), and prints one table: records/s end to end, listener CPU
@@ -34,7 +39,8 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Optional
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
 COOKBOOK_FORMAT = "%(asctime)s %(levelname)-8s %(name)s %(process)d %(message)s"
 NOOP_WAT = os.path.join(REPO, "tests", "fixtures", "wasm", "noop.wat")
 # Rotated files must all stay for the whole run (e2e.py counts records in
@@ -333,6 +339,39 @@ def idle_connections(binary: str, tmp: str, n: int) -> dict:
         proc.wait(30)
 
 
+def latency_target(lat: dict) -> str:
+    """The p99 latency line of the targets (latency.py's result)."""
+    if "error" in lat:
+        return f"- p99 latency under load: not measured ({lat['error']})"
+    u, goal = lat["under_load"], lat["target_ms"]
+    verdict = "MET" if lat["met"] else "NOT MET"
+    if u["count"] < 100:
+        verdict += f" (only {u['count']} probes under load: too few for a p99)"
+    extra = "" if lat.get("verify_ok") else "; load run did NOT verify"
+    return (f"- p99 latency under load, sent to in the file (a real SocketHandler on its own "
+            f"connection, one record per {lat['interval_ms']:.0f} ms, while 4 raw senders send "
+            f"{lat['records']:,} records over {lat['load_seconds']} s at "
+            f"{lat['sender_rate'] or 0:,.0f} rec/s): {u['count']} probes, p50 {u['p50_ms']} ms, "
+            f"p99 {u['p99_ms']} ms, max {u['max_ms']} ms (target <= flush_ms + 50 = {goal:.0f} "
+            f"ms) {verdict}; idle p50 {lat['idle']['p50_ms']} ms, "
+            f"{lat['probes_lost']} probes lost{extra}")
+
+
+def conns_target(c: dict) -> str:
+    """The concurrent-connections line of the targets (conns.py's result)."""
+    if "error" in c and "connected" not in c:
+        return f"- {c.get('connections', '?')} concurrent connections: not measured ({c['error']})"
+    rss = c.get("peak_rss_mib")
+    lost, dup = c.get("lost"), c.get("duplicated")
+    nothing_lost = lost == 0 and dup == 0 and c.get("ok")
+    return (f"- {c['connected']:,} of {c['connections']:,} connections open together (logrelay "
+            f"held {c.get('listener_connections_held')}), {c['records_per_connection']} records "
+            f"each: {lost} lost, {dup} duplicated, {'verified' if c.get('ok') else 'NOT verified'}"
+            f" (target nothing lost: {'MET' if nothing_lost else 'NOT MET'}); "
+            f"{fmt(c.get('rate'), ',.0f')} records/s; peak RSS {rss} MiB (target < 64 MiB) "
+            f"{'MET' if rss is not None and rss < 64 else 'NOT MET'}")
+
+
 def build_rawsink(tmp: str, shared: str) -> str:
     exe = os.path.join(tmp, "rawsink")
     subprocess.run(["cc", "-O2", "-pthread", "-o", exe,
@@ -367,6 +406,14 @@ def main(argv=None) -> int:
                    "(logrelay,cookbook,rawsink)")
     p.add_argument("--idle", type=int, default=None,
                    help="idle connections for the memory check (default 10000, quick 0 = skip)")
+    p.add_argument("--latency", type=int, default=None, metavar="RECORDS",
+                   help="records loaded during the p99 latency run of the main scenario "
+                        "(latency.py; default 500000, 0 = skip)")
+    p.add_argument("--conns", type=int, default=None, metavar="N",
+                   help="concurrent connections each sending records (conns.py; "
+                        "default 10000, 0 = skip)")
+    p.add_argument("--conns-records", type=int, default=10, metavar="K",
+                   help="records each of the --conns connections sends")
     p.add_argument("--json-out", default="", help="append e2e.py's JSON lines to this file")
     p.add_argument("--verbose", action="store_true", help="show e2e.py's progress on stderr")
     args = p.parse_args(argv)
@@ -390,6 +437,33 @@ def main(argv=None) -> int:
             run_row(r, args, binary, tmp, rawsink)
         idle_n = args.idle if args.idle is not None else (0 if args.quick else 10_000)
         idle = idle_connections(binary, tmp, idle_n) if idle_n else None
+        sys.path.insert(0, HERE)
+        import conns as conns_bench  # noqa: E402  (benches/e2e/conns.py)
+        import latency as latency_bench  # noqa: E402  (benches/e2e/latency.py)
+        with_logrelay = not args.only or "logrelay" in args.only.split(",")
+        lat_n = args.latency if args.latency is not None else 500_000
+        lat = None
+        if lat_n and with_logrelay:
+            print(f"== latency (main scenario, {lat_n} records)", file=sys.stderr, flush=True)
+            cfg = logrelay_config(Row("logrelay"))
+            try:
+                lat = latency_bench.measure(
+                    binary, cfg, args.shared, lat_n, procs=4,
+                    flush_ms=cfg["outputs"]["file"].get("flush_ms", 100),
+                    verify_args=["--check-format", "cookbook"], verbose=args.verbose)
+            except (RuntimeError, OSError) as e:
+                lat = {"error": str(e)}
+        conns_n = args.conns if args.conns is not None else 10_000
+        many = None
+        if conns_n and with_logrelay:
+            print(f"== {conns_n} connections x {args.conns_records} records", file=sys.stderr,
+                  flush=True)
+            try:
+                many = conns_bench.measure(binary, logrelay_config(Row("logrelay")),
+                                           args.shared, conns_n, args.conns_records,
+                                           verbose=args.verbose)
+            except (RuntimeError, OSError) as e:
+                many = {"connections": conns_n, "error": str(e)}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -408,17 +482,20 @@ def main(argv=None) -> int:
             rss = idle["peak_rss_mib"]
             targets.append(f"- peak RSS with {idle['connections']} idle connections: {rss} MiB "
                            f"(target < 64 MiB) {'MET' if rss < 64 else 'NOT MET'}")
-    targets.append("- p99 latency (sent to in the file, flush_ms + 50 ms): not measured by "
-                   "this harness yet")
+    if lat:
+        targets.append(latency_target(lat))
+    if many:
+        targets.append(conns_target(many))
     if targets:
         print("\nIssue 8 targets (main scenario: tcp, 4 senders, pickle, cookbook format):")
         print("\n".join(targets))
     if args.json_out:
         with open(args.json_out, "a") as f:
             f.write(json.dumps({"machine": info, "rows": [r.__dict__ for r in rows],
-                                "idle": idle}) + "\n")
-    return 0 if all(r.summary.get("runs_ok") == r.summary.get("runs") for r in rows
-                    if not r.na) else 1
+                                "idle": idle, "latency": lat, "conns": many}) + "\n")
+    ok = all(r.summary.get("runs_ok") == r.summary.get("runs") for r in rows if not r.na)
+    ok = ok and (lat is None or lat.get("verify_ok")) and (many is None or many.get("ok"))
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -11,5 +11,6 @@ mod format;
 mod forward;
 mod metrics;
 mod reload;
+mod scale;
 mod upgrade;
 mod wasm;

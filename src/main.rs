@@ -38,7 +38,10 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Some(Command::Check) => run::check(&source),
-        None => match tokio::runtime::Runtime::new() {
+        None => match {
+            run::raise_fd_limit();
+            tokio::runtime::Runtime::new()
+        } {
             Ok(rt) => rt.block_on(run::run(source)),
             Err(e) => {
                 eprintln!("cannot start the runtime: {e}");

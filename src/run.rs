@@ -30,6 +30,47 @@ impl ConfigSource {
 }
 
 /// `logrelay check`: load everything a start would, bind nothing.
+/// Raise the soft limit on open files to the hard limit. Every connection
+/// is a descriptor, and the usual soft default (1024, also systemd's) is far
+/// below what a listener with thousands of senders holds; the hard limit
+/// (typically 512k) is what the administrator allows.
+pub fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one `rlimit` into the struct we own and
+    // pass by a valid, exclusive pointer.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0
+        || lim.rlim_cur >= lim.rlim_max
+    {
+        return;
+    }
+    let before = lim.rlim_cur;
+    // An unlimited hard limit is not a valid soft limit for files (the
+    // kernel caps it at fs.nr_open): then ask for 1M, the usual nr_open.
+    let target = if lim.rlim_max == libc::RLIM_INFINITY {
+        1 << 20
+    } else {
+        lim.rlim_max
+    };
+    lim.rlim_cur = target.max(before);
+    // SAFETY: setrlimit only reads the struct, which is valid; raising the
+    // soft limit up to the hard one needs no privilege.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } == 0 {
+        tracing::debug!(
+            from = before,
+            to = lim.rlim_cur,
+            "Raised the open-files limit."
+        );
+    } else {
+        tracing::warn!(
+            limit = before,
+            "Could not raise the open-files limit; connections beyond it will be refused."
+        );
+    }
+}
+
 pub fn check(source: &ConfigSource) -> ExitCode {
     let config = match source.load() {
         Ok(c) => c,

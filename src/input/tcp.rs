@@ -23,7 +23,7 @@ pub(crate) async fn start(
             Some(l) => l
                 .set_nonblocking(true)
                 .and_then(|()| TcpListener::from_std(l)),
-            None => TcpListener::bind(addr).await,
+            None => bind(*addr),
         };
         match bound {
             Ok(l) => listeners.push(l),
@@ -45,6 +45,24 @@ pub(crate) async fn start(
         tracker.spawn(accept_loop(l, ctx, t));
     }
     Ok((local, fds))
+}
+
+/// Many senders (a gunicorn restart, a pool of workers) connect at once:
+/// a deep accept queue keeps their connects from waiting on SYN retries.
+/// The kernel caps it at `net.core.somaxconn`.
+const BACKLOG: u32 = 4096;
+
+/// Bind and listen on `addr` as `TcpListener::bind` does (SO_REUSEADDR),
+/// with a deeper backlog than its 128.
+fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
 }
 
 async fn accept_loop(listener: TcpListener, ctx: ConnContext, tracker: TaskTracker) {

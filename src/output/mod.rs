@@ -23,8 +23,11 @@ use crate::config::{Encoding, OutputConfig, TextFormat};
 use crate::format::{FormatError, Template};
 use crate::record::Record;
 
-/// Batches in flight per output before senders wait.
-const QUEUE_BATCHES: usize = 256;
+/// Batches in flight per output before senders wait. A batch is one read
+/// (up to 64 KiB) and its records borrow from that read's buffer, so this
+/// bounds the memory a saturated output holds to about 2 MiB, while still
+/// letting the inputs run ahead of the writer by thousands of records.
+const QUEUE_BATCHES: usize = 32;
 /// Bytes formatted before an output writes even if more are queued.
 pub(crate) const WRITE_CHUNK: usize = 256 * 1024;
 

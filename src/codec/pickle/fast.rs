@@ -61,28 +61,9 @@ const MEMO_SLOTS: usize = 128;
 /// general machine produce the error.
 const HIGHEST_PROTOCOL: u8 = 5;
 
-/// What a memo slot holds, as far as the fast path cares.
-#[derive(Clone, Copy, PartialEq)]
-enum Memo {
-    /// Never written (a GET of it is an error: general path).
-    Unset,
-    /// A string at `frame[start..end]`.
-    Str(u32, u32),
-    /// Anything else (the dict itself, a number): a GET of it goes to the
-    /// general path.
-    Other,
-}
-
-/// What is on top of the value stack, for PUT.
-#[derive(Clone, Copy)]
-enum Top {
-    /// Nothing has been pushed since the last MARK/SETITEM(S) consumed it
-    /// (a PUT here refers to a MARK-less stack: general path).
-    Nothing,
-    Dict,
-    Str(u32, u32),
-    Scalar,
-}
+/// A memo slot that holds no string (never written, or the dict, or a
+/// number): a GET of it goes to the general path.
+const NOT_A_STR: (u32, u32) = (u32::MAX, 0);
 
 /// Decode `frame` if it has the plain SocketHandler shape, else `None`.
 pub(super) fn try_decode(frame: &Bytes) -> Option<Fields> {
@@ -94,153 +75,168 @@ pub(super) fn try_decode(frame: &Bytes) -> Option<Fields> {
         }
         pos = 2;
     }
-    let mut memo = [Memo::Unset; MEMO_SLOTS];
+    if b.get(pos) == Some(&FRAME) {
+        pos = skip_frame(b, pos + 1)?;
+    }
+    if *b.get(pos)? != EMPTY_DICT {
+        return None;
+    }
+    pos += 1;
+    // Memo slots: the string span each holds, or NOT_A_STR. Slot 0 is
+    // usually the dict itself.
+    let mut memo = [NOT_A_STR; MEMO_SLOTS];
     let mut memo_len = 0usize;
-    // Fields pushed but not yet committed by SETITEMS/SETITEM.
+    // What a PUT would store: the span of the string on top of the stack,
+    // NOT_A_STR for the dict or a number, None when the top is a MARK.
+    let mut top = Some(NOT_A_STR);
+    // Pairs pushed and not yet committed by SETITEMS / SETITEM.
     let mut pending = 0usize;
     let mut in_mark = false;
     let mut key: Option<Str> = None;
-    let mut seen_dict = false;
-    let mut top = Top::Nothing;
+    // Duplicate detection: a bit per LogRecord attribute seen, and the
+    // other keys, compared with each other (there are few).
+    let mut own_seen = 0u32;
+    let mut others = 0usize;
+    let mut dup = false;
     let mut fields: Fields = Vec::with_capacity(24);
     loop {
         let op = *b.get(pos)?;
         pos += 1;
-        // The value this opcode pushes, if it is a key or value opcode.
-        let pushed: (Option<Value>, Top) = match op {
-            FRAME => {
-                let len = u64::from_le_bytes(b.get(pos..pos + 8)?.try_into().ok()?);
-                pos += 8;
-                if len > (b.len() - pos) as u64 {
-                    return None;
-                }
-                continue;
-            }
-            EMPTY_DICT if !seen_dict => {
-                seen_dict = true;
-                top = Top::Dict;
-                continue;
-            }
-            BINPUT | LONG_BINPUT | MEMOIZE => {
-                let idx = match op {
-                    BINPUT => usize::from(*b.get(pos)?),
-                    LONG_BINPUT => {
-                        u32::from_le_bytes(b.get(pos..pos + 4)?.try_into().ok()?) as usize
-                    }
-                    _ => memo_len,
-                };
-                pos += match op {
-                    BINPUT => 1,
-                    LONG_BINPUT => 4,
-                    _ => 0,
-                };
-                if idx >= MEMO_SLOTS {
-                    return None;
-                }
-                memo[idx] = match top {
-                    Top::Nothing => return None,
-                    Top::Dict => Memo::Other,
-                    Top::Str(s, e) => Memo::Str(s, e),
-                    Top::Scalar => Memo::Other,
-                };
-                memo_len = memo_len.max(idx + 1);
-                continue;
-            }
-            MARK => {
-                // Only the dict may be under the MARK: anything else is a
-                // container being built.
-                if in_mark || !seen_dict || pending != 0 || key.is_some() {
-                    return None;
-                }
-                in_mark = true;
-                top = Top::Nothing;
-                continue;
-            }
-            SETITEMS => {
-                if !in_mark || key.is_some() {
-                    return None;
-                }
-                in_mark = false;
-                pending = 0;
-                top = Top::Dict;
-                continue;
-            }
-            SETITEM => {
-                if in_mark || key.is_some() || pending != 1 {
-                    return None;
-                }
-                pending = 0;
-                top = Top::Dict;
-                continue;
-            }
-            STOP => {
-                if !seen_dict || in_mark || pending != 0 || key.is_some() {
-                    return None;
-                }
-                convert::dedup(&mut fields);
-                return Some(fields);
-            }
+        let value = match op {
             BINUNICODE | SHORT_BINUNICODE => {
                 let n = if op == BINUNICODE {
                     let n = u32::from_le_bytes(b.get(pos..pos + 4)?.try_into().ok()?);
                     pos += 4;
                     n as usize
                 } else {
-                    let n = *b.get(pos)?;
                     pos += 1;
-                    usize::from(n)
+                    usize::from(*b.get(pos - 1)?)
                 };
-                let end = pos.checked_add(n)?;
-                if end > b.len() || end > u32::MAX as usize {
+                let (start, end) = (pos, pos.checked_add(n)?);
+                if end > b.len() || end >= u32::MAX as usize {
                     return None;
                 }
-                let start = pos;
                 pos = end;
-                (None, Top::Str(start as u32, end as u32))
+                top = Some((start as u32, end as u32));
+                if key.is_none() {
+                    // A key: only where a pair may start.
+                    if in_mark || pending == 0 {
+                        let (k, own) = key_str(frame, start, end);
+                        note_key(&k, own, &fields, &mut own_seen, &mut others, &mut dup);
+                        key = Some(k);
+                        continue;
+                    }
+                    return None;
+                }
+                Value::Str(scalar::utf8(frame, start, end))
+            }
+            BINPUT | LONG_BINPUT | MEMOIZE => {
+                let idx = match op {
+                    BINPUT => {
+                        pos += 1;
+                        usize::from(*b.get(pos - 1)?)
+                    }
+                    LONG_BINPUT => {
+                        let i = u32::from_le_bytes(b.get(pos..pos + 4)?.try_into().ok()?);
+                        pos += 4;
+                        i as usize
+                    }
+                    _ => memo_len,
+                };
+                *memo.get_mut(idx)? = top?;
+                memo_len = memo_len.max(idx + 1);
+                continue;
             }
             BINGET | LONG_BINGET => {
                 let idx = if op == BINGET {
-                    let i = usize::from(*b.get(pos)?);
                     pos += 1;
-                    i
+                    usize::from(*b.get(pos - 1)?)
                 } else {
                     let i = u32::from_le_bytes(b.get(pos..pos + 4)?.try_into().ok()?);
                     pos += 4;
                     i as usize
                 };
-                match memo.get(idx)? {
-                    Memo::Str(s, e) => (None, Top::Str(*s, *e)),
-                    _ => return None,
+                let span = *memo.get(idx)?;
+                if span == NOT_A_STR {
+                    return None;
                 }
+                let (start, end) = (span.0 as usize, span.1 as usize);
+                top = Some(span);
+                if key.is_none() {
+                    if in_mark || pending == 0 {
+                        let (k, own) = key_str(frame, start, end);
+                        note_key(&k, own, &fields, &mut own_seen, &mut others, &mut dup);
+                        key = Some(k);
+                        continue;
+                    }
+                    return None;
+                }
+                Value::Str(scalar::utf8(frame, start, end))
             }
-            NONE => (Some(Value::None), Top::Scalar),
-            NEWTRUE => (Some(Value::Bool(true)), Top::Scalar),
-            NEWFALSE => (Some(Value::Bool(false)), Top::Scalar),
+            MARK => {
+                // Only the dict may be under the MARK: anything else is a
+                // container being built.
+                if in_mark || pending != 0 || key.is_some() {
+                    return None;
+                }
+                in_mark = true;
+                top = None;
+                continue;
+            }
+            SETITEMS | SETITEM => {
+                let ok = if op == SETITEMS {
+                    in_mark
+                } else {
+                    !in_mark && pending == 1
+                };
+                if !ok || key.is_some() {
+                    return None;
+                }
+                in_mark = false;
+                pending = 0;
+                top = Some(NOT_A_STR);
+                continue;
+            }
+            STOP => {
+                if in_mark || pending != 0 || key.is_some() {
+                    return None;
+                }
+                if dup {
+                    convert::dedup(&mut fields);
+                }
+                return Some(fields);
+            }
+            FRAME => {
+                pos = skip_frame(b, pos)?;
+                continue;
+            }
+            NONE => Value::None,
+            NEWTRUE => Value::Bool(true),
+            NEWFALSE => Value::Bool(false),
             BININT1 => {
-                let v = *b.get(pos)?;
                 pos += 1;
-                (Some(Value::Int(i64::from(v))), Top::Scalar)
+                Value::Int(i64::from(*b.get(pos - 1)?))
             }
             BININT2 => {
                 let v = u16::from_le_bytes(b.get(pos..pos + 2)?.try_into().ok()?);
                 pos += 2;
-                (Some(Value::Int(i64::from(v))), Top::Scalar)
+                Value::Int(i64::from(v))
             }
             BININT => {
                 let v = i32::from_le_bytes(b.get(pos..pos + 4)?.try_into().ok()?);
                 pos += 4;
-                (Some(Value::Int(i64::from(v))), Top::Scalar)
+                Value::Int(i64::from(v))
             }
             BINFLOAT => {
                 let v = f64::from_be_bytes(b.get(pos..pos + 8)?.try_into().ok()?);
                 pos += 8;
-                (Some(Value::Float(v)), Top::Scalar)
+                Value::Float(v)
             }
             INT | LONG => {
                 let nl = b.get(pos..)?.iter().position(|&c| c == b'\n')?;
                 let (s, mut e) = (pos, pos + nl);
                 pos = e + 1;
-                let v = match (op, &b[s..e]) {
+                match (op, &b[s..e]) {
                     (INT, b"00") => Value::Bool(false),
                     (INT, b"01") => Value::Bool(true),
                     _ => {
@@ -249,35 +245,45 @@ pub(super) fn try_decode(frame: &Bytes) -> Option<Fields> {
                         }
                         plain_int(&b[s..e])?
                     }
-                };
-                (Some(v), Top::Scalar)
+                }
             }
             _ => return None,
         };
-        if !seen_dict {
-            return None;
+        // A value (a key that is not a str goes to the general path).
+        let k = key.take()?;
+        if !matches!(value, Value::Str(_)) {
+            top = Some(NOT_A_STR);
         }
-        if !in_mark && pending != 0 && key.is_none() {
-            // SETITEM form: a second pair before the SETITEM.
-            return None;
-        }
-        match (key.take(), pushed) {
-            (None, (None, Top::Str(s, e))) => {
-                key = Some(key_str(frame, s as usize, e as usize));
-                top = Top::Str(s, e);
-            }
-            (None, _) => return None, // a key that is not a str
-            (Some(k), (value, t)) => {
-                let value = match (value, t) {
-                    (Some(v), _) => v,
-                    (None, Top::Str(s, e)) => Value::Str(scalar::utf8(frame, s as usize, e as usize)),
-                    (None, _) => return None,
-                };
-                fields.push((k, value));
-                pending += 1;
-                top = t;
-            }
-        }
+        fields.push((k, value));
+        pending += 1;
+    }
+}
+
+/// Past a protocol 4 `FRAME` opcode's argument (at `pos`), if the frame
+/// length it declares is not a lie.
+fn skip_frame(b: &[u8], pos: usize) -> Option<usize> {
+    let len = u64::from_le_bytes(b.get(pos..pos + 8)?.try_into().ok()?);
+    let pos = pos + 8;
+    (len <= (b.len() - pos) as u64).then_some(pos)
+}
+
+/// Track whether `k` repeats an earlier key. `own` is its bit among
+/// LogRecord's attributes; other keys are compared with the earlier
+/// fields, and past a few of them the general dedup decides.
+fn note_key(
+    k: &Str,
+    own: u32,
+    fields: &Fields,
+    own_seen: &mut u32,
+    others: &mut usize,
+    dup: &mut bool,
+) {
+    if own != 0 {
+        *dup |= *own_seen & own != 0;
+        *own_seen |= own;
+    } else {
+        *others += 1;
+        *dup |= *others > 8 || fields.iter().any(|(f, _)| f == k);
     }
 }
 
@@ -302,34 +308,35 @@ fn plain_int(t: &[u8]) -> Option<Value> {
     Some(Value::Int(if neg { -v } else { v }))
 }
 
-/// A record key: `LogRecord`'s own attribute names as static strings (no
-/// reference count), others borrowed from the frame.
-fn key_str(frame: &Bytes, start: usize, end: usize) -> Str {
-    let name: &'static str = match &frame[start..end] {
-        b"name" => "name",
-        b"msg" => "msg",
-        b"args" => "args",
-        b"levelname" => "levelname",
-        b"levelno" => "levelno",
-        b"pathname" => "pathname",
-        b"filename" => "filename",
-        b"module" => "module",
-        b"exc_info" => "exc_info",
-        b"exc_text" => "exc_text",
-        b"stack_info" => "stack_info",
-        b"lineno" => "lineno",
-        b"funcName" => "funcName",
-        b"created" => "created",
-        b"msecs" => "msecs",
-        b"relativeCreated" => "relativeCreated",
-        b"thread" => "thread",
-        b"threadName" => "threadName",
-        b"processName" => "processName",
-        b"process" => "process",
-        b"taskName" => "taskName",
-        b"message" => "message",
-        b"asctime" => "asctime",
-        _ => return scalar::utf8(frame, start, end),
+/// A record key, and its bit if it is one of `LogRecord`'s own attribute
+/// names: those become static strings (no reference count), others borrow
+/// from the frame.
+fn key_str(frame: &Bytes, start: usize, end: usize) -> (Str, u32) {
+    let (name, bit): (&'static str, u32) = match &frame[start..end] {
+        b"name" => ("name", 1),
+        b"msg" => ("msg", 1 << 1),
+        b"args" => ("args", 1 << 2),
+        b"levelname" => ("levelname", 1 << 3),
+        b"levelno" => ("levelno", 1 << 4),
+        b"pathname" => ("pathname", 1 << 5),
+        b"filename" => ("filename", 1 << 6),
+        b"module" => ("module", 1 << 7),
+        b"exc_info" => ("exc_info", 1 << 8),
+        b"exc_text" => ("exc_text", 1 << 9),
+        b"stack_info" => ("stack_info", 1 << 10),
+        b"lineno" => ("lineno", 1 << 11),
+        b"funcName" => ("funcName", 1 << 12),
+        b"created" => ("created", 1 << 13),
+        b"msecs" => ("msecs", 1 << 14),
+        b"relativeCreated" => ("relativeCreated", 1 << 15),
+        b"thread" => ("thread", 1 << 16),
+        b"threadName" => ("threadName", 1 << 17),
+        b"processName" => ("processName", 1 << 18),
+        b"process" => ("process", 1 << 19),
+        b"taskName" => ("taskName", 1 << 20),
+        b"message" => ("message", 1 << 21),
+        b"asctime" => ("asctime", 1 << 22),
+        _ => return (scalar::utf8(frame, start, end), 0),
     };
-    Str::from_static(name)
+    (Str::from_static(name), bit)
 }

@@ -150,9 +150,27 @@ fn strings_borrow_from_the_frame() {
     for (k, v) in &fields {
         // LogRecord's own attribute names are static strings (fast path).
         const OWN: &[&str] = &[
-            "name", "msg", "args", "levelname", "levelno", "pathname", "filename", "module",
-            "exc_info", "exc_text", "stack_info", "lineno", "funcName", "created", "msecs",
-            "relativeCreated", "thread", "threadName", "processName", "process", "taskName",
+            "name",
+            "msg",
+            "args",
+            "levelname",
+            "levelno",
+            "pathname",
+            "filename",
+            "module",
+            "exc_info",
+            "exc_text",
+            "stack_info",
+            "lineno",
+            "funcName",
+            "created",
+            "msecs",
+            "relativeCreated",
+            "thread",
+            "threadName",
+            "processName",
+            "process",
+            "taskName",
         ];
         let own = OWN.contains(&&**k);
         assert!(

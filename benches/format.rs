@@ -48,6 +48,12 @@ fn bench(c: &mut Criterion) {
     let configs = [
         ("default", "%(asctime)s %(levelname)-8s %(name)s %(message)s", Style::Percent, None),
         (
+            "cookbook",
+            "%(asctime)s %(levelname)-8s %(name)s %(process)d %(message)s",
+            Style::Percent,
+            None,
+        ),
+        (
             "spec_file",
             "%(asctime)s %(levelname)-8s %(name)-15s %(process)-6s %(message)s",
             Style::Percent,

@@ -95,26 +95,26 @@ pub(crate) fn render(pieces: &[Piece], ctx: &Ctx<'_>, out: &mut String, warn: &m
     for p in pieces {
         match p {
             Piece::Lit(s) => out.push_str(s),
-            Piece::Field { attr, spec } => {
-                let v = ctx.resolve(attr);
-                match v {
-                    Resolved::Missing => {
-                        warn.missing(attr.name());
-                        printf::pad_str(spec, "-", out);
-                    }
-                    _ => {
-                        let Some(v) = v.get() else { continue };
-                        let mark = out.len();
-                        if printf::format_value(spec, v, out).is_err() {
-                            out.truncate(mark);
-                            warn.misfit(attr.name());
-                            let mut s = String::new();
-                            pyrepr::str(v, &mut s);
-                            printf::pad_str(spec, &s, out);
-                        }
+            Piece::Field { attr, spec } => match ctx.resolve(attr) {
+                Resolved::Missing => {
+                    warn.missing(attr.name());
+                    printf::pad_str(spec, "-", out);
+                }
+                // `%s` of a str, as format_value does it, without making
+                // the text a `Value` (asctime).
+                Resolved::Text(t) if spec.ty == 's' => printf::pad_str(spec, t, out),
+                v => {
+                    let Some(v) = v.value() else { continue };
+                    let mark = out.len();
+                    if printf::format_value(spec, &v, out).is_err() {
+                        out.truncate(mark);
+                        warn.misfit(attr.name());
+                        let mut s = String::new();
+                        pyrepr::str(&v, &mut s);
+                        printf::pad_str(spec, &s, out);
                     }
                 }
-            }
+            },
         }
     }
 }

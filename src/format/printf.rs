@@ -275,6 +275,17 @@ fn float_of(v: &Value) -> Option<f64> {
     }
 }
 
+/// Python's `int(f)` (truncation toward zero, so `-0.5` gives `0`) where
+/// it fits i64; `None` for NaN, infinities and larger magnitudes, which
+/// take the general path (and keep its errors).
+fn float_to_i64(f: f64) -> Option<i64> {
+    // 2^63 is exact in f64; every finite value in [-2^63, 2^63) truncates
+    // to an i64 exactly. NaN fails both comparisons.
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    let t = f.trunc();
+    (t >= -LIMIT && t < LIMIT).then_some(t as i64)
+}
+
 /// Append `v` rendered under `spec`, or report that Python would raise.
 pub fn format_value(spec: &Spec, v: &Value, out: &mut String) -> Result<(), Mismatch> {
     match spec.ty {
@@ -294,12 +305,18 @@ pub fn format_value(spec: &Spec, v: &Value, out: &mut String) -> Result<(), Mism
             pad_str(spec, &text, out);
         }
         'd' | 'i' | 'u' => {
-            if let Value::Int(i) = v {
-                // The common case (lineno, process, levelno): no allocation.
+            // The common cases: no allocation. Ints (lineno, process,
+            // levelno) and floats whose `int()` fits i64 (msecs in asctime).
+            let small = match v {
+                Value::Int(i) => Some(*i),
+                Value::Float(f) => float_to_i64(*f),
+                _ => None,
+            };
+            if let Some(i) = small {
                 let mut buf = itoa::Buffer::new();
                 let digits = buf.format(i.unsigned_abs());
                 if spec.prec.is_none_or(|p| p <= digits.len()) {
-                    pad_num(spec, *i < 0, "", digits, out);
+                    pad_num(spec, i < 0, "", digits, out);
                     return Ok(());
                 }
             }
@@ -467,6 +484,38 @@ mod tests {
         );
         assert_eq!(fmt1("%5.1s|", Value::str("abc")).as_deref(), Some("    a|"));
         assert_eq!(fmt1("%ld", Value::Int(7)).as_deref(), Some("7"));
+    }
+
+    #[test]
+    fn float_ints_take_the_fast_path_with_the_same_text() {
+        // The fast path must print what the BigInt path prints.
+        let specs = ["%d", "%03d", "%-5d|", "%+d", "% d", "%.4d", "%+06i", "%u"];
+        let values = [
+            0.0, -0.0, 0.5, -0.5, -0.9999, 1.0, 999.9999, 123.456, -5.5, -123.4, 1e15, -1e15,
+            9.223372036854775e18, -9.223372036854776e18, 9.3e18, -9.3e18, 1e300,
+            f64::MIN_POSITIVE, f64::EPSILON,
+        ];
+        for f in values {
+            let n = BigInt::of_float(f).expect("finite");
+            for s in specs {
+                let pieces = parse(s).unwrap();
+                let Piece::Conv(c) = &pieces[0] else { panic!() };
+                let mut fast = String::new();
+                format_value(&c.spec, &Value::Float(f), &mut fast).unwrap();
+                let mut slow = String::new();
+                int_digits(&c.spec, &n, 10, "", &mut slow);
+                if s.ends_with('|') {
+                    slow.push('|');
+                    fast.push('|');
+                }
+                assert_eq!(fast, slow, "{s} % {f:?}");
+            }
+        }
+        for f in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            assert_eq!(fmt1("%d", Value::Float(f)), None, "{f}");
+        }
+        assert_eq!(fmt1("%03d", Value::Float(-0.5)).as_deref(), Some("000"));
+        assert_eq!(fmt1("%03d", Value::Float(-5.5)).as_deref(), Some("-05"));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Unit tests of the whole template against outputs taken from CPython.
 
 use super::*;
-use crate::record::Origin;
+use crate::record::{Origin, Str};
 
 fn rec(fields: Vec<(&str, Value)>) -> Record {
     Record::new(

@@ -313,6 +313,18 @@ impl Template {
             Some(v) => Resolved::Borrowed(v),
             None => default_attr("msecs").map_or(Resolved::Missing, Resolved::Owned),
         };
+        // What '%03d' writes for 0 <= msecs < 1000 (int() truncates; -0.0
+        // gives 0), the only values Python computes.
+        let ms = match msecs {
+            Resolved::Borrowed(Value::Float(f)) if (0.0..1000.0).contains(f) => Some(*f as u32),
+            Resolved::Borrowed(Value::Int(i)) if (0..1000).contains(i) => Some(*i as u32),
+            _ => None,
+        };
+        if let Some(ms) = ms {
+            let digits = [ms / 100, ms / 10 % 10, ms % 10].map(|d| char::from(b'0' + d as u8));
+            self.cache_text.extend(digits);
+            return true;
+        }
         let spec = printf::Spec {
             zero: true,
             width: 3,

@@ -218,10 +218,31 @@ fn pad(spec: &Spec, body: &str, out: &mut String) {
     let fill = spec.width.saturating_sub(n);
     if spec.left {
         out.push_str(body);
-        out.extend(std::iter::repeat_n(' ', fill));
+        push_repeated(out, ' ', fill);
     } else {
-        out.extend(std::iter::repeat_n(' ', fill));
+        push_repeated(out, ' ', fill);
         out.push_str(body);
+    }
+}
+
+/// Append `n` copies of the ASCII `fill` (a few `push_str`s instead of
+/// one `push` per character).
+pub(crate) fn push_repeated(out: &mut String, fill: char, n: usize) {
+    const SPACES: &str = "                                ";
+    const ZEROS: &str = "00000000000000000000000000000000";
+    let run = match fill {
+        ' ' => SPACES,
+        '0' => ZEROS,
+        _ => {
+            out.extend(std::iter::repeat_n(fill, n));
+            return;
+        }
+    };
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(run.len());
+        out.push_str(&run[..k]);
+        left -= k;
     }
 }
 
@@ -249,15 +270,16 @@ fn pad_num(spec: &Spec, negative: bool, prefix: &str, digits: &str, out: &mut St
     } else {
         ""
     };
-    let n = sign.len() + prefix.len() + digits.chars().count();
-    if n >= spec.width {
+    // A width of 0 never pads: skip counting.
+    if spec.width == 0 || sign.len() + prefix.len() + digits.chars().count() >= spec.width {
         out.push_str(sign);
         out.push_str(prefix);
         out.push_str(digits);
     } else if spec.zero && !spec.left {
+        let n = sign.len() + prefix.len() + digits.chars().count();
         out.push_str(sign);
         out.push_str(prefix);
-        out.extend(std::iter::repeat_n('0', spec.width - n));
+        push_repeated(out, '0', spec.width - n);
         out.push_str(digits);
     } else {
         let body = [sign, prefix, digits].concat();

@@ -150,6 +150,7 @@ impl Record {
     /// position it was found at (the next hint). Fields hold each key once
     /// (the decoders dedup as a Python dict does, `set` replaces), so a hit
     /// at `hint` is the value `get` returns.
+    #[inline]
     pub fn get_hinted(&self, key: &str, hint: usize) -> Option<(usize, &Value)> {
         if let Some((k, v)) = self.fields.get(hint) {
             if &**k == key {

@@ -99,6 +99,7 @@ struct Hints {
 }
 
 /// `record.get(key)`, trying where `key` was found last time first.
+#[inline]
 fn lookup<'r>(record: &'r Record, key: &str, hint: &Cell<usize>) -> Option<&'r Value> {
     let (i, v) = record.get_hinted(key, hint.get())?;
     hint.set(i);
@@ -167,6 +168,9 @@ pub(crate) struct Ctx<'r> {
 impl<'r> Ctx<'r> {
     /// Look an attribute up as `record.__dict__[name]` would after
     /// `makeLogRecord(d)` and `Formatter.format`.
+    // Inlined into the render loops: per placeholder, the call itself
+    // (saving registers, returning the enum) cost as much as the lookup.
+    #[inline(always)]
     pub(crate) fn resolve(&self, attr: &Attr) -> Resolved<'r> {
         let found = match attr {
             Attr::Message => return get_message(self.record, self.hints),
@@ -321,8 +325,9 @@ impl Template {
             _ => None,
         };
         if let Some(ms) = ms {
-            let digits = [ms / 100, ms / 10 % 10, ms % 10].map(|d| char::from(b'0' + d as u8));
-            self.cache_text.extend(digits);
+            for d in [ms / 100, ms / 10 % 10, ms % 10] {
+                self.cache_text.push(char::from(b'0' + d as u8));
+            }
             return true;
         }
         let spec = printf::Spec {

@@ -214,7 +214,7 @@ fn pad(spec: &Spec, body: &str, out: &mut String) {
         out.push_str(body);
         return;
     }
-    let n = body.chars().count();
+    let n = char_count(body);
     let fill = spec.width.saturating_sub(n);
     if spec.left {
         out.push_str(body);
@@ -225,24 +225,70 @@ fn pad(spec: &Spec, body: &str, out: &mut String) {
     }
 }
 
-/// Append `n` copies of the ASCII `fill` (a few `push_str`s instead of
-/// one `push` per character).
+/// `s.chars().count()`, byte by byte for the short strings padded here
+/// (levelname, a number) where the general routine's setup dominates.
+#[inline]
+fn char_count(s: &str) -> usize {
+    if s.len() < 32 {
+        // Every byte except UTF-8 continuation bytes starts a character.
+        s.bytes().filter(|&b| (b & 0xC0) != 0x80).count()
+    } else {
+        s.chars().count()
+    }
+}
+
+/// Append `n` copies of `fill` (a few `push_str`s instead of one `push`
+/// per character for spaces and zeros).
 pub(crate) fn push_repeated(out: &mut String, fill: char, n: usize) {
+    let at = out.len();
+    insert_repeated(out, at, fill, n);
+}
+
+/// Insert `n` copies of `fill` at byte `at` (a character boundary).
+fn insert_repeated(out: &mut String, at: usize, fill: char, n: usize) {
     const SPACES: &str = "                                ";
     const ZEROS: &str = "00000000000000000000000000000000";
     let run = match fill {
         ' ' => SPACES,
         '0' => ZEROS,
         _ => {
-            out.extend(std::iter::repeat_n(fill, n));
+            let mut buf = [0u8; 4];
+            let c = fill.encode_utf8(&mut buf);
+            for _ in 0..n {
+                out.insert_str(at, c);
+            }
             return;
         }
     };
     let mut left = n;
     while left > 0 {
         let k = left.min(run.len());
-        out.push_str(&run[..k]);
+        out.insert_str(at, &run[..k]);
         left -= k;
+    }
+}
+
+/// [`pad_str`] applied in place to the text already appended at
+/// `out[mark..]`, so that rendering it needs no buffer of its own.
+fn pad_str_tail(spec: &Spec, mark: usize, out: &mut String) {
+    if let Some(p) = spec.prec {
+        if let Some((i, _)) = out[mark..].char_indices().nth(p) {
+            out.truncate(mark + i);
+        }
+    }
+    pad_tail(spec, mark, out);
+}
+
+/// [`pad`] applied in place to `out[mark..]`.
+fn pad_tail(spec: &Spec, mark: usize, out: &mut String) {
+    if spec.width == 0 {
+        return;
+    }
+    let fill = spec.width.saturating_sub(char_count(&out[mark..]));
+    if spec.left {
+        push_repeated(out, ' ', fill);
+    } else {
+        insert_repeated(out, mark, ' ', fill);
     }
 }
 
@@ -261,22 +307,14 @@ pub fn pad_str(spec: &Spec, text: &str, out: &mut String) {
 /// Render a number: `sign`, `prefix` and `digits`, zero-padded after the
 /// prefix when `0` is set (and `-` is not).
 fn pad_num(spec: &Spec, negative: bool, prefix: &str, digits: &str, out: &mut String) {
-    let sign = if negative {
-        "-"
-    } else if spec.plus {
-        "+"
-    } else if spec.space {
-        " "
-    } else {
-        ""
-    };
+    let sign = sign(spec, negative);
     // A width of 0 never pads: skip counting.
-    if spec.width == 0 || sign.len() + prefix.len() + digits.chars().count() >= spec.width {
+    if spec.width == 0 || sign.len() + prefix.len() + char_count(digits) >= spec.width {
         out.push_str(sign);
         out.push_str(prefix);
         out.push_str(digits);
     } else if spec.zero && !spec.left {
-        let n = sign.len() + prefix.len() + digits.chars().count();
+        let n = sign.len() + prefix.len() + char_count(digits);
         out.push_str(sign);
         out.push_str(prefix);
         push_repeated(out, '0', spec.width - n);
@@ -284,6 +322,19 @@ fn pad_num(spec: &Spec, negative: bool, prefix: &str, digits: &str, out: &mut St
     } else {
         let body = [sign, prefix, digits].concat();
         pad(spec, &body, out);
+    }
+}
+
+/// The sign a number is written with.
+fn sign(spec: &Spec, negative: bool) -> &'static str {
+    if negative {
+        "-"
+    } else if spec.plus {
+        "+"
+    } else if spec.space {
+        " "
+    } else {
+        ""
     }
 }
 
@@ -318,13 +369,14 @@ pub fn format_value(spec: &Spec, v: &Value, out: &mut String) -> Result<(), Mism
                     return Ok(());
                 }
             }
-            let mut text = String::new();
+            // Rendered in place, then cut and padded.
+            let mark = out.len();
             match spec.ty {
-                's' => pyrepr::str(v, &mut text),
-                'r' => pyrepr::repr(v, &mut text),
-                _ => pyrepr::ascii(v, &mut text),
+                's' => pyrepr::str(v, out),
+                'r' => pyrepr::repr(v, out),
+                _ => pyrepr::ascii(v, out),
             }
-            pad_str(spec, &text, out);
+            pad_str_tail(spec, mark, out);
         }
         'd' | 'i' | 'u' => {
             // The common cases: no allocation. Ints (lineno, process,
@@ -361,16 +413,24 @@ pub fn format_value(spec: &Spec, v: &Value, out: &mut String) -> Result<(), Mism
             let f = float_of(v).ok_or(Mismatch)?;
             let prec = spec.prec.unwrap_or(6);
             let upper = spec.ty.is_ascii_uppercase();
-            let mut digits = String::new();
             let a = f.abs();
-            match spec.ty.to_ascii_lowercase() {
-                'e' => numfmt::exp(a, prec, spec.alt, upper, &mut digits),
-                'f' => numfmt::fixed(a, prec, spec.alt, upper, &mut digits),
-                _ => numfmt::general(a, prec, spec.alt, upper, &mut digits),
-            }
             // Python drops the sign of NaN.
             let negative = f.is_sign_negative() && !f.is_nan();
-            pad_num(spec, negative, "", &digits, out);
+            // As pad_num, in place: sign and digits, then the padding.
+            let mark = out.len();
+            out.push_str(sign(spec, negative));
+            let body = out.len();
+            match spec.ty.to_ascii_lowercase() {
+                'e' => numfmt::exp(a, prec, spec.alt, upper, out),
+                'f' => numfmt::fixed(a, prec, spec.alt, upper, out),
+                _ => numfmt::general(a, prec, spec.alt, upper, out),
+            }
+            if spec.zero && !spec.left && spec.width > 0 {
+                let fill = spec.width.saturating_sub(char_count(&out[mark..]));
+                insert_repeated(out, body, '0', fill);
+            } else {
+                pad_tail(spec, mark, out);
+            }
         }
         'c' => {
             let c = match v {

@@ -48,10 +48,11 @@ pub(crate) fn compile(f: &str) -> Result<Vec<Piece>, FormatError> {
                     ));
                 }
                 let plain = matches!(c.spec.ty, 's' | 'd')
-                    && c.spec == Spec {
-                        ty: c.spec.ty,
-                        ..Spec::default()
-                    };
+                    && c.spec
+                        == Spec {
+                            ty: c.spec.ty,
+                            ..Spec::default()
+                        };
                 pieces.push(Piece::Field {
                     attr: Attr::of(&key),
                     spec: c.spec,
@@ -117,7 +118,10 @@ pub(crate) fn render(pieces: &[Piece], ctx: &Ctx<'_>, out: &mut String, warn: &m
                 // the text a `Value` (asctime).
                 Resolved::Text(t) if spec.ty == 's' => printf::pad_str(spec, t, out),
                 // What format_value writes for these, with less work.
-                Resolved::Borrowed(Value::Str(t)) if *plain && spec.ty == 's' => out.push_str(t),
+                Resolved::Borrowed(Value::Str(t)) if spec.ty == 's' => match plain {
+                    true => out.push_str(t),
+                    false => printf::pad_str(spec, t, out),
+                },
                 Resolved::Borrowed(Value::Int(i)) if *plain && spec.ty == 'd' => {
                     out.push_str(itoa::Buffer::new().format(*i))
                 }

@@ -209,6 +209,7 @@ pub fn parse(fmt: &str) -> Result<Vec<Piece>, ParseError> {
 pub struct Mismatch;
 
 /// Pad `body` (already holding sign and prefix) to the spec's width.
+#[inline]
 fn pad(spec: &Spec, body: &str, out: &mut String) {
     if spec.width == 0 {
         out.push_str(body);
@@ -237,28 +238,40 @@ fn char_count(s: &str) -> usize {
     }
 }
 
-/// Append `n` copies of `fill` (a few `push_str`s instead of one `push`
-/// per character for spaces and zeros).
-pub(crate) fn push_repeated(out: &mut String, fill: char, n: usize) {
-    let at = out.len();
-    insert_repeated(out, at, fill, n);
+/// Runs of the usual fill characters, appended or inserted a slice at a
+/// time instead of one character at a time.
+fn run_of(fill: char) -> Option<&'static str> {
+    match fill {
+        ' ' => Some("                                "),
+        '0' => Some("00000000000000000000000000000000"),
+        _ => None,
+    }
+}
+
+/// Append `n` copies of `fill`.
+#[inline]
+fn push_repeated(out: &mut String, fill: char, n: usize) {
+    let Some(run) = run_of(fill) else {
+        out.extend(std::iter::repeat_n(fill, n));
+        return;
+    };
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(run.len());
+        out.push_str(&run[..k]);
+        left -= k;
+    }
 }
 
 /// Insert `n` copies of `fill` at byte `at` (a character boundary).
 fn insert_repeated(out: &mut String, at: usize, fill: char, n: usize) {
-    const SPACES: &str = "                                ";
-    const ZEROS: &str = "00000000000000000000000000000000";
-    let run = match fill {
-        ' ' => SPACES,
-        '0' => ZEROS,
-        _ => {
-            let mut buf = [0u8; 4];
-            let c = fill.encode_utf8(&mut buf);
-            for _ in 0..n {
-                out.insert_str(at, c);
-            }
-            return;
+    let Some(run) = run_of(fill) else {
+        let mut buf = [0u8; 4];
+        let c = fill.encode_utf8(&mut buf);
+        for _ in 0..n {
+            out.insert_str(at, c);
         }
+        return;
     };
     let mut left = n;
     while left > 0 {
@@ -294,6 +307,7 @@ fn pad_tail(spec: &Spec, mark: usize, out: &mut String) {
 
 /// Render a string under `%s`-like rules: precision truncates, width pads
 /// with spaces (the `0` flag does not apply to strings).
+#[inline]
 pub fn pad_str(spec: &Spec, text: &str, out: &mut String) {
     match spec.prec {
         Some(p) => {
@@ -573,9 +587,25 @@ mod tests {
         // The fast path must print what the BigInt path prints.
         let specs = ["%d", "%03d", "%-5d|", "%+d", "% d", "%.4d", "%+06i", "%u"];
         let values = [
-            0.0, -0.0, 0.5, -0.5, -0.9999, 1.0, 999.9999, 123.456, -5.5, -123.4, 1e15, -1e15,
-            9.223372036854775e18, -9.223372036854776e18, 9.3e18, -9.3e18, 1e300,
-            f64::MIN_POSITIVE, f64::EPSILON,
+            0.0,
+            -0.0,
+            0.5,
+            -0.5,
+            -0.9999,
+            1.0,
+            999.9999,
+            123.456,
+            -5.5,
+            -123.4,
+            1e15,
+            -1e15,
+            9.223372036854775e18,
+            -9.223372036854776e18,
+            9.3e18,
+            -9.3e18,
+            1e300,
+            f64::MIN_POSITIVE,
+            f64::EPSILON,
         ];
         for f in values {
             let n = BigInt::of_float(f).expect("finite");

@@ -370,7 +370,7 @@ fn float_to_i64(f: f64) -> Option<i64> {
     // to an i64 exactly. NaN fails both comparisons.
     const LIMIT: f64 = 9_223_372_036_854_775_808.0;
     let t = f.trunc();
-    (t >= -LIMIT && t < LIMIT).then_some(t as i64)
+    (-LIMIT..LIMIT).contains(&t).then_some(t as i64)
 }
 
 /// Append `v` rendered under `spec`, or report that Python would raise.

@@ -2,6 +2,8 @@
 //!
 //! Run: `cargo bench --bench format -- --warm-up-time 1 --measurement-time 3`
 
+mod common;
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use logrelay::config::{Style, TextFormat};
 use logrelay::format::Template;
@@ -48,6 +50,12 @@ fn bench(c: &mut Criterion) {
     let configs = [
         ("default", "%(asctime)s %(levelname)-8s %(name)s %(message)s", Style::Percent, None),
         (
+            "cookbook",
+            "%(asctime)s %(levelname)-8s %(name)s %(process)d %(message)s",
+            Style::Percent,
+            None,
+        ),
+        (
             "spec_file",
             "%(asctime)s %(levelname)-8s %(name)-15s %(process)-6s %(message)s",
             Style::Percent,
@@ -84,6 +92,31 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+    g.finish();
+
+    // The cookbook format over the real SocketHandler records the e2e and
+    // filewrite benches use (fractional msecs, varied messages).
+    let real = common::records();
+    let mut g = c.benchmark_group("format_real");
+    g.throughput(Throughput::Elements(real.len() as u64));
+    let spec = TextFormat {
+        format: common::COOKBOOK_FORMAT.into(),
+        datefmt: None,
+        style: Style::Percent,
+        utc: false,
+    };
+    let tz = jiff::tz::TimeZone::get("Europe/Berlin").expect("tzdata");
+    let mut t = Template::compile_with_tz(&spec, tz).expect("valid format");
+    let mut out = Vec::with_capacity(1 << 20);
+    g.bench_function("cookbook", |b| {
+        b.iter(|| {
+            out.clear();
+            for r in &real {
+                t.format(r, &mut out);
+            }
+            out.len()
+        })
+    });
     g.finish();
 }
 

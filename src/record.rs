@@ -143,6 +143,27 @@ impl Record {
             .map(|(_, v)| v)
     }
 
+    /// [`Record::get`] that tries position `hint` first, for callers that
+    /// look the same key up in record after record: senders build every
+    /// record the same way, so the key sits at the same position and the
+    /// lookup is one compare instead of a scan. Returns the value and the
+    /// position it was found at (the next hint). Fields hold each key once
+    /// (the decoders dedup as a Python dict does, `set` replaces), so a hit
+    /// at `hint` is the value `get` returns.
+    #[inline]
+    pub fn get_hinted(&self, key: &str, hint: usize) -> Option<(usize, &Value)> {
+        if let Some((k, v)) = self.fields.get(hint) {
+            if &**k == key {
+                return Some((hint, v));
+            }
+        }
+        self.fields
+            .iter()
+            .enumerate()
+            .find(|(_, (k, _))| &**k == key)
+            .map(|(i, (_, v))| (i, v))
+    }
+
     /// Set an attribute: replaced in place if present (keeping its
     /// position), appended otherwise, as `setattr` on a LogRecord.
     pub fn set(&mut self, key: impl Into<Str>, value: Value) {
@@ -225,6 +246,10 @@ mod tests {
         let keys: Vec<&str> = r.fields.iter().map(|(k, _)| &**k).collect();
         assert_eq!(keys, ["a", "b", "c"]);
         assert_eq!(r.get("a"), Some(&Value::Int(3)));
+        assert_eq!(r.get_hinted("c", 2), Some((2, &Value::None)));
+        assert_eq!(r.get_hinted("c", 0), Some((2, &Value::None)));
+        assert_eq!(r.get_hinted("c", 9), Some((2, &Value::None)));
+        assert_eq!(r.get_hinted("x", 1), None);
         assert!(r.remove("b"));
         assert!(!r.remove("b"));
     }

@@ -6,7 +6,7 @@ use super::numfmt::{self, BigInt};
 use super::printf::Mismatch;
 use std::borrow::Cow;
 
-use super::{pyrepr, Attr, Ctx, FormatError, Warnings};
+use super::{pyrepr, Attr, Ctx, FormatError, Resolved, Warnings};
 use crate::record::Value;
 
 /// A `[key]` lookup after the field name.
@@ -283,7 +283,18 @@ pub(crate) fn render(pieces: &[Piece], ctx: &Ctx<'_>, out: &mut String, warn: &m
             } => (attr, index, conv, spec),
         };
         let resolved = ctx.resolve(attr);
-        let mut v: Option<Cow<'_, Value>> = resolved.get().map(Cow::Borrowed);
+        if let Resolved::Text(t) = resolved {
+            // A computed str (asctime) as format_value and `!s` render a
+            // `str`, without making it a `Value`.
+            if index.is_empty() && matches!(conv, None | Some('s')) {
+                if format_str(spec, t, out).is_err() {
+                    warn.misfit(attr.name());
+                    pad_only(spec, t, out);
+                }
+                continue;
+            }
+        }
+        let mut v: Option<Cow<'_, Value>> = resolved.value();
         for ix in index {
             v = v.and_then(|v| lookup(&v, ix).map(|x| Cow::Owned(x.into_owned())));
         }

@@ -89,9 +89,11 @@ pub(crate) fn render(pieces: &[Piece], ctx: &Ctx<'_>, out: &mut String, warn: &m
                     warn.missing(attr.name());
                     out.push('-');
                 }
+                // str() of a str is itself.
+                Resolved::Text(t) => out.push_str(t),
                 v => {
-                    if let Some(v) = v.get() {
-                        pyrepr::str(v, out);
+                    if let Some(v) = v.value() {
+                        pyrepr::str(&v, out);
                     }
                 }
             },

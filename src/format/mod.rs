@@ -5,6 +5,11 @@
 //! The format is parsed once per output ([`Template::compile`]), formats
 //! that can never work are config errors with a position, and per record
 //! only the placeholders are rendered. `asctime` is cached per second.
+//! Per record nothing is allocated in the common cases (str and int
+//! fields, a str message without args): each placeholder remembers where
+//! its key was in the last record ([`Record::get_hinted`]), since a sender
+//! builds every record alike, and values are written straight into a
+//! line buffer kept across records.
 //!
 //! Where Python would print `--- Logging error ---` and lose the record (an
 //! attribute the format names is absent, or its value does not fit the
@@ -22,13 +27,15 @@ pub mod printf;
 pub mod pyrepr;
 pub mod strftime;
 
+use std::borrow::Cow;
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use jiff::tz::TimeZone;
 
 use crate::config::{Style, TextFormat};
-use crate::record::{Record, Str, Value};
+use crate::record::{Record, Value};
 
 /// A format string that can never work.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -60,8 +67,8 @@ pub(crate) enum Attr {
     Message,
     /// `formatTime(record, datefmt)`.
     Asctime,
-    /// Any other attribute, by name.
-    Field(String),
+    /// Any other attribute, by name, with where it was last found.
+    Field(String, Cell<usize>),
 }
 
 impl Attr {
@@ -69,7 +76,7 @@ impl Attr {
         match name {
             "message" => Attr::Message,
             "asctime" => Attr::Asctime,
-            other => Attr::Field(other.to_string()),
+            other => Attr::Field(other.to_string(), Cell::new(0)),
         }
     }
 
@@ -77,9 +84,31 @@ impl Attr {
         match self {
             Attr::Message => "message",
             Attr::Asctime => "asctime",
-            Attr::Field(f) => f,
+            Attr::Field(f, _) => f,
         }
     }
+}
+
+/// Where the attributes the Formatter itself reads were last found in a
+/// record (see [`Record::get_hinted`]). `Cell`s, because the compiled
+/// pieces are read while they are updated; a template is used by one
+/// thread at a time.
+#[derive(Clone, Debug, Default)]
+struct Hints {
+    msg: Cell<usize>,
+    args: Cell<usize>,
+    created: Cell<usize>,
+    msecs: Cell<usize>,
+    exc_text: Cell<usize>,
+    stack_info: Cell<usize>,
+}
+
+/// `record.get(key)`, trying where `key` was found last time first.
+#[inline]
+fn lookup<'r>(record: &'r Record, key: &str, hint: &Cell<usize>) -> Option<&'r Value> {
+    let (i, v) = record.get_hinted(key, hint.get())?;
+    hint.set(i);
+    Some(v)
 }
 
 /// The parsed format, per style.
@@ -100,11 +129,13 @@ pub struct Template {
     tz: TimeZone,
     /// `Formatter.usesTime()`: only then is `asctime` computed.
     uses_time: bool,
-    /// The formatted `asctime` (without msecs) of second `cache_sec`.
+    /// Second `cache_sec` formatted (`cache_text[..cache_len]`, with the
+    /// `,` before msecs when there is no datefmt), followed by the msecs
+    /// of the last record: the whole is that record's `asctime`.
     cache_sec: Option<i64>,
     cache_text: String,
-    /// `cache_text` as a shared string, handed out as is with a datefmt.
-    cache_str: Str,
+    cache_len: usize,
+    hints: Hints,
     warnings: Warnings,
     line: String,
 }
@@ -113,44 +144,50 @@ pub struct Template {
 pub(crate) enum Resolved<'a> {
     Borrowed(&'a Value),
     Owned(Value),
+    /// A computed `str` (asctime, an absent msg), not made a `Value`
+    /// unless a conversion other than `str` needs one.
+    Text(&'a str),
     /// The record lacks the attribute: renders as `-`.
     Missing,
 }
 
 impl Resolved<'_> {
-    pub(crate) fn get(&self) -> Option<&Value> {
+    /// The value; a [`Resolved::Text`] becomes a `str` (allocating).
+    pub(crate) fn value(&self) -> Option<Cow<'_, Value>> {
         match self {
-            Resolved::Borrowed(v) => Some(v),
-            Resolved::Owned(v) => Some(v),
+            Resolved::Borrowed(v) => Some(Cow::Borrowed(v)),
+            Resolved::Owned(v) => Some(Cow::Borrowed(v)),
+            Resolved::Text(t) => Some(Cow::Owned(Value::str(*t))),
             Resolved::Missing => None,
         }
     }
 }
 
-/// Per-record state: the computed attributes.
+/// Per-record state: the record and the computed `asctime`.
 pub(crate) struct Ctx<'r> {
     record: &'r Record,
-    message: Option<Value>,
-    asctime: Option<Value>,
+    hints: &'r Hints,
+    asctime: Option<&'r str>,
 }
 
 impl<'r> Ctx<'r> {
     /// Look an attribute up as `record.__dict__[name]` would after
     /// `makeLogRecord(d)` and `Formatter.format`.
-    pub(crate) fn resolve(&self, attr: &Attr) -> Resolved<'_> {
-        match attr {
-            Attr::Message => match &self.message {
-                Some(v) => Resolved::Borrowed(v),
-                None => Resolved::Owned(get_message(self.record)),
+    // Inlined into the render loops: per placeholder, the call itself
+    // (saving registers, returning the enum) cost as much as the lookup.
+    #[inline(always)]
+    pub(crate) fn resolve(&self, attr: &Attr) -> Resolved<'r> {
+        let found = match attr {
+            Attr::Message => return get_message(self.record, self.hints),
+            Attr::Asctime => match self.asctime {
+                Some(t) => return Resolved::Text(t),
+                None => self.record.get("asctime"),
             },
-            Attr::Asctime if self.asctime.is_some() => self
-                .asctime
-                .as_ref()
-                .map_or(Resolved::Missing, Resolved::Borrowed),
-            _ => match self.record.get(attr.name()) {
-                Some(v) => Resolved::Borrowed(v),
-                None => default_attr(attr.name()).map_or(Resolved::Missing, Resolved::Owned),
-            },
+            Attr::Field(name, hint) => lookup(self.record, name, hint),
+        };
+        match found {
+            Some(v) => Resolved::Borrowed(v),
+            None => default_attr(attr.name()).map_or(Resolved::Missing, Resolved::Owned),
         }
     }
 }
@@ -201,7 +238,8 @@ impl Template {
             uses_time,
             cache_sec: None,
             cache_text: String::new(),
-            cache_str: Str::default(),
+            cache_len: 0,
+            hints: Hints::default(),
             warnings: Warnings::default(),
             line: String::with_capacity(256),
         })
@@ -214,16 +252,19 @@ impl Template {
 
     /// Append the formatted line for `record`, plus `\n`, to `out`.
     pub fn format(&mut self, record: &Record, out: &mut Vec<u8>) {
+        let asctime = match self.uses_time && self.asctime(record) {
+            true => Some(self.cache_text.as_str()),
+            false if self.uses_time => Some("-"),
+            false => None,
+        };
+        // Rendered into a line kept across records (no allocation once it
+        // has grown), then copied: `out` may hold bytes that are not UTF-8,
+        // so it cannot be borrowed as a `String`.
         let mut line = std::mem::take(&mut self.line);
         line.clear();
-        let asctime = if self.uses_time {
-            Some(self.asctime(record))
-        } else {
-            None
-        };
         let ctx = Ctx {
             record,
-            message: None,
+            hints: &self.hints,
             asctime,
         };
         match &self.body {
@@ -231,8 +272,9 @@ impl Template {
             Body::Brace(p) => brace::render(p, &ctx, &mut line, &mut self.warnings),
             Body::Dollar(p) => dollar::render(p, &ctx, &mut line, &mut self.warnings),
         }
-        for key in ["exc_text", "stack_info"] {
-            if let Some(v) = record.get(key).filter(|v| pyrepr::truthy(v)) {
+        let h = &self.hints;
+        for (key, hint) in [("exc_text", &h.exc_text), ("stack_info", &h.stack_info)] {
+            if let Some(v) = lookup(record, key, hint).filter(|v| pyrepr::truthy(v)) {
                 if !line.ends_with('\n') {
                     line.push('\n');
                 }
@@ -244,15 +286,17 @@ impl Template {
         self.line = line;
     }
 
-    /// `formatTime(record, datefmt)`, cached per second of `created`.
-    fn asctime(&mut self, record: &Record) -> Value {
-        let created = match record.get("created") {
+    /// `formatTime(record, datefmt)` into `cache_text`, cached per second
+    /// of `created`; `false` (and a warning) where `created` is not a
+    /// number, for which `asctime` is `-`.
+    fn asctime(&mut self, record: &Record) -> bool {
+        let created = match lookup(record, "created", &self.hints.created) {
             Some(v) => v.as_f64(),
             None => Some(now_secs()),
         };
         let Some(created) = created.filter(|c| c.is_finite()) else {
             self.warnings.warn("asctime", "created is not a number");
-            return Value::str("-");
+            return false;
         };
         let sec = created.floor() as i64;
         if self.cache_sec != Some(sec) {
@@ -262,46 +306,60 @@ impl Template {
                 Some(tm) => strftime::strftime(fmt, &tm, &mut self.cache_text),
                 None => self.cache_text.push('-'),
             }
+            if self.datefmt.is_none() {
+                self.cache_text.push(',');
+            }
             self.cache_sec = Some(sec);
-            self.cache_str = Str::from(self.cache_text.as_str());
+            self.cache_len = self.cache_text.len();
         }
+        // Drop the last record's msecs.
+        self.cache_text.truncate(self.cache_len);
         if self.datefmt.is_some() {
-            return Value::Str(self.cache_str.clone());
+            return true;
         }
-        let mut s = String::with_capacity(self.cache_text.len() + 8);
-        s.push_str(&self.cache_text);
-        {
-            // default_msec_format = '%s,%03d' % (t, record.msecs)
-            let msecs = match record.get("msecs") {
-                Some(v) => Resolved::Borrowed(v),
-                None => default_attr("msecs").map_or(Resolved::Missing, Resolved::Owned),
-            };
-            s.push(',');
-            let spec = printf::Spec {
-                zero: true,
-                width: 3,
-                ty: 'd',
-                ..printf::Spec::default()
-            };
-            if let Some(v) = msecs.get() {
-                if printf::format_value(&spec, v, &mut s).is_err() {
-                    self.warnings.warn("msecs", "value does not fit %03d");
-                    pyrepr::str(v, &mut s);
-                }
+        // default_msec_format = '%s,%03d' % (t, record.msecs)
+        let msecs = match lookup(record, "msecs", &self.hints.msecs) {
+            Some(v) => Resolved::Borrowed(v),
+            None => default_attr("msecs").map_or(Resolved::Missing, Resolved::Owned),
+        };
+        // What '%03d' writes for 0 <= msecs < 1000 (int() truncates; -0.0
+        // gives 0), the only values Python computes.
+        let ms = match msecs {
+            Resolved::Borrowed(Value::Float(f)) if (0.0..1000.0).contains(f) => Some(*f as u32),
+            Resolved::Borrowed(Value::Int(i)) if (0..1000).contains(i) => Some(*i as u32),
+            _ => None,
+        };
+        if let Some(ms) = ms {
+            for d in [ms / 100, ms / 10 % 10, ms % 10] {
+                self.cache_text.push(char::from(b'0' + d as u8));
+            }
+            return true;
+        }
+        let spec = printf::Spec {
+            zero: true,
+            width: 3,
+            ty: 'd',
+            ..printf::Spec::default()
+        };
+        if let Some(v) = msecs.value() {
+            if printf::format_value(&spec, &v, &mut self.cache_text).is_err() {
+                self.warnings.warn("msecs", "value does not fit %03d");
+                pyrepr::str(&v, &mut self.cache_text);
             }
         }
-        Value::Str(Str::from(s))
+        true
     }
 }
 
 /// `LogRecord.getMessage()`: `str(msg)`, then `% args` if args is truthy.
 /// Where `msg % args` raises, Python loses the record; we keep `str(msg)`.
-fn get_message(record: &Record) -> Value {
-    let msg = record.get("msg");
-    let args = record.get("args").filter(|a| pyrepr::truthy(a));
-    match (msg, args) {
-        (Some(v @ Value::Str(_)), None) => v.clone(),
-        (None, _) => Value::str(""),
+/// A `str` msg without args (the common case) is borrowed as is.
+fn get_message<'r>(record: &'r Record, hints: &Hints) -> Resolved<'r> {
+    let msg = lookup(record, "msg", &hints.msg);
+    let args = lookup(record, "args", &hints.args).filter(|a| pyrepr::truthy(a));
+    let text = match (msg, args) {
+        (Some(v @ Value::Str(_)), None) => return Resolved::Borrowed(v),
+        (None, _) => return Resolved::Text(""),
         (Some(m), None) => {
             let mut s = String::new();
             pyrepr::str(m, &mut s);
@@ -315,7 +373,8 @@ fn get_message(record: &Record) -> Value {
                 None => Value::Str(s.into()),
             }
         }
-    }
+    };
+    Resolved::Owned(text)
 }
 
 fn now_secs() -> f64 {

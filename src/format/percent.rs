@@ -2,12 +2,19 @@
 
 use super::printf::{self, Count, Spec};
 use super::{pyrepr, Attr, Ctx, FormatError, Resolved, Warnings};
+use crate::record::Value;
 
 /// One piece of a compiled `%` format.
 #[derive(Debug, Clone)]
 pub(crate) enum Piece {
     Lit(String),
-    Field { attr: Attr, spec: Spec },
+    Field {
+        attr: Attr,
+        spec: Spec,
+        /// The spec is a bare `%s` or `%d`: a `str` or an `int` is
+        /// written as is, without the padding machinery.
+        plain: bool,
+    },
 }
 
 /// Parse and check a `%` format: Python's `Formatter(validate=True)` check,
@@ -40,9 +47,16 @@ pub(crate) fn compile(f: &str) -> Result<Vec<Piece>, FormatError> {
                         "'*' needs a tuple argument (* wants int)",
                     ));
                 }
+                let plain = matches!(c.spec.ty, 's' | 'd')
+                    && c.spec
+                        == Spec {
+                            ty: c.spec.ty,
+                            ..Spec::default()
+                        };
                 pieces.push(Piece::Field {
                     attr: Attr::of(&key),
                     spec: c.spec,
+                    plain,
                 });
             }
         }
@@ -95,26 +109,34 @@ pub(crate) fn render(pieces: &[Piece], ctx: &Ctx<'_>, out: &mut String, warn: &m
     for p in pieces {
         match p {
             Piece::Lit(s) => out.push_str(s),
-            Piece::Field { attr, spec } => {
-                let v = ctx.resolve(attr);
-                match v {
-                    Resolved::Missing => {
-                        warn.missing(attr.name());
-                        printf::pad_str(spec, "-", out);
-                    }
-                    _ => {
-                        let Some(v) = v.get() else { continue };
-                        let mark = out.len();
-                        if printf::format_value(spec, v, out).is_err() {
-                            out.truncate(mark);
-                            warn.misfit(attr.name());
-                            let mut s = String::new();
-                            pyrepr::str(v, &mut s);
-                            printf::pad_str(spec, &s, out);
-                        }
+            Piece::Field { attr, spec, plain } => match ctx.resolve(attr) {
+                Resolved::Missing => {
+                    warn.missing(attr.name());
+                    printf::pad_str(spec, "-", out);
+                }
+                // `%s` of a str, as format_value does it, without making
+                // the text a `Value` (asctime).
+                Resolved::Text(t) if spec.ty == 's' => printf::pad_str(spec, t, out),
+                // What format_value writes for these, with less work.
+                Resolved::Borrowed(Value::Str(t)) if spec.ty == 's' => match plain {
+                    true => out.push_str(t),
+                    false => printf::pad_str(spec, t, out),
+                },
+                Resolved::Borrowed(Value::Int(i)) if *plain && spec.ty == 'd' => {
+                    out.push_str(itoa::Buffer::new().format(*i))
+                }
+                v => {
+                    let Some(v) = v.value() else { continue };
+                    let mark = out.len();
+                    if printf::format_value(spec, &v, out).is_err() {
+                        out.truncate(mark);
+                        warn.misfit(attr.name());
+                        let mut s = String::new();
+                        pyrepr::str(&v, &mut s);
+                        printf::pad_str(spec, &s, out);
                     }
                 }
-            }
+            },
         }
     }
 }

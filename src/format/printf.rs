@@ -209,24 +209,105 @@ pub fn parse(fmt: &str) -> Result<Vec<Piece>, ParseError> {
 pub struct Mismatch;
 
 /// Pad `body` (already holding sign and prefix) to the spec's width.
+#[inline]
 fn pad(spec: &Spec, body: &str, out: &mut String) {
     if spec.width == 0 {
         out.push_str(body);
         return;
     }
-    let n = body.chars().count();
+    let n = char_count(body);
     let fill = spec.width.saturating_sub(n);
     if spec.left {
         out.push_str(body);
-        out.extend(std::iter::repeat_n(' ', fill));
+        push_repeated(out, ' ', fill);
     } else {
-        out.extend(std::iter::repeat_n(' ', fill));
+        push_repeated(out, ' ', fill);
         out.push_str(body);
+    }
+}
+
+/// `s.chars().count()`, byte by byte for the short strings padded here
+/// (levelname, a number) where the general routine's setup dominates.
+#[inline]
+fn char_count(s: &str) -> usize {
+    if s.len() < 32 {
+        // Every byte except UTF-8 continuation bytes starts a character.
+        s.bytes().filter(|&b| (b & 0xC0) != 0x80).count()
+    } else {
+        s.chars().count()
+    }
+}
+
+/// Runs of the usual fill characters, appended or inserted a slice at a
+/// time instead of one character at a time.
+fn run_of(fill: char) -> Option<&'static str> {
+    match fill {
+        ' ' => Some("                                "),
+        '0' => Some("00000000000000000000000000000000"),
+        _ => None,
+    }
+}
+
+/// Append `n` copies of `fill`.
+#[inline]
+fn push_repeated(out: &mut String, fill: char, n: usize) {
+    let Some(run) = run_of(fill) else {
+        out.extend(std::iter::repeat_n(fill, n));
+        return;
+    };
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(run.len());
+        out.push_str(&run[..k]);
+        left -= k;
+    }
+}
+
+/// Insert `n` copies of `fill` at byte `at` (a character boundary).
+fn insert_repeated(out: &mut String, at: usize, fill: char, n: usize) {
+    let Some(run) = run_of(fill) else {
+        let mut buf = [0u8; 4];
+        let c = fill.encode_utf8(&mut buf);
+        for _ in 0..n {
+            out.insert_str(at, c);
+        }
+        return;
+    };
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(run.len());
+        out.insert_str(at, &run[..k]);
+        left -= k;
+    }
+}
+
+/// [`pad_str`] applied in place to the text already appended at
+/// `out[mark..]`, so that rendering it needs no buffer of its own.
+fn pad_str_tail(spec: &Spec, mark: usize, out: &mut String) {
+    if let Some(p) = spec.prec {
+        if let Some((i, _)) = out[mark..].char_indices().nth(p) {
+            out.truncate(mark + i);
+        }
+    }
+    pad_tail(spec, mark, out);
+}
+
+/// [`pad`] applied in place to `out[mark..]`.
+fn pad_tail(spec: &Spec, mark: usize, out: &mut String) {
+    if spec.width == 0 {
+        return;
+    }
+    let fill = spec.width.saturating_sub(char_count(&out[mark..]));
+    if spec.left {
+        push_repeated(out, ' ', fill);
+    } else {
+        insert_repeated(out, mark, ' ', fill);
     }
 }
 
 /// Render a string under `%s`-like rules: precision truncates, width pads
 /// with spaces (the `0` flag does not apply to strings).
+#[inline]
 pub fn pad_str(spec: &Spec, text: &str, out: &mut String) {
     match spec.prec {
         Some(p) => {
@@ -240,7 +321,27 @@ pub fn pad_str(spec: &Spec, text: &str, out: &mut String) {
 /// Render a number: `sign`, `prefix` and `digits`, zero-padded after the
 /// prefix when `0` is set (and `-` is not).
 fn pad_num(spec: &Spec, negative: bool, prefix: &str, digits: &str, out: &mut String) {
-    let sign = if negative {
+    let sign = sign(spec, negative);
+    // A width of 0 never pads: skip counting.
+    if spec.width == 0 || sign.len() + prefix.len() + char_count(digits) >= spec.width {
+        out.push_str(sign);
+        out.push_str(prefix);
+        out.push_str(digits);
+    } else if spec.zero && !spec.left {
+        let n = sign.len() + prefix.len() + char_count(digits);
+        out.push_str(sign);
+        out.push_str(prefix);
+        push_repeated(out, '0', spec.width - n);
+        out.push_str(digits);
+    } else {
+        let body = [sign, prefix, digits].concat();
+        pad(spec, &body, out);
+    }
+}
+
+/// The sign a number is written with.
+fn sign(spec: &Spec, negative: bool) -> &'static str {
+    if negative {
         "-"
     } else if spec.plus {
         "+"
@@ -248,20 +349,6 @@ fn pad_num(spec: &Spec, negative: bool, prefix: &str, digits: &str, out: &mut St
         " "
     } else {
         ""
-    };
-    let n = sign.len() + prefix.len() + digits.chars().count();
-    if n >= spec.width {
-        out.push_str(sign);
-        out.push_str(prefix);
-        out.push_str(digits);
-    } else if spec.zero && !spec.left {
-        out.push_str(sign);
-        out.push_str(prefix);
-        out.extend(std::iter::repeat_n('0', spec.width - n));
-        out.push_str(digits);
-    } else {
-        let body = [sign, prefix, digits].concat();
-        pad(spec, &body, out);
     }
 }
 
@@ -275,6 +362,17 @@ fn float_of(v: &Value) -> Option<f64> {
     }
 }
 
+/// Python's `int(f)` (truncation toward zero, so `-0.5` gives `0`) where
+/// it fits i64; `None` for NaN, infinities and larger magnitudes, which
+/// take the general path (and keep its errors).
+fn float_to_i64(f: f64) -> Option<i64> {
+    // 2^63 is exact in f64; every finite value in [-2^63, 2^63) truncates
+    // to an i64 exactly. NaN fails both comparisons.
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    let t = f.trunc();
+    (-LIMIT..LIMIT).contains(&t).then_some(t as i64)
+}
+
 /// Append `v` rendered under `spec`, or report that Python would raise.
 pub fn format_value(spec: &Spec, v: &Value, out: &mut String) -> Result<(), Mismatch> {
     match spec.ty {
@@ -285,21 +383,28 @@ pub fn format_value(spec: &Spec, v: &Value, out: &mut String) -> Result<(), Mism
                     return Ok(());
                 }
             }
-            let mut text = String::new();
+            // Rendered in place, then cut and padded.
+            let mark = out.len();
             match spec.ty {
-                's' => pyrepr::str(v, &mut text),
-                'r' => pyrepr::repr(v, &mut text),
-                _ => pyrepr::ascii(v, &mut text),
+                's' => pyrepr::str(v, out),
+                'r' => pyrepr::repr(v, out),
+                _ => pyrepr::ascii(v, out),
             }
-            pad_str(spec, &text, out);
+            pad_str_tail(spec, mark, out);
         }
         'd' | 'i' | 'u' => {
-            if let Value::Int(i) = v {
-                // The common case (lineno, process, levelno): no allocation.
+            // The common cases: no allocation. Ints (lineno, process,
+            // levelno) and floats whose `int()` fits i64 (msecs in asctime).
+            let small = match v {
+                Value::Int(i) => Some(*i),
+                Value::Float(f) => float_to_i64(*f),
+                _ => None,
+            };
+            if let Some(i) = small {
                 let mut buf = itoa::Buffer::new();
                 let digits = buf.format(i.unsigned_abs());
                 if spec.prec.is_none_or(|p| p <= digits.len()) {
-                    pad_num(spec, *i < 0, "", digits, out);
+                    pad_num(spec, i < 0, "", digits, out);
                     return Ok(());
                 }
             }
@@ -322,16 +427,24 @@ pub fn format_value(spec: &Spec, v: &Value, out: &mut String) -> Result<(), Mism
             let f = float_of(v).ok_or(Mismatch)?;
             let prec = spec.prec.unwrap_or(6);
             let upper = spec.ty.is_ascii_uppercase();
-            let mut digits = String::new();
             let a = f.abs();
-            match spec.ty.to_ascii_lowercase() {
-                'e' => numfmt::exp(a, prec, spec.alt, upper, &mut digits),
-                'f' => numfmt::fixed(a, prec, spec.alt, upper, &mut digits),
-                _ => numfmt::general(a, prec, spec.alt, upper, &mut digits),
-            }
             // Python drops the sign of NaN.
             let negative = f.is_sign_negative() && !f.is_nan();
-            pad_num(spec, negative, "", &digits, out);
+            // As pad_num, in place: sign and digits, then the padding.
+            let mark = out.len();
+            out.push_str(sign(spec, negative));
+            let body = out.len();
+            match spec.ty.to_ascii_lowercase() {
+                'e' => numfmt::exp(a, prec, spec.alt, upper, out),
+                'f' => numfmt::fixed(a, prec, spec.alt, upper, out),
+                _ => numfmt::general(a, prec, spec.alt, upper, out),
+            }
+            if spec.zero && !spec.left && spec.width > 0 {
+                let fill = spec.width.saturating_sub(char_count(&out[mark..]));
+                insert_repeated(out, body, '0', fill);
+            } else {
+                pad_tail(spec, mark, out);
+            }
         }
         'c' => {
             let c = match v {
@@ -467,6 +580,54 @@ mod tests {
         );
         assert_eq!(fmt1("%5.1s|", Value::str("abc")).as_deref(), Some("    a|"));
         assert_eq!(fmt1("%ld", Value::Int(7)).as_deref(), Some("7"));
+    }
+
+    #[test]
+    fn float_ints_take_the_fast_path_with_the_same_text() {
+        // The fast path must print what the BigInt path prints.
+        let specs = ["%d", "%03d", "%-5d|", "%+d", "% d", "%.4d", "%+06i", "%u"];
+        let values = [
+            0.0,
+            -0.0,
+            0.5,
+            -0.5,
+            -0.9999,
+            1.0,
+            999.9999,
+            123.456,
+            -5.5,
+            -123.4,
+            1e15,
+            -1e15,
+            9.223372036854775e18,
+            -9.223372036854776e18,
+            9.3e18,
+            -9.3e18,
+            1e300,
+            f64::MIN_POSITIVE,
+            f64::EPSILON,
+        ];
+        for f in values {
+            let n = BigInt::of_float(f).expect("finite");
+            for s in specs {
+                let pieces = parse(s).unwrap();
+                let Piece::Conv(c) = &pieces[0] else { panic!() };
+                let mut fast = String::new();
+                format_value(&c.spec, &Value::Float(f), &mut fast).unwrap();
+                let mut slow = String::new();
+                int_digits(&c.spec, &n, 10, "", &mut slow);
+                if s.ends_with('|') {
+                    slow.push('|');
+                    fast.push('|');
+                }
+                assert_eq!(fast, slow, "{s} % {f:?}");
+            }
+        }
+        for f in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            assert_eq!(fmt1("%d", Value::Float(f)), None, "{f}");
+        }
+        assert_eq!(fmt1("%03d", Value::Float(-0.5)).as_deref(), Some("000"));
+        assert_eq!(fmt1("%03d", Value::Float(-5.5)).as_deref(), Some("-05"));
     }
 
     #[test]

@@ -55,9 +55,7 @@ fn repr_at(v: &Value, out: &mut String, depth: usize) {
         Value::None => out.push_str("None"),
         Value::Bool(true) => out.push_str("True"),
         Value::Bool(false) => out.push_str("False"),
-        Value::Int(i) => {
-            let _ = write!(out, "{i}");
-        }
+        Value::Int(i) => out.push_str(itoa::Buffer::new().format(*i)),
         Value::BigInt(s) => out.push_str(s),
         Value::Float(f) => float_repr(*f, out),
         Value::Str(s) => str_repr(s, out),

@@ -1,7 +1,7 @@
 //! Unit tests of the whole template against outputs taken from CPython.
 
 use super::*;
-use crate::record::Origin;
+use crate::record::{Origin, Str};
 
 fn rec(fields: Vec<(&str, Value)>) -> Record {
     Record::new(
@@ -166,3 +166,89 @@ fn utc_and_datefmt_and_cache() {
 
 mod differential;
 mod property;
+
+#[test]
+fn msecs_render_as_percent_03d_of_python() {
+    // '%s,%03d' % (t, msecs), values from CPython 3.11.
+    let cases = [
+        (Value::Float(0.0), "000"),
+        (Value::Float(-0.0), "000"),
+        (Value::Float(5.5), "005"),
+        (Value::Float(999.9999), "999"),
+        (Value::Float(1000.0), "1000"),
+        (Value::Float(-1.0), "-01"),
+        (Value::Float(-0.5), "000"),
+        (Value::Float(-5.5), "-05"),
+        (Value::Float(123.456), "123"),
+        (Value::Float(1e20), "100000000000000000000"),
+        (Value::Int(7), "007"),
+        (Value::Bool(true), "001"),
+    ];
+    let spec = TextFormat {
+        format: "%(asctime)s|%(message)s".into(),
+        datefmt: None,
+        style: Style::Percent,
+        utc: false,
+    };
+    // One template for all: the cached second must not keep old msecs.
+    let mut t = Template::compile_with_tz(&spec, TimeZone::UTC).unwrap();
+    for (v, want) in cases {
+        let r = rec(vec![
+            ("msg", Value::str("m")),
+            ("created", Value::Float(0.25)),
+            ("msecs", v.clone()),
+        ]);
+        let mut out = Vec::new();
+        t.format(&r, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!("1970-01-01 00:00:00,{want}|m\n"),
+            "{v:?}"
+        );
+    }
+}
+
+#[test]
+fn lookups_follow_keys_that_move_between_records() {
+    // Position hints are only hints: records from different senders
+    // order (or lack) keys differently.
+    let fmt = "%(levelname)-5s %(name)s %(process)d %(user)s %(message)s";
+    let a = rec(vec![
+        ("name", Value::str("a")),
+        ("msg", Value::str("one")),
+        ("levelname", Value::str("INFO")),
+        ("process", Value::Int(1)),
+        ("user", Value::str("u")),
+    ]);
+    let b = rec(vec![
+        ("user", Value::str("v")),
+        ("process", Value::Int(2)),
+        ("msg", Value::str("two %s")),
+        ("args", Value::Tuple(vec![Value::Int(3)].into())),
+        ("levelname", Value::str("WARN")),
+        ("name", Value::str("b")),
+        ("exc_text", Value::str("E")),
+    ]);
+    let c = rec(vec![("msg", Value::str("three"))]);
+    let spec = TextFormat {
+        format: fmt.into(),
+        datefmt: None,
+        style: Style::Percent,
+        utc: false,
+    };
+    let mut t = Template::compile_with_tz(&spec, TimeZone::UTC).unwrap();
+    let mut out = Vec::new();
+    for r in [&a, &b, &c, &a, &b] {
+        let mut one = Vec::new();
+        t.format(r, &mut one);
+        assert_eq!(
+            String::from_utf8(one.clone()).unwrap(),
+            line(fmt, Style::Percent, None, r),
+            "a fresh template agrees"
+        );
+        out.extend(one);
+    }
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.starts_with("INFO  a 1 u one\nWARN  b 2 v two 3\nE\nLevel None None "));
+    assert!(out.ends_with(" - three\nINFO  a 1 u one\nWARN  b 2 v two 3\nE\n"));
+}

@@ -260,7 +260,14 @@ impl FileSink {
         match &mut self.rotation {
             Rotation::None => false,
             Rotation::Size(s) => {
-                regular && s.should_rollover(self.size + start as u64, char_len(&self.buf[start..]))
+                let line = &self.buf[start..];
+                let tell = self.size + start as u64;
+                // A character takes at least one byte: a line that stays
+                // under the limit in bytes does in characters too, and only
+                // lines near the limit are counted.
+                regular
+                    && s.should_rollover(tell, line.len() as u64)
+                    && s.should_rollover(tell, char_len(line))
             }
             Rotation::Timed(t) => t.should_rollover(now_secs(), regular),
         }

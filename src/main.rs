@@ -36,12 +36,12 @@ fn main() -> ExitCode {
         explicit: cli.config.is_some(),
         path: cli.config.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG)),
     };
+    if cli.command.is_none() {
+        run::raise_fd_limit();
+    }
     match cli.command {
         Some(Command::Check) => run::check(&source),
-        None => match {
-            run::raise_fd_limit();
-            tokio::runtime::Runtime::new()
-        } {
+        None => match tokio::runtime::Runtime::new() {
             Ok(rt) => rt.block_on(run::run(source)),
             Err(e) => {
                 eprintln!("cannot start the runtime: {e}");

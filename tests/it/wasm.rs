@@ -344,6 +344,10 @@ fn misbehaving_plugin(on_error: &str) -> (String, String) {
     }
     records.push(serde_json::json!(["app", 20, "good end", null, false]));
     send(relay.port(), &serde_json::Value::Array(records));
+    // Two connections are not ordered with each other: wait for the first
+    // one's records (all 11 pass, or the 6 good ones) before the next.
+    let first = if on_error == "pass" { 11 } else { 6 };
+    wait_lines(&relay.out_path(), first, Duration::from_secs(60));
     // The listener is still up and serving after all that.
     send(
         relay.port(),

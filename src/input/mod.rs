@@ -214,7 +214,7 @@ fn refresh(
 
 /// Serve one stream connection (TCP or Unix) until EOF, a framing error,
 /// or shutdown.
-pub(crate) async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
+pub(crate) async fn serve_stream<S: AsyncRead + AsyncWrite + Readable + Unpin>(
     mut stream: S,
     peer: Option<SocketAddr>,
     mut ctx: ConnContext,
@@ -232,13 +232,9 @@ pub(crate) async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
     // sender (input/ack.rs)? Plain SocketHandler clients pay one compare.
     let mut hello_check = true;
     loop {
-        if buf.capacity() - buf.len() < want / 4 {
-            buf.reserve(want);
-        }
-        let room = buf.capacity() - buf.len();
         let read = match drain {
             None => tokio::select! {
-                r = stream.read_buf(&mut buf) => Some(r),
+                r = read_some(&mut stream, &mut buf, want) => Some(r),
                 _ = ctx.removed.cancelled() => {
                     drain = Some(drain_mode(&ctx, &pipeline));
                     continue;
@@ -250,14 +246,15 @@ pub(crate) async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
                 } else {
                     deadline
                 };
-                tokio::time::timeout_at(limit, stream.read_buf(&mut buf))
+                tokio::time::timeout_at(limit, read_some(&mut stream, &mut buf, want))
                     .await
                     .ok()
             }
         };
-        let n = match read {
+        // `_permit` is held until this read's records are dispatched.
+        let (n, room, _permit) = match read {
             None => break, // drained: quiet long enough, or out of time
-            Some(Ok(n)) => n,
+            Some(Ok(r)) => r,
             Some(Err(e)) => {
                 tracing::debug!(input = %ctx.key, error = %e, "Connection read failed.");
                 break;
@@ -336,6 +333,53 @@ pub(crate) async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
             buf = BytesMut::new();
         }
     }
+}
+
+/// A stream whose readiness can be awaited before any buffer exists, so an
+/// idle connection holds no read buffer.
+pub(crate) trait Readable {
+    /// Wait until a read would probably not block.
+    fn readable(&self) -> impl std::future::Future<Output = std::io::Result<()>> + Send;
+}
+
+impl Readable for tokio::net::TcpStream {
+    fn readable(&self) -> impl std::future::Future<Output = std::io::Result<()>> + Send {
+        tokio::net::TcpStream::readable(self)
+    }
+}
+
+impl Readable for tokio::net::UnixStream {
+    fn readable(&self) -> impl std::future::Future<Output = std::io::Result<()>> + Send {
+        tokio::net::UnixStream::readable(self)
+    }
+}
+
+/// Connections that may hold a read's data at once, from the read until
+/// its records are queued to the outputs. Ten thousand senders that all
+/// send at once then cost this many buffers and batches, not ten thousand:
+/// the rest of their bytes wait in the kernel's socket buffers.
+const READ_SLOTS: usize = 64;
+static READS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(READ_SLOTS);
+
+/// One read: wait for data without a buffer if there is none, take a read
+/// slot, make room for `want` bytes and read. Returns the bytes read, the
+/// room there was, and the slot to hold until the records are dispatched.
+async fn read_some<S: AsyncRead + Readable + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    want: usize,
+) -> std::io::Result<(usize, usize, Option<tokio::sync::SemaphorePermit<'static>>)> {
+    if buf.capacity() == 0 {
+        stream.readable().await?;
+    }
+    // The semaphore is never closed; without a permit, read anyway.
+    let permit = READS.acquire().await.ok();
+    if buf.capacity() - buf.len() < want / 4 {
+        buf.reserve(want);
+    }
+    let room = buf.capacity() - buf.len();
+    let n = stream.read_buf(buf).await?;
+    Ok((n, room, permit))
 }
 
 /// When and how a connection stops: at shutdown, after 100 ms of quiet or

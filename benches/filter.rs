@@ -20,7 +20,7 @@ use criterion::{criterion_group, Criterion, Throughput};
 use logrelay::codec::{json, pickle};
 use logrelay::config::{FilterConfig, OnError, WasmFilterConfig};
 use logrelay::filter::{Filter, Verdict};
-use logrelay::record::{Origin, Record};
+use logrelay::record::Record;
 
 /// The frame bodies of bench.bin (length prefixes removed).
 fn frames() -> Vec<Bytes> {
@@ -100,7 +100,7 @@ fn cases() -> Vec<(&'static str, Filter)> {
 /// One record through the pipeline: decode, optional filter, encode.
 fn pipeline(frame: &Bytes, filter: Option<&Filter>, out: &mut Vec<u8>) {
     let fields = pickle::decode(frame).expect("the bench record decodes");
-    let mut record = Record::new(fields, Origin::new("bench"));
+    let mut record = Record::new(fields);
     if let Some(f) = filter {
         if f.apply(&mut record) == Verdict::Drop {
             return;

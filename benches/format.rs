@@ -7,42 +7,39 @@ mod common;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use logrelay::config::{Style, TextFormat};
 use logrelay::format::Template;
-use logrelay::record::{Origin, Record, Str, Value};
+use logrelay::record::{Record, Str, Value};
 
 /// A record as SocketHandler sends it (Python 3.11), one second apart per
 /// index so the asctime cache sees realistic traffic (many per second).
 fn record(i: usize) -> Record {
     let created = 1_763_700_000.0 + (i / 1000) as f64 + (i % 1000) as f64 / 1000.0;
     let f = |k: &str, v: Value| (Str::from(k), v);
-    Record::new(
-        vec![
-            f("name", Value::str("payments.api")),
-            f(
-                "msg",
-                Value::str("charged card ending 4242 for order 12345: ok"),
-            ),
-            f("args", Value::None),
-            f("levelname", Value::str("INFO")),
-            f("levelno", Value::Int(20)),
-            f("pathname", Value::str("/srv/app/payments/api.py")),
-            f("filename", Value::str("api.py")),
-            f("module", Value::str("api")),
-            f("exc_info", Value::None),
-            f("exc_text", Value::None),
-            f("stack_info", Value::None),
-            f("lineno", Value::Int(118)),
-            f("funcName", Value::str("charge")),
-            f("created", Value::Float(created)),
-            f("msecs", Value::Float((i % 1000) as f64)),
-            f("relativeCreated", Value::Float(1234.5678)),
-            f("thread", Value::Int(140_234_567_890)),
-            f("threadName", Value::str("MainThread")),
-            f("processName", Value::str("MainProcess")),
-            f("process", Value::Int(4242)),
-            f("request_id", Value::str("c0ffee")),
-        ],
-        Origin::new("bench"),
-    )
+    Record::new(vec![
+        f("name", Value::str("payments.api")),
+        f(
+            "msg",
+            Value::str("charged card ending 4242 for order 12345: ok"),
+        ),
+        f("args", Value::None),
+        f("levelname", Value::str("INFO")),
+        f("levelno", Value::Int(20)),
+        f("pathname", Value::str("/srv/app/payments/api.py")),
+        f("filename", Value::str("api.py")),
+        f("module", Value::str("api")),
+        f("exc_info", Value::None),
+        f("exc_text", Value::None),
+        f("stack_info", Value::None),
+        f("lineno", Value::Int(118)),
+        f("funcName", Value::str("charge")),
+        f("created", Value::Float(created)),
+        f("msecs", Value::Float((i % 1000) as f64)),
+        f("relativeCreated", Value::Float(1234.5678)),
+        f("thread", Value::Int(140_234_567_890)),
+        f("threadName", Value::str("MainThread")),
+        f("processName", Value::str("MainProcess")),
+        f("process", Value::Int(4242)),
+        f("request_id", Value::str("c0ffee")),
+    ])
 }
 
 fn bench(c: &mut Criterion) {

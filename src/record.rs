@@ -7,7 +7,6 @@
 //! converted on the way in that could not be converted back. LogRecord dicts
 //! hold ~22 keys, so a linear scan is as fast as a hash lookup here.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -97,26 +96,6 @@ impl Value {
     }
 }
 
-/// Where a record came from: the input's name and the peer, shared by every
-/// record of one connection.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Origin {
-    /// The input's name in the config.
-    pub input: Str,
-    /// The peer address, for TCP and UDP inputs.
-    pub peer: Option<SocketAddr>,
-}
-
-impl Origin {
-    /// An origin with no peer (unix sockets, tests).
-    pub fn new(input: impl Into<Str>) -> Arc<Origin> {
-        Arc::new(Origin {
-            input: input.into(),
-            peer: None,
-        })
-    }
-}
-
 /// The fields of a record, in arrival order.
 pub type Fields = Vec<(Str, Value)>;
 
@@ -125,14 +104,12 @@ pub type Fields = Vec<(Str, Value)>;
 pub struct Record {
     /// Every attribute, in the order the sender's dict held them.
     pub fields: Fields,
-    /// The input it arrived on.
-    pub origin: Arc<Origin>,
 }
 
 impl Record {
     /// A record from its fields.
-    pub fn new(fields: Fields, origin: Arc<Origin>) -> Record {
-        Record { fields, origin }
+    pub fn new(fields: Fields) -> Record {
+        Record { fields }
     }
 
     /// The value of one attribute.
@@ -237,10 +214,10 @@ mod tests {
 
     #[test]
     fn set_keeps_position_and_appends_new() {
-        let mut r = Record::new(
-            vec![("a".into(), Value::Int(1)), ("b".into(), Value::Int(2))],
-            Origin::new("t"),
-        );
+        let mut r = Record::new(vec![
+            ("a".into(), Value::Int(1)),
+            ("b".into(), Value::Int(2)),
+        ]);
         r.set("a", Value::Int(3));
         r.set("c", Value::None);
         let keys: Vec<&str> = r.fields.iter().map(|(k, _)| &**k).collect();

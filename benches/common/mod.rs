@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use logrelay::config::Config;
-use logrelay::record::{Origin, Record};
+use logrelay::record::Record;
 
 /// Records per batch: what one 64 KiB read holds (~450-byte frames).
 pub const BATCH: usize = 145;
@@ -20,14 +20,13 @@ pub fn records() -> Vec<Record> {
         "/tests/fixtures/pickle/bench.bin"
     );
     let all = Bytes::from(std::fs::read(path).expect("read bench.bin"));
-    let origin = Origin::new("bench");
     let mut out = Vec::new();
     let mut off = 0;
     while off + 4 <= all.len() {
         let len = u32::from_be_bytes([all[off], all[off + 1], all[off + 2], all[off + 3]]) as usize;
         let frame = all.slice(off + 4..off + 4 + len);
         let fields = logrelay::codec::pickle::decode(&frame).expect("decodes");
-        out.push(Record::new(fields, origin.clone()));
+        out.push(Record::new(fields));
         off += 4 + len;
     }
     out

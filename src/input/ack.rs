@@ -57,7 +57,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -65,7 +65,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::{refresh, warn_limited, ConnContext, READ_CHUNK};
 use crate::codec::DecoderKind;
-use crate::record::{Origin, Record, Str};
+use crate::record::Record;
 
 /// The magic after the zero-length frame, and at the start of the reply.
 pub const MAGIC: &[u8; 15] = b"logrelay-ack/1\n";
@@ -185,33 +185,21 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     reply.extend_from_slice(&last.to_be_bytes());
     stream.write_all(&reply).await?;
     stream.flush().await?;
-    tracing::info!(input = %ctx.key, sender = %id, last, "Acknowledged forward connection.");
+    tracing::info!(input = %ctx.key, sender = %id, peer = ?peer, last, "Acknowledged forward connection.");
 
     let mut pipeline = ctx.pipelines.borrow_and_update().clone();
-    let mut origin: Option<Arc<Origin>> = None;
     loop {
         // Every whole batch in the buffer.
         while let Some((seq, payloads)) = next_batch(buf, pipeline_max(&pipeline, ctx))? {
             let Some(stage) = refresh(ctx, &mut pipeline) else {
                 return Ok(());
             };
-            let o = match &origin {
-                Some(o) if o.input == stage.name.as_str() => o.clone(),
-                _ => {
-                    let o = Arc::new(Origin {
-                        input: Str::from(stage.name.as_str()),
-                        peer,
-                    });
-                    origin = Some(o.clone());
-                    o
-                }
-            };
             let last = lock_last().get(&id).copied().unwrap_or(0);
             if seq > last {
                 let mut records = Vec::with_capacity(payloads.len());
                 for p in payloads {
                     match decoder.decode(p) {
-                        Ok(fields) => records.push(Record::new(fields, o.clone())),
+                        Ok(fields) => records.push(Record::new(fields)),
                         Err(e) => {
                             ctx.stats.reject(e.reason());
                             warn_limited(&stage.name, e.reason(), &format!("{e}; record dropped"));

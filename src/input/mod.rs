@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{InputConfig, InputKind};
 use crate::pipeline::Pipeline;
-use crate::record::{Origin, Record, Str};
+use crate::record::Record;
 
 /// Read buffer per connection: large reads, few system calls.
 const READ_CHUNK: usize = 64 * 1024;
@@ -225,7 +225,6 @@ pub(crate) async fn serve_stream<S: AsyncRead + AsyncWrite + Readable + Unpin>(
     // the connection is not busy (see SMALL_READ).
     let mut buf = BytesMut::new();
     let mut want = SMALL_READ;
-    let mut origin: Option<(Str, Arc<Origin>)> = None;
     // None while running; Some((deadline, quiet)) once draining.
     let mut drain: Option<(Instant, bool)> = None;
     // Until the first bytes rule it out: is this an acknowledged forward
@@ -281,22 +280,11 @@ pub(crate) async fn serve_stream<S: AsyncRead + AsyncWrite + Readable + Unpin>(
         let Some(stage) = refresh(&mut ctx, &mut pipeline) else {
             break;
         };
-        let origin = match &origin {
-            Some((name, o)) if name == stage.name.as_str() => o.clone(),
-            _ => {
-                let o = Arc::new(Origin {
-                    input: Str::from(stage.name.as_str()),
-                    peer,
-                });
-                origin = Some((Str::from(stage.name.as_str()), o.clone()));
-                o
-            }
-        };
         let mut records = Vec::new();
         let mut fatal = None;
         loop {
             match stage.framer.next_frame(&mut buf) {
-                Ok(Some(frame)) => decode_into(&stage, &ctx, frame, &origin, &mut records),
+                Ok(Some(frame)) => decode_into(&stage, &ctx, frame, &mut records),
                 Ok(None) => break,
                 Err(e) => {
                     fatal = Some(e);
@@ -306,7 +294,7 @@ pub(crate) async fn serve_stream<S: AsyncRead + AsyncWrite + Readable + Unpin>(
         }
         if n == 0 && fatal.is_none() {
             match stage.framer.finish(&mut buf) {
-                Ok(Some(frame)) => decode_into(&stage, &ctx, frame, &origin, &mut records),
+                Ok(Some(frame)) => decode_into(&stage, &ctx, frame, &mut records),
                 Ok(None) => {}
                 Err(e) => fatal = Some(e),
             }
@@ -408,11 +396,10 @@ pub(crate) fn decode_into(
     stage: &crate::pipeline::InputStage,
     ctx: &ConnContext,
     frame: bytes::Bytes,
-    origin: &Arc<Origin>,
     records: &mut Vec<Record>,
 ) {
     match stage.decoder.decode(frame) {
-        Ok(fields) => records.push(Record::new(fields, origin.clone())),
+        Ok(fields) => records.push(Record::new(fields)),
         Err(e) => {
             ctx.stats.reject(e.reason());
             warn_limited(&stage.name, e.reason(), &format!("{e}; record dropped"));

@@ -11,7 +11,6 @@ use tokio::net::UdpSocket;
 use tokio_util::task::TaskTracker;
 
 use super::{decode_into, frame_reason, warn_limited, ConnContext};
-use crate::record::{Origin, Str};
 
 /// Datagrams taken per batch before dispatching.
 const BATCH: usize = 256;
@@ -100,7 +99,7 @@ async fn handle(
     };
     let mut records = Vec::with_capacity(datagrams.len());
     for d in datagrams {
-        let (data, peer) = match d {
+        let (data, _peer) = match d {
             Ok(d) => d,
             Err(e) => {
                 // ICMP errors and the like surface here; nothing to drop.
@@ -111,12 +110,8 @@ async fn handle(
         ctx.stats
             .bytes
             .fetch_add(data.len() as u64, Ordering::Relaxed);
-        let origin = Arc::new(Origin {
-            input: Str::from(stage.name.as_str()),
-            peer: Some(peer),
-        });
         match stage.framer.datagram(data) {
-            Ok(frame) => decode_into(&stage, ctx, frame, &origin, &mut records),
+            Ok(frame) => decode_into(&stage, ctx, frame, &mut records),
             Err(e) => {
                 ctx.stats.reject(frame_reason(&e));
                 warn_limited(

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::*;
-use crate::record::{Origin, Value};
+use crate::record::Value;
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -49,7 +49,6 @@ fn record(fields: &[(&str, Value)]) -> Record {
             .iter()
             .map(|(k, v)| ((*k).into(), v.clone()))
             .collect(),
-        Origin::new("test"),
     )
 }
 

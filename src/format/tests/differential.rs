@@ -89,7 +89,7 @@ pub(crate) fn generate(dir: &Path, n: usize, seed: u64) -> (Vec<Record>, Vec<J>)
                 .iter()
                 .map(|(k, v)| (Str::from(k.as_str()), typed(v)))
                 .collect();
-            Record::new(fields, Origin::new("diff"))
+            Record::new(fields)
         })
         .collect();
     let configs: Vec<J> =

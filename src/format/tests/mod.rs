@@ -1,13 +1,10 @@
 //! Unit tests of the whole template against outputs taken from CPython.
 
 use super::*;
-use crate::record::{Origin, Str};
+use crate::record::Str;
 
 fn rec(fields: Vec<(&str, Value)>) -> Record {
-    Record::new(
-        fields.into_iter().map(|(k, v)| (Str::from(k), v)).collect(),
-        Origin::new("t"),
-    )
+    Record::new(fields.into_iter().map(|(k, v)| (Str::from(k), v)).collect())
 }
 
 fn line(fmt: &str, style: Style, datefmt: Option<&str>, r: &Record) -> String {

@@ -169,7 +169,6 @@ fn issue_3_random_formats_fail_at_load_or_match_python() {
                     .iter()
                     .map(|(k, v)| (Str::from(k.as_str()), typed(v)))
                     .collect(),
-                Origin::new("prop"),
             )
         })
         .collect();

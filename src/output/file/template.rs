@@ -258,7 +258,7 @@ fn fix_dots(out: &mut String, ranges: &[(usize, usize)]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{Origin, Value};
+    use crate::record::Value;
 
     fn record(fields: &[(&str, Value)]) -> Record {
         Record::new(
@@ -266,7 +266,6 @@ mod tests {
                 .iter()
                 .map(|(k, v)| ((*k).into(), v.clone()))
                 .collect(),
-            Origin::new("test"),
         )
     }
 

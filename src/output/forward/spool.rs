@@ -23,7 +23,7 @@ use bytes::Bytes;
 
 use crate::codec::{encode, DecoderKind};
 use crate::config::Encoder;
-use crate::record::{Origin, Record};
+use crate::record::Record;
 
 const MAGIC: &[u8; 8] = b"LRSPOOL1";
 /// Number of the first segment: prepends count down from here.
@@ -216,14 +216,13 @@ fn reencode(stored: u8, encoder: Encoder, payloads: Vec<Bytes>) -> Vec<Bytes> {
     if encoder == Encoder::Fluent && stored == 3 {
         return payloads;
     }
-    let origin = Origin::new("spool");
     let mut out = Vec::with_capacity(payloads.len());
     let mut buf = Vec::new();
     for p in payloads {
         match decoder.decode(p) {
             Ok(fields) => {
                 buf.clear();
-                encode::payload(encoder, &Record::new(fields, origin.clone()), &mut buf);
+                encode::payload(encoder, &Record::new(fields), &mut buf);
                 out.push(Bytes::copy_from_slice(&buf));
             }
             Err(e) => tracing::error!(error = %e, "A spooled record does not decode; dropped."),

@@ -167,7 +167,7 @@ def run_row(row: Row, args, binary: str, tmp: str, rawsink: str) -> None:
     if row.listener == "rawsink":
         cmd.append("--no-verify")
     elif row.output == "json":
-        cmd += ["--verify-args", "--loose"]
+        cmd += ["--verify-args=--loose"]  # "=": argparse reads a lone "--loose" as an option
     else:
         cmd += ["--verify-args", "--check-format cookbook"]
     if args.json_out:
@@ -408,7 +408,7 @@ def main(argv=None) -> int:
                    help="idle connections for the memory check (default 10000, quick 0 = skip)")
     p.add_argument("--latency", type=int, default=None, metavar="RECORDS",
                    help="records loaded during the p99 latency run of the main scenario "
-                        "(latency.py; default 500000, 0 = skip)")
+                        "(latency.py; default 2000000, quick 500000; 0 = skip)")
     p.add_argument("--conns", type=int, default=None, metavar="N",
                    help="concurrent connections each sending records (conns.py; "
                         "default 10000, 0 = skip)")
@@ -441,7 +441,9 @@ def main(argv=None) -> int:
         import conns as conns_bench  # noqa: E402  (benches/e2e/conns.py)
         import latency as latency_bench  # noqa: E402  (benches/e2e/latency.py)
         with_logrelay = not args.only or "logrelay" in args.only.split(",")
-        lat_n = args.latency if args.latency is not None else 500_000
+        # Enough load for a few hundred probes (one per 10 ms) in the full run.
+        lat_n = args.latency if args.latency is not None else (
+            500_000 if args.quick else 2_000_000)
         lat = None
         if lat_n and with_logrelay:
             print(f"== latency (main scenario, {lat_n} records)", file=sys.stderr, flush=True)

@@ -68,8 +68,13 @@ fn now() -> f64 {
 /// `__dict__` order: the LogRecord attributes first (with the sender's
 /// values where it sent them), then the sender's other keys in its order.
 pub fn fill(fields: Fields) -> Fields {
-    let has = |key: &str| fields.iter().any(|(k, _)| &**k == key);
-    if ORDER.iter().all(|k| has(k)) {
+    // One bit per LogRecord attribute present (own_name's bits follow
+    // ORDER): a record that has them all is the common case.
+    let all = (1u32 << ORDER.len()) - 1;
+    let have = fields.iter().fold(0u32, |have, (k, _)| {
+        have | crate::codec::pickle::own_name(k.as_bytes()).map_or(0, |(_, bit)| bit)
+    });
+    if have & all == all {
         return fields;
     }
     let created = match fields.iter().find(|(k, _)| &**k == "created") {
@@ -165,5 +170,15 @@ mod tests {
             .and_then(|(_, v)| v.as_f64())
             .unwrap();
         assert!(created >= before && created <= now());
+    }
+
+    #[test]
+    fn own_name_bits_follow_the_order() {
+        for (i, key) in super::ORDER.iter().enumerate() {
+            assert_eq!(
+                crate::codec::pickle::own_name(key.as_bytes()),
+                Some((*key, 1 << i))
+            );
+        }
     }
 }

@@ -8,6 +8,8 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use crate::codec::DecodeError;
 use crate::format::pyrepr::bytes_repr;
 use crate::record::{Fields, Str, Value};
@@ -15,8 +17,156 @@ use crate::record::{Fields, Str, Value};
 /// Decode one frame holding a JSON object into a record's fields, with
 /// `makeLogRecord`'s defaults for the attributes it lacks
 /// ([`crate::codec::defaults`]).
-pub fn decode(frame: &[u8]) -> Result<Fields, DecodeError> {
-    Ok(crate::codec::defaults::fill(parse_object(frame)?))
+///
+/// The top-level object is read straight into fields, without building a
+/// `serde_json::Value` first: strings without escapes borrow from `frame`
+/// (no copy), LogRecord's attribute names become static strings, and a
+/// repeated key keeps its first position with the last value, as a Python
+/// dict (and `parse_object`) would.
+pub fn decode(frame: &Bytes) -> Result<Fields, DecodeError> {
+    use serde::de::DeserializeSeed;
+    let mut de = serde_json::Deserializer::from_slice(frame);
+    let mut fields = TopLevel { frame }
+        .deserialize(&mut de)
+        .and_then(|f| de.end().map(|()| f))
+        .map_err(|e| DecodeError::Json(e.to_string()))?;
+    crate::codec::pickle::dedup_fields(&mut fields);
+    Ok(crate::codec::defaults::fill(fields))
+}
+
+/// A string the deserializer found in `frame`: a slice of it when the text
+/// had no escapes (its bytes are then exactly the string's), else a copy.
+fn frame_str(frame: &Bytes, s: &str) -> Str {
+    let base = frame.as_ptr() as usize;
+    let at = s.as_ptr() as usize;
+    if at >= base && at + s.len() <= base + frame.len() {
+        let start = at - base;
+        if let Ok(borrowed) = Str::try_from(frame.slice(start..start + s.len())) {
+            return borrowed;
+        }
+    }
+    Str::from(s)
+}
+
+/// The top-level object of a frame, read into fields.
+struct TopLevel<'f> {
+    frame: &'f Bytes,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for TopLevel<'_> {
+    type Value = Fields;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Fields, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for TopLevel<'_> {
+    type Value = Fields;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object at the top level")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
+        let mut fields: Fields = Vec::with_capacity(24);
+        while let Some(key) = map.next_key_seed(KeySeed { frame: self.frame })? {
+            let value = map.next_value_seed(ValueSeed { frame: self.frame })?;
+            fields.push((key, value));
+        }
+        Ok(fields)
+    }
+}
+
+/// An object key: LogRecord's own names static, others borrowed or copied.
+struct KeySeed<'f> {
+    frame: &'f Bytes,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for KeySeed<'_> {
+    type Value = Str;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Str, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for KeySeed<'_> {
+    type Value = Str;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a string key")
+    }
+    fn visit_borrowed_str<E: serde::de::Error>(self, s: &'de str) -> Result<Str, E> {
+        Ok(match crate::codec::pickle::own_name(s.as_bytes()) {
+            Some((name, _)) => Str::from_static(name),
+            None => frame_str(self.frame, s),
+        })
+    }
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Str, E> {
+        Ok(match crate::codec::pickle::own_name(s.as_bytes()) {
+            Some((name, _)) => Str::from_static(name),
+            None => Str::from(s),
+        })
+    }
+}
+
+/// Any JSON value, as [`from_json`] would convert it.
+struct ValueSeed<'f> {
+    frame: &'f Bytes,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for ValueSeed<'_> {
+    type Value = Value;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for ValueSeed<'_> {
+    type Value = Value;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Value, E> {
+        Ok(Value::None)
+    }
+    fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<Value, E> {
+        Ok(Value::Bool(b))
+    }
+    fn visit_i64<E: serde::de::Error>(self, i: i64) -> Result<Value, E> {
+        Ok(Value::Int(i))
+    }
+    fn visit_u64<E: serde::de::Error>(self, u: u64) -> Result<Value, E> {
+        Ok(match i64::try_from(u) {
+            Ok(i) => Value::Int(i),
+            Err(_) => Value::BigInt(Str::from(u.to_string())),
+        })
+    }
+    fn visit_f64<E: serde::de::Error>(self, f: f64) -> Result<Value, E> {
+        Ok(Value::Float(f))
+    }
+    fn visit_borrowed_str<E: serde::de::Error>(self, s: &'de str) -> Result<Value, E> {
+        Ok(Value::Str(frame_str(self.frame, s)))
+    }
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Value, E> {
+        Ok(Value::Str(Str::from(s)))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(v) = seq.next_element_seed(ValueSeed { frame: self.frame })? {
+            items.push(v);
+        }
+        Ok(Value::List(Arc::new(items)))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut items: Vec<(Value, Value)> = Vec::new();
+        while let Some(k) = map.next_key_seed(ValueSeed { frame: self.frame })? {
+            let v = map.next_value_seed(ValueSeed { frame: self.frame })?;
+            // A repeated key keeps its first position and the last value,
+            // as serde_json's ordered map (and a Python dict) does.
+            match items.iter_mut().find(|(old, _)| *old == k) {
+                Some(slot) => slot.1 = v,
+                None => items.push((k, v)),
+            }
+        }
+        Ok(Value::Dict(Arc::new(items)))
+    }
 }
 
 /// Parse JSON text that must be an object into fields, in document order.
@@ -240,5 +390,42 @@ mod tests {
         assert!(parse_object(b"{").is_err());
         let deep = "[".repeat(100_000);
         assert!(parse_value(deep.as_bytes()).is_err());
+    }
+
+    /// The direct decoder gives exactly what parsing to `serde_json::Value`
+    /// and converting gives, and borrows unescaped strings from the frame.
+    #[test]
+    fn direct_decode_matches_the_value_path() {
+        let docs: &[&str] = &[
+            r#"{"name":"app","msg":"hello","levelno":20,"created":1.5,"args":null}"#,
+            r#"{"z":1,"a":[true,null,{"k":"v","k":"w"}],"big":18446744073709551615,"neg":-3}"#,
+            r#"{"msg":"esc \" \n \u00e9 \ud83d\ude00","x\ty":"k","f":1e308,"g":-0.0}"#,
+            r#"{"dup":1,"other":2,"dup":3}"#,
+            r#"{"name":"a","name":"b","msg":{"nested":[1,[2,[3]]]}}"#,
+            r#"{}"#,
+            r#"  {"spaces" : [ ] , "o" : { } }  "#,
+        ];
+        for doc in docs {
+            let frame = Bytes::copy_from_slice(doc.as_bytes());
+            let got = decode(&frame).unwrap();
+            let want = crate::codec::defaults::fill(parse_object(doc.as_bytes()).unwrap());
+            // The defaults' `created`-derived values depend on the clock
+            // when `created` is absent: compare only documents that have it,
+            // and the keys of the others.
+            if doc.contains("\"created\"") {
+                assert_eq!(got, want, "{doc}");
+            } else {
+                let keys = |f: &Fields| f.iter().map(|(k, _)| k.to_string()).collect::<Vec<_>>();
+                assert_eq!(keys(&got), keys(&want), "{doc}");
+            }
+        }
+        let frame = Bytes::from_static(br#"{"msg":"plain","extra":"x"}"#);
+        let fields = decode(&frame).unwrap();
+        let range = frame.as_ptr() as usize..frame.as_ptr() as usize + frame.len();
+        let msg = fields.iter().find(|(k, _)| k == "msg").unwrap();
+        assert!(range.contains(&(msg.1.as_str().unwrap().as_ptr() as usize)));
+        for bad in [&b"[1]"[..], b"{", b"{} x", b"\"s\"", b"{\"a\":}", b"{1:2}"] {
+            assert!(decode(&Bytes::copy_from_slice(bad)).is_err(), "{bad:?}");
+        }
     }
 }

@@ -312,7 +312,16 @@ fn plain_int(t: &[u8]) -> Option<Value> {
 /// names: those become static strings (no reference count), others borrow
 /// from the frame.
 fn key_str(frame: &Bytes, start: usize, end: usize) -> (Str, u32) {
-    let (name, bit): (&'static str, u32) = match &frame[start..end] {
+    match own_name(&frame[start..end]) {
+        Some((name, bit)) => (Str::from_static(name), bit),
+        None => (scalar::utf8(frame, start, end), 0),
+    }
+}
+
+/// One of `LogRecord`'s own attribute names (or the two the formatter
+/// adds): the static name and its bit.
+pub(super) fn own_name(key: &[u8]) -> Option<(&'static str, u32)> {
+    Some(match key {
         b"name" => ("name", 1),
         b"msg" => ("msg", 1 << 1),
         b"args" => ("args", 1 << 2),
@@ -336,7 +345,6 @@ fn key_str(frame: &Bytes, start: usize, end: usize) -> (Str, u32) {
         b"taskName" => ("taskName", 1 << 20),
         b"message" => ("message", 1 << 21),
         b"asctime" => ("asctime", 1 << 22),
-        _ => return (scalar::utf8(frame, start, end), 0),
-    };
-    (Str::from_static(name), bit)
+        _ => return None,
+    })
 }

@@ -24,33 +24,13 @@
 
 use bytes::Bytes;
 
+use super::machine::{
+    BINFLOAT, BINGET, BININT, BININT1, BININT2, BINPUT, BINUNICODE, EMPTY_DICT, FRAME, INT, LONG,
+    LONG_BINGET, LONG_BINPUT, MARK, MEMOIZE, NEWFALSE, NEWTRUE, NONE, PROTO, SETITEM, SETITEMS,
+    SHORT_BINUNICODE, STOP,
+};
 use super::{convert, scalar};
 use crate::record::{Fields, Str, Value};
-
-// Opcode bytes, named as in CPython's Lib/pickle.py.
-const MARK: u8 = b'(';
-const STOP: u8 = b'.';
-const INT: u8 = b'I';
-const BININT: u8 = b'J';
-const BININT1: u8 = b'K';
-const LONG: u8 = b'L';
-const BININT2: u8 = b'M';
-const NONE: u8 = b'N';
-const BINUNICODE: u8 = b'X';
-const EMPTY_DICT: u8 = b'}';
-const BINGET: u8 = b'h';
-const LONG_BINGET: u8 = b'j';
-const BINPUT: u8 = b'q';
-const LONG_BINPUT: u8 = b'r';
-const SETITEM: u8 = b's';
-const SETITEMS: u8 = b'u';
-const BINFLOAT: u8 = b'G';
-const PROTO: u8 = 0x80;
-const NEWTRUE: u8 = 0x88;
-const NEWFALSE: u8 = 0x89;
-const SHORT_BINUNICODE: u8 = 0x8c;
-const MEMOIZE: u8 = 0x94;
-const FRAME: u8 = 0x95;
 
 /// Memo slots the fast path tracks. A record memoizes every key and every
 /// string value, about 30 entries; a frame needing more takes the general

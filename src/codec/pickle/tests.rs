@@ -149,30 +149,7 @@ fn strings_borrow_from_the_frame() {
     let range = frame.as_ptr() as usize..frame.as_ptr() as usize + frame.len();
     for (k, v) in &fields {
         // LogRecord's own attribute names are static strings (fast path).
-        const OWN: &[&str] = &[
-            "name",
-            "msg",
-            "args",
-            "levelname",
-            "levelno",
-            "pathname",
-            "filename",
-            "module",
-            "exc_info",
-            "exc_text",
-            "stack_info",
-            "lineno",
-            "funcName",
-            "created",
-            "msecs",
-            "relativeCreated",
-            "thread",
-            "threadName",
-            "processName",
-            "process",
-            "taskName",
-        ];
-        let own = OWN.contains(&&**k);
+        let own = fast::own_name(k.as_bytes()).is_some();
         assert!(
             own || range.contains(&(k.as_ptr() as usize)),
             "key {k} was copied"

@@ -23,19 +23,25 @@ use crate::config::{Encoding, OutputConfig, TextFormat};
 use crate::format::{FormatError, Template};
 use crate::record::Record;
 
-/// Batches in flight per output before senders wait. A batch is one read
-/// (up to 64 KiB) and its records borrow from that read's buffer, so this
-/// bounds the memory a saturated output holds to about 2 MiB, while still
-/// letting the inputs run ahead of the writer by thousands of records.
-const QUEUE_BATCHES: usize = 32;
+/// Records queued per output before senders wait. Records borrow from
+/// their read's buffer (up to 64 KiB for about 90 records under load), so
+/// this bounds what a saturated or failing output holds to a few MiB, while
+/// a trickle of one-record batches (a SocketHandler logging now and then)
+/// still gets thousands of records of slack: the budget counts records,
+/// not batches.
+const QUEUE_RECORDS: usize = 1024;
+/// Messages in flight per output (the record budget is the real bound).
+const QUEUE_BATCHES: usize = 1024;
 /// Bytes formatted before an output writes even if more are queued.
 pub(crate) const WRITE_CHUNK: usize = 256 * 1024;
 
 /// A message to an output thread.
 #[derive(Debug)]
 pub enum OutputMsg {
-    /// Records to write, in order.
-    Records(Vec<Record>),
+    /// Records to write, in order, with their share of the output's queue
+    /// budget (released when the message is dropped, after the output has
+    /// taken the records in).
+    Records(Vec<Record>, Option<tokio::sync::OwnedSemaphorePermit>),
     /// Close and reopen files (SIGHUP, for external logrotate).
     Reopen,
 }
@@ -93,6 +99,7 @@ pub struct OutputStats {
 pub struct OutputHandle {
     name: Arc<str>,
     tx: mpsc::Sender<OutputMsg>,
+    budget: Arc<tokio::sync::Semaphore>,
     stats: Arc<OutputStats>,
 }
 
@@ -109,7 +116,16 @@ impl OutputHandle {
 
     /// Queue a batch, waiting while the output is saturated.
     pub async fn send(&self, batch: Vec<Record>) {
-        if self.tx.send(OutputMsg::Records(batch)).await.is_err() {
+        // A batch larger than the whole budget takes all of it.
+        let n = batch.len().clamp(1, QUEUE_RECORDS) as u32;
+        // The semaphore is never closed; without a permit, send anyway.
+        let permit = self.budget.clone().acquire_many_owned(n).await.ok();
+        if self
+            .tx
+            .send(OutputMsg::Records(batch, permit))
+            .await
+            .is_err()
+        {
             // Only possible if the output thread died; it logged why.
             tracing::error!(output = %self.name, "Output is gone; batch not written.");
         }
@@ -184,6 +200,7 @@ pub fn start(name: &str, config: &OutputConfig) -> Result<RunningOutput, OutputE
         handle: OutputHandle {
             name: name.into(),
             tx,
+            budget: Arc::new(tokio::sync::Semaphore::new(QUEUE_RECORDS)),
             stats,
         },
         config: config.clone(),
@@ -220,7 +237,7 @@ fn drain(sink: &mut impl Sink, rx: &mut mpsc::Receiver<OutputMsg>, msg: OutputMs
     let mut next = Some(msg);
     while let Some(msg) = next.take() {
         match msg {
-            OutputMsg::Records(batch) => sink.records(batch),
+            OutputMsg::Records(batch, _budget) => sink.records(batch),
             OutputMsg::Reopen => sink.reopen(),
         }
         next = rx.try_recv().ok();

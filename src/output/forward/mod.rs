@@ -248,7 +248,7 @@ impl Forwarder {
 
     /// Encode and buffer a batch from the pipeline.
     fn take(&mut self, msg: OutputMsg) {
-        let OutputMsg::Records(batch) = msg else {
+        let OutputMsg::Records(batch, _budget) = msg else {
             return; // Reopen: nothing to reopen.
         };
         let mut buf = Vec::new();

@@ -48,6 +48,39 @@ const ORDER: [&str; 20] = [
     "process",
 ];
 
+/// One of `LogRecord`'s own attribute names (or the two the formatter
+/// adds): the static name and its bit. The first bits follow [`ORDER`].
+/// Decoders use it to make these keys static strings (no reference count)
+/// and to see at a glance which attributes a record has.
+pub(crate) fn own_name(key: &[u8]) -> Option<(&'static str, u32)> {
+    Some(match key {
+        b"name" => ("name", 1),
+        b"msg" => ("msg", 1 << 1),
+        b"args" => ("args", 1 << 2),
+        b"levelname" => ("levelname", 1 << 3),
+        b"levelno" => ("levelno", 1 << 4),
+        b"pathname" => ("pathname", 1 << 5),
+        b"filename" => ("filename", 1 << 6),
+        b"module" => ("module", 1 << 7),
+        b"exc_info" => ("exc_info", 1 << 8),
+        b"exc_text" => ("exc_text", 1 << 9),
+        b"stack_info" => ("stack_info", 1 << 10),
+        b"lineno" => ("lineno", 1 << 11),
+        b"funcName" => ("funcName", 1 << 12),
+        b"created" => ("created", 1 << 13),
+        b"msecs" => ("msecs", 1 << 14),
+        b"relativeCreated" => ("relativeCreated", 1 << 15),
+        b"thread" => ("thread", 1 << 16),
+        b"threadName" => ("threadName", 1 << 17),
+        b"processName" => ("processName", 1 << 18),
+        b"process" => ("process", 1 << 19),
+        b"taskName" => ("taskName", 1 << 20),
+        b"message" => ("message", 1 << 21),
+        b"asctime" => ("asctime", 1 << 22),
+        _ => return None,
+    })
+}
+
 /// Seconds since the epoch when logrelay first needed a default: the base of
 /// `relativeCreated` (Python uses the time `logging` was imported).
 pub fn start_time() -> f64 {
@@ -72,7 +105,7 @@ pub fn fill(fields: Fields) -> Fields {
     // ORDER): a record that has them all is the common case.
     let all = (1u32 << ORDER.len()) - 1;
     let have = fields.iter().fold(0u32, |have, (k, _)| {
-        have | crate::codec::pickle::own_name(k.as_bytes()).map_or(0, |(_, bit)| bit)
+        have | own_name(k.as_bytes()).map_or(0, |(_, bit)| bit)
     });
     if have & all == all {
         return fields;
@@ -175,10 +208,7 @@ mod tests {
     #[test]
     fn own_name_bits_follow_the_order() {
         for (i, key) in super::ORDER.iter().enumerate() {
-            assert_eq!(
-                crate::codec::pickle::own_name(key.as_bytes()),
-                Some((*key, 1 << i))
-            );
+            assert_eq!(own_name(key.as_bytes()), Some((*key, 1 << i)));
         }
     }
 }

@@ -26,11 +26,10 @@ use crate::record::{Fields, Str, Value};
 pub fn decode(frame: &Bytes) -> Result<Fields, DecodeError> {
     use serde::de::DeserializeSeed;
     let mut de = serde_json::Deserializer::from_slice(frame);
-    let mut fields = TopLevel { frame }
+    let fields = TopLevel { frame }
         .deserialize(&mut de)
         .and_then(|f| de.end().map(|()| f))
         .map_err(|e| DecodeError::Json(e.to_string()))?;
-    crate::codec::pickle::dedup_fields(&mut fields);
     Ok(crate::codec::defaults::fill(fields))
 }
 
@@ -65,14 +64,24 @@ impl<'de> serde::de::Visitor<'de> for TopLevel<'_> {
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("a JSON object at the top level")
     }
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
-        let mut fields: Fields = Vec::with_capacity(24);
-        while let Some(key) = map.next_key_seed(KeySeed { frame: self.frame })? {
-            let value = map.next_value_seed(ValueSeed { frame: self.frame })?;
-            fields.push((key, value));
-        }
-        Ok(fields)
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Fields, A::Error> {
+        object_fields(self.frame, map)
     }
+}
+
+/// The pairs of a JSON object, in document order, keys made unique as a
+/// Python dict (and serde_json's ordered map) would.
+fn object_fields<'de, A: serde::de::MapAccess<'de>>(
+    frame: &Bytes,
+    mut map: A,
+) -> Result<Fields, A::Error> {
+    let mut fields: Fields = Vec::with_capacity(map.size_hint().unwrap_or(24).min(1024));
+    while let Some(key) = map.next_key_seed(KeySeed { frame })? {
+        let value = map.next_value_seed(ValueSeed { frame })?;
+        fields.push((key, value));
+    }
+    crate::codec::dedup_keys(&mut fields);
+    Ok(fields)
 }
 
 /// An object key: LogRecord's own names static, others borrowed or copied.
@@ -93,13 +102,13 @@ impl<'de> serde::de::Visitor<'de> for KeySeed<'_> {
         f.write_str("a string key")
     }
     fn visit_borrowed_str<E: serde::de::Error>(self, s: &'de str) -> Result<Str, E> {
-        Ok(match crate::codec::pickle::own_name(s.as_bytes()) {
+        Ok(match crate::codec::defaults::own_name(s.as_bytes()) {
             Some((name, _)) => Str::from_static(name),
             None => frame_str(self.frame, s),
         })
     }
     fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Str, E> {
-        Ok(match crate::codec::pickle::own_name(s.as_bytes()) {
+        Ok(match crate::codec::defaults::own_name(s.as_bytes()) {
             Some((name, _)) => Str::from_static(name),
             None => Str::from(s),
         })
@@ -154,18 +163,14 @@ impl<'de> serde::de::Visitor<'de> for ValueSeed<'_> {
         }
         Ok(Value::List(Arc::new(items)))
     }
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut items: Vec<(Value, Value)> = Vec::new();
-        while let Some(k) = map.next_key_seed(ValueSeed { frame: self.frame })? {
-            let v = map.next_value_seed(ValueSeed { frame: self.frame })?;
-            // A repeated key keeps its first position and the last value,
-            // as serde_json's ordered map (and a Python dict) does.
-            match items.iter_mut().find(|(old, _)| *old == k) {
-                Some(slot) => slot.1 = v,
-                None => items.push((k, v)),
-            }
-        }
-        Ok(Value::Dict(Arc::new(items)))
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Value, A::Error> {
+        let fields = object_fields(self.frame, map)?;
+        Ok(Value::Dict(Arc::new(
+            fields
+                .into_iter()
+                .map(|(k, v)| (Value::Str(k), v))
+                .collect(),
+        )))
     }
 }
 
@@ -427,5 +432,30 @@ mod tests {
         for bad in [&b"[1]"[..], b"{", b"{} x", b"\"s\"", b"{\"a\":}", b"{1:2}"] {
             assert!(decode(&Bytes::copy_from_slice(bad)).is_err(), "{bad:?}");
         }
+    }
+
+    /// A frame with a hundred thousand keys (nested here) decodes in
+    /// linear time: keys are made unique by hashing, not by comparing each
+    /// with all the others. A repeated key keeps its first position and the
+    /// last value.
+    #[test]
+    fn many_keys_in_a_nested_object() {
+        let n = 100_000;
+        let mut doc = String::from(r#"{"msg":"x","extra":{"#);
+        for i in 0..n {
+            doc.push_str(&format!(r#""k{i}":{i},"#));
+        }
+        doc.push_str(r#""k0":-1}}"#);
+        let fields = decode(&Bytes::from(doc)).unwrap();
+        let extra = fields.iter().find(|(k, _)| k == "extra").unwrap();
+        let Value::Dict(pairs) = &extra.1 else {
+            panic!("not a dict: {:?}", extra.1)
+        };
+        assert_eq!(pairs.len(), n);
+        assert_eq!(pairs[0], (Value::str("k0"), Value::Int(-1)));
+        assert_eq!(
+            pairs[n - 1],
+            (Value::str(format!("k{}", n - 1)), Value::Int(n as i64 - 1))
+        );
     }
 }

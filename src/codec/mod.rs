@@ -12,9 +12,11 @@ pub mod json;
 pub mod msgpack;
 pub mod pickle;
 
+use std::collections::HashMap;
+
 use bytes::Bytes;
 
-use crate::record::Fields;
+use crate::record::{Fields, Str};
 
 /// Which decoder an input uses (`"decoder"` in the config).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -73,4 +75,54 @@ impl DecodeError {
             DecodeError::Msgpack(_) => "bad_msgpack",
         }
     }
+}
+
+/// Make keys unique as a Python dict would: a repeated key keeps its first
+/// position and takes the last value. Every decoder uses it for a record's
+/// fields (and JSON for nested objects too), so a frame of many keys costs
+/// linear time, never a comparison of every key with every other. Real
+/// records never repeat a key, so the common path only hashes each key into
+/// a 1024-bit filter and compares strings on a filter hit.
+pub(crate) fn dedup_keys(fields: &mut Fields) {
+    let n = fields.len();
+    if n <= 256 {
+        let mut seen = [0u64; 16];
+        let mut dup = false;
+        for i in 0..n {
+            let h = (hash(fields[i].0.as_bytes()) >> 54) as usize; // 10 bits
+            let (word, bit) = (h >> 6, 1u64 << (h & 63));
+            if seen[word] & bit != 0 && fields[..i].iter().any(|(k, _)| *k == fields[i].0) {
+                dup = true;
+                break;
+            }
+            seen[word] |= bit;
+        }
+        if !dup {
+            return;
+        }
+    }
+    let mut index: HashMap<Str, usize> = HashMap::with_capacity(n);
+    let mut out: Fields = Vec::with_capacity(n);
+    for (k, v) in fields.drain(..) {
+        match index.get(&k) {
+            Some(&i) => out[i].1 = v,
+            None => {
+                index.insert(k.clone(), out.len());
+                out.push((k, v));
+            }
+        }
+    }
+    *fields = out;
+}
+
+/// FxHash over 8-byte words: keys are short, so this is a few multiplies.
+fn hash(bytes: &[u8]) -> u64 {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let mut h = bytes.len() as u64;
+    for chunk in bytes.chunks(8) {
+        let mut w = [0u8; 8];
+        w[..chunk.len()].copy_from_slice(chunk);
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+    }
+    h
 }

@@ -54,15 +54,10 @@ pub fn parse_map(frame: &Bytes) -> Result<Fields, DecodeError> {
             other => return Err(err(format!("a record key is {other:?}, not a string"))),
         };
         let value = p.value(1)?;
-        match fields
-            .iter_mut()
-            .find(|(k, _): &&mut (Str, Value)| *k == key)
-        {
-            // As a Python dict: a repeated key keeps its first position.
-            Some(slot) => slot.1 = value,
-            None => fields.push((key, value)),
-        }
+        fields.push((key, value));
     }
+    // As a Python dict: a repeated key keeps its first position.
+    crate::codec::dedup_keys(&mut fields);
     if p.left() > 0 {
         return Err(err(format!("{} bytes after the record map", p.left())));
     }
@@ -491,5 +486,31 @@ mod tests {
             let f: Fields = vec![("i".into(), Value::Int(i))];
             prop_assert_eq!(parse_map(&map(&f)).unwrap(), f);
         }
+    }
+
+    /// A record map with a hundred thousand keys decodes in linear time
+    /// (keys made unique by hashing); a repeated key keeps its first
+    /// position and the last value.
+    #[test]
+    fn many_keys_at_the_top_level() {
+        let n: u32 = 100_000;
+        let mut b = vec![0xdf];
+        b.extend_from_slice(&(n + 1).to_be_bytes());
+        let key = |b: &mut Vec<u8>, i: u32| {
+            let k = format!("k{i}");
+            b.push(0xa0 | k.len() as u8);
+            b.extend_from_slice(k.as_bytes());
+        };
+        for i in 0..n {
+            key(&mut b, i);
+            b.extend_from_slice(&[0xce]);
+            b.extend_from_slice(&i.to_be_bytes());
+        }
+        key(&mut b, 0);
+        b.push(0xff); // -1
+        let fields = parse_map(&Bytes::from(b)).unwrap();
+        assert_eq!(fields.len(), n as usize);
+        assert_eq!(fields[0], (Str::from("k0"), Value::Int(-1)));
+        assert_eq!(fields[1], (Str::from("k1"), Value::Int(1)));
     }
 }

@@ -12,7 +12,6 @@
 //! or JSON encoder will do on the record, so a memo bomb that decodes
 //! cheaply is still refused here.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::machine::{scalar_type_name, Kind, Machine, Node, Scratch, Slot};
@@ -114,7 +113,7 @@ fn root_fields(
             limit,
         });
     }
-    dedup(&mut fields);
+    crate::codec::dedup_keys(&mut fields);
     Ok(fields)
 }
 
@@ -370,52 +369,4 @@ fn object_value(obj: &Obj, instance_vals: &mut [Option<Value>]) -> Value {
         Some(cached) => cached.get_or_insert_with(make).clone(),
         None => make(),
     }
-}
-
-/// Make top-level keys unique as a Python dict would: a repeated key keeps
-/// its first position and takes the last value. Real records never repeat a
-/// key, so the common path only hashes each key into a 1024-bit filter and
-/// compares strings on a filter hit.
-pub(super) fn dedup(fields: &mut Fields) {
-    let n = fields.len();
-    if n <= 256 {
-        let mut seen = [0u64; 16];
-        let mut dup = false;
-        for i in 0..n {
-            let h = (hash(fields[i].0.as_bytes()) >> 54) as usize; // 10 bits
-            let (word, bit) = (h >> 6, 1u64 << (h & 63));
-            if seen[word] & bit != 0 && fields[..i].iter().any(|(k, _)| *k == fields[i].0) {
-                dup = true;
-                break;
-            }
-            seen[word] |= bit;
-        }
-        if !dup {
-            return;
-        }
-    }
-    let mut index: HashMap<Str, usize> = HashMap::with_capacity(n);
-    let mut out: Fields = Vec::with_capacity(n);
-    for (k, v) in fields.drain(..) {
-        match index.get(&k) {
-            Some(&i) => out[i].1 = v,
-            None => {
-                index.insert(k.clone(), out.len());
-                out.push((k, v));
-            }
-        }
-    }
-    *fields = out;
-}
-
-/// FxHash over 8-byte words: keys are short, so this is a few multiplies.
-fn hash(bytes: &[u8]) -> u64 {
-    const K: u64 = 0x517c_c1b7_2722_0a95;
-    let mut h = bytes.len() as u64;
-    for chunk in bytes.chunks(8) {
-        let mut w = [0u8; 8];
-        w[..chunk.len()].copy_from_slice(chunk);
-        h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
-    }
-    h
 }

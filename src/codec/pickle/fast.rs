@@ -29,7 +29,7 @@ use super::machine::{
     LONG_BINGET, LONG_BINPUT, MARK, MEMOIZE, NEWFALSE, NEWTRUE, NONE, PROTO, SETITEM, SETITEMS,
     SHORT_BINUNICODE, STOP,
 };
-use super::{convert, scalar};
+use super::scalar;
 use crate::record::{Fields, Str, Value};
 
 /// Memo slots the fast path tracks. A record memoizes every key and every
@@ -182,7 +182,7 @@ pub(super) fn try_decode(frame: &Bytes) -> Option<Fields> {
                     return None;
                 }
                 if dup {
-                    convert::dedup(&mut fields);
+                    crate::codec::dedup_keys(&mut fields);
                 }
                 return Some(fields);
             }
@@ -292,39 +292,8 @@ fn plain_int(t: &[u8]) -> Option<Value> {
 /// names: those become static strings (no reference count), others borrow
 /// from the frame.
 fn key_str(frame: &Bytes, start: usize, end: usize) -> (Str, u32) {
-    match own_name(&frame[start..end]) {
+    match crate::codec::defaults::own_name(&frame[start..end]) {
         Some((name, bit)) => (Str::from_static(name), bit),
         None => (scalar::utf8(frame, start, end), 0),
     }
-}
-
-/// One of `LogRecord`'s own attribute names (or the two the formatter
-/// adds): the static name and its bit.
-pub(super) fn own_name(key: &[u8]) -> Option<(&'static str, u32)> {
-    Some(match key {
-        b"name" => ("name", 1),
-        b"msg" => ("msg", 1 << 1),
-        b"args" => ("args", 1 << 2),
-        b"levelname" => ("levelname", 1 << 3),
-        b"levelno" => ("levelno", 1 << 4),
-        b"pathname" => ("pathname", 1 << 5),
-        b"filename" => ("filename", 1 << 6),
-        b"module" => ("module", 1 << 7),
-        b"exc_info" => ("exc_info", 1 << 8),
-        b"exc_text" => ("exc_text", 1 << 9),
-        b"stack_info" => ("stack_info", 1 << 10),
-        b"lineno" => ("lineno", 1 << 11),
-        b"funcName" => ("funcName", 1 << 12),
-        b"created" => ("created", 1 << 13),
-        b"msecs" => ("msecs", 1 << 14),
-        b"relativeCreated" => ("relativeCreated", 1 << 15),
-        b"thread" => ("thread", 1 << 16),
-        b"threadName" => ("threadName", 1 << 17),
-        b"processName" => ("processName", 1 << 18),
-        b"process" => ("process", 1 << 19),
-        b"taskName" => ("taskName", 1 << 20),
-        b"message" => ("message", 1 << 21),
-        b"asctime" => ("asctime", 1 << 22),
-        _ => return None,
-    })
 }

@@ -238,17 +238,6 @@ pub fn decode(frame: &Bytes) -> Result<Fields, PickleError> {
     }
 }
 
-/// Make top-level keys unique as a Python dict would: a repeated key keeps
-/// its first position and takes the last value (cheap when none repeats).
-pub(crate) fn dedup_fields(fields: &mut Fields) {
-    convert::dedup(fields);
-}
-
-/// `LogRecord`'s own attribute names: the static name and its bit.
-pub(crate) fn own_name(key: &[u8]) -> Option<(&'static str, u32)> {
-    fast::own_name(key)
-}
-
 /// [`decode`] without the fast path: the full machine for every frame.
 pub fn decode_general(frame: &Bytes) -> Result<Fields, PickleError> {
     machine::with_scratch(|scratch| {

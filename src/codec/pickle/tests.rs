@@ -149,7 +149,7 @@ fn strings_borrow_from_the_frame() {
     let range = frame.as_ptr() as usize..frame.as_ptr() as usize + frame.len();
     for (k, v) in &fields {
         // LogRecord's own attribute names are static strings (fast path).
-        let own = fast::own_name(k.as_bytes()).is_some();
+        let own = crate::codec::defaults::own_name(k.as_bytes()).is_some();
         assert!(
             own || range.contains(&(k.as_ptr() as usize)),
             "key {k} was copied"

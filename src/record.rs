@@ -199,6 +199,19 @@ pub fn logger_matches(prefix: &str, name: &str) -> bool {
     }
 }
 
+/// Test records from `(name, value)` pairs.
+#[cfg(test)]
+impl Record {
+    pub(crate) fn of(pairs: &[(&str, Value)]) -> Record {
+        Record::new(
+            pairs
+                .iter()
+                .map(|(k, v)| (Str::from(*k), v.clone()))
+                .collect(),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -43,17 +43,8 @@ fn load_err(c: &WasmFilterConfig) -> String {
     }
 }
 
-fn record(fields: &[(&str, Value)]) -> Record {
-    Record::new(
-        fields
-            .iter()
-            .map(|(k, v)| ((*k).into(), v.clone()))
-            .collect(),
-    )
-}
-
 fn typical() -> Record {
-    record(&[
+    Record::of(&[
         ("name", Value::str("app.db")),
         ("msg", Value::str("hello")),
         ("levelno", Value::Int(20)),
@@ -86,7 +77,7 @@ fn noop_keeps_and_drop_all_drops() {
 #[test]
 fn field_get_returns_strings_raw_and_other_values_as_json() {
     let f = load("field_get.wat");
-    let mut r = record(&[("probe", Value::str("abc"))]);
+    let mut r = Record::of(&[("probe", Value::str("abc"))]);
     assert_eq!(f.apply(&mut r), Verdict::Keep);
     assert_eq!(int(&r, "len"), 3);
     assert_eq!(r.get("quoted"), Some(&Value::str("abc")));
@@ -96,19 +87,19 @@ fn field_get_returns_strings_raw_and_other_values_as_json() {
     assert_eq!(int(&r, "small"), 3);
     assert_eq!(int(&r, "sentinel"), 170);
 
-    let mut r = record(&[("probe", Value::Int(12345))]);
+    let mut r = Record::of(&[("probe", Value::Int(12345))]);
     f.apply(&mut r);
     assert_eq!(int(&r, "len"), 5);
     assert_eq!(r.get("copy"), Some(&Value::Int(12345)));
     assert_eq!(r.get("quoted"), Some(&Value::str("12345")));
 
     let list = Value::List(Arc::new(vec![Value::Int(1), Value::None]));
-    let mut r = record(&[("probe", list.clone())]);
+    let mut r = Record::of(&[("probe", list.clone())]);
     f.apply(&mut r);
     assert_eq!(int(&r, "len"), "[1,null]".len() as i64);
     assert_eq!(r.get("copy"), Some(&list));
 
-    let mut r = record(&[("other", Value::Int(1))]);
+    let mut r = Record::of(&[("other", Value::Int(1))]);
     f.apply(&mut r);
     assert_eq!(int(&r, "len"), -1);
     assert_eq!(keys(&r), ["other", "len"]);
@@ -144,7 +135,7 @@ fn field_set_replaces_in_place_appends_and_refuses_bad_json() {
 #[test]
 fn field_remove_removes_and_reports_absent() {
     let f = load("field_remove.wat");
-    let mut r = record(&[
+    let mut r = Record::of(&[
         ("a", Value::Int(1)),
         ("secret", Value::str("x")),
         ("b", Value::Int(2)),
@@ -158,7 +149,7 @@ fn field_remove_removes_and_reports_absent() {
 #[test]
 fn record_get_and_record_set() {
     let f = load("record.wat");
-    let mut r = record(&[("msg", Value::str("hi")), ("n", Value::Int(2))]);
+    let mut r = Record::of(&[("msg", Value::str("hi")), ("n", Value::Int(2))]);
     f.apply(&mut r);
     let json = br#"{"msg":"hi","n":2}"#;
     assert_eq!(int(&r, "need"), json.len() as i64);
@@ -171,7 +162,7 @@ fn record_get_and_record_set() {
     assert_eq!(r.get("snapshot"), Some(&snapshot));
     assert_eq!(keys(&r), ["msg", "n", "need", "rc_array", "snapshot"]);
 
-    let mut r = record(&[("replace", Value::Bool(true)), ("x", Value::Int(1))]);
+    let mut r = Record::of(&[("replace", Value::Bool(true)), ("x", Value::Int(1))]);
     f.apply(&mut r);
     assert_eq!(keys(&r), ["msg", "n", "rc_object"]);
     assert_eq!(r.get("msg"), Some(&Value::str("replaced")));
@@ -183,7 +174,7 @@ fn config_get_hands_the_filter_its_config() {
     let mut c = config("config.wat");
     c.config = serde_json::json!({"env": "prod", "n": [1, 2]});
     let f = WasmFilter::load("t", &c).unwrap();
-    let mut r = record(&[]);
+    let mut r = Record::of(&[]);
     f.apply(&mut r);
     let text = br#"{"env":"prod","n":[1,2]}"#;
     assert_eq!(int(&r, "config_need"), text.len() as i64);
@@ -217,7 +208,7 @@ fn log_is_accepted_and_rate_limited() {
 fn instances_are_reused_and_init_runs_once_per_instance() {
     let f = load("counter.wat");
     for n in 101..105 {
-        let mut r = record(&[]);
+        let mut r = Record::of(&[]);
         f.apply(&mut r);
         assert_eq!(int(&r, "n"), n);
     }
@@ -230,7 +221,7 @@ fn many_threads_share_one_filter() {
         for _ in 0..4 {
             s.spawn(|| {
                 for _ in 0..200 {
-                    let mut r = record(&[]);
+                    let mut r = Record::of(&[]);
                     assert_eq!(f.apply(&mut r), Verdict::Keep);
                     assert!(int(&r, "n") > 100);
                 }
@@ -245,7 +236,7 @@ fn many_threads_share_one_filter() {
 fn contained(mut c: WasmFilterConfig, action: &str, on_error: OnError) {
     c.on_error = on_error;
     let f = WasmFilter::load("t", &c).unwrap();
-    let mut r = record(&[("do", Value::str(action)), ("msg", Value::str("m"))]);
+    let mut r = Record::of(&[("do", Value::str(action)), ("msg", Value::str("m"))]);
     let before = r.clone();
     let verdict = f.apply(&mut r);
     let expected = match on_error {
@@ -258,7 +249,7 @@ fn contained(mut c: WasmFilterConfig, action: &str, on_error: OnError) {
     assert_eq!(f.errors(), 1, "do={action}");
     // The failed instance was thrown away and a fresh one serves the next
     // record.
-    let mut ok = record(&[]);
+    let mut ok = Record::of(&[]);
     assert_eq!(f.apply(&mut ok), Verdict::Keep, "do={action}");
     assert_eq!(ok.get("ok"), Some(&Value::Int(1)), "do={action}");
     assert_eq!(f.errors(), 1);
@@ -305,13 +296,13 @@ fn memory_bomb_trap_bad_pointer_and_stack_overflow_are_contained() {
 #[test]
 fn memory_grow_past_the_cap_returns_minus_one() {
     let f = load("misbehave.wat");
-    let mut r = record(&[("do", Value::str("g"))]);
+    let mut r = Record::of(&[("do", Value::str("g"))]);
     assert_eq!(f.apply(&mut r), Verdict::Keep);
     assert_eq!(int(&r, "grow"), -1);
     let mut c = config("misbehave.wat");
     c.max_memory_bytes = Some(128 << 20);
     let f = WasmFilter::load("t", &c).unwrap();
-    let mut r = record(&[("do", Value::str("g"))]);
+    let mut r = Record::of(&[("do", Value::str("g"))]);
     f.apply(&mut r);
     assert_eq!(int(&r, "grow"), 0);
 }
@@ -321,7 +312,7 @@ fn a_bad_return_value_is_an_error_but_keeps_the_instance() {
     let mut c = config("misbehave.wat");
     c.on_error = OnError::Drop;
     let f = WasmFilter::load("t", &c).unwrap();
-    let mut r = record(&[("do", Value::str("r"))]);
+    let mut r = Record::of(&[("do", Value::str("r"))]);
     assert_eq!(f.apply(&mut r), Verdict::Drop);
     assert_eq!((f.errors(), f.dropped()), (1, 1));
 }
@@ -386,7 +377,7 @@ fn plugin(name: &str, config: serde_json::Value) -> Result<WasmFilter, FilterErr
 }
 
 fn log_record(name: &str, levelno: i64, msg: &str) -> Record {
-    record(&[
+    Record::of(&[
         ("name", Value::str(name)),
         ("msg", Value::str(msg)),
         ("levelno", Value::Int(levelno)),

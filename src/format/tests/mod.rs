@@ -3,10 +3,6 @@
 use super::*;
 use crate::record::Str;
 
-fn rec(fields: Vec<(&str, Value)>) -> Record {
-    Record::new(fields.into_iter().map(|(k, v)| (Str::from(k), v)).collect())
-}
-
 fn line(fmt: &str, style: Style, datefmt: Option<&str>, r: &Record) -> String {
     let spec = TextFormat {
         format: fmt.into(),
@@ -23,7 +19,7 @@ fn line(fmt: &str, style: Style, datefmt: Option<&str>, r: &Record) -> String {
 
 #[test]
 fn default_format_with_asctime() {
-    let r = rec(vec![
+    let r = Record::of(&[
         ("name", Value::str("app")),
         ("msg", Value::str("hi")),
         ("levelname", Value::str("INFO")),
@@ -36,7 +32,7 @@ fn default_format_with_asctime() {
 
 #[test]
 fn missing_field_renders_dash_with_width() {
-    let r = rec(vec![("msg", Value::str("m"))]);
+    let r = Record::of(&[("msg", Value::str("m"))]);
     assert_eq!(
         line(
             "[%(user)5s|%(user)-3d]%(message)s",
@@ -52,7 +48,7 @@ fn missing_field_renders_dash_with_width() {
 
 #[test]
 fn defaults_follow_make_log_record() {
-    let r = rec(vec![]);
+    let r = Record::of(&[]);
     assert_eq!(
         line(
             "%(name)s|%(levelname)s|%(levelno)s|%(lineno)d|%(pathname)r|%(message)r",
@@ -66,7 +62,7 @@ fn defaults_follow_make_log_record() {
 
 #[test]
 fn message_applies_args_and_appends_exc_and_stack() {
-    let r = rec(vec![
+    let r = Record::of(&[
         ("msg", Value::str("a=%d b=%s")),
         (
             "args",
@@ -124,7 +120,7 @@ fn missing_field_warnings_are_rate_limited_per_field() {
 #[test]
 fn misfit_values_render_as_str_with_width() {
     // Python raises TypeError for %d of a str; we keep the line.
-    let r = rec(vec![("msg", Value::str("m")), ("user", Value::str("bob"))]);
+    let r = Record::of(&[("msg", Value::str("m")), ("user", Value::str("bob"))]);
     assert_eq!(
         line("%(user)5d|%(msg)s", Style::Percent, None, &r),
         "  bob|m\n"
@@ -134,7 +130,7 @@ fn misfit_values_render_as_str_with_width() {
 
 #[test]
 fn message_falls_back_to_msg_when_args_do_not_fit() {
-    let r = rec(vec![
+    let r = Record::of(&[
         ("msg", Value::str("%s and %s")),
         ("args", Value::Tuple(vec![Value::Int(1)].into())),
     ]);
@@ -153,7 +149,7 @@ fn utc_and_datefmt_and_cache() {
     let mut t = Template::compile_with_tz(&spec, tz).unwrap();
     let mut out = Vec::new();
     for c in [1.25, 1.75, 2.0] {
-        t.format(&rec(vec![("created", Value::Float(c))]), &mut out);
+        t.format(&Record::of(&[("created", Value::Float(c))]), &mut out);
     }
     assert_eq!(
         String::from_utf8(out).unwrap(),
@@ -190,7 +186,7 @@ fn msecs_render_as_percent_03d_of_python() {
     // One template for all: the cached second must not keep old msecs.
     let mut t = Template::compile_with_tz(&spec, TimeZone::UTC).unwrap();
     for (v, want) in cases {
-        let r = rec(vec![
+        let r = Record::of(&[
             ("msg", Value::str("m")),
             ("created", Value::Float(0.25)),
             ("msecs", v.clone()),
@@ -210,14 +206,14 @@ fn lookups_follow_keys_that_move_between_records() {
     // Position hints are only hints: records from different senders
     // order (or lack) keys differently.
     let fmt = "%(levelname)-5s %(name)s %(process)d %(user)s %(message)s";
-    let a = rec(vec![
+    let a = Record::of(&[
         ("name", Value::str("a")),
         ("msg", Value::str("one")),
         ("levelname", Value::str("INFO")),
         ("process", Value::Int(1)),
         ("user", Value::str("u")),
     ]);
-    let b = rec(vec![
+    let b = Record::of(&[
         ("user", Value::str("v")),
         ("process", Value::Int(2)),
         ("msg", Value::str("two %s")),
@@ -226,7 +222,7 @@ fn lookups_follow_keys_that_move_between_records() {
         ("name", Value::str("b")),
         ("exc_text", Value::str("E")),
     ]);
-    let c = rec(vec![("msg", Value::str("three"))]);
+    let c = Record::of(&[("msg", Value::str("three"))]);
     let spec = TextFormat {
         format: fmt.into(),
         datefmt: None,

@@ -260,15 +260,6 @@ mod tests {
     use super::*;
     use crate::record::Value;
 
-    fn record(fields: &[(&str, Value)]) -> Record {
-        Record::new(
-            fields
-                .iter()
-                .map(|(k, v)| ((*k).into(), v.clone()))
-                .collect(),
-        )
-    }
-
     fn render(template: &str, r: &Record) -> String {
         let mut t = PathTemplate::with_tz(template, true, TimeZone::UTC).unwrap();
         let mut out = String::new();
@@ -322,7 +313,7 @@ mod tests {
 
     #[test]
     fn fields_render_as_python_str() {
-        let r = record(&[
+        let r = Record::of(&[
             ("name", Value::str("app.db")),
             ("levelname", Value::str("INFO")),
             ("process", Value::Int(4242)),
@@ -340,7 +331,7 @@ mod tests {
     #[test]
     fn time_fields_come_from_created() {
         // 2024-02-29 13:04:05 UTC, day 60 of the year.
-        let r = record(&[("created", Value::Float(1_709_211_845.75))]);
+        let r = Record::of(&[("created", Value::Float(1_709_211_845.75))]);
         assert_eq!(
             render("out/%Y/%m/%d/%H%M%S-%j-%%.log", &r),
             "out/2024/02/29/130405-060-%.log"
@@ -358,7 +349,7 @@ mod tests {
 
     #[test]
     fn values_cannot_leave_the_directory() {
-        let name = |n: &str| record(&[("name", Value::str(n))]);
+        let name = |n: &str| Record::of(&[("name", Value::str(n))]);
         assert_eq!(
             render("out/{name}.log", &name("../../etc/x")),
             "out/.._.._etc_x.log"

@@ -11,6 +11,8 @@
 //!
 //! Run: `cargo bench --bench filter -- --warm-up-time 1 --measurement-time 3`
 
+mod common;
+
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -21,21 +23,6 @@ use logrelay::codec::{json, pickle};
 use logrelay::config::{FilterConfig, OnError, WasmFilterConfig};
 use logrelay::filter::{Filter, Verdict};
 use logrelay::record::Record;
-
-/// The frame bodies of bench.bin (length prefixes removed).
-fn frames() -> Vec<Bytes> {
-    let all = Bytes::from(
-        std::fs::read(root().join("tests/fixtures/pickle/bench.bin")).expect("read bench.bin"),
-    );
-    let mut out = Vec::new();
-    let mut off = 0;
-    while off + 4 <= all.len() {
-        let len = u32::from_be_bytes([all[off], all[off + 1], all[off + 2], all[off + 3]]) as usize;
-        out.push(all.slice(off + 4..off + 4 + len));
-        off += 4 + len;
-    }
-    out
-}
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -119,7 +106,7 @@ fn run_all(frames: &[Bytes], filter: Option<&Filter>, out: &mut Vec<u8>) {
 }
 
 fn bench(c: &mut Criterion) {
-    let frames = frames();
+    let frames = common::frames();
     let mut out = Vec::with_capacity(4096);
     let mut group = c.benchmark_group("per_record");
     group.throughput(Throughput::Elements(frames.len() as u64));
@@ -177,7 +164,7 @@ fn load_times() {
 }
 
 fn summary() {
-    let frames = frames();
+    let frames = common::frames();
     let bytes: usize = frames.iter().map(Bytes::len).sum();
     let base = ns_per_record(&frames, None);
     println!(

@@ -15,31 +15,15 @@
 //! ratio is what to compare): logrelay 7.14 ms per 500 frames (70.0 K
 //! records/s), serde_pickle 30.6 ms (16.3 K records/s): 4.3x.
 
+mod common;
+
 use std::hint::black_box;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
-/// The frame bodies (length prefixes removed), sliced from one buffer as
-/// the framer would hand them over.
-fn frames() -> Vec<Bytes> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/pickle/bench.bin"
-    );
-    let all = Bytes::from(std::fs::read(path).expect("read bench.bin"));
-    let mut out = Vec::new();
-    let mut off = 0;
-    while off + 4 <= all.len() {
-        let len = u32::from_be_bytes([all[off], all[off + 1], all[off + 2], all[off + 3]]) as usize;
-        out.push(all.slice(off + 4..off + 4 + len));
-        off += 4 + len;
-    }
-    out
-}
-
 fn decode_rate(c: &mut Criterion) {
-    let frames = frames();
+    let frames = common::frames();
     let bytes: usize = frames.iter().map(Bytes::len).sum();
     eprintln!(
         "{} frames, {} bytes, {} bytes/frame on average",

@@ -12,9 +12,10 @@ use logrelay::record::Record;
 /// Records per batch: what one 64 KiB read holds (~450-byte frames).
 pub const BATCH: usize = 145;
 
-/// The 500 real SocketHandler records of `tests/fixtures/pickle/bench.bin`,
-/// decoded (strings borrow from the frames, as in the listener).
-pub fn records() -> Vec<Record> {
+/// The 500 real SocketHandler frames of `tests/fixtures/pickle/bench.bin`
+/// (length prefixes removed), sliced from one buffer as the framer would
+/// hand them over.
+pub fn frames() -> Vec<Bytes> {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/fixtures/pickle/bench.bin"
@@ -24,12 +25,19 @@ pub fn records() -> Vec<Record> {
     let mut off = 0;
     while off + 4 <= all.len() {
         let len = u32::from_be_bytes([all[off], all[off + 1], all[off + 2], all[off + 3]]) as usize;
-        let frame = all.slice(off + 4..off + 4 + len);
-        let fields = logrelay::codec::pickle::decode(&frame).expect("decodes");
-        out.push(Record::new(fields));
+        out.push(all.slice(off + 4..off + 4 + len));
         off += 4 + len;
     }
     out
+}
+
+/// Those frames decoded (strings borrow from the frames, as in the
+/// listener).
+pub fn records() -> Vec<Record> {
+    frames()
+        .iter()
+        .map(|f| Record::new(logrelay::codec::pickle::decode(f).expect("decodes")))
+        .collect()
 }
 
 /// A checked config from JSON text (paths in it should be absolute).

@@ -113,6 +113,9 @@ pub async fn run(source: ConfigSource) -> ExitCode {
     if config.source.is_none() {
         tracing::info!("No listener.json here: running the embedded default.");
     }
+    // Watch before the inputs say "Listening": an edit made as soon as
+    // they do must not fall between the two.
+    let mut changes = crate::watch::ConfigWatch::new(source.path.clone(), watched_files(&config));
     let mut server = match Server::start(config).await {
         Ok(s) => s,
         Err(e) => {
@@ -131,8 +134,6 @@ pub async fn run(source: ConfigSource) -> ExitCode {
         eprintln!("cannot install signal handlers");
         return ExitCode::FAILURE;
     };
-    let mut changes =
-        crate::watch::ConfigWatch::new(source.path.clone(), watched_files(server.config()));
     loop {
         tokio::select! {
             _ = term.recv() => break,

@@ -42,6 +42,8 @@ pub enum OutputMsg {
     /// budget (released when the message is dropped, after the output has
     /// taken the records in).
     Records(Vec<Record>, Option<tokio::sync::OwnedSemaphorePermit>),
+    /// The same, already formatted by the sender (see [`Preformat`]).
+    Lines(Lines, Option<tokio::sync::OwnedSemaphorePermit>),
     /// Close and reopen files (SIGHUP, for external logrotate).
     Reopen,
 }
@@ -94,6 +96,103 @@ pub struct OutputStats {
     pub is_forward: std::sync::atomic::AtomicBool,
 }
 
+/// Formatted lines of a batch of records: `buf` holds them one after the
+/// other, each with its `\n`, and `ends[i]` is where line `i` ends.
+#[derive(Debug, Default)]
+pub struct Lines {
+    /// The lines.
+    pub buf: Vec<u8>,
+    /// The end offset of each line in `buf`.
+    pub ends: Vec<u32>,
+}
+
+impl Lines {
+    /// Each line, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        let mut start = 0;
+        self.ends.iter().map(move |&end| {
+            let line = self.buf.get(start..end as usize).unwrap_or_default();
+            start = end as usize;
+            line
+        })
+    }
+}
+
+/// How an output whose lines depend only on the record (a file with one
+/// path, a stream) has its records formatted by the task that decoded
+/// them, on the input's thread, rather than on the output's thread.
+///
+/// The output thread then only copies bytes into its write buffer. The
+/// records are read and freed where they were built, while they are still
+/// in that core's cache; formatting them on the output thread made every
+/// field cross between cores twice (read, then freed) and put every free
+/// on glibc's cross-thread path.
+///
+/// A template keeps caches (asctime, field positions) and rate-limited
+/// warnings, so each worker thread formats with its own clone of the
+/// prototype, found by `id`. Lines are the same whoever formats them.
+#[derive(Debug)]
+pub(crate) struct Preformat {
+    id: u64,
+    /// Only cloned, once per thread; the lock makes the shared prototype
+    /// `Sync` (a template's caches are `Cell`s).
+    proto: std::sync::Mutex<LineEncoder>,
+}
+
+/// Ids of [`Preformat`]s, unique for the life of the process.
+static NEXT_PREFORMAT: AtomicU64 = AtomicU64::new(1);
+
+/// Worker threads' clones of the encoders they formatted with lately,
+/// by [`Preformat::id`]. Outputs a reload removed leave stale entries; the
+/// list is cleared when it grows past [`MAX_THREAD_ENCODERS`].
+const MAX_THREAD_ENCODERS: usize = 64;
+thread_local! {
+    static ENCODERS: std::cell::RefCell<Vec<(u64, LineEncoder)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Preformat {
+    fn new(proto: LineEncoder) -> Preformat {
+        Preformat {
+            id: NEXT_PREFORMAT.fetch_add(1, Ordering::Relaxed),
+            proto: std::sync::Mutex::new(proto),
+        }
+    }
+
+    /// Format `batch` into lines, with this thread's clone of the encoder.
+    fn lines(&self, batch: &[Record]) -> Lines {
+        let mut lines = Lines {
+            buf: Vec::with_capacity(batch.len() * 192),
+            ends: Vec::with_capacity(batch.len()),
+        };
+        ENCODERS.with_borrow_mut(|encoders| {
+            let i = match encoders.iter().position(|(id, _)| *id == self.id) {
+                Some(i) => i,
+                None => {
+                    if encoders.len() >= MAX_THREAD_ENCODERS {
+                        encoders.clear();
+                    }
+                    // Never poisoned: nothing panics while it is held.
+                    let proto = match self.proto.lock() {
+                        Ok(p) => p.clone(),
+                        Err(poisoned) => poisoned.into_inner().clone(),
+                    };
+                    encoders.push((self.id, proto));
+                    encoders.len() - 1
+                }
+            };
+            let encoder = &mut encoders[i].1;
+            for r in batch {
+                encoder.encode(r, &mut lines.buf);
+                lines
+                    .ends
+                    .push(u32::try_from(lines.buf.len()).unwrap_or(u32::MAX));
+            }
+        });
+        lines
+    }
+}
+
 /// A cheap, cloneable handle to a running output.
 #[derive(Clone, Debug)]
 pub struct OutputHandle {
@@ -101,6 +200,8 @@ pub struct OutputHandle {
     tx: mpsc::Sender<OutputMsg>,
     budget: Arc<tokio::sync::Semaphore>,
     stats: Arc<OutputStats>,
+    /// Set when the sender formats the records (see [`Preformat`]).
+    preformat: Option<Arc<Preformat>>,
 }
 
 impl OutputHandle {
@@ -114,18 +215,55 @@ impl OutputHandle {
         &self.stats
     }
 
-    /// Queue a batch, waiting while the output is saturated.
+    /// Whether this output takes the records themselves (and so needs its
+    /// own copy of a batch), rather than lines formatted from them.
+    pub fn takes_records(&self) -> bool {
+        self.preformat.is_none()
+    }
+
+    /// Queue a batch, waiting while the output is saturated. An output
+    /// that formats in the sender ([`Preformat`]) only reads the records:
+    /// they are dropped by the caller, on its thread.
     pub async fn send(&self, batch: Vec<Record>) {
+        match &self.preformat {
+            Some(_) => self.send_ref(&batch).await,
+            None => {
+                self.queue(batch.len(), |permit| OutputMsg::Records(batch, permit))
+                    .await
+            }
+        }
+    }
+
+    /// [`OutputHandle::send`] for an output that does not take records
+    /// ([`OutputHandle::takes_records`] is false); one that does gets a
+    /// clone of the batch.
+    pub async fn send_ref(&self, batch: &[Record]) {
+        match &self.preformat {
+            Some(pre) => {
+                let lines = pre.lines(batch);
+                self.queue(batch.len(), |permit| OutputMsg::Lines(lines, permit))
+                    .await;
+            }
+            None => {
+                self.queue(batch.len(), |permit| {
+                    OutputMsg::Records(batch.to_vec(), permit)
+                })
+                .await
+            }
+        }
+    }
+
+    /// Take `records` of the queue budget and queue the message.
+    async fn queue(
+        &self,
+        records: usize,
+        msg: impl FnOnce(Option<tokio::sync::OwnedSemaphorePermit>) -> OutputMsg,
+    ) {
         // A batch larger than the whole budget takes all of it.
-        let n = batch.len().clamp(1, QUEUE_RECORDS) as u32;
+        let n = records.clamp(1, QUEUE_RECORDS) as u32;
         // The semaphore is never closed; without a permit, send anyway.
         let permit = self.budget.clone().acquire_many_owned(n).await.ok();
-        if self
-            .tx
-            .send(OutputMsg::Records(batch, permit))
-            .await
-            .is_err()
-        {
+        if self.tx.send(msg(permit)).await.is_err() {
             // Only possible if the output thread died; it logged why.
             tracing::error!(output = %self.name, "Output is gone; batch not written.");
         }
@@ -149,6 +287,7 @@ pub struct RunningOutput {
 }
 
 /// Turns a record into bytes: a compiled text template or JSON.
+#[derive(Clone, Debug)]
 pub(crate) enum LineEncoder {
     Text(Box<Template>),
     Json,
@@ -191,6 +330,13 @@ impl LineEncoder {
 pub fn start(name: &str, config: &OutputConfig) -> Result<RunningOutput, OutputError> {
     let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
     let stats = Arc::new(OutputStats::default());
+    let preformat = match config {
+        OutputConfig::File(c) if c.max_open_files.is_none() => {
+            Some(LineEncoder::new(name, c.encoding, &c.text)?)
+        }
+        OutputConfig::Stream(c) => Some(LineEncoder::new(name, c.encoding, &c.text)?),
+        _ => None,
+    };
     let thread = match config {
         OutputConfig::File(c) => file::start(name, c, rx, tx.downgrade(), stats.clone())?,
         OutputConfig::Stream(c) => stdout::start(name, c, rx, stats.clone())?,
@@ -202,6 +348,7 @@ pub fn start(name: &str, config: &OutputConfig) -> Result<RunningOutput, OutputE
             tx,
             budget: Arc::new(tokio::sync::Semaphore::new(QUEUE_RECORDS)),
             stats,
+            preformat: preformat.map(|p| Arc::new(Preformat::new(p))),
         },
         config: config.clone(),
         thread,
@@ -218,6 +365,14 @@ pub(crate) fn count(stats: &OutputStats, records: usize, bytes: usize) {
 pub(crate) trait Sink {
     /// Format and buffer (or write) a batch.
     fn records(&mut self, batch: Vec<Record>);
+    /// Buffer (or write) a batch formatted by the sender. Only the sinks
+    /// of outputs that [`start`] gives a [`Preformat`] receive these.
+    fn lines(&mut self, lines: Lines) {
+        tracing::error!(
+            lines = lines.ends.len(),
+            "Bug: formatted lines sent to an output that formats itself; dropped."
+        );
+    }
     /// Reopen files.
     fn reopen(&mut self);
     /// Write everything buffered.
@@ -238,6 +393,7 @@ fn drain(sink: &mut impl Sink, rx: &mut mpsc::Receiver<OutputMsg>, msg: OutputMs
     while let Some(msg) = next.take() {
         match msg {
             OutputMsg::Records(batch, _budget) => sink.records(batch),
+            OutputMsg::Lines(lines, _budget) => sink.lines(lines),
             OutputMsg::Reopen => sink.reopen(),
         }
         next = rx.try_recv().ok();
@@ -341,4 +497,49 @@ pub(crate) fn spawn_thread(
             path: "(thread)".to_string(),
             source,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Value;
+
+    #[test]
+    fn lines_iterate_in_order_with_their_newlines() {
+        let lines = Lines {
+            buf: b"a\nbc\n\n".to_vec(),
+            ends: vec![2, 5, 6],
+        };
+        let got: Vec<&[u8]> = lines.iter().collect();
+        assert_eq!(got, [&b"a\n"[..], b"bc\n", b"\n"]);
+    }
+
+    #[test]
+    fn preformat_gives_the_lines_the_output_would_write() {
+        let text = TextFormat {
+            format: "%(levelname)s:%(name)s:%(message)s".into(),
+            ..TextFormat::default()
+        };
+        let mut encoder = LineEncoder::new("t", Encoding::Text, &text).unwrap();
+        let records: Vec<Record> = (0..3)
+            .map(|i| {
+                Record::of(&[
+                    ("name", Value::str("app")),
+                    ("levelname", Value::str("INFO")),
+                    ("msg", Value::str(format!("m{i}"))),
+                ])
+            })
+            .collect();
+        let mut expected = Vec::new();
+        for r in &records {
+            encoder.encode(r, &mut expected);
+        }
+        let pre = Preformat::new(encoder);
+        let lines = pre.lines(&records);
+        assert_eq!(lines.buf, expected);
+        assert_eq!(lines.buf, b"INFO:app:m0\nINFO:app:m1\nINFO:app:m2\n");
+        assert_eq!(lines.ends, [12, 24, 36]);
+        // The thread's clone serves the next batch too.
+        assert_eq!(pre.lines(&records[..1]).buf, b"INFO:app:m0\n");
+    }
 }

@@ -7,7 +7,7 @@ use std::thread::JoinHandle;
 use tokio::sync::mpsc;
 
 use super::{
-    count, spawn_thread, LineEncoder, OutputError, OutputMsg, OutputStats, Sink, WRITE_CHUNK,
+    count, spawn_thread, LineEncoder, Lines, OutputError, OutputMsg, OutputStats, Sink, WRITE_CHUNK,
 };
 use crate::config::{StreamKind, StreamOutputConfig};
 use crate::record::Record;
@@ -41,6 +41,16 @@ impl Sink for StreamSink {
     fn records(&mut self, batch: Vec<Record>) {
         for r in &batch {
             self.encoder.encode(r, &mut self.buf);
+            self.pending += 1;
+            if self.buf.len() >= WRITE_CHUNK {
+                self.flush();
+            }
+        }
+    }
+
+    fn lines(&mut self, lines: Lines) {
+        for line in lines.iter() {
+            self.buf.extend_from_slice(line);
             self.pending += 1;
             if self.buf.len() >= WRITE_CHUNK {
                 self.flush();

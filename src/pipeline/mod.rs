@@ -189,14 +189,20 @@ fn apply_filters(filters: &[Arc<Filter>], mut batch: Vec<Record>) -> Vec<Record>
     batch
 }
 
+/// Send `batch` to every output of a route. Outputs that format in the
+/// sender read it in place; each other one takes a copy, except the last
+/// such, which takes the batch itself.
 async fn send_to_all(outputs: &[OutputHandle], batch: Vec<Record>) {
     if batch.is_empty() {
         return;
     }
-    if let Some((last, rest)) = outputs.split_last() {
-        for out in rest {
-            out.send(batch.clone()).await;
+    let owner = outputs.iter().rposition(OutputHandle::takes_records);
+    for (i, out) in outputs.iter().enumerate() {
+        if Some(i) != owner {
+            out.send_ref(&batch).await;
         }
-        last.send(batch).await;
+    }
+    if let Some(i) = owner {
+        outputs[i].send(batch).await;
     }
 }

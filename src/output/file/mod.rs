@@ -34,7 +34,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 
 use super::{
-    count, spawn_thread, LineEncoder, OutputError, OutputMsg, OutputStats, Sink, WRITE_CHUNK,
+    count, spawn_thread, LineEncoder, Lines, OutputError, OutputMsg, OutputStats, Sink, WRITE_CHUNK,
 };
 use crate::config::FileOutputConfig;
 use crate::record::Record;
@@ -402,33 +402,62 @@ impl FileSink {
     }
 }
 
-impl Sink for FileSink {
-    fn records(&mut self, batch: Vec<Record>) {
+impl FileSink {
+    /// Before a batch: its lines start waiting now.
+    fn batch_starts(&mut self) {
         if self.oldest.is_none() {
             self.oldest = Some(Instant::now());
         }
-        for r in &batch {
-            let start = self.buf.len();
-            self.encoder.encode(r, &mut self.buf);
-            if self.should_rollover(start) {
-                // Keep this line aside, rotate, then put it back.
-                let line = self.buf.split_off(start);
-                self.rollover();
-                self.buf.extend_from_slice(&line);
-                self.oldest = Some(Instant::now());
-            }
-            self.pending += 1;
-            if self.buf.len() >= WRITE_CHUNK {
-                self.write_out();
-                self.oldest = Some(Instant::now());
-            }
+    }
+
+    /// The line at `buf[start..]` was just appended: rotate before it if
+    /// Python would, and write out a full chunk.
+    fn line_added(&mut self, start: usize) {
+        if self.should_rollover(start) {
+            // Keep this line aside, rotate, then put it back.
+            let line = self.buf.split_off(start);
+            self.rollover();
+            self.buf.extend_from_slice(&line);
+            self.oldest = Some(Instant::now());
         }
+        self.pending += 1;
+        if self.buf.len() >= WRITE_CHUNK {
+            self.write_out();
+            self.oldest = Some(Instant::now());
+        }
+    }
+
+    /// After a batch: write if its oldest line waited `flush_ms`, and
+    /// check that the path still names our file.
+    fn batch_done(&mut self) {
         if self.oldest.is_some_and(|t| t.elapsed() >= self.flush_every) {
             self.write_out();
         }
         if self.last_check.elapsed() >= CHECK_MOVED_EVERY {
             self.check_moved();
         }
+    }
+}
+
+impl Sink for FileSink {
+    fn records(&mut self, batch: Vec<Record>) {
+        self.batch_starts();
+        for r in &batch {
+            let start = self.buf.len();
+            self.encoder.encode(r, &mut self.buf);
+            self.line_added(start);
+        }
+        self.batch_done();
+    }
+
+    fn lines(&mut self, lines: Lines) {
+        self.batch_starts();
+        for line in lines.iter() {
+            let start = self.buf.len();
+            self.buf.extend_from_slice(line);
+            self.line_added(start);
+        }
+        self.batch_done();
     }
 
     fn reopen(&mut self) {

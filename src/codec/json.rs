@@ -75,7 +75,10 @@ fn object_fields<'de, A: serde::de::MapAccess<'de>>(
     frame: &Bytes,
     mut map: A,
 ) -> Result<Fields, A::Error> {
-    let mut fields: Fields = Vec::with_capacity(map.size_hint().unwrap_or(24).min(1024));
+    let mut fields: Fields = match map.size_hint() {
+        Some(n) if n > crate::record::FIELDS_CAPACITY => Vec::with_capacity(n.min(1024)),
+        _ => crate::record::spare_fields(),
+    };
     while let Some(key) = map.next_key_seed(KeySeed { frame })? {
         let value = map.next_value_seed(ValueSeed { frame })?;
         fields.push((key, value));

@@ -47,7 +47,10 @@ pub fn parse_map(frame: &Bytes) -> Result<Fields, DecodeError> {
         0xdf => p.uint(4)? as usize,
         _ => return Err(err(format!("top level is {}, not a map", kind(marker)))),
     };
-    let mut fields = Vec::with_capacity(len.min(p.left() / 2));
+    let mut fields = match len {
+        0..=crate::record::FIELDS_CAPACITY => crate::record::spare_fields(),
+        _ => Vec::with_capacity(len.min(p.left() / 2)),
+    };
     for _ in 0..len {
         let key = match p.value(1)? {
             Value::Str(s) => s,

@@ -78,7 +78,7 @@ pub(super) fn try_decode(frame: &Bytes) -> Option<Fields> {
     let mut own_seen = 0u32;
     let mut others = 0usize;
     let mut dup = false;
-    let mut fields: Fields = Vec::with_capacity(24);
+    let mut fields: Fields = crate::record::spare_fields();
     loop {
         let op = *b.get(pos)?;
         pos += 1;

@@ -1,7 +1,9 @@
 //! Outputs: each runs on its own thread, owns its file or stream, and is
 //! the only writer of it, so lines never interleave whatever the number of
-//! senders. Records arrive in batches over a bounded channel; a full
-//! channel makes the senders wait (backpressure), never drops.
+//! senders. Records arrive in batches over a bounded channel — already
+//! formatted into lines by the sender where the line depends only on the
+//! record (see [`Preformat`]); a full channel makes the senders wait
+//! (backpressure), never drops.
 //!
 //! An output thread writes whenever its queue runs empty (and every 256 KiB
 //! under load), so a record never waits in memory longer than it takes to

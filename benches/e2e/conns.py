@@ -32,7 +32,6 @@ import logging.handlers
 import os
 import resource
 import selectors
-import signal
 import socket
 import subprocess
 import sys
@@ -40,6 +39,9 @@ import tempfile
 import time
 import shutil
 import zlib
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402  (benches/e2e/harness.py)
 
 
 def frames_for(run_id: str, conn: int, k: int, pid: int) -> bytes:
@@ -69,17 +71,6 @@ def listener_sockets(pid: int) -> int:
         except OSError:
             pass
     return n
-
-
-def status_kib(pid: int, key: str):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return None
 
 
 def raise_nofile(need: int) -> str:
@@ -165,9 +156,7 @@ def send_all(socks: list, blobs: list[bytes], timeout: float) -> int:
 def measure(binary: str, config: dict, shared: str, conns: int, per_conn: int = 10,
             inflight: int = 64, verbose: bool = False) -> dict:
     """One run; `config` is a logrelay config with @PORT@ and @OUT@ placeholders."""
-    if shared not in sys.path:
-        sys.path.insert(0, shared)
-    import e2e  # noqa: E402  (Child, TokenCounter, free_port, is_ready)
+    e2e = harness.import_e2e(shared)
     why = raise_nofile(conns + 512)
     if why:
         return {"error": why}
@@ -180,20 +169,11 @@ def measure(binary: str, config: dict, shared: str, conns: int, per_conn: int = 
     result["frame_build_seconds"] = round(time.perf_counter() - t, 2)
     rundir = tempfile.mkdtemp(prefix="logrelay-conns-")
     out = os.path.join(rundir, "app.log")
-    port = e2e.free_port(socket.SOCK_STREAM)
-    cfg_path = os.path.join(rundir, "listener.json")
-    with open(cfg_path, "w") as f:
-        f.write(json.dumps(config).replace("@PORT@", str(port)).replace("@OUT@", out))
-    errf = open(os.path.join(rundir, "listener.stderr"), "wb")
-    relay = e2e.Child([binary, "--log-level", "warn", "--config", cfg_path],
-                      stdout=subprocess.DEVNULL, stderr=errf)
+    relay, port = harness.start_logrelay(e2e, binary, config, rundir, out)
     socks: list = []
     try:
-        deadline = time.monotonic() + 20
-        while not e2e.is_ready("tcp", port, ""):
-            if relay.reap() or time.monotonic() > deadline:
-                return {**result, "error": f"logrelay did not listen ({relay.exit_code})"}
-            time.sleep(0.02)
+        if not harness.wait_listening(e2e, relay, port):
+            return {**result, "error": f"logrelay did not listen ({relay.exit_code})"}
         base = listener_sockets(relay.pid)
         t0 = time.time()
         socks, failures = open_all(port, conns, inflight, timeout=60)
@@ -216,42 +196,29 @@ def measure(binary: str, config: dict, shared: str, conns: int, per_conn: int = 
         counter = e2e.TokenCounter(out + "*", f"rid={run_id} p=".encode())
         t_send = time.time()
         result["connections_sent"] = send_all(socks, blobs, timeout=60)
-        count, last, last_change = 0, -1, time.monotonic()
-        t_done = None
-        while True:
-            count = counter.poll()
-            if count >= total:
-                t_done = time.time()
-                break
-            if relay.reap():
-                break
-            if count != last:
-                last, last_change = count, time.monotonic()
-            elif time.monotonic() - last_change > 15:
-                break
-            time.sleep(0.02)
+        count = harness.wait_records_settle(counter, total, quiet_s=15, relay=relay)
+        t_done = time.time() if count >= total else None
         result["records_in_file_before_close"] = count
         result["seconds"] = round(t_done - t_send, 3) if t_done else None
         result["rate"] = round(total / (t_done - t_send), 1) if t_done else None
-        hwm = status_kib(relay.pid, "VmHWM")
+        hwm = harness.proc_status_kib(relay.pid, "VmHWM")
         result["listener_fds_before_close"] = listener_sockets(relay.pid) - base
         for s in socks:
             s.close()
         socks = []
         time.sleep(1.0)          # every connection sees EOF and ends
         result["listener_alive_after_close"] = relay.reap() is False
-        hwm = status_kib(relay.pid, "VmHWM") or hwm
+        hwm = harness.proc_status_kib(relay.pid, "VmHWM") or hwm
         result["listener_sockets_after_close"] = listener_sockets(relay.pid) - base
         if hwm:
             result["peak_rss_mib"] = round(hwm / 1024, 1)
-        rss = status_kib(relay.pid, "VmRSS")
+        rss = harness.proc_status_kib(relay.pid, "VmRSS")
         if rss:
             result["rss_after_close_mib"] = round(rss / 1024, 1)
     finally:
         for s in socks:
             s.close()
-        result["listener_clean_exit"] = relay.stop(signal.SIGTERM, 30) and relay.exit_code == 0
-        errf.close()
+        result["listener_clean_exit"] = harness.stop(relay, 30)
     count = e2e.TokenCounter(out + "*", f"rid={run_id} p=".encode()).poll()
     result["records_in_file"] = count
     v = subprocess.run([sys.executable, os.path.join(shared, "verify.py"), out + "*",
@@ -281,7 +248,6 @@ def main(argv=None) -> int:
     p.add_argument("--inflight", type=int, default=64)
     p.add_argument("--verbose", action="store_true")
     args = p.parse_args(argv)
-    sys.path.insert(0, here)
     import run as bench  # noqa: E402
     res = measure(os.path.abspath(args.binary), bench.logrelay_config(bench.Row("logrelay")),
                   os.path.abspath(args.shared), args.conns, args.per_conn, args.inflight,

@@ -44,12 +44,14 @@ import os
 import select
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from typing import Optional
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402  (benches/e2e/harness.py)
 
 MARK = b"latprobe "
 
@@ -187,38 +189,22 @@ def stats(lat_ms: list[float]) -> dict:
             "max_ms": r(v[-1] if v else math.nan)}
 
 
-def _import_e2e(shared: str):
-    if shared not in sys.path:
-        sys.path.insert(0, shared)
-    import e2e  # noqa: E402  (the shared bench's helpers: Child, TokenCounter, ...)
-    return e2e
-
-
 def measure(binary: str, config: dict, shared: str, records: int, procs: int = 4,
             flush_ms: float = 100.0, verify_args: Optional[list[str]] = None,
             interval: float = 0.010, verbose: bool = False) -> dict:
     """One latency run; `config` is a logrelay config with @PORT@ and @OUT@ placeholders."""
-    e2e = _import_e2e(shared)
+    e2e = harness.import_e2e(shared)
     rundir = tempfile.mkdtemp(prefix="logrelay-latency-")
     out = os.path.join(rundir, "app.log")
-    port = e2e.free_port(socket.SOCK_STREAM)
-    cfg_path = os.path.join(rundir, "listener.json")
-    with open(cfg_path, "w") as f:
-        f.write(json.dumps(config).replace("@PORT@", str(port)).replace("@OUT@", out))
+    relay, port = harness.start_logrelay(e2e, binary, config, rundir, out)
     token = os.urandom(4).hex()
     run_id = f"lat{token}"
     result: dict = {"records": records, "procs": procs, "flush_ms": flush_ms,
                     "target_ms": flush_ms + 50, "interval_ms": interval * 1000}
-    errf = open(os.path.join(rundir, "listener.stderr"), "wb")
-    relay = e2e.Child([binary, "--log-level", "warn", "--config", cfg_path],
-                      stdout=subprocess.DEVNULL, stderr=errf)
     probe = loadgen = None
     try:
-        deadline = time.monotonic() + 20
-        while not e2e.is_ready("tcp", port, ""):
-            if relay.reap() or time.monotonic() > deadline:
-                raise RuntimeError(f"logrelay did not listen (exit {relay.exit_code})")
-            time.sleep(0.02)
+        if not harness.wait_listening(e2e, relay, port):
+            raise RuntimeError(f"logrelay did not listen (exit {relay.exit_code})")
         probe = subprocess.Popen(
             [sys.executable, os.path.abspath(__file__), "probe", "--port", str(port),
              "--out", out, "--token", token, "--interval", str(interval)],
@@ -237,17 +223,8 @@ def measure(binary: str, config: dict, shared: str, records: int, procs: int = 4
         lg = e2e.last_json_line(lg_stdout) or {}
         if loadgen.returncode != 0:
             raise RuntimeError(f"loadgen failed: {lg.get('errors')}")
-        count, last, last_change = 0, -1, time.monotonic()
-        while True:
-            count = counter.poll()
-            if count >= records or relay.reap():
-                break
-            if count != last:
-                last, last_change = count, time.monotonic()
-            elif time.monotonic() - last_change > 15:
-                break
-            time.sleep(0.02)
-        result["records_in_file"] = count
+        result["records_in_file"] = harness.wait_records_settle(counter, records, quiet_s=15,
+                                                                relay=relay)
         pstdout, _ = probe.communicate(timeout=60)
         pr = e2e.last_json_line(pstdout) or {}
         probes = pr.get("probes", [])
@@ -259,8 +236,7 @@ def measure(binary: str, config: dict, shared: str, records: int, procs: int = 4
             if child is not None and child.poll() is None:
                 child.kill()
                 child.wait()
-        relay.stop(signal.SIGTERM, 30)
-        errf.close()
+        harness.stop(relay, 30)
 
     t0, t1 = lg.get("t_start") or 0.0, lg.get("t_end") or 0.0
     result["load_seconds"] = round(t1 - t0, 3)
@@ -302,7 +278,6 @@ def run_main(argv: list[str]) -> int:
     p.add_argument("--procs", type=int, default=4)
     p.add_argument("--verbose", action="store_true")
     args = p.parse_args(argv)
-    sys.path.insert(0, here)
     import run as bench  # noqa: E402
     cfg = bench.logrelay_config(bench.Row("logrelay"))
     res = measure(os.path.abspath(args.binary), cfg, os.path.abspath(args.shared),

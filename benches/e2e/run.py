@@ -41,6 +41,9 @@ from typing import Optional
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+import harness  # noqa: E402  (benches/e2e/harness.py)
+
 COOKBOOK_FORMAT = "%(asctime)s %(levelname)-8s %(name)s %(process)d %(message)s"
 NOOP_WAT = os.path.join(REPO, "tests", "fixtures", "wasm", "noop.wat")
 # Rotated files must all stay for the whole run (e2e.py counts records in
@@ -286,57 +289,39 @@ def check_targets(rows: list[Row]) -> list[str]:
     return out
 
 
-def idle_connections(binary: str, tmp: str, n: int) -> dict:
+def idle_connections(binary: str, tmp: str, n: int, shared: str) -> dict:
     """Peak RSS of logrelay holding `n` idle TCP connections (issue 8: below
     64 MiB with 10,000). Connections are opened from this process, so both
     sides need n file descriptors: the soft limit is raised to the hard one."""
     import resource
     import socket
     import time
+    e2e = harness.import_e2e(shared)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = n + 1024
     if hard != resource.RLIM_INFINITY and hard < want:
         return {"error": f"RLIMIT_NOFILE hard limit {hard} < {want}"}
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, want), hard))
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-    probe.close()
-    row = Row("logrelay")
-    cfg = json.dumps(logrelay_config(row)).replace("@PORT@", str(port)).replace(
-        "@OUT@", os.path.join(tmp, "idle.log"))
-    path = os.path.join(tmp, "idle.json")
-    with open(path, "w") as f:
-        f.write(cfg)
-    proc = subprocess.Popen([binary, "--log-level", "warn", "--config", path])
+    # stdout and stderr are this process's, as before.
+    relay, port = harness.start_logrelay(e2e, binary, logrelay_config(Row("logrelay")), tmp,
+                                         os.path.join(tmp, "idle.log"), name="idle",
+                                         stderr_file=False, stdout=None)
     socks = []
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    return {"error": "logrelay did not start listening"}
-                time.sleep(0.05)
+        if not harness.wait_listening(e2e, relay, port):
+            return {"error": "logrelay did not start listening"}
         for _ in range(n):
             socks.append(socket.create_connection(("127.0.0.1", port), timeout=5))
         time.sleep(2.0)  # let every connection task start and park
-        status = {}
-        with open(f"/proc/{proc.pid}/status") as f:
-            for line in f:
-                k, _, v = line.partition(":")
-                if k in ("VmHWM", "VmRSS", "Threads"):
-                    status[k] = v.strip()
+        hwm = harness.proc_status_kib(relay.pid, "VmHWM")
+        rss = harness.proc_status_kib(relay.pid, "VmRSS")
         return {"connections": len(socks),
-                "peak_rss_mib": round(int(status["VmHWM"].split()[0]) / 1024, 1),
-                "rss_mib": round(int(status["VmRSS"].split()[0]) / 1024, 1)}
+                "peak_rss_mib": round(hwm / 1024, 1),
+                "rss_mib": round(rss / 1024, 1)}
     finally:
         for s in socks:
             s.close()
-        proc.terminate()
-        proc.wait(30)
+        harness.stop(relay, 30)
 
 
 def latency_target(lat: dict) -> str:
@@ -436,8 +421,7 @@ def main(argv=None) -> int:
         for r in rows:
             run_row(r, args, binary, tmp, rawsink)
         idle_n = args.idle if args.idle is not None else (0 if args.quick else 10_000)
-        idle = idle_connections(binary, tmp, idle_n) if idle_n else None
-        sys.path.insert(0, HERE)
+        idle = idle_connections(binary, tmp, idle_n, args.shared) if idle_n else None
         import conns as conns_bench  # noqa: E402  (benches/e2e/conns.py)
         import latency as latency_bench  # noqa: E402  (benches/e2e/latency.py)
         with_logrelay = not args.only or "logrelay" in args.only.split(",")

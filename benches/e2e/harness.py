@@ -1,0 +1,91 @@
+"""The steps conns.py, latency.py and run.py's idle check share: write a logrelay
+config, start the binary, wait until it listens, wait until the records stop
+arriving, read /proc/PID/status, stop it.
+
+Processes are ``e2e.Child`` objects from the shared bench (``../shared/bench/e2e.py``,
+reaped with wait4()); pass that module, from ``import_e2e(shared)``, where it is needed.
+Python standard library only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from typing import Optional
+
+
+def import_e2e(shared: str):
+    """The shared bench's e2e module (Child, TokenCounter, free_port, is_ready, ...)."""
+    if shared not in sys.path:
+        sys.path.insert(0, shared)
+    import e2e  # noqa: E402
+    return e2e
+
+
+def start_logrelay(e2e, binary: str, config: dict, rundir: str, out: str,
+                   name: str = "listener", stderr_file: bool = True,
+                   stdout=subprocess.DEVNULL):
+    """Start `binary --log-level warn` on a free TCP port; returns (child, port).
+
+    `config` is a logrelay config with @PORT@ and @OUT@ placeholders; it is filled
+    with the port and `out` and written to rundir/<name>.json.  logrelay's stderr
+    goes to rundir/<name>.stderr, or this process's stderr if not `stderr_file`.
+    """
+    port = e2e.free_port(socket.SOCK_STREAM)
+    cfg_path = os.path.join(rundir, f"{name}.json")
+    with open(cfg_path, "w") as f:
+        f.write(json.dumps(config).replace("@PORT@", str(port)).replace("@OUT@", out))
+    cmd = [binary, "--log-level", "warn", "--config", cfg_path]
+    if not stderr_file:
+        return e2e.Child(cmd, stdout=stdout), port
+    # The child has its own copy of the descriptor; ours can close at once.
+    with open(os.path.join(rundir, f"{name}.stderr"), "wb") as errf:
+        return e2e.Child(cmd, stdout=stdout, stderr=errf), port
+
+
+def wait_listening(e2e, relay, port: int, timeout: float = 20.0) -> bool:
+    """Wait until something listens on TCP `port`; False if relay exited or timed out."""
+    deadline = time.monotonic() + timeout
+    while not e2e.is_ready("tcp", port, ""):
+        if relay.reap() or time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def wait_records_settle(counter, expect: int, quiet_s: float = 15.0, relay=None) -> int:
+    """Poll `counter` (an e2e.TokenCounter) until it reaches `expect`, `relay` exits,
+    or no new record has arrived for `quiet_s` seconds; returns the last count."""
+    last, last_change = -1, time.monotonic()
+    while True:
+        count = counter.poll()
+        if count >= expect or (relay is not None and relay.reap()):
+            return count
+        if count != last:
+            last, last_change = count, time.monotonic()
+        elif time.monotonic() - last_change > quiet_s:
+            return count
+        time.sleep(0.02)
+
+
+def proc_status_kib(pid: int, key: str) -> Optional[int]:
+    """A kB field of /proc/PID/status (VmHWM, VmRSS, ...), None if unreadable."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def stop(relay, timeout: float = 30.0) -> bool:
+    """SIGTERM, then SIGKILL after `timeout`; True if it exited by itself with code 0."""
+    return relay.stop(signal.SIGTERM, timeout) and relay.exit_code == 0
+

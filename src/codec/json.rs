@@ -318,7 +318,17 @@ pub fn write_str(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
     let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    let mut i = 0;
+    while i < bytes.len() {
+        // Skip 8 bytes at a time while none of them needs escaping.
+        if let Some(word) = bytes.get(i..i + 8) {
+            let w = u64::from_le_bytes(word.try_into().unwrap_or_default());
+            if !needs_escape(w) {
+                i += 8;
+                continue;
+            }
+        }
+        let b = bytes[i];
         let escape: &[u8] = match b {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",
@@ -328,7 +338,10 @@ pub fn write_str(s: &str, out: &mut Vec<u8>) {
             0x08 => b"\\b",
             0x0c => b"\\f",
             0..=0x1f => b"",
-            _ => continue,
+            _ => {
+                i += 1;
+                continue;
+            }
         };
         out.extend_from_slice(&bytes[start..i]);
         if escape.is_empty() {
@@ -339,16 +352,58 @@ pub fn write_str(s: &str, out: &mut Vec<u8>) {
         } else {
             out.extend_from_slice(escape);
         }
-        start = i + 1;
+        i += 1;
+        start = i;
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
+}
+
+/// Whether any of the 8 bytes in `w` is a control character, `"` or `\`.
+/// Exact (no false positives or negatives) for "any": the classic SWAR
+/// tests `(x - 0x01..) & !x & 0x80..` (a zero byte) and its "less than n"
+/// form, which only err in which byte they flag, never in whether one is.
+#[inline]
+fn needs_escape(w: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+    (control | zero(w ^ (ONES * u64::from(b'"'))) | zero(w ^ (ONES * u64::from(b'\\')))) != 0
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::record::Object;
+
+    proptest::proptest! {
+        /// The word-at-a-time scan escapes exactly what serde_json does,
+        /// wherever in a word the byte falls.
+        #[test]
+        fn write_str_escapes_as_serde_json(s in "[ -~\\x00-\\x1f\"\\\\é€😀\\x7f]{0,40}") {
+            let mut out = Vec::new();
+            write_str(&s, &mut out);
+            proptest::prop_assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&s).unwrap());
+        }
+    }
+
+    #[test]
+    fn write_str_escapes_every_control_byte_at_every_offset() {
+        for b in 0u8..=0x7f {
+            for at in 0..17 {
+                let mut s = "a".repeat(at);
+                s.push(char::from(b));
+                s.push_str("bcdefghij");
+                let mut out = Vec::new();
+                write_str(&s, &mut out);
+                assert_eq!(
+                    String::from_utf8(out).unwrap(),
+                    serde_json::to_string(&s).unwrap()
+                );
+            }
+        }
+    }
 
     #[test]
     fn encodes_values_per_spec() {

@@ -52,33 +52,89 @@ const ORDER: [&str; 20] = [
 /// adds): the static name and its bit. The first bits follow [`ORDER`].
 /// Decoders use it to make these keys static strings (no reference count)
 /// and to see at a glance which attributes a record has.
+///
+/// Every decoded key goes through here, so it dispatches on the length and
+/// then compares the whole key as one integer ([`sig`]) with the few names
+/// of that length, instead of a chain of slice compares.
 pub(crate) fn own_name(key: &[u8]) -> Option<(&'static str, u32)> {
-    Some(match key {
-        b"name" => ("name", 1),
-        b"msg" => ("msg", 1 << 1),
-        b"args" => ("args", 1 << 2),
-        b"levelname" => ("levelname", 1 << 3),
-        b"levelno" => ("levelno", 1 << 4),
-        b"pathname" => ("pathname", 1 << 5),
-        b"filename" => ("filename", 1 << 6),
-        b"module" => ("module", 1 << 7),
-        b"exc_info" => ("exc_info", 1 << 8),
-        b"exc_text" => ("exc_text", 1 << 9),
-        b"stack_info" => ("stack_info", 1 << 10),
-        b"lineno" => ("lineno", 1 << 11),
-        b"funcName" => ("funcName", 1 << 12),
-        b"created" => ("created", 1 << 13),
-        b"msecs" => ("msecs", 1 << 14),
-        b"relativeCreated" => ("relativeCreated", 1 << 15),
-        b"thread" => ("thread", 1 << 16),
-        b"threadName" => ("threadName", 1 << 17),
-        b"processName" => ("processName", 1 << 18),
-        b"process" => ("process", 1 << 19),
-        b"taskName" => ("taskName", 1 << 20),
-        b"message" => ("message", 1 << 21),
-        b"asctime" => ("asctime", 1 << 22),
-        _ => return None,
-    })
+    // `$name => $bit`: return it if the key's signature is the name's
+    // (computed at compile time), else try the next; none is `None`.
+    macro_rules! pick {
+        ($sig:expr; $($name:literal => $bit:literal),+) => {{
+            let s = $sig;
+            $(
+                if s == const { sig_const($name.as_bytes()) } {
+                    return Some(($name, 1 << $bit));
+                }
+            )+
+            return None;
+        }};
+    }
+    match key.len() {
+        3 => pick!(sig(key); "msg" => 1),
+        4 => pick!(sig(key); "name" => 0, "args" => 2),
+        5 => pick!(sig(key); "msecs" => 14),
+        6 => pick!(sig(key); "module" => 7, "lineno" => 11, "thread" => 16),
+        7 => pick!(sig(key);
+            "levelno" => 4, "created" => 13, "process" => 19, "message" => 21, "asctime" => 22),
+        8 => pick!(sig(key);
+            "pathname" => 5, "filename" => 6, "exc_info" => 8, "exc_text" => 9,
+            "funcName" => 12, "taskName" => 20),
+        9 => pick!(sig(key); "levelname" => 3),
+        10 => pick!(sig(key); "stack_info" => 10, "threadName" => 17),
+        11 => pick!(sig(key); "processName" => 18),
+        15 => pick!(sig(key); "relativeCreated" => 15),
+        _ => None,
+    }
+}
+
+/// The bytes of a key of 2 to 16 bytes as one integer: its first and its
+/// last `w` bytes as two little-endian loads (`w` = 8 for 8-16 bytes, 4 for
+/// 4-7, 2 for 2-3), which may overlap but together cover every byte, so two
+/// keys of the same length are equal exactly when their `sig`s are. Other
+/// lengths give 0 (no own name has them).
+#[inline(always)]
+fn sig(k: &[u8]) -> u128 {
+    let n = k.len();
+    if (8..=16).contains(&n) {
+        let (Some(a), Some(b)) = (k.first_chunk::<8>(), k.last_chunk::<8>()) else {
+            return 0;
+        };
+        u128::from(u64::from_le_bytes(*a)) | u128::from(u64::from_le_bytes(*b)) << 64
+    } else if (4..8).contains(&n) {
+        let (Some(a), Some(b)) = (k.first_chunk::<4>(), k.last_chunk::<4>()) else {
+            return 0;
+        };
+        u128::from(u32::from_le_bytes(*a)) | u128::from(u32::from_le_bytes(*b)) << 64
+    } else if n >= 2 {
+        let (Some(a), Some(b)) = (k.first_chunk::<2>(), k.last_chunk::<2>()) else {
+            return 0;
+        };
+        u128::from(u16::from_le_bytes(*a)) | u128::from(u16::from_le_bytes(*b)) << 64
+    } else {
+        0
+    }
+}
+
+/// [`sig`] at compile time, for the names.
+const fn sig_const(k: &[u8]) -> u128 {
+    let n = k.len();
+    let w = if n >= 8 {
+        8
+    } else if n >= 4 {
+        4
+    } else {
+        2
+    };
+    let mut lo = 0u128;
+    let mut hi = 0u128;
+    let mut i = 0;
+    while i < w {
+        lo |= (k[i] as u128) << (8 * i);
+        hi |= (k[n - w + i] as u128) << (8 * i);
+        i += 1;
+    }
+    lo | hi << 64
 }
 
 /// Seconds since the epoch when logrelay first needed a default: the base of
@@ -203,6 +259,91 @@ mod tests {
             .and_then(|(_, v)| v.as_f64())
             .unwrap();
         assert!(created >= before && created <= now());
+    }
+
+    /// The old chain of slice compares, which `own_name` must match.
+    fn own_name_reference(key: &[u8]) -> Option<(&'static str, u32)> {
+        let names = [
+            "name",
+            "msg",
+            "args",
+            "levelname",
+            "levelno",
+            "pathname",
+            "filename",
+            "module",
+            "exc_info",
+            "exc_text",
+            "stack_info",
+            "lineno",
+            "funcName",
+            "created",
+            "msecs",
+            "relativeCreated",
+            "thread",
+            "threadName",
+            "processName",
+            "process",
+            "taskName",
+            "message",
+            "asctime",
+        ];
+        names
+            .iter()
+            .position(|n| n.as_bytes() == key)
+            .map(|i| (names[i], 1 << i))
+    }
+
+    #[test]
+    fn own_name_matches_exactly_the_names() {
+        let mut keys: Vec<Vec<u8>> = vec![vec![], b"m".to_vec(), b"ms".to_vec()];
+        let names = [
+            "name",
+            "msg",
+            "args",
+            "levelname",
+            "levelno",
+            "pathname",
+            "filename",
+            "module",
+            "exc_info",
+            "exc_text",
+            "stack_info",
+            "lineno",
+            "funcName",
+            "created",
+            "msecs",
+            "relativeCreated",
+            "thread",
+            "threadName",
+            "processName",
+            "process",
+            "taskName",
+            "message",
+            "asctime",
+            "user",
+            "request_id",
+            "x",
+        ];
+        for name in names {
+            let b = name.as_bytes();
+            keys.push(b.to_vec());
+            // Every single-byte change, and every prefix and extension.
+            for i in 0..b.len() {
+                for d in [1u8, 0x20, 0x80] {
+                    let mut m = b.to_vec();
+                    m[i] ^= d;
+                    keys.push(m);
+                }
+                keys.push(b[..i].to_vec());
+            }
+            let mut longer = b.to_vec();
+            longer.push(b'x');
+            keys.push(longer);
+        }
+        for k in keys {
+            assert_eq!(own_name(&k), own_name_reference(&k), "{k:?}");
+        }
     }
 
     #[test]

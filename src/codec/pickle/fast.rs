@@ -98,6 +98,14 @@ pub(super) fn try_decode(frame: &Bytes) -> Option<Fields> {
                 }
                 pos = end;
                 top = Some((start as u32, end as u32));
+                // The BINPUT a protocol 1 pickler writes after every string,
+                // done here rather than in a turn of the loop of its own.
+                if b.get(pos) == Some(&BINPUT) {
+                    let idx = usize::from(*b.get(pos + 1)?);
+                    *memo.get_mut(idx)? = (start as u32, end as u32);
+                    memo_len = memo_len.max(idx + 1);
+                    pos += 2;
+                }
                 if key.is_none() {
                     // A key: only where a pair may start.
                     if in_mark || pending == 0 {

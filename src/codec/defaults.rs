@@ -159,10 +159,16 @@ fn now() -> f64 {
 pub fn fill(fields: Fields) -> Fields {
     // One bit per LogRecord attribute present (own_name's bits follow
     // ORDER): a record that has them all is the common case.
-    let all = (1u32 << ORDER.len()) - 1;
     let have = fields.iter().fold(0u32, |have, (k, _)| {
         have | own_name(k.as_bytes()).map_or(0, |(_, bit)| bit)
     });
+    fill_known(fields, have)
+}
+
+/// [`fill`] for a decoder that already knows which of LogRecord's
+/// attributes `fields` has: `have` is the or of their [`own_name`] bits.
+pub fn fill_known(fields: Fields, have: u32) -> Fields {
+    let all = (1u32 << ORDER.len()) - 1;
     if have & all == all {
         return fields;
     }

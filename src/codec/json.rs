@@ -25,12 +25,17 @@ use crate::record::{Fields, Str, Value};
 /// dict (and `parse_object`) would.
 pub fn decode(frame: &Bytes) -> Result<Fields, DecodeError> {
     use serde::de::DeserializeSeed;
-    let mut de = serde_json::Deserializer::from_slice(frame);
-    let fields = TopLevel { frame }
+    // One UTF-8 check of the whole frame, which is quicker than the
+    // deserializer checking every string on its own (`from_slice`), and
+    // refuses the same frames: a JSON text is UTF-8 throughout.
+    let text = std::str::from_utf8(frame)
+        .map_err(|e| DecodeError::Json(format!("the frame is not UTF-8: {e}")))?;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let (fields, own) = TopLevel { frame }
         .deserialize(&mut de)
         .and_then(|f| de.end().map(|()| f))
         .map_err(|e| DecodeError::Json(e.to_string()))?;
-    Ok(crate::codec::defaults::fill(fields))
+    Ok(crate::codec::defaults::fill_known(fields, own))
 }
 
 /// A string the deserializer found in `frame`: a slice of it when the text
@@ -40,9 +45,11 @@ fn frame_str(frame: &Bytes, s: &str) -> Str {
     let at = s.as_ptr() as usize;
     if at >= base && at + s.len() <= base + frame.len() {
         let start = at - base;
-        if let Ok(borrowed) = Str::try_from(frame.slice(start..start + s.len())) {
-            return borrowed;
-        }
+        let slice = frame.slice(start..start + s.len());
+        // SAFETY: `slice` is the same bytes as `s` (same address, same
+        // length, inside `frame`), and `s` is a `&str`, so they are UTF-8,
+        // all that `from_bytes_unchecked` requires.
+        return unsafe { Str::from_bytes_unchecked(slice) };
     }
     Str::from(s)
 }
@@ -53,38 +60,54 @@ struct TopLevel<'f> {
 }
 
 impl<'de> serde::de::DeserializeSeed<'de> for TopLevel<'_> {
-    type Value = Fields;
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Fields, D::Error> {
+    type Value = (Fields, u32);
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(Fields, u32), D::Error> {
         d.deserialize_map(self)
     }
 }
 
 impl<'de> serde::de::Visitor<'de> for TopLevel<'_> {
-    type Value = Fields;
+    type Value = (Fields, u32);
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("a JSON object at the top level")
     }
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Fields, A::Error> {
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<(Fields, u32), A::Error> {
         object_fields(self.frame, map)
     }
 }
 
 /// The pairs of a JSON object, in document order, keys made unique as a
-/// Python dict (and serde_json's ordered map) would.
+/// Python dict (and serde_json's ordered map) would, and the bits
+/// ([`crate::codec::defaults::own_name`]) of the LogRecord attributes among
+/// them.
+///
+/// Repeats are found as the keys arrive: one bit per LogRecord attribute,
+/// and a compare with the earlier keys for the few others. Only an object
+/// with a repeat, or with many other keys, goes through the general dedup.
 fn object_fields<'de, A: serde::de::MapAccess<'de>>(
     frame: &Bytes,
     mut map: A,
-) -> Result<Fields, A::Error> {
+) -> Result<(Fields, u32), A::Error> {
     let mut fields: Fields = match map.size_hint() {
         Some(n) if n > crate::record::FIELDS_CAPACITY => Vec::with_capacity(n.min(1024)),
         _ => crate::record::spare_fields(),
     };
-    while let Some(key) = map.next_key_seed(KeySeed { frame })? {
+    let (mut own, mut others, mut dup) = (0u32, 0usize, false);
+    while let Some((key, bit)) = map.next_key_seed(KeySeed { frame })? {
+        if bit != 0 {
+            dup |= own & bit != 0;
+            own |= bit;
+        } else if !dup {
+            others += 1;
+            dup = others > 8 || fields.iter().any(|(k, _)| *k == key);
+        }
         let value = map.next_value_seed(ValueSeed { frame })?;
         fields.push((key, value));
     }
-    crate::codec::dedup_keys(&mut fields);
-    Ok(fields)
+    if dup {
+        crate::codec::dedup_keys(&mut fields);
+    }
+    Ok((fields, own))
 }
 
 /// An object key: LogRecord's own names static, others borrowed or copied.
@@ -93,27 +116,27 @@ struct KeySeed<'f> {
 }
 
 impl<'de> serde::de::DeserializeSeed<'de> for KeySeed<'_> {
-    type Value = Str;
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Str, D::Error> {
+    type Value = (Str, u32);
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(Str, u32), D::Error> {
         d.deserialize_str(self)
     }
 }
 
 impl<'de> serde::de::Visitor<'de> for KeySeed<'_> {
-    type Value = Str;
+    type Value = (Str, u32);
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("a string key")
     }
-    fn visit_borrowed_str<E: serde::de::Error>(self, s: &'de str) -> Result<Str, E> {
+    fn visit_borrowed_str<E: serde::de::Error>(self, s: &'de str) -> Result<(Str, u32), E> {
         Ok(match crate::codec::defaults::own_name(s.as_bytes()) {
-            Some((name, _)) => Str::from_static(name),
-            None => frame_str(self.frame, s),
+            Some((name, bit)) => (Str::from_static(name), bit),
+            None => (frame_str(self.frame, s), 0),
         })
     }
-    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Str, E> {
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<(Str, u32), E> {
         Ok(match crate::codec::defaults::own_name(s.as_bytes()) {
-            Some((name, _)) => Str::from_static(name),
-            None => Str::from(s),
+            Some((name, bit)) => (Str::from_static(name), bit),
+            None => (Str::from(s), 0),
         })
     }
 }
@@ -167,7 +190,7 @@ impl<'de> serde::de::Visitor<'de> for ValueSeed<'_> {
         Ok(Value::List(Arc::new(items)))
     }
     fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Value, A::Error> {
-        let fields = object_fields(self.frame, map)?;
+        let (fields, _) = object_fields(self.frame, map)?;
         Ok(Value::Dict(Arc::new(
             fields
                 .into_iter()
@@ -464,6 +487,8 @@ mod tests {
             r#"{"z":1,"a":[true,null,{"k":"v","k":"w"}],"big":18446744073709551615,"neg":-3}"#,
             r#"{"msg":"esc \" \n \u00e9 \ud83d\ude00","x\ty":"k","f":1e308,"g":-0.0}"#,
             r#"{"dup":1,"other":2,"dup":3}"#,
+            r#"{"msg":"a","created":1.0,"x":1,"msg":"b","levelno":10,"x":2}"#,
+            r#"{"created":2.0,"a":1,"b":2,"c":3,"d":4,"e":5,"f":6,"g":7,"h":8,"i":9,"a":10}"#,
             r#"{"name":"a","name":"b","msg":{"nested":[1,[2,[3]]]}}"#,
             r#"{}"#,
             r#"  {"spaces" : [ ] , "o" : { } }  "#,
@@ -487,7 +512,16 @@ mod tests {
         let range = frame.as_ptr() as usize..frame.as_ptr() as usize + frame.len();
         let msg = fields.iter().find(|(k, _)| k == "msg").unwrap();
         assert!(range.contains(&(msg.1.as_str().unwrap().as_ptr() as usize)));
-        for bad in [&b"[1]"[..], b"{", b"{} x", b"\"s\"", b"{\"a\":}", b"{1:2}"] {
+        let not_utf8 = b"{\"a\":\"\xff\"}";
+        for bad in [
+            &b"[1]"[..],
+            b"{",
+            b"{} x",
+            b"\"s\"",
+            b"{\"a\":}",
+            b"{1:2}",
+            not_utf8,
+        ] {
             assert!(decode(&Bytes::copy_from_slice(bad)).is_err(), "{bad:?}");
         }
     }

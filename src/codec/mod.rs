@@ -77,6 +77,28 @@ impl DecodeError {
     }
 }
 
+/// Whether `b` is all ASCII, eight bytes at a time: record strings are
+/// short (most under 32 bytes), where this beats `<[u8]>::is_ascii`.
+#[inline]
+pub(crate) fn is_ascii(b: &[u8]) -> bool {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let word = |c: &[u8; 8]| u64::from_le_bytes(*c);
+    match b.last_chunk::<8>() {
+        // The last eight bytes cover the tail the chunks leave.
+        Some(last) => {
+            let mut acc = word(last);
+            let mut chunks = b.chunks_exact(8);
+            for c in &mut chunks {
+                if let Some(c) = c.first_chunk::<8>() {
+                    acc |= word(c);
+                }
+            }
+            acc & HIGH == 0
+        }
+        None => b.iter().fold(0u8, |acc, &c| acc | c) < 0x80,
+    }
+}
+
 /// Make keys unique as a Python dict would: a repeated key keeps its first
 /// position and takes the last value. Every decoder uses it for a record's
 /// fields (and JSON for nested objects too), so a frame of many keys costs

@@ -33,12 +33,20 @@ pub const MAX_DEPTH: usize = crate::codec::pickle::MAX_DEPTH;
 /// Decode one frame holding a msgpack map into a record's fields, with
 /// `makeLogRecord`'s defaults for missing attributes.
 pub fn decode(frame: &Bytes) -> Result<Fields, DecodeError> {
-    let fields = parse_map(frame)?;
-    Ok(crate::codec::defaults::fill(fields))
+    let (fields, own) = record_map(frame)?;
+    Ok(crate::codec::defaults::fill_known(fields, own))
 }
 
 /// Parse a frame that must hold exactly one msgpack map with string keys.
 pub fn parse_map(frame: &Bytes) -> Result<Fields, DecodeError> {
+    record_map(frame).map(|(fields, _)| fields)
+}
+
+/// [`parse_map`], and the [`crate::codec::defaults::own_name`] bits of the
+/// LogRecord attributes among the keys. Repeats are found as the keys
+/// arrive (attribute bits, a compare for the few other keys); only a map
+/// with a repeat, or with many other keys, goes through the general dedup.
+fn record_map(frame: &Bytes) -> Result<(Fields, u32), DecodeError> {
     let mut p = Parser { frame, pos: 0 };
     let marker = p.byte()?;
     let len = match marker {
@@ -51,20 +59,27 @@ pub fn parse_map(frame: &Bytes) -> Result<Fields, DecodeError> {
         0..=crate::record::FIELDS_CAPACITY => crate::record::spare_fields(),
         _ => Vec::with_capacity(len.min(p.left() / 2)),
     };
+    let (mut own, mut others, mut dup) = (0u32, 0usize, false);
     for _ in 0..len {
-        let key = match p.value(1)? {
-            Value::Str(s) => s,
-            other => return Err(err(format!("a record key is {other:?}, not a string"))),
-        };
+        let (key, bit) = p.key()?;
+        if bit != 0 {
+            dup |= own & bit != 0;
+            own |= bit;
+        } else if !dup {
+            others += 1;
+            dup = others > 8 || fields.iter().any(|(k, _)| *k == key);
+        }
         let value = p.value(1)?;
         fields.push((key, value));
     }
     // As a Python dict: a repeated key keeps its first position.
-    crate::codec::dedup_keys(&mut fields);
+    if dup {
+        crate::codec::dedup_keys(&mut fields);
+    }
     if p.left() > 0 {
         return Err(err(format!("{} bytes after the record map", p.left())));
     }
-    Ok(fields)
+    Ok((fields, own))
 }
 
 fn err(msg: String) -> DecodeError {
@@ -123,11 +138,48 @@ impl Parser<'_> {
 
     fn str(&mut self, len: usize) -> Result<Value, DecodeError> {
         let (s, e) = self.take(len)?;
+        Ok(Value::Str(self.text(s, e)))
+    }
+
+    /// The string at `frame[s..e]`, borrowed from the frame when it is
+    /// UTF-8, else decoded as `errors="replace"`.
+    fn text(&self, s: usize, e: usize) -> Str {
         let slice = self.frame.slice(s..e);
-        Ok(Value::Str(match Str::try_from(slice) {
+        if crate::codec::is_ascii(&slice) {
+            // SAFETY: the bytes were just checked to be ASCII, and ASCII is
+            // UTF-8, all that `from_bytes_unchecked` requires.
+            return unsafe { Str::from_bytes_unchecked(slice) };
+        }
+        match Str::try_from(slice) {
             Ok(s) => s,
             Err(_) => Str::from(String::from_utf8_lossy(&self.frame[s..e]).into_owned()),
-        }))
+        }
+    }
+
+    /// A record key and its [`crate::codec::defaults::own_name`] bit:
+    /// LogRecord's own names become static strings.
+    fn key(&mut self) -> Result<(Str, u32), DecodeError> {
+        let len = match self.frame.get(self.pos) {
+            Some(&m @ 0xa0..=0xbf) => {
+                self.pos += 1;
+                usize::from(m & 0x1f)
+            }
+            _ => {
+                // Any other string form: the same name is the same key.
+                return match self.value(1)? {
+                    Value::Str(s) => Ok(match crate::codec::defaults::own_name(s.as_bytes()) {
+                        Some((name, bit)) => (Str::from_static(name), bit),
+                        None => (s, 0),
+                    }),
+                    other => Err(err(format!("a record key is {other:?}, not a string"))),
+                };
+            }
+        };
+        let (s, e) = self.take(len)?;
+        Ok(match crate::codec::defaults::own_name(&self.frame[s..e]) {
+            Some((name, bit)) => (Str::from_static(name), bit),
+            None => (self.text(s, e), 0),
+        })
     }
 
     fn bin(&mut self, len: usize) -> Result<Value, DecodeError> {
@@ -453,6 +505,41 @@ mod tests {
                 Value::Bytes(Bytes::from_static(b"\x01"))
             ]))
         );
+    }
+
+    /// Repeats are caught as keys arrive, for LogRecord's own names (by
+    /// bit) and for other keys (by compare, and past eight of them by the
+    /// general dedup): first position, last value, as a Python dict.
+    #[test]
+    fn repeated_keys_keep_their_first_position_and_last_value() {
+        let f = |pairs: &[(&str, i64)]| -> Fields {
+            pairs
+                .iter()
+                .map(|(k, v)| (Str::from(*k), Value::Int(*v)))
+                .collect()
+        };
+        let others: Vec<(String, i64)> = (0..10).map(|i| (format!("o{i}"), i)).collect();
+        let mut many: Vec<(&str, i64)> = others.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        many.push(("o3", 99));
+        for (sent, want) in [
+            (
+                f(&[("msg", 1), ("x", 2), ("msg", 3), ("levelno", 4)]),
+                f(&[("msg", 3), ("x", 2), ("levelno", 4)]),
+            ),
+            (f(&[("x", 1), ("y", 2), ("x", 3)]), f(&[("x", 3), ("y", 2)])),
+            (f(&many), {
+                let mut w = f(&many[..10]);
+                w[3].1 = Value::Int(99);
+                w
+            }),
+        ] {
+            assert_eq!(parse_map(&map(&sent)).unwrap(), want);
+        }
+        // A key that is not a fixstr (str8) is a key too.
+        let frame = Bytes::from_static(b"\x82\xd9\x03msg\x01\xa3msg\x02");
+        assert_eq!(parse_map(&frame).unwrap(), f(&[("msg", 2)]));
+        // And a key that is not a string is refused.
+        assert!(parse_map(&Bytes::from_static(b"\x81\x01\x01")).is_err());
     }
 
     #[test]

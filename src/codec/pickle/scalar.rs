@@ -16,7 +16,7 @@ use crate::record::{Str, Value};
 /// other invalid sequence becomes U+FFFD as `String::from_utf8_lossy` does.
 #[inline]
 pub(super) fn utf8(frame: &Bytes, start: usize, end: usize) -> Str {
-    if frame.get(start..end).is_some_and(is_ascii) {
+    if frame.get(start..end).is_some_and(crate::codec::is_ascii) {
         // SAFETY: `frame[start..end]` exists and is all ASCII, and ASCII is
         // valid UTF-8, which is all `from_bytes_unchecked` requires.
         return unsafe { Str::from_bytes_unchecked(frame.slice(start..end)) };
@@ -24,28 +24,6 @@ pub(super) fn utf8(frame: &Bytes, start: usize, end: usize) -> Str {
     match Str::try_from(frame.slice(start..end)) {
         Ok(s) => s,
         Err(_) => Str::from(lossy(frame.get(start..end).unwrap_or_default())),
-    }
-}
-
-/// Whether `b` is all ASCII, eight bytes at a time: record strings are
-/// short (most under 32 bytes), where this beats `<[u8]>::is_ascii`.
-#[inline]
-fn is_ascii(b: &[u8]) -> bool {
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let word = |c: &[u8; 8]| u64::from_le_bytes(*c);
-    match b.last_chunk::<8>() {
-        // The last eight bytes cover the tail the chunks leave.
-        Some(last) => {
-            let mut acc = word(last);
-            let mut chunks = b.chunks_exact(8);
-            for c in &mut chunks {
-                if let Some(c) = c.first_chunk::<8>() {
-                    acc |= word(c);
-                }
-            }
-            acc & HIGH == 0
-        }
-        None => b.iter().fold(0u8, |acc, &c| acc | c) < 0x80,
     }
 }
 

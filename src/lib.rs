@@ -7,12 +7,14 @@
 //! 2. [`codec::framing`] cuts frames out of the buffer without copying and a
 //!    [`codec`] decoder (pickle, JSON, msgpack) turns each into a [`record::Record`];
 //! 3. [`pipeline`] routes the batch of records (by input, logger prefix and
-//!    level), runs each route's [`filter`]s, and hands batches to outputs;
-//! 4. [`output`] tasks own their file or stream and write each batch with
-//!    one system call, formatted by [`format`] (text) or [`codec::json`].
+//!    level), runs each route's [`filter`]s, and hands batches to outputs,
+//!    formatted into lines by [`mod@format`] (text) or [`codec::json`] where the
+//!    line depends only on the record;
+//! 4. [`output`] threads own their file or stream and write each batch with
+//!    one system call.
 //!
-//! [`config`] reads `listener.json`; [`pipeline::reload`] swaps pipelines
-//! live; [`shutdown`] coordinates a graceful stop.
+//! [`config`] reads `listener.json`; [`server::Server::reload`] swaps
+//! pipelines live; [`server::Server::shutdown`] coordinates a graceful stop.
 
 pub mod cli;
 pub mod codec;

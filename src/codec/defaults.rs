@@ -166,7 +166,7 @@ pub fn fill(fields: Fields) -> Fields {
 }
 
 /// [`fill`] for a decoder that already knows which of LogRecord's
-/// attributes `fields` has: `have` is the or of their [`own_name`] bits.
+/// attributes `fields` has: `have` is the or of their `own_name` bits.
 pub fn fill_known(fields: Fields, have: u32) -> Fields {
     let all = (1u32 << ORDER.len()) - 1;
     if have & all == all {

@@ -2,7 +2,7 @@
 //! the only writer of it, so lines never interleave whatever the number of
 //! senders. Records arrive in batches over a bounded channel — already
 //! formatted into lines by the sender where the line depends only on the
-//! record (see [`Preformat`]); a full channel makes the senders wait
+//! record (see `Preformat`); a full channel makes the senders wait
 //! (backpressure), never drops.
 //!
 //! An output thread writes whenever its queue runs empty (and every 256 KiB
@@ -44,7 +44,7 @@ pub enum OutputMsg {
     /// budget (released when the message is dropped, after the output has
     /// taken the records in).
     Records(Vec<Record>, Option<tokio::sync::OwnedSemaphorePermit>),
-    /// The same, already formatted by the sender (see [`Preformat`]).
+    /// The same, already formatted by the sender (see `Preformat`).
     Lines(Lines, Option<tokio::sync::OwnedSemaphorePermit>),
     /// Close and reopen files (SIGHUP, for external logrotate).
     Reopen,
@@ -202,7 +202,7 @@ pub struct OutputHandle {
     tx: mpsc::Sender<OutputMsg>,
     budget: Arc<tokio::sync::Semaphore>,
     stats: Arc<OutputStats>,
-    /// Set when the sender formats the records (see [`Preformat`]).
+    /// Set when the sender formats the records (see `Preformat`).
     preformat: Option<Arc<Preformat>>,
 }
 
@@ -224,7 +224,7 @@ impl OutputHandle {
     }
 
     /// Queue a batch, waiting while the output is saturated. An output
-    /// that formats in the sender ([`Preformat`]) only reads the records:
+    /// that formats in the sender (`Preformat`) only reads the records:
     /// they are dropped by the caller, on its thread.
     pub async fn send(&self, batch: Vec<Record>) {
         match &self.preformat {

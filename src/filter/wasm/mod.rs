@@ -2,7 +2,7 @@
 //!
 //! The ABI (SPEC.md sections 4 and 6, documented for authors in
 //! `plugins/README.md`) is a core module that imports a few host functions
-//! from module `logrelay` ([`abi`]) and exports `memory`, `filter() -> i32`
+//! from module `logrelay` (`abi.rs`) and exports `memory`, `filter() -> i32`
 //! and optionally `init() -> i32`.
 //!
 //! A [`WasmFilter`] compiles its module once, at load, and keeps a pool of

@@ -7,7 +7,7 @@
 //! Python decides a rollover per record, before writing it. We keep that
 //! decision per record while writing in batches: lines are formatted into
 //! one buffer, and the buffer is written out (one `write` call) before each
-//! rotation, when it passes [`WRITE_CHUNK`], when the queue runs empty, or
+//! rotation, when it passes `WRITE_CHUNK`, when the queue runs empty, or
 //! when its oldest line has waited `flush_ms`.
 //!
 //! A write that fails (a full disk, an I/O error) is logged and retried
@@ -100,8 +100,8 @@ struct FileSink {
 }
 
 /// Open the file (creating parent directories) and start its thread. A
-/// templated path starts a [`pool::FilePool`] instead, which opens one
-/// [`FileSink`] per rendered path as records need them.
+/// templated path starts a `pool::FilePool` instead, which opens one
+/// `FileSink` per rendered path as records need them.
 pub fn start(
     name: &str,
     config: &FileOutputConfig,

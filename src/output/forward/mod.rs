@@ -12,7 +12,7 @@
 //!   the pipeline's senders wait (backpressure, never a silent drop);
 //!   `drop_newest` drops the newest records and counts them;
 //! - `ack: true` speaks logrelay's acknowledged protocol (see
-//!   [`crate::input::ack`] for the wire format): batches stay buffered until
+//!   `input/ack.rs` for the wire format): batches stay buffered until
 //!   the peer confirms them and are re-sent after a reconnect;
 //! - `encoder: fluent` speaks Fluentd's forward protocol (Forward mode), with
 //!   its `chunk` / `ack` option when `require_ack` is set.

@@ -416,10 +416,12 @@ fn process_start() -> Instant {
 
 /// Rate-limited warnings about records Python could not have formatted:
 /// one line per second per field, with the count of suppressed ones.
+/// Clones of a template (one per thread that formats for the output)
+/// share the limit.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Warnings {
     output: String,
-    last: HashMap<String, (Instant, u64)>,
+    last: std::sync::Arc<std::sync::Mutex<HashMap<String, (Instant, u64)>>>,
 }
 
 impl Warnings {
@@ -427,7 +429,9 @@ impl Warnings {
     /// same field within the last second.
     pub(crate) fn warn(&mut self, field: &str, what: &str) {
         let now = Instant::now();
-        match self.last.get_mut(field) {
+        // Nothing panics while the lock is held; a poisoned map is whole.
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        match last.get_mut(field) {
             Some((at, suppressed)) if now.duration_since(*at).as_secs() < 1 => *suppressed += 1,
             Some((at, suppressed)) => {
                 tracing::warn!(output = %self.output, field, suppressed = *suppressed, "{what}; wrote the line anyway.");
@@ -436,7 +440,7 @@ impl Warnings {
             }
             None => {
                 tracing::warn!(output = %self.output, field, suppressed = 0u64, "{what}; wrote the line anyway.");
-                self.last.insert(field.to_string(), (now, 0));
+                last.insert(field.to_string(), (now, 0));
             }
         }
     }

@@ -113,8 +113,13 @@ fn missing_field_warnings_are_rate_limited_per_field() {
         w.missing("user");
     }
     w.missing("count");
-    assert_eq!(w.last.get("user").map(|e| e.1), Some(999));
-    assert_eq!(w.last.get("count").map(|e| e.1), Some(0));
+    let suppressed = |w: &Warnings, f: &str| w.last.lock().unwrap().get(f).map(|e| e.1);
+    assert_eq!(suppressed(&w, "user"), Some(999));
+    assert_eq!(suppressed(&w, "count"), Some(0));
+    // A clone (another thread's copy of the template) shares the limit.
+    let mut other = w.clone();
+    other.missing("user");
+    assert_eq!(suppressed(&w, "user"), Some(1000));
 }
 
 #[test]

@@ -1,18 +1,8 @@
 //! The Prometheus endpoint (SPEC.md sections 5 and 6).
 
-use std::io::{Read, Write};
 use std::time::Duration;
 
 use crate::util::*;
-
-fn get(addr: &str, path: &str) -> String {
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
-}
 
 #[test]
 fn metrics_count_received_rejected_and_written() {
@@ -30,7 +20,7 @@ fn metrics_count_received_rejected_and_written() {
     wait_lines(&relay.path("out/app.log"), 10, Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(300));
     let addr = relay.addr("metrics");
-    let body = get(&addr, "/metrics");
+    let body = http_get(&addr, "/metrics");
     assert!(body.starts_with("HTTP/1.1 200 OK\r\n"), "{body}");
     assert!(
         body.contains("Content-Type: text/plain; version=0.0.4\r\n"),
@@ -52,7 +42,7 @@ fn metrics_count_received_rejected_and_written() {
         body.contains("\nlogrelay_reloads_total{result=\"success\"} 0\n"),
         "{body}"
     );
-    let health = get(&addr, "/health");
+    let health = http_get(&addr, "/health");
     assert!(health.starts_with("HTTP/1.1 200 OK\r\n"), "{health}");
     assert_eq!(relay.stop().0, 0);
 }

@@ -291,6 +291,17 @@ pub fn send_tcp(port: u16, n: usize, logger: &str) {
     );
 }
 
+/// The raw HTTP/1.1 response (status line, headers, body) to `GET path`.
+pub fn http_get(addr: &str, path: &str) -> String {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
 /// Write raw bytes to a TCP port and close.
 pub fn send_raw_tcp(port: u16, bytes: &[u8]) {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();

@@ -267,33 +267,19 @@ mod tests {
         assert!(created >= before && created <= now());
     }
 
+    /// Every name `own_name` knows, in bit order: LogRecord's attributes
+    /// (`ORDER`), then `taskName` and the two the formatter adds.
+    fn own_names() -> Vec<&'static str> {
+        ORDER
+            .iter()
+            .copied()
+            .chain(["taskName", "message", "asctime"])
+            .collect()
+    }
+
     /// The old chain of slice compares, which `own_name` must match.
     fn own_name_reference(key: &[u8]) -> Option<(&'static str, u32)> {
-        let names = [
-            "name",
-            "msg",
-            "args",
-            "levelname",
-            "levelno",
-            "pathname",
-            "filename",
-            "module",
-            "exc_info",
-            "exc_text",
-            "stack_info",
-            "lineno",
-            "funcName",
-            "created",
-            "msecs",
-            "relativeCreated",
-            "thread",
-            "threadName",
-            "processName",
-            "process",
-            "taskName",
-            "message",
-            "asctime",
-        ];
+        let names = own_names();
         names
             .iter()
             .position(|n| n.as_bytes() == key)
@@ -303,34 +289,8 @@ mod tests {
     #[test]
     fn own_name_matches_exactly_the_names() {
         let mut keys: Vec<Vec<u8>> = vec![vec![], b"m".to_vec(), b"ms".to_vec()];
-        let names = [
-            "name",
-            "msg",
-            "args",
-            "levelname",
-            "levelno",
-            "pathname",
-            "filename",
-            "module",
-            "exc_info",
-            "exc_text",
-            "stack_info",
-            "lineno",
-            "funcName",
-            "created",
-            "msecs",
-            "relativeCreated",
-            "thread",
-            "threadName",
-            "processName",
-            "process",
-            "taskName",
-            "message",
-            "asctime",
-            "user",
-            "request_id",
-            "x",
-        ];
+        let mut names = own_names();
+        names.extend(["user", "request_id", "x"]);
         for name in names {
             let b = name.as_bytes();
             keys.push(b.to_vec());

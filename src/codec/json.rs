@@ -81,9 +81,7 @@ impl<'de> serde::de::Visitor<'de> for TopLevel<'_> {
 /// ([`crate::codec::defaults::own_name`]) of the LogRecord attributes among
 /// them.
 ///
-/// Repeats are found as the keys arrive: one bit per LogRecord attribute,
-/// and a compare with the earlier keys for the few others. Only an object
-/// with a repeat, or with many other keys, goes through the general dedup.
+/// Repeats are found as the keys arrive ([`crate::codec::Repeats`]).
 fn object_fields<'de, A: serde::de::MapAccess<'de>>(
     frame: &Bytes,
     mut map: A,
@@ -92,21 +90,13 @@ fn object_fields<'de, A: serde::de::MapAccess<'de>>(
         Some(n) if n > crate::record::FIELDS_CAPACITY => Vec::with_capacity(n.min(1024)),
         _ => crate::record::spare_fields(),
     };
-    let (mut own, mut others, mut dup) = (0u32, 0usize, false);
+    let mut repeats = crate::codec::Repeats::default();
     while let Some((key, bit)) = map.next_key_seed(KeySeed { frame })? {
-        if bit != 0 {
-            dup |= own & bit != 0;
-            own |= bit;
-        } else if !dup {
-            others += 1;
-            dup = others > 8 || fields.iter().any(|(k, _)| *k == key);
-        }
+        repeats.note(&key, bit, &fields);
         let value = map.next_value_seed(ValueSeed { frame })?;
         fields.push((key, value));
     }
-    if dup {
-        crate::codec::dedup_keys(&mut fields);
-    }
+    let own = repeats.finish(&mut fields);
     Ok((fields, own))
 }
 

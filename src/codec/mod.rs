@@ -99,6 +99,42 @@ pub(crate) fn is_ascii(b: &[u8]) -> bool {
     }
 }
 
+/// Finds repeated record keys as they arrive, so that a record without
+/// one (every real record) never pays [`dedup_keys`]: one bit per
+/// LogRecord attribute ([`defaults::own_name`]), and a compare with the
+/// earlier keys for the few others; past eight of those, the general dedup
+/// decides.
+#[derive(Debug, Default)]
+pub(crate) struct Repeats {
+    own: u32,
+    others: usize,
+    dup: bool,
+}
+
+impl Repeats {
+    /// Note `key` (with its `own_name` bit, 0 for other keys) before it
+    /// is pushed onto `fields`.
+    #[inline]
+    pub(crate) fn note(&mut self, key: &Str, bit: u32, fields: &Fields) {
+        if bit != 0 {
+            self.dup |= self.own & bit != 0;
+            self.own |= bit;
+        } else if !self.dup {
+            self.others += 1;
+            self.dup = self.others > 8 || fields.iter().any(|(k, _)| k == key);
+        }
+    }
+
+    /// Make the keys of `fields` unique if any repeated; returns the bits
+    /// of the LogRecord attributes among them.
+    pub(crate) fn finish(self, fields: &mut Fields) -> u32 {
+        if self.dup {
+            dedup_keys(fields);
+        }
+        self.own
+    }
+}
+
 /// Make keys unique as a Python dict would: a repeated key keeps its first
 /// position and takes the last value. Every decoder uses it for a record's
 /// fields (and JSON for nested objects too), so a frame of many keys costs

@@ -44,8 +44,7 @@ pub fn parse_map(frame: &Bytes) -> Result<Fields, DecodeError> {
 
 /// [`parse_map`], and the [`crate::codec::defaults::own_name`] bits of the
 /// LogRecord attributes among the keys. Repeats are found as the keys
-/// arrive (attribute bits, a compare for the few other keys); only a map
-/// with a repeat, or with many other keys, goes through the general dedup.
+/// arrive ([`crate::codec::Repeats`]).
 fn record_map(frame: &Bytes) -> Result<(Fields, u32), DecodeError> {
     let mut p = Parser { frame, pos: 0 };
     let marker = p.byte()?;
@@ -59,23 +58,15 @@ fn record_map(frame: &Bytes) -> Result<(Fields, u32), DecodeError> {
         0..=crate::record::FIELDS_CAPACITY => crate::record::spare_fields(),
         _ => Vec::with_capacity(len.min(p.left() / 2)),
     };
-    let (mut own, mut others, mut dup) = (0u32, 0usize, false);
+    let mut repeats = crate::codec::Repeats::default();
     for _ in 0..len {
         let (key, bit) = p.key()?;
-        if bit != 0 {
-            dup |= own & bit != 0;
-            own |= bit;
-        } else if !dup {
-            others += 1;
-            dup = others > 8 || fields.iter().any(|(k, _)| *k == key);
-        }
+        repeats.note(&key, bit, &fields);
         let value = p.value(1)?;
         fields.push((key, value));
     }
     // As a Python dict: a repeated key keeps its first position.
-    if dup {
-        crate::codec::dedup_keys(&mut fields);
-    }
+    let own = repeats.finish(&mut fields);
     if p.left() > 0 {
         return Err(err(format!("{} bytes after the record map", p.left())));
     }

@@ -73,11 +73,7 @@ pub(super) fn try_decode(frame: &Bytes) -> Option<Fields> {
     let mut pending = 0usize;
     let mut in_mark = false;
     let mut key: Option<Str> = None;
-    // Duplicate detection: a bit per LogRecord attribute seen, and the
-    // other keys, compared with each other (there are few).
-    let mut own_seen = 0u32;
-    let mut others = 0usize;
-    let mut dup = false;
+    let mut repeats = crate::codec::Repeats::default();
     let mut fields: Fields = crate::record::spare_fields();
     loop {
         let op = *b.get(pos)?;
@@ -110,7 +106,7 @@ pub(super) fn try_decode(frame: &Bytes) -> Option<Fields> {
                     // A key: only where a pair may start.
                     if in_mark || pending == 0 {
                         let (k, own) = key_str(frame, start, end);
-                        note_key(&k, own, &fields, &mut own_seen, &mut others, &mut dup);
+                        repeats.note(&k, own, &fields);
                         key = Some(k);
                         continue;
                     }
@@ -153,7 +149,7 @@ pub(super) fn try_decode(frame: &Bytes) -> Option<Fields> {
                 if key.is_none() {
                     if in_mark || pending == 0 {
                         let (k, own) = key_str(frame, start, end);
-                        note_key(&k, own, &fields, &mut own_seen, &mut others, &mut dup);
+                        repeats.note(&k, own, &fields);
                         key = Some(k);
                         continue;
                     }
@@ -189,9 +185,7 @@ pub(super) fn try_decode(frame: &Bytes) -> Option<Fields> {
                 if in_mark || pending != 0 || key.is_some() {
                     return None;
                 }
-                if dup {
-                    crate::codec::dedup_keys(&mut fields);
-                }
+                repeats.finish(&mut fields);
                 return Some(fields);
             }
             FRAME => {
@@ -253,26 +247,6 @@ fn skip_frame(b: &[u8], pos: usize) -> Option<usize> {
     let len = u64::from_le_bytes(b.get(pos..pos + 8)?.try_into().ok()?);
     let pos = pos + 8;
     (len <= (b.len() - pos) as u64).then_some(pos)
-}
-
-/// Track whether `k` repeats an earlier key. `own` is its bit among
-/// LogRecord's attributes; other keys are compared with the earlier
-/// fields, and past a few of them the general dedup decides.
-fn note_key(
-    k: &Str,
-    own: u32,
-    fields: &Fields,
-    own_seen: &mut u32,
-    others: &mut usize,
-    dup: &mut bool,
-) {
-    if own != 0 {
-        *dup |= *own_seen & own != 0;
-        *own_seen |= own;
-    } else {
-        *others += 1;
-        *dup |= *others > 8 || fields.iter().any(|(f, _)| f == k);
-    }
 }
 
 /// A decimal `int` that fits i64, written plainly (optional `-`, digits, no

@@ -88,6 +88,17 @@ pub(crate) fn own_name(key: &[u8]) -> Option<(&'static str, u32)> {
     }
 }
 
+/// A record key from its bytes, and its [`own_name`] bit: one of
+/// LogRecord's names becomes its static string (no reference count to
+/// touch), any other key is `other()` (0 for its bit).
+#[inline]
+pub(crate) fn record_key(key: &[u8], other: impl FnOnce() -> Str) -> (Str, u32) {
+    match own_name(key) {
+        Some((name, bit)) => (Str::from_static(name), bit),
+        None => (other(), 0),
+    }
+}
+
 /// The bytes of a key of 2 to 16 bytes as one integer: its first and its
 /// last `w` bytes as two little-endian loads (`w` = 8 for 8-16 bytes, 4 for
 /// 4-7, 2 for 2-3), which may overlap but together cover every byte, so two

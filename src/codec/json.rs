@@ -72,7 +72,7 @@ impl<'de> serde::de::Visitor<'de> for TopLevel<'_> {
         f.write_str("a JSON object at the top level")
     }
     fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<(Fields, u32), A::Error> {
-        object_fields(self.frame, map)
+        object_fields(self.frame, map, crate::record::spare_fields())
     }
 }
 
@@ -81,15 +81,14 @@ impl<'de> serde::de::Visitor<'de> for TopLevel<'_> {
 /// ([`crate::codec::defaults::own_name`]) of the LogRecord attributes among
 /// them.
 ///
-/// Repeats are found as the keys arrive ([`crate::codec::Repeats`]).
+/// Repeats are found as the keys arrive ([`crate::codec::Repeats`]). The
+/// pairs are pushed onto `fields`, empty: a record's spare list at the top
+/// level, a new one for a nested object (which becomes a dict).
 fn object_fields<'de, A: serde::de::MapAccess<'de>>(
     frame: &Bytes,
     mut map: A,
+    mut fields: Fields,
 ) -> Result<(Fields, u32), A::Error> {
-    let mut fields: Fields = match map.size_hint() {
-        Some(n) if n > crate::record::FIELDS_CAPACITY => Vec::with_capacity(n.min(1024)),
-        _ => crate::record::spare_fields(),
-    };
     let mut repeats = crate::codec::Repeats::default();
     while let Some((key, bit)) = map.next_key_seed(KeySeed { frame })? {
         repeats.note(&key, bit, &fields);
@@ -118,16 +117,14 @@ impl<'de> serde::de::Visitor<'de> for KeySeed<'_> {
         f.write_str("a string key")
     }
     fn visit_borrowed_str<E: serde::de::Error>(self, s: &'de str) -> Result<(Str, u32), E> {
-        Ok(match crate::codec::defaults::own_name(s.as_bytes()) {
-            Some((name, bit)) => (Str::from_static(name), bit),
-            None => (frame_str(self.frame, s), 0),
-        })
+        Ok(crate::codec::defaults::record_key(s.as_bytes(), || {
+            frame_str(self.frame, s)
+        }))
     }
     fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<(Str, u32), E> {
-        Ok(match crate::codec::defaults::own_name(s.as_bytes()) {
-            Some((name, bit)) => (Str::from_static(name), bit),
-            None => (Str::from(s), 0),
-        })
+        Ok(crate::codec::defaults::record_key(s.as_bytes(), || {
+            Str::from(s)
+        }))
     }
 }
 
@@ -180,7 +177,7 @@ impl<'de> serde::de::Visitor<'de> for ValueSeed<'_> {
         Ok(Value::List(Arc::new(items)))
     }
     fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Value, A::Error> {
-        let (fields, _) = object_fields(self.frame, map)?;
+        let (fields, _) = object_fields(self.frame, map, Vec::new())?;
         Ok(Value::Dict(Arc::new(
             fields
                 .into_iter()

@@ -77,10 +77,33 @@ impl DecodeError {
     }
 }
 
+/// `frame[start..end]` as a string, without copying when it is UTF-8;
+/// other bytes go through `lossy` (each decoder has its own idea of
+/// `errors="replace"`). Decoders call this for every string of every
+/// record, and nearly all are ASCII, so that is checked first, a word at a
+/// time, before full validation.
+#[inline]
+pub(crate) fn slice_str(
+    frame: &Bytes,
+    start: usize,
+    end: usize,
+    lossy: impl FnOnce(&[u8]) -> String,
+) -> Str {
+    if frame.get(start..end).is_some_and(is_ascii) {
+        // SAFETY: `frame[start..end]` exists and is all ASCII, and ASCII is
+        // valid UTF-8, which is all `from_bytes_unchecked` requires.
+        return unsafe { Str::from_bytes_unchecked(frame.slice(start..end)) };
+    }
+    match Str::try_from(frame.slice(start..end)) {
+        Ok(s) => s,
+        Err(_) => Str::from(lossy(frame.get(start..end).unwrap_or_default())),
+    }
+}
+
 /// Whether `b` is all ASCII, eight bytes at a time: record strings are
 /// short (most under 32 bytes), where this beats `<[u8]>::is_ascii`.
 #[inline]
-pub(crate) fn is_ascii(b: &[u8]) -> bool {
+fn is_ascii(b: &[u8]) -> bool {
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let word = |c: &[u8; 8]| u64::from_le_bytes(*c);
     match b.last_chunk::<8>() {

@@ -135,16 +135,9 @@ impl Parser<'_> {
     /// The string at `frame[s..e]`, borrowed from the frame when it is
     /// UTF-8, else decoded as `errors="replace"`.
     fn text(&self, s: usize, e: usize) -> Str {
-        let slice = self.frame.slice(s..e);
-        if crate::codec::is_ascii(&slice) {
-            // SAFETY: the bytes were just checked to be ASCII, and ASCII is
-            // UTF-8, all that `from_bytes_unchecked` requires.
-            return unsafe { Str::from_bytes_unchecked(slice) };
-        }
-        match Str::try_from(slice) {
-            Ok(s) => s,
-            Err(_) => Str::from(String::from_utf8_lossy(&self.frame[s..e]).into_owned()),
-        }
+        crate::codec::slice_str(self.frame, s, e, |b| {
+            String::from_utf8_lossy(b).into_owned()
+        })
     }
 
     /// A record key and its [`crate::codec::defaults::own_name`] bit:
@@ -158,19 +151,18 @@ impl Parser<'_> {
             _ => {
                 // Any other string form: the same name is the same key.
                 return match self.value(1)? {
-                    Value::Str(s) => Ok(match crate::codec::defaults::own_name(s.as_bytes()) {
-                        Some((name, bit)) => (Str::from_static(name), bit),
-                        None => (s, 0),
-                    }),
+                    Value::Str(s) => Ok(crate::codec::defaults::record_key(s.as_bytes(), || {
+                        s.clone()
+                    })),
                     other => Err(err(format!("a record key is {other:?}, not a string"))),
                 };
             }
         };
         let (s, e) = self.take(len)?;
-        Ok(match crate::codec::defaults::own_name(&self.frame[s..e]) {
-            Some((name, bit)) => (Str::from_static(name), bit),
-            None => (self.text(s, e), 0),
-        })
+        Ok(crate::codec::defaults::record_key(
+            &self.frame[s..e],
+            || self.text(s, e),
+        ))
     }
 
     fn bin(&mut self, len: usize) -> Result<Value, DecodeError> {

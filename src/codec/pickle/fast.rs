@@ -274,8 +274,5 @@ fn plain_int(t: &[u8]) -> Option<Value> {
 /// names: those become static strings (no reference count), others borrow
 /// from the frame.
 fn key_str(frame: &Bytes, start: usize, end: usize) -> (Str, u32) {
-    match crate::codec::defaults::own_name(&frame[start..end]) {
-        Some((name, bit)) => (Str::from_static(name), bit),
-        None => (scalar::utf8(frame, start, end), 0),
-    }
+    crate::codec::defaults::record_key(&frame[start..end], || scalar::utf8(frame, start, end))
 }

@@ -16,15 +16,7 @@ use crate::record::{Str, Value};
 /// other invalid sequence becomes U+FFFD as `String::from_utf8_lossy` does.
 #[inline]
 pub(super) fn utf8(frame: &Bytes, start: usize, end: usize) -> Str {
-    if frame.get(start..end).is_some_and(crate::codec::is_ascii) {
-        // SAFETY: `frame[start..end]` exists and is all ASCII, and ASCII is
-        // valid UTF-8, which is all `from_bytes_unchecked` requires.
-        return unsafe { Str::from_bytes_unchecked(frame.slice(start..end)) };
-    }
-    match Str::try_from(frame.slice(start..end)) {
-        Ok(s) => s,
-        Err(_) => Str::from(lossy(frame.get(start..end).unwrap_or_default())),
-    }
+    crate::codec::slice_str(frame, start, end, lossy)
 }
 
 /// UTF-8 decoding that replaces each encoded surrogate (and each other

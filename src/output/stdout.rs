@@ -37,24 +37,28 @@ pub fn start(
     spawn_thread(name, sink, rx)
 }
 
+impl StreamSink {
+    /// A line was just appended: write once a chunk is full.
+    fn line_added(&mut self) {
+        self.pending += 1;
+        if self.buf.len() >= WRITE_CHUNK {
+            self.flush();
+        }
+    }
+}
+
 impl Sink for StreamSink {
     fn records(&mut self, batch: Vec<Record>) {
         for r in &batch {
             self.encoder.encode(r, &mut self.buf);
-            self.pending += 1;
-            if self.buf.len() >= WRITE_CHUNK {
-                self.flush();
-            }
+            self.line_added();
         }
     }
 
     fn lines(&mut self, lines: Lines) {
         for line in lines.iter() {
             self.buf.extend_from_slice(line);
-            self.pending += 1;
-            if self.buf.len() >= WRITE_CHUNK {
-                self.flush();
-            }
+            self.line_added();
         }
     }
 

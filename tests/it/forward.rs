@@ -363,21 +363,28 @@ fn issue_7_fluent_chunk_without_ack_is_sent_again() {
     fluent_run("drop");
 }
 
+/// A logrelay forwarding its TCP input to `port` with a 10-record buffer
+/// and `when_full`, and serving `/metrics`.
+fn small_buffer_forwarder(port: u16, when_full: &str) -> Relay {
+    Relay::start(
+        &format!(
+            r#"{{
+  "inputs": {{ "in": {{"type": "tcp", "address": "127.0.0.1:0"}} }},
+  "outputs": {{ "b": {{"type": "forward", "address": "127.0.0.1:{port}",
+                      "buffer_records": 10, "when_full": "{when_full}"}} }},
+  "metrics": {{"address": "127.0.0.1:0"}}
+}}"#
+        ),
+        2,
+    )
+}
+
 #[test]
 fn issue_7_drop_newest_keeps_the_oldest_records_and_counts_the_rest() {
     let out_dir = tempfile::tempdir().unwrap();
     let out = out_dir.path().join("b.log");
     let port = free_port();
-    let mut a = Relay::start(
-        &format!(
-            r#"{{
-  "inputs": {{ "in": {{"type": "tcp", "address": "127.0.0.1:0"}} }},
-  "outputs": {{ "b": {{"type": "forward", "address": "127.0.0.1:{port}",
-                      "buffer_records": 10, "when_full": "drop_newest"}} }}
-}}"#
-        ),
-        1,
-    );
+    let mut a = small_buffer_forwarder(port, "drop_newest");
     send_tcp(a.port("in"), 100, "app.drop");
     std::thread::sleep(Duration::from_millis(300));
     let mut b = Relay::start(&b_config(port, &out), 1);
@@ -401,17 +408,7 @@ fn issue_7_when_full_block_holds_records_back_and_loses_none() {
     let out_dir = tempfile::tempdir().unwrap();
     let out = out_dir.path().join("b.log");
     let port = free_port();
-    let mut a = Relay::start(
-        &format!(
-            r#"{{
-  "inputs": {{ "in": {{"type": "tcp", "address": "127.0.0.1:0"}} }},
-  "outputs": {{ "b": {{"type": "forward", "address": "127.0.0.1:{port}",
-                      "buffer_records": 10, "when_full": "block"}} }},
-  "metrics": {{"address": "127.0.0.1:0"}}
-}}"#
-        ),
-        2,
-    );
+    let mut a = small_buffer_forwarder(port, "block");
     let a_port = a.port("in");
     let sender = std::thread::spawn(move || send_tcp(a_port, n, "app.block"));
     std::thread::sleep(Duration::from_secs(1));

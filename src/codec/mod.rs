@@ -43,10 +43,85 @@ impl DecoderKind {
     /// Decode one frame into a record's fields. Strings may borrow from
     /// `frame`, so pass the frame's own `Bytes`, not a copy.
     pub fn decode(self, frame: Bytes) -> Result<Fields, DecodeError> {
+        self.decode_keeping(frame, Keep::ALL)
+    }
+
+    /// [`DecoderKind::decode`] for a reader that looks only at the fields
+    /// `keep` names: the others may be left out. Which frames decode and
+    /// which are refused does not depend on `keep`.
+    pub fn decode_keeping(self, frame: Bytes, keep: Keep) -> Result<Fields, DecodeError> {
         match self {
-            DecoderKind::Pickle => Ok(pickle::decode(&frame)?),
+            DecoderKind::Pickle => Ok(pickle::decode_keeping(&frame, keep)?),
             DecoderKind::Json => json::decode(&frame),
             DecoderKind::Msgpack => msgpack::decode(&frame),
+        }
+    }
+}
+
+/// The fields of a record that whatever reads it downstream can look at,
+/// so that a decoder may leave the others out (SocketHandler sends 22
+/// attributes; a route to a text file whose format names five reads nine).
+///
+/// LogRecord's own attributes are named one by one, by their
+/// [`defaults::own_name`] bit; any other key (an `extra=` attribute) is
+/// kept or not as a whole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Keep {
+    own: u32,
+    others: bool,
+}
+
+impl Keep {
+    /// Every field: for a filter, a forward or JSON output, anything that
+    /// reads the record as a whole.
+    pub const ALL: Keep = Keep {
+        own: u32::MAX,
+        others: true,
+    };
+    /// No field.
+    pub const NONE: Keep = Keep {
+        own: 0,
+        others: false,
+    };
+
+    /// The field `name`.
+    pub fn field(name: &str) -> Keep {
+        match defaults::own_name(name.as_bytes()) {
+            Some((_, bit)) => Keep {
+                own: bit,
+                others: false,
+            },
+            None => Keep {
+                own: 0,
+                others: true,
+            },
+        }
+    }
+
+    /// The fields `names`.
+    pub fn fields<'a>(names: impl IntoIterator<Item = &'a str>) -> Keep {
+        names
+            .into_iter()
+            .fold(Keep::NONE, |k, name| k.and(Keep::field(name)))
+    }
+
+    /// The fields either keeps.
+    #[must_use]
+    pub fn and(self, other: Keep) -> Keep {
+        Keep {
+            own: self.own | other.own,
+            others: self.others || other.others,
+        }
+    }
+
+    /// Whether a key with this [`defaults::own_name`] bit (0 for a key
+    /// that is not one of LogRecord's) is kept.
+    #[inline]
+    pub(crate) fn keeps(self, bit: u32) -> bool {
+        if bit == 0 {
+            self.others
+        } else {
+            self.own & bit != 0
         }
     }
 }

@@ -34,6 +34,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use jiff::tz::TimeZone;
 
+use crate::codec::Keep;
 use crate::config::{Style, TextFormat};
 use crate::record::{Record, Value};
 
@@ -243,6 +244,48 @@ impl Template {
             warnings: Warnings::default(),
             line: String::with_capacity(256),
         })
+    }
+
+    /// The record fields formatting can read: the placeholders' (with
+    /// `msg` and `args` for `message`, `created` and `msecs` for
+    /// `asctime`), and the `exc_text` and `stack_info` every line may end
+    /// with.
+    pub fn reads(&self) -> Keep {
+        let mut keep = Keep::fields(["exc_text", "stack_info"]);
+        if self.uses_time {
+            keep = keep.and(Keep::fields(["created", "msecs", "asctime"]));
+        }
+        let attrs: Vec<&Attr> = match &self.body {
+            Body::Percent(p) => p
+                .iter()
+                .filter_map(|p| match p {
+                    percent::Piece::Field { attr, .. } => Some(attr),
+                    percent::Piece::Lit(_) => None,
+                })
+                .collect(),
+            Body::Brace(p) => p
+                .iter()
+                .filter_map(|p| match p {
+                    brace::Piece::Field { attr, .. } => Some(attr),
+                    brace::Piece::Lit(_) => None,
+                })
+                .collect(),
+            Body::Dollar(p) => p
+                .iter()
+                .filter_map(|p| match p {
+                    dollar::Piece::Field(attr) => Some(attr),
+                    dollar::Piece::Lit(_) => None,
+                })
+                .collect(),
+        };
+        for attr in attrs {
+            keep = keep.and(match attr {
+                Attr::Message => Keep::fields(["msg", "args"]),
+                Attr::Asctime => Keep::fields(["created", "msecs", "asctime"]),
+                Attr::Field(name, _) => Keep::field(name),
+            });
+        }
+        keep
     }
 
     /// Name the output in the rate-limited warnings this template logs.

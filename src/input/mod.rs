@@ -398,7 +398,7 @@ pub(crate) fn decode_into(
     frame: bytes::Bytes,
     records: &mut Vec<Record>,
 ) {
-    match stage.decoder.decode(frame) {
+    match stage.decoder.decode_keeping(frame, stage.keep) {
         Ok(fields) => records.push(Record::new(fields)),
         Err(e) => {
             ctx.stats.reject(e.reason());

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use crate::codec::json;
+use crate::codec::{json, Keep};
 use crate::config::{Encoding, OutputConfig, TextFormat};
 use crate::format::{FormatError, Template};
 use crate::record::Record;
@@ -204,6 +204,8 @@ pub struct OutputHandle {
     stats: Arc<OutputStats>,
     /// Set when the sender formats the records (see `Preformat`).
     preformat: Option<Arc<Preformat>>,
+    /// The record fields this output reads.
+    reads: Keep,
 }
 
 impl OutputHandle {
@@ -215,6 +217,12 @@ impl OutputHandle {
     /// Its counters.
     pub fn stats(&self) -> &Arc<OutputStats> {
         &self.stats
+    }
+
+    /// The record fields this output reads: those its format names for a
+    /// text output that formats in the sender, else all of them.
+    pub fn reads(&self) -> Keep {
+        self.reads
     }
 
     /// Whether this output takes the records themselves (and so needs its
@@ -316,6 +324,14 @@ impl LineEncoder {
         })
     }
 
+    /// The record fields [`LineEncoder::encode`] reads.
+    fn reads(&self) -> Keep {
+        match self {
+            LineEncoder::Text(t) => t.reads(),
+            LineEncoder::Json => Keep::ALL,
+        }
+    }
+
     /// Append one line (with its `\n`).
     pub(crate) fn encode(&mut self, record: &Record, out: &mut Vec<u8>) {
         match self {
@@ -350,6 +366,7 @@ pub fn start(name: &str, config: &OutputConfig) -> Result<RunningOutput, OutputE
             tx,
             budget: Arc::new(tokio::sync::Semaphore::new(QUEUE_RECORDS)),
             stats,
+            reads: preformat.as_ref().map_or(Keep::ALL, LineEncoder::reads),
             preformat: preformat.map(|p| Arc::new(Preformat::new(p))),
         },
         config: config.clone(),

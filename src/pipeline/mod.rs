@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::codec::framing::Framer;
-use crate::codec::DecoderKind;
+use crate::codec::{DecoderKind, Keep};
 use crate::config::{Config, InputConfig, RouteConfig};
 use crate::filter::{Filter, Verdict};
 use crate::input::ListenKey;
@@ -29,6 +29,10 @@ pub struct InputStage {
     pub framer: Framer,
     /// Decodes one frame.
     pub decoder: DecoderKind,
+    /// The fields anything downstream of this input reads: its routes'
+    /// conditions, filters and outputs. The decoder may leave the others
+    /// out.
+    pub keep: Keep,
     /// Indices into [`Pipeline::routes`] of the routes that take records
     /// from this input.
     routes: Vec<usize>,
@@ -42,6 +46,30 @@ struct Route {
 }
 
 impl Route {
+    /// The record fields this route reads: its conditions', and every
+    /// field if it has a filter (a plugin sees the whole record), else its
+    /// outputs'.
+    fn reads(&self) -> Keep {
+        if !self.filters.is_empty() {
+            return Keep::ALL;
+        }
+        let spec = &self.spec;
+        let mut keep = Keep::NONE;
+        if spec.min_level.is_some() {
+            keep = keep.and(Keep::field("levelno"));
+        }
+        if spec.loggers.is_some()
+            || !spec.exclude_loggers.is_empty()
+            || !spec.name_filters.is_empty()
+            || !spec.logger_filters.is_empty()
+        {
+            keep = keep.and(Keep::field("name"));
+        }
+        self.outputs
+            .iter()
+            .fold(keep, |keep, out| keep.and(out.reads()))
+    }
+
     /// Whether `record` passes the route's conditions (before filters).
     fn matches(&self, record: &Record) -> bool {
         let spec = &self.spec;
@@ -115,22 +143,26 @@ impl Pipeline {
             .inputs
             .iter()
             .map(|(name, ic)| {
+                let taken: Vec<usize> = routes
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, r)| {
+                        r.spec
+                            .from
+                            .as_ref()
+                            .is_none_or(|from| from.iter().any(|f| f == name))
+                    })
+                    .map(|(i, _)| i)
+                    .collect();
                 let stage = InputStage {
                     name: name.clone(),
                     config: ic.clone(),
                     framer: Framer::new(ic.framing, ic.max_frame_bytes),
                     decoder: ic.decoder,
-                    routes: routes
+                    keep: taken
                         .iter()
-                        .enumerate()
-                        .filter(|(_, r)| {
-                            r.spec
-                                .from
-                                .as_ref()
-                                .is_none_or(|from| from.iter().any(|f| f == name))
-                        })
-                        .map(|(i, _)| i)
-                        .collect(),
+                        .fold(Keep::NONE, |keep, &i| keep.and(routes[i].reads())),
+                    routes: taken,
                 };
                 (ListenKey::of(name, ic), Arc::new(stage))
             })

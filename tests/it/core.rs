@@ -398,3 +398,54 @@ fn two_inputs_on_port_zero_stay_apart() {
         "msg 0\nmsg 1\nmsg 2\n"
     );
 }
+
+/// Route conditions read `levelno` and `name` while the formats name
+/// neither: the decoder leaves out only fields nothing downstream of the
+/// input reads, so routing still sees them.
+#[test]
+fn route_conditions_see_fields_the_formats_do_not_name() {
+    let mut relay = Relay::start(
+        r#"{
+  "inputs": { "in": { "type": "tcp", "address": "127.0.0.1:0" } },
+  "outputs": {
+    "warn": { "type": "file", "path": "out/warn.log", "format": "%(message)s" },
+    "db": { "type": "file", "path": "out/db.log", "format": "[%(msg)s]" }
+  },
+  "routes": [
+    { "min_level": "WARNING", "to": ["warn"] },
+    { "loggers": ["app.db"], "to": ["db"] }
+  ]
+}"#,
+        1,
+    );
+    let port = relay.port("in").to_string();
+    python(
+        r#"
+import logging, logging.handlers, sys
+h = logging.handlers.SocketHandler("127.0.0.1", int(sys.argv[1]))
+for name, level, text in [("app.web", 20, "web info"), ("app.web", 30, "web warning"),
+                          ("app.db", 10, "db debug"), ("app.db.pool", 40, "pool error"),
+                          ("app.db.query", 20, "query info"), ("other", 50, "other critical")]:
+    log = logging.getLogger(name)
+    log.propagate = False
+    log.setLevel(1)
+    log.addHandler(h)
+    log.log(level, text)
+    log.removeHandler(h)
+h.close()
+"#,
+        &[&port],
+    );
+    let (warn, db) = (relay.path("out/warn.log"), relay.path("out/db.log"));
+    wait_lines(&warn, 3, Duration::from_secs(10));
+    wait_lines(&db, 3, Duration::from_secs(10));
+    assert_eq!(relay.stop().0, 0);
+    assert_eq!(
+        std::fs::read_to_string(warn).unwrap(),
+        "web warning\npool error\nother critical\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(db).unwrap(),
+        "[db debug]\n[pool error]\n[query info]\n"
+    );
+}

@@ -30,6 +30,7 @@ use super::machine::{
     SHORT_BINUNICODE, STOP,
 };
 use super::scalar;
+use crate::codec::Keep;
 use crate::record::{Fields, Str, Value};
 
 /// Memo slots the fast path tracks. A record memoizes every key and every
@@ -46,7 +47,10 @@ const HIGHEST_PROTOCOL: u8 = 5;
 const NOT_A_STR: (u32, u32) = (u32::MAX, 0);
 
 /// Decode `frame` if it has the plain SocketHandler shape, else `None`.
-pub(super) fn try_decode(frame: &Bytes) -> Option<Fields> {
+/// Fields `keep` does not name are left out; every value is still parsed
+/// and checked as if it were kept, so `keep` never changes whether this
+/// answers.
+pub(super) fn try_decode(frame: &Bytes, keep: Keep) -> Option<Fields> {
     let b: &[u8] = frame;
     let mut pos = 0usize;
     if b.first() == Some(&PROTO) {
@@ -72,7 +76,9 @@ pub(super) fn try_decode(frame: &Bytes) -> Option<Fields> {
     // Pairs pushed and not yet committed by SETITEMS / SETITEM.
     let mut pending = 0usize;
     let mut in_mark = false;
-    let mut key: Option<Str> = None;
+    // The key whose value comes next: None when a key comes next,
+    // Some(None) for a key `keep` leaves out.
+    let mut key: Option<Option<Str>> = None;
     let mut repeats = crate::codec::Repeats::default();
     let mut fields: Fields = crate::record::spare_fields();
     loop {
@@ -105,14 +111,18 @@ pub(super) fn try_decode(frame: &Bytes) -> Option<Fields> {
                 if key.is_none() {
                     // A key: only where a pair may start.
                     if in_mark || pending == 0 {
-                        let (k, own) = key_str(frame, start, end);
-                        repeats.note(&k, own, &fields);
-                        key = Some(k);
+                        key = Some(key_str(frame, start, end, keep, &mut repeats, &fields));
                         continue;
                     }
                     return None;
                 }
-                Value::Str(scalar::utf8(frame, start, end))
+                // A string always decodes (lossily if need be), so one
+                // left out needs no look at its bytes.
+                if matches!(key, Some(None)) {
+                    Value::None
+                } else {
+                    Value::Str(scalar::utf8(frame, start, end))
+                }
             }
             BINPUT | LONG_BINPUT | MEMOIZE => {
                 let idx = match op {
@@ -148,14 +158,16 @@ pub(super) fn try_decode(frame: &Bytes) -> Option<Fields> {
                 top = Some(span);
                 if key.is_none() {
                     if in_mark || pending == 0 {
-                        let (k, own) = key_str(frame, start, end);
-                        repeats.note(&k, own, &fields);
-                        key = Some(k);
+                        key = Some(key_str(frame, start, end, keep, &mut repeats, &fields));
                         continue;
                     }
                     return None;
                 }
-                Value::Str(scalar::utf8(frame, start, end))
+                if matches!(key, Some(None)) {
+                    Value::None
+                } else {
+                    Value::Str(scalar::utf8(frame, start, end))
+                }
             }
             MARK => {
                 // Only the dict may be under the MARK: anything else is a
@@ -231,12 +243,15 @@ pub(super) fn try_decode(frame: &Bytes) -> Option<Fields> {
             }
             _ => return None,
         };
-        // A value (a key that is not a str goes to the general path).
+        // A value (a key that is not a str goes to the general path). A
+        // PUT after anything but a string memoizes no string.
         let k = key.take()?;
-        if !matches!(value, Value::Str(_)) {
+        if !matches!(op, BINUNICODE | SHORT_BINUNICODE | BINGET | LONG_BINGET) {
             top = Some(NOT_A_STR);
         }
-        fields.push((k, value));
+        if let Some(k) = k {
+            fields.push((k, value));
+        }
         pending += 1;
     }
 }
@@ -270,9 +285,26 @@ fn plain_int(t: &[u8]) -> Option<Value> {
     Some(Value::Int(if neg { -v } else { v }))
 }
 
-/// A record key, and its bit if it is one of `LogRecord`'s own attribute
-/// names: those become static strings (no reference count), others borrow
-/// from the frame.
-fn key_str(frame: &Bytes, start: usize, end: usize) -> (Str, u32) {
-    crate::codec::defaults::record_key(&frame[start..end], || scalar::utf8(frame, start, end))
+/// A record key, noted in `repeats`, or `None` if `keep` leaves it out.
+/// `LogRecord`'s own attribute names become static strings (no reference
+/// count); others borrow from the frame.
+#[inline(always)]
+fn key_str(
+    frame: &Bytes,
+    start: usize,
+    end: usize,
+    keep: Keep,
+    repeats: &mut crate::codec::Repeats,
+    fields: &Fields,
+) -> Option<Str> {
+    let (k, own) = match crate::codec::defaults::own_name(&frame[start..end]) {
+        Some((name, bit)) => (Str::from_static(name), bit),
+        None if keep.keeps(0) => (scalar::utf8(frame, start, end), 0),
+        None => return None,
+    };
+    if !keep.keeps(own) {
+        return None;
+    }
+    repeats.note(&k, own, fields);
+    Some(k)
 }

@@ -54,6 +54,7 @@ mod tests;
 
 use bytes::Bytes;
 
+use crate::codec::Keep;
 use crate::record::Fields;
 
 /// Deepest nesting of containers in a decoded value (the record dict is
@@ -232,7 +233,14 @@ pub enum PickleError {
 /// memory linear in `frame.len()` (bounded by the limits above), executes
 /// nothing, and never panics.
 pub fn decode(frame: &Bytes) -> Result<Fields, PickleError> {
-    match fast::try_decode(frame) {
+    decode_keeping(frame, Keep::ALL)
+}
+
+/// [`decode`] for a reader of only the fields `keep` names: the fast path
+/// leaves the others out (the general machine keeps every field). Whether
+/// the frame decodes does not depend on `keep`.
+pub fn decode_keeping(frame: &Bytes, keep: Keep) -> Result<Fields, PickleError> {
+    match fast::try_decode(frame, keep) {
         Some(fields) => Ok(fields),
         None => decode_general(frame),
     }

@@ -487,7 +487,24 @@ fn random_garbage_never_panics() {
 /// Where the fast path answers, it gives exactly what the general machine
 /// gives; returns whether it answered.
 fn agree(frame: &Bytes) -> bool {
-    match fast::try_decode(frame) {
+    let all = fast::try_decode(frame, Keep::ALL);
+    // Leaving fields out never changes whether the fast path answers, and
+    // leaves out exactly the fields not kept.
+    for keep in [
+        Keep::NONE,
+        Keep::fields(["created", "msecs", "levelname", "msg", "args", "name"]),
+        Keep::fields(["process", "request_id"]),
+    ] {
+        let some = fast::try_decode(frame, keep);
+        let expected = all.clone().map(|mut fields| {
+            fields.retain(|(k, _)| {
+                keep.keeps(crate::codec::defaults::own_name(k.as_bytes()).map_or(0, |(_, bit)| bit))
+            });
+            fields
+        });
+        assert_eq!(some, expected, "keep {keep:?}, frame {}", hex(frame));
+    }
+    match all {
         Some(fields) => {
             assert_eq!(Ok(fields), decode_general(frame), "frame {}", hex(frame));
             true

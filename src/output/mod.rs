@@ -149,7 +149,7 @@ static NEXT_PREFORMAT: AtomicU64 = AtomicU64::new(1);
 /// list is cleared when it grows past [`MAX_THREAD_ENCODERS`].
 const MAX_THREAD_ENCODERS: usize = 64;
 thread_local! {
-    static ENCODERS: std::cell::RefCell<Vec<(u64, LineEncoder)>> =
+    static ENCODERS: std::cell::RefCell<Vec<(u64, LineEncoder, usize)>> =
         const { std::cell::RefCell::new(Vec::new()) };
 }
 
@@ -164,11 +164,11 @@ impl Preformat {
     /// Format `batch` into lines, with this thread's clone of the encoder.
     fn lines(&self, batch: &[Record]) -> Lines {
         let mut lines = Lines {
-            buf: Vec::with_capacity(batch.len() * 192),
+            buf: Vec::new(),
             ends: Vec::with_capacity(batch.len()),
         };
         ENCODERS.with_borrow_mut(|encoders| {
-            let i = match encoders.iter().position(|(id, _)| *id == self.id) {
+            let i = match encoders.iter().position(|(id, _, _)| *id == self.id) {
                 Some(i) => i,
                 None => {
                     if encoders.len() >= MAX_THREAD_ENCODERS {
@@ -179,16 +179,24 @@ impl Preformat {
                         Ok(p) => p.clone(),
                         Err(poisoned) => poisoned.into_inner().clone(),
                     };
-                    encoders.push((self.id, proto));
+                    encoders.push((self.id, proto, 192));
                     encoders.len() - 1
                 }
             };
-            let encoder = &mut encoders[i].1;
+            let (_, encoder, line_bytes) = &mut encoders[i];
+            // Room for lines as long as the last batch's (up to 1 MiB), so
+            // the buffer is not copied as it grows.
+            lines
+                .buf
+                .reserve((batch.len() * *line_bytes).min(1 << 20) + 64);
             for r in batch {
                 encoder.encode(r, &mut lines.buf);
                 lines
                     .ends
                     .push(u32::try_from(lines.buf.len()).unwrap_or(u32::MAX));
+            }
+            if !batch.is_empty() {
+                *line_bytes = (lines.buf.len() / batch.len()).clamp(64, 16 * 1024) + 16;
             }
         });
         lines

@@ -203,6 +203,17 @@ pub fn fill_known(fields: Fields, have: u32) -> Fields {
     out
 }
 
+/// `keep`, plus `created` where it keeps `msecs` or `relativeCreated`:
+/// [`fill_known`] computes their defaults from the record's `created`.
+pub(crate) fn keep_for_fill(keep: super::Keep) -> super::Keep {
+    let derived = super::Keep::fields(["msecs", "relativeCreated"]);
+    if keep.own & derived.own != 0 {
+        keep.and(super::Keep::field("created"))
+    } else {
+        keep
+    }
+}
+
 /// The default of one attribute, for a record created at `created`.
 fn default(key: &str, created: f64) -> Value {
     match key {

@@ -53,7 +53,7 @@ impl DecoderKind {
         match self {
             DecoderKind::Pickle => Ok(pickle::decode_keeping(&frame, keep)?),
             DecoderKind::Json => json::decode(&frame),
-            DecoderKind::Msgpack => msgpack::decode(&frame),
+            DecoderKind::Msgpack => msgpack::decode_keeping(&frame, keep),
         }
     }
 }

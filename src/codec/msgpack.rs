@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::codec::DecodeError;
+use crate::codec::{DecodeError, Keep};
 use crate::format::pyrepr::bytes_repr;
 use crate::record::{Fields, Object, Str, Value};
 
@@ -33,19 +33,27 @@ pub const MAX_DEPTH: usize = crate::codec::pickle::MAX_DEPTH;
 /// Decode one frame holding a msgpack map into a record's fields, with
 /// `makeLogRecord`'s defaults for missing attributes.
 pub fn decode(frame: &Bytes) -> Result<Fields, DecodeError> {
-    let (fields, own) = record_map(frame)?;
+    decode_keeping(frame, Keep::ALL)
+}
+
+/// [`decode`] for a reader of only the fields `keep` names: the values of
+/// the others are still decoded (so the same frames are refused) but not
+/// kept, and defaults are not added for them.
+pub fn decode_keeping(frame: &Bytes, keep: Keep) -> Result<Fields, DecodeError> {
+    let (fields, own) = record_map(frame, crate::codec::defaults::keep_for_fill(keep))?;
     Ok(crate::codec::defaults::fill_known(fields, own))
 }
 
 /// Parse a frame that must hold exactly one msgpack map with string keys.
 pub fn parse_map(frame: &Bytes) -> Result<Fields, DecodeError> {
-    record_map(frame).map(|(fields, _)| fields)
+    record_map(frame, Keep::ALL).map(|(fields, _)| fields)
 }
 
 /// [`parse_map`], and the [`crate::codec::defaults::own_name`] bits of the
-/// LogRecord attributes among the keys. Repeats are found as the keys
-/// arrive ([`crate::codec::Repeats`]).
-fn record_map(frame: &Bytes) -> Result<(Fields, u32), DecodeError> {
+/// LogRecord attributes among the keys (kept or not). Repeats are found as
+/// the keys arrive ([`crate::codec::Repeats`]). Only the fields `keep`
+/// names are kept.
+fn record_map(frame: &Bytes, keep: Keep) -> Result<(Fields, u32), DecodeError> {
     let mut p = Parser { frame, pos: 0 };
     let marker = p.byte()?;
     let len = match marker {
@@ -59,14 +67,19 @@ fn record_map(frame: &Bytes) -> Result<(Fields, u32), DecodeError> {
         _ => Vec::with_capacity(len.min(p.left() / 2)),
     };
     let mut repeats = crate::codec::Repeats::default();
+    let mut left_out = 0;
     for _ in 0..len {
         let (key, bit) = p.key()?;
-        repeats.note(&key, bit, &fields);
         let value = p.value(1)?;
-        fields.push((key, value));
+        if keep.keeps(bit) {
+            repeats.note(&key, bit, &fields);
+            fields.push((key, value));
+        } else {
+            left_out |= bit;
+        }
     }
     // As a Python dict: a repeated key keeps its first position.
-    let own = repeats.finish(&mut fields);
+    let own = repeats.finish(&mut fields) | left_out;
     if p.left() > 0 {
         return Err(err(format!("{} bytes after the record map", p.left())));
     }
@@ -443,6 +456,47 @@ mod tests {
         let mut out = Vec::new();
         write_fields(fields, &mut out);
         Bytes::from(out)
+    }
+
+    /// Leaving fields out keeps exactly the others, with the defaults
+    /// `makeLogRecord` would give the kept ones that were not sent —
+    /// `msecs` from the record's own `created` even when `created` itself
+    /// is not kept — and refuses the same frames.
+    #[test]
+    fn fields_left_out_are_exactly_the_ones_not_kept() {
+        let sent: Fields = vec![
+            ("name".into(), Value::str("app")),
+            ("msg".into(), Value::str("hi")),
+            ("levelno".into(), Value::Int(20)),
+            ("created".into(), Value::Float(1_700_000_000.25)),
+            ("user".into(), Value::str("ann")),
+            ("pathname".into(), Value::str("/srv/app.py")),
+        ];
+        let frame = map(&sent);
+        let full = decode(&frame).unwrap();
+        for keep in [
+            Keep::NONE,
+            Keep::fields(["msecs"]),
+            Keep::fields(["msg", "args", "levelname", "process"]),
+            Keep::fields(["user", "created"]),
+        ] {
+            let got = decode_keeping(&frame, keep).unwrap();
+            let kept = |k: &Str| {
+                keep.keeps(crate::codec::defaults::own_name(k.as_bytes()).map_or(0, |(_, b)| b))
+            };
+            let mut want = full.clone();
+            want.retain(|(k, _)| kept(k));
+            let mut got_kept = got.clone();
+            got_kept.retain(|(k, _)| kept(k));
+            assert_eq!(got_kept, want, "{keep:?}");
+        }
+        let msecs = decode_keeping(&frame, Keep::fields(["msecs"])).unwrap();
+        let msecs = msecs.iter().find(|(k, _)| k == "msecs").map(|(_, v)| v);
+        assert_eq!(msecs, Some(&Value::Float(250.0)));
+        // A bad value in a field left out still refuses the frame.
+        let mut bad = map(&sent).to_vec();
+        bad.truncate(bad.len() - 2);
+        assert!(decode_keeping(&Bytes::from(bad), Keep::NONE).is_err());
     }
 
     #[test]

@@ -210,3 +210,59 @@ fn sighup_reloads_the_config() {
     assert_eq!(relay.stop().0, 0);
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "2 msg 0\n");
 }
+
+/// The output file sits beside listener.json (as in the cookbook's layout)
+/// and records keep arriving: its writes happen in the watched directory
+/// every flush, and they used to reset the debounce timer, so an edit was
+/// not picked up until the senders went quiet. SPEC.md: within 1 s.
+#[test]
+fn edit_is_picked_up_while_an_output_beside_the_config_is_written() {
+    let port = free_port();
+    let cfg = |f: &str| {
+        format!(
+            r#"{{"inputs": {{"app": {{"type": "tcp", "address": "127.0.0.1:{port}"}}}},
+  "outputs": {{"file": {{"type": "file", "path": "app.log", "format": "{f}"}}}}}}"#
+        )
+    };
+    let mut relay = Relay::start(&cfg("old %(message)s"), 1);
+    // 500 records, one every 10 ms: about 5 s of steady writes.
+    let mut sender = Command::new("python3")
+        .arg("-c")
+        .arg(
+            r#"
+import logging, logging.handlers, sys, time
+h = logging.handlers.SocketHandler("127.0.0.1", int(sys.argv[1]))
+log = logging.getLogger("steady"); log.propagate = False; log.setLevel(1); log.addHandler(h)
+for i in range(500):
+    log.info("msg %d", i); time.sleep(0.01)
+h.close()
+"#,
+        )
+        .arg(port.to_string())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let path = relay.path("app.log");
+    wait_lines(&path, 50, Duration::from_secs(10));
+    let written = std::time::Instant::now();
+    rewrite(&relay, &cfg("new %(message)s"));
+    relay.wait_for_log("Reloaded.", 1, Duration::from_secs(10));
+    let took = written.elapsed();
+    assert!(
+        sender.try_wait().unwrap().is_none(),
+        "the reload waited for the sender to finish ({took:?})"
+    );
+    assert!(took < Duration::from_secs(2), "reload after {took:?}");
+    assert_eq!(wait_timeout(&mut sender, Duration::from_secs(60)), 0);
+    let text = wait_lines(&path, 500, Duration::from_secs(10));
+    assert_eq!(relay.stop().0, 0);
+    // Every record once, in order, old format then new, never back.
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 500, "{text}");
+    let switch = lines.iter().position(|l| l.starts_with("new ")).unwrap();
+    assert!(switch >= 50, "{text}");
+    for (i, line) in lines.iter().enumerate() {
+        let prefix = if i < switch { "old" } else { "new" };
+        assert_eq!(*line, format!("{prefix} msg {i}"));
+    }
+}

@@ -236,6 +236,22 @@ impl Server {
             .iter()
             .map(|(name, ic)| ListenKey::of(name, ic))
             .collect();
+        // A kept Unix socket keeps its file; a `mode` edited in the config
+        // still applies to it, as it would to a freshly bound one.
+        for ic in new.inputs.values() {
+            if let crate::config::InputKind::Unix {
+                path,
+                mode: Some(mode),
+            } = &ic.kind
+            {
+                use std::os::unix::fs::PermissionsExt;
+                if let Err(e) =
+                    std::fs::set_permissions(path, std::fs::Permissions::from_mode(*mode))
+                {
+                    tracing::warn!(path = %path.display(), error = %e, "Cannot set the socket's mode.");
+                }
+            }
+        }
         self.inputs.retain(|key, running| {
             let keep = keys.contains(key);
             if !keep {

@@ -266,3 +266,44 @@ h.close()
         assert_eq!(*line, format!("{prefix} msg {i}"));
     }
 }
+
+/// A Unix input whose `mode` is edited keeps its socket and connections
+/// (same path), and the socket file takes the new mode.
+#[test]
+fn editing_a_unix_socket_mode_applies_it_to_the_kept_socket() {
+    use std::os::unix::fs::PermissionsExt;
+    let cfg = |mode: &str| {
+        format!(
+            r#"{{"inputs": {{"app": {{"type": "unix", "path": "run/listener.sock", "mode": "{mode}"}}}},
+  "outputs": {{"file": {{"type": "file", "path": "out/app.log", "format": "%(message)s"}}}}}}"#
+        )
+    };
+    let mut relay = Relay::start(&cfg("0600"), 1);
+    let sock = relay.path("run/listener.sock");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&sock), 0o600);
+    // A connection open across the reload.
+    let mut conn = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    rewrite(&relay, &cfg("0666"));
+    relay.wait_for_log("Reloaded.", 1, Duration::from_secs(10));
+    assert_eq!(mode(&sock), 0o666);
+    let frame = python(
+        r#"
+import logging, logging.handlers, sys
+h = logging.handlers.SocketHandler("x", None)
+sys.stdout.buffer.write(h.makePickle(logging.makeLogRecord({"msg": "kept"})))
+"#,
+        &[],
+    )
+    .stdout;
+    std::io::Write::write_all(&mut conn, &frame).unwrap();
+    drop(conn);
+    let path = relay.path("out/app.log");
+    wait_lines(&path, 1, Duration::from_secs(10));
+    assert_eq!(relay.stop().0, 0);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "kept\n");
+    assert!(
+        !relay.stderr().contains("Listening (added by reload)"),
+        "the socket was kept"
+    );
+}

@@ -307,3 +307,69 @@ sys.stdout.buffer.write(h.makePickle(logging.makeLogRecord({"msg": "kept"})))
         "the socket was kept"
     );
 }
+
+/// Format edits while one connection streams as fast as it can: the
+/// changed output used to be a second thread appending to the same file,
+/// which wrote the connection's first new-format lines before the old
+/// thread's queued ones (seen: `A 23727, A 23728, B 23623, ...`). Now the
+/// output keeps its thread and queue, and only the lines change. `fsync`
+/// slows the output thread so that its queue holds lines at each edit.
+#[test]
+fn format_edits_under_load_keep_each_connections_order_in_the_file() {
+    let port = free_port();
+    let cfg = |prefix: &str| {
+        format!(
+            r#"{{"inputs": {{"app": {{"type": "tcp", "address": "127.0.0.1:{port}"}}}},
+  "outputs": {{"file": {{"type": "file", "path": "app.log", "fsync": true,
+                        "format": "{prefix} %(message)s"}}}}}}"#
+        )
+    };
+    let mut relay = Relay::start(&cfg("A"), 1);
+    const N: usize = 200_000;
+    let mut sender = Command::new("python3")
+        .arg("-c")
+        .arg(
+            r#"
+import logging, logging.handlers, sys
+h = logging.handlers.SocketHandler("127.0.0.1", int(sys.argv[1]))
+log = logging.getLogger("fast"); log.propagate = False; log.setLevel(1); log.addHandler(h)
+for i in range(int(sys.argv[2])):
+    log.info("%d", i)
+h.close()
+"#,
+        )
+        .args([port.to_string(), N.to_string()])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let path = relay.path("app.log");
+    let mut reloads = 0;
+    for prefix in ["B", "A"].repeat(4) {
+        std::thread::sleep(Duration::from_millis(300));
+        if sender.try_wait().unwrap().is_some() {
+            break;
+        }
+        rewrite(&relay, &cfg(prefix));
+        reloads += 1;
+        relay.wait_for_log("Reloaded.", reloads, Duration::from_secs(10));
+    }
+    assert_eq!(wait_timeout(&mut sender, Duration::from_secs(120)), 0);
+    let text = wait_lines(&path, N, Duration::from_secs(30));
+    assert_eq!(relay.stop().0, 0);
+    assert!(reloads >= 2, "the sender finished before the edits");
+    let mut switches = 0;
+    let mut prefix = "A";
+    for (i, line) in text.lines().enumerate() {
+        let (p, n) = line.split_once(' ').unwrap();
+        assert_eq!(n, i.to_string(), "line {i}: {line:?}");
+        if p != prefix {
+            switches += 1;
+            prefix = if p == "A" { "A" } else { "B" };
+        }
+    }
+    assert_eq!(text.lines().count(), N);
+    assert!(
+        switches <= reloads,
+        "{switches} format switches for {reloads} edits"
+    );
+}

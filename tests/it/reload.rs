@@ -373,3 +373,45 @@ h.close()
         "{switches} format switches for {reloads} edits"
     );
 }
+
+/// SIGTERM while a removed input still serves an idle connection (within
+/// `drain_seconds`): the connection is read until quiet for 100 ms, as any
+/// other at shutdown, and logrelay exits. It used to wait out the rest of
+/// `drain_seconds` (30 s by default) first.
+#[test]
+fn sigterm_during_a_reload_drain_exits_without_waiting_for_drain_seconds() {
+    let (a, b) = (free_port(), free_port());
+    let cfg = |inputs: &str| {
+        format!(
+            r#"{{"inputs": {{{inputs}}}, "drain_seconds": 60,
+  "outputs": {{"file": {{"type": "file", "path": "out/app.log", "format": "%(message)s"}}}}}}"#
+        )
+    };
+    let input = |name: &str, port: u16| {
+        format!(r#""{name}": {{"type": "tcp", "address": "127.0.0.1:{port}"}}"#)
+    };
+    let mut relay = Relay::start(&cfg(&format!("{}, {}", input("a", a), input("b", b))), 2);
+    // A connection to b that sends one record and then stays open, idle.
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", b)).unwrap();
+    let frame = python(
+        r#"
+import logging, logging.handlers, sys
+h = logging.handlers.SocketHandler("x", None)
+sys.stdout.buffer.write(h.makePickle(logging.makeLogRecord({"msg": "from b"})))
+"#,
+        &[],
+    )
+    .stdout;
+    std::io::Write::write_all(&mut conn, &frame).unwrap();
+    let path = relay.path("out/app.log");
+    wait_lines(&path, 1, Duration::from_secs(10));
+    rewrite(&relay, &cfg(&input("a", a)));
+    relay.wait_for_log("Reloaded.", 1, Duration::from_secs(10));
+    let started = std::time::Instant::now();
+    let (code, _, _) = relay.stop();
+    let took = started.elapsed();
+    assert_eq!(code, 0);
+    assert!(took < Duration::from_secs(3), "exit took {took:?}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "from b\n");
+    drop(conn);
+}

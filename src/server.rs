@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{Config, FilterConfig};
+use crate::config::{Config, FilterConfig, OutputConfig};
 use crate::filter::Filter;
 use crate::input::{self, ListenKey, RunningInput};
 use crate::output::{self, OutputHandle, RunningOutput};
@@ -59,7 +59,7 @@ impl Server {
     pub async fn start(config: Config) -> Result<Server, StartError> {
         let config = Arc::new(config);
         let filters = load_filters(&config, &HashMap::new())?;
-        let outputs = start_outputs(&config, &mut HashMap::new())?;
+        let (outputs, _) = start_outputs(&config, &mut HashMap::new())?;
         let pipeline = Arc::new(Pipeline::new(
             config.clone(),
             &filter_map(&filters),
@@ -179,7 +179,7 @@ impl Server {
         };
         let filters = load_filters(&new, &keep)?;
         let mut kept_outputs = std::mem::take(&mut self.outputs);
-        let outputs = match start_outputs(&new, &mut kept_outputs) {
+        let (mut outputs, restyled) = match start_outputs(&new, &mut kept_outputs) {
             Ok(o) => o,
             Err(e) => {
                 self.outputs = kept_outputs;
@@ -221,6 +221,13 @@ impl Server {
             }
         }
         // Point of no return: publish the new pipeline.
+        for (name, handle, config) in restyled {
+            if let Some(ro) = outputs.get_mut(&name) {
+                tracing::info!(output = %name, "Output format changed by reload; same file and queue.");
+                ro.handle = handle;
+                ro.config = config;
+            }
+        }
         let pipeline = Arc::new(Pipeline::new(
             new.clone(),
             &filter_map(&filters),
@@ -236,6 +243,22 @@ impl Server {
             .iter()
             .map(|(name, ic)| ListenKey::of(name, ic))
             .collect();
+        // A kept Unix socket keeps its file; a `mode` edited in the config
+        // still applies to it, as it would to a freshly bound one.
+        for ic in new.inputs.values() {
+            if let crate::config::InputKind::Unix {
+                path,
+                mode: Some(mode),
+            } = &ic.kind
+            {
+                use std::os::unix::fs::PermissionsExt;
+                if let Err(e) =
+                    std::fs::set_permissions(path, std::fs::Permissions::from_mode(*mode))
+                {
+                    tracing::warn!(path = %path.display(), error = %e, "Cannot set the socket's mode.");
+                }
+            }
+        }
         self.inputs.retain(|key, running| {
             let keep = keys.contains(key);
             if !keep {
@@ -342,18 +365,39 @@ fn load_filters(
 /// Start the outputs of `config`, taking unchanged ones out of `current`
 /// (what is left there afterwards is to be retired). On error, the
 /// unchanged ones are put back into `current` and the new ones dropped.
+/// Outputs whose config changed only in how records become lines, with
+/// the handle and config to switch them to once the reload cannot fail.
+type Restyled = Vec<(String, OutputHandle, OutputConfig)>;
+
+/// Start the outputs of `config`, taking the unchanged ones (and those
+/// whose format alone changed, see [`restyle`]) out of `current`.
 fn start_outputs(
     config: &Config,
     current: &mut HashMap<String, RunningOutput>,
-) -> Result<HashMap<String, RunningOutput>, StartError> {
+) -> Result<(HashMap<String, RunningOutput>, Restyled), StartError> {
     let mut out = HashMap::new();
     let mut reused = Vec::new();
+    let mut restyled = Vec::new();
     for (name, oc) in &config.outputs {
         if current.get(name).is_some_and(|ro| &ro.config == oc) {
             if let Some(ro) = current.remove(name) {
                 out.insert(name.clone(), ro);
                 reused.push(name.clone());
             }
+            continue;
+        }
+        let handle = match current.get(name).map(|ro| restyle(ro, oc)) {
+            Some(Ok(handle)) => handle,
+            Some(Err(e)) => {
+                give_back(current, &mut out, &reused);
+                return Err(e.into());
+            }
+            None => None,
+        };
+        if let (Some(handle), Some(ro)) = (handle, current.remove(name)) {
+            out.insert(name.clone(), ro);
+            reused.push(name.clone());
+            restyled.push((name.clone(), handle, oc.clone()));
             continue;
         }
         match output::start(name, oc) {
@@ -366,7 +410,38 @@ fn start_outputs(
             }
         }
     }
-    Ok(out)
+    Ok((out, restyled))
+}
+
+/// If `running` can take `new` by formatting differently — the same file
+/// (path, rotation, flushing) or stream, only `format`, `datefmt`,
+/// `style` or `encoding` changed — the handle that formats that way.
+/// Keeping the thread keeps its queue in order: every line a connection
+/// sent before it switched to the new pipeline is written before its
+/// first new one.
+fn restyle(
+    running: &RunningOutput,
+    new: &OutputConfig,
+) -> Result<Option<OutputHandle>, output::OutputError> {
+    let same_sink = match (&running.config, new) {
+        (OutputConfig::File(old), OutputConfig::File(new)) => {
+            let mut old = old.clone();
+            old.encoding = new.encoding;
+            // `utc` also sets the clock of a timed rotation.
+            old.text = crate::config::TextFormat {
+                utc: old.text.utc,
+                ..new.text.clone()
+            };
+            old == *new
+        }
+        (OutputConfig::Stream(old), OutputConfig::Stream(new)) => old.stream == new.stream,
+        _ => false,
+    };
+    match new {
+        OutputConfig::File(c) if same_sink => running.handle.with_format(c.encoding, &c.text),
+        OutputConfig::Stream(c) if same_sink => running.handle.with_format(c.encoding, &c.text),
+        _ => Ok(None),
+    }
 }
 
 /// Undo [`start_outputs`]: move the reused outputs back into `current`;

@@ -188,9 +188,13 @@ fn timed(
         b.report
             .error(format!("{path}.interval"), "must be at least 1");
     }
+    // Python's handler reads atTime only for midnight and weekday
+    // rollovers and ignores it otherwise, so such a file works unchanged.
+    let hourly_or_finer = when.is_some_and(|w| !matches!(w, When::Midnight | When::Weekday(_)));
     let at_time = f
         .at_time
         .as_ref()
+        .filter(|_| !hourly_or_finer)
         .and_then(|t| b.at_time(&format!("{path}.atTime"), t, when));
     // FileOutputConfig has one `utc`, for formatting and rotation alike
     // (SPEC 6); Python's handler applies it to rotation only.

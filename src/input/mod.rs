@@ -245,9 +245,16 @@ pub(crate) async fn serve_stream<S: AsyncRead + AsyncWrite + Readable + Unpin>(
                 } else {
                     deadline
                 };
-                tokio::time::timeout_at(limit, read_some(&mut stream, &mut buf, want))
-                    .await
-                    .ok()
+                tokio::select! {
+                    r = tokio::time::timeout_at(limit, read_some(&mut stream, &mut buf, want)) => r.ok(),
+                    // A removed input's idle connection at process
+                    // shutdown: the shutdown's limits apply from now on,
+                    // not what is left of `drain_seconds`.
+                    _ = ctx.shutdown.cancelled(), if !quiet => {
+                        drain = Some(drain_mode(&ctx, &pipeline));
+                        continue;
+                    }
+                }
             }
         };
         // `_permit` is held until this read's records are dispatched.

@@ -287,6 +287,28 @@ impl OutputHandle {
         }
     }
 
+    /// A handle to the same output thread (same file, same queue) whose
+    /// senders format lines with `encoding` and `text` instead; `None` if
+    /// this output formats on its own thread. A reload that changes only
+    /// an output's format uses it: a second thread appending to the same
+    /// file would write a connection's first new lines before the old
+    /// thread's queued ones.
+    pub fn with_format(
+        &self,
+        encoding: Encoding,
+        text: &TextFormat,
+    ) -> Result<Option<OutputHandle>, OutputError> {
+        if self.preformat.is_none() {
+            return Ok(None);
+        }
+        let encoder = LineEncoder::new(&self.name, encoding, text)?;
+        Ok(Some(OutputHandle {
+            reads: encoder.reads(),
+            preformat: Some(Arc::new(Preformat::new(encoder))),
+            ..self.clone()
+        }))
+    }
+
     /// Ask the output to reopen its files.
     pub async fn reopen(&self) {
         let _ = self.tx.send(OutputMsg::Reopen).await;

@@ -36,6 +36,9 @@ pub struct InputStage {
     /// Indices into [`Pipeline::routes`] of the routes that take records
     /// from this input.
     routes: Vec<usize>,
+    /// Whether two of those routes share an output; see
+    /// [`Pipeline::dispatch_in_order`].
+    shared_outputs: bool,
 }
 
 /// One compiled route.
@@ -143,7 +146,7 @@ impl Pipeline {
             .inputs
             .iter()
             .map(|(name, ic)| {
-                let taken: Vec<usize> = routes
+                let mine: Vec<usize> = routes
                     .iter()
                     .enumerate()
                     .filter(|(_, r)| {
@@ -154,15 +157,21 @@ impl Pipeline {
                     })
                     .map(|(i, _)| i)
                     .collect();
+                let mut seen = std::collections::HashSet::new();
+                let shared_outputs = !mine
+                    .iter()
+                    .flat_map(|&i| &routes[i].spec.to)
+                    .all(|o| seen.insert(o));
                 let stage = InputStage {
                     name: name.clone(),
                     config: ic.clone(),
                     framer: Framer::new(ic.framing, ic.max_frame_bytes),
                     decoder: ic.decoder,
-                    keep: taken
+                    keep: mine
                         .iter()
                         .fold(Keep::NONE, |keep, &i| keep.and(routes[i].reads())),
-                    routes: taken,
+                    routes: mine,
+                    shared_outputs,
                 };
                 (ListenKey::of(name, ic), Arc::new(stage))
             })
@@ -187,6 +196,9 @@ impl Pipeline {
         if records.is_empty() {
             return;
         }
+        if stage.shared_outputs {
+            return self.dispatch_in_order(stage, records).await;
+        }
         let last = stage.routes.len().saturating_sub(1);
         let mut records = Some(records);
         for (i, &ri) in stage.routes.iter().enumerate() {
@@ -207,6 +219,49 @@ impl Pipeline {
             };
             let batch = apply_filters(&route.filters, batch);
             send_to_all(&route.outputs, batch).await;
+        }
+    }
+}
+
+impl Pipeline {
+    /// `dispatch` for an input with two routes to one output (two dictConfig
+    /// loggers sharing a handler, say). Route by route, that output would
+    /// get one route's records of the batch, then the other's; here each
+    /// record goes through every route before the next record, so the
+    /// output sees arrival order, and a record two routes deliver is
+    /// written twice in a row, as Python's `callHandlers` does.
+    async fn dispatch_in_order(&self, stage: &InputStage, records: Vec<Record>) {
+        let mut batches: Vec<(&OutputHandle, Vec<Record>)> = Vec::new();
+        for record in &records {
+            for &ri in &stage.routes {
+                let route = &self.routes[ri];
+                if !route.matches(record) {
+                    continue;
+                }
+                let mut copy = record.clone();
+                if !route
+                    .filters
+                    .iter()
+                    .all(|f| f.apply(&mut copy) == Verdict::Keep)
+                {
+                    continue;
+                }
+                for out in &route.outputs {
+                    let slot = match batches.iter().position(|(o, _)| o.name() == out.name()) {
+                        Some(i) => i,
+                        None => {
+                            batches.push((out, Vec::new()));
+                            batches.len() - 1
+                        }
+                    };
+                    batches[slot].1.push(copy.clone());
+                }
+            }
+        }
+        for (out, batch) in batches {
+            if !batch.is_empty() {
+                out.send(batch).await;
+            }
         }
     }
 }

@@ -86,3 +86,37 @@ fn example_configs_all_check() {
     }
     assert!(n >= 3, "config/ holds example configs");
 }
+
+/// Python's TimedRotatingFileHandler ignores `atTime` unless `when` is
+/// midnight or a weekday, so a cookbook file with `"when": "H"` and an
+/// `atTime` works in the cookbook listener and must work here; the native
+/// `at_time` keeps its error.
+#[test]
+fn dictconfig_at_time_is_ignored_for_hourly_rotation_as_python_does() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("listener.json"),
+        r#"{"logging": {"version": 1,
+  "handlers": {"f": {"class": "logging.handlers.TimedRotatingFileHandler",
+                     "filename": "app.log", "when": "H", "atTime": "01:30"}},
+  "root": {"handlers": ["f"]}}}"#,
+    )
+    .unwrap();
+    let out = logrelay(&["check"], dir.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(
+        dir.path().join("native.json"),
+        r#"{"port": 0, "outputs": {"f": {"type": "file", "path": "app.log", "when": "H", "at_time": "01:30"}}}"#,
+    )
+    .unwrap();
+    let out = logrelay(&["check", "--config", "native.json"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "native.json:1:90: outputs.f.at_time: only applies to `when` midnight or W0..W6\n"
+    );
+}

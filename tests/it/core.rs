@@ -449,3 +449,88 @@ h.close()
         "[db debug]\n[pool error]\n[query info]\n"
     );
 }
+
+/// Sends, in one `sendall` (so logrelay reads them as one batch), the
+/// SocketHandler frames of 24 records: loggers a, b, a.x, c in turn, every
+/// third one at ERROR. With argv[3], also writes what Python's cookbook
+/// listener (dictConfig from that JSON file, then `Logger.handle`) writes
+/// to its file handler `f`, whose filename becomes argv[3] (the other
+/// handlers' files go beside it).
+const PY_BURST: &str = r#"
+import json, logging, logging.config, logging.handlers, socket, sys
+records = [logging.makeLogRecord({"name": ["a", "b", "a.x", "c"][i % 4], "msg": "m%d" % i,
+                                  "levelno": 40 if i % 3 == 0 else 20,
+                                  "levelname": "ERROR" if i % 3 == 0 else "INFO"})
+           for i in range(24)]
+h = logging.handlers.SocketHandler("127.0.0.1", 0)
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"".join(h.makePickle(r) for r in records))
+s.close()
+if len(sys.argv) > 2:
+    d = json.load(open(sys.argv[2]))["logging"]
+    for name, handler in d["handlers"].items():
+        handler["filename"] = sys.argv[3] + ("" if name == "f" else "." + name)
+    logging.config.dictConfig(d)
+    for r in records:
+        logging.getLogger(r.name).handle(r)
+    logging.shutdown()
+"#;
+
+/// Two routes (or two dictConfig loggers) feeding one output: the output
+/// got one route's records of a batch, then the other's. Python writes in
+/// arrival order, and a record that reaches one handler twice is written
+/// twice in a row.
+#[test]
+fn routes_sharing_an_output_keep_arrival_order() {
+    let mut relay = Relay::start(
+        r#"{"inputs": {"in": {"type": "tcp", "address": "127.0.0.1:0"}},
+            "outputs": {"f": {"type": "file", "path": "out/app.log",
+                              "format": "%(name)s %(levelname)s %(message)s"}},
+            "routes": [{"loggers": ["a"], "to": ["f"]},
+                       {"loggers": ["b"], "to": ["f"]},
+                       {"min_level": "ERROR", "to": ["f"]}]}"#,
+        1,
+    );
+    python(PY_BURST, &[&relay.port("in").to_string()]);
+    let path = relay.path("out/app.log");
+    let mut want = String::new();
+    for i in 0..24 {
+        let name = ["a", "b", "a.x", "c"][i % 4];
+        let level = if i % 3 == 0 { "ERROR" } else { "INFO" };
+        let line = format!("{name} {level} m{i}\n");
+        let routes = usize::from(name != "c") + usize::from(level == "ERROR");
+        want.push_str(&line.repeat(routes));
+    }
+    wait_lines(&path, want.lines().count(), Duration::from_secs(10));
+    assert_eq!(relay.stop().0, 0);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), want);
+
+    // The same with a cookbook dictConfig, against Python's own output.
+    let mut relay = Relay::start(
+        r#"{"host": "127.0.0.1", "port": 0, "logging": {"version": 1,
+            "formatters": {"d": {"format": "%(name)s %(levelname)s %(message)s"}},
+            "handlers": {"f": {"class": "logging.FileHandler", "filename": "out/app.log",
+                               "formatter": "d"},
+                         "e": {"class": "logging.FileHandler", "filename": "out/errors.log",
+                               "level": "ERROR"}},
+            "loggers": {"a": {"handlers": ["f"]}, "b": {"handlers": ["f", "e"]}},
+            "root": {"handlers": ["f"]}}}"#,
+        1,
+    );
+    let oracle = relay.path("python.log");
+    let config = relay.path("listener.json");
+    python(
+        PY_BURST,
+        &[
+            &relay.port("cookbook").to_string(),
+            config.to_str().unwrap(),
+            oracle.to_str().unwrap(),
+        ],
+    );
+    let want = std::fs::read_to_string(&oracle).unwrap();
+    let path = relay.path("out/app.log");
+    wait_lines(&path, want.lines().count(), Duration::from_secs(10));
+    assert_eq!(relay.stop().0, 0);
+    assert_eq!(want.lines().count(), 42, "{want}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), want);
+}

@@ -210,3 +210,238 @@ fn sighup_reloads_the_config() {
     assert_eq!(relay.stop().0, 0);
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "2 msg 0\n");
 }
+
+/// The output file sits beside listener.json (as in the cookbook's layout)
+/// and records keep arriving: its writes happen in the watched directory
+/// every flush, and they used to reset the debounce timer, so an edit was
+/// not picked up until the senders went quiet. SPEC.md: within 1 s.
+#[test]
+fn edit_is_picked_up_while_an_output_beside_the_config_is_written() {
+    let port = free_port();
+    let cfg = |f: &str| {
+        format!(
+            r#"{{"inputs": {{"app": {{"type": "tcp", "address": "127.0.0.1:{port}"}}}},
+  "outputs": {{"file": {{"type": "file", "path": "app.log", "format": "{f}"}}}}}}"#
+        )
+    };
+    let mut relay = Relay::start(&cfg("old %(message)s"), 1);
+    // 500 records, one every 10 ms: about 5 s of steady writes.
+    let mut sender = Command::new("python3")
+        .arg("-c")
+        .arg(
+            r#"
+import logging, logging.handlers, sys, time
+h = logging.handlers.SocketHandler("127.0.0.1", int(sys.argv[1]))
+log = logging.getLogger("steady"); log.propagate = False; log.setLevel(1); log.addHandler(h)
+for i in range(500):
+    log.info("msg %d", i); time.sleep(0.01)
+h.close()
+"#,
+        )
+        .arg(port.to_string())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let path = relay.path("app.log");
+    wait_lines(&path, 50, Duration::from_secs(10));
+    let written = std::time::Instant::now();
+    rewrite(&relay, &cfg("new %(message)s"));
+    relay.wait_for_log("Reloaded.", 1, Duration::from_secs(10));
+    let took = written.elapsed();
+    assert!(
+        sender.try_wait().unwrap().is_none(),
+        "the reload waited for the sender to finish ({took:?})"
+    );
+    assert!(took < Duration::from_secs(2), "reload after {took:?}");
+    assert_eq!(wait_timeout(&mut sender, Duration::from_secs(60)), 0);
+    let text = wait_lines(&path, 500, Duration::from_secs(10));
+    assert_eq!(relay.stop().0, 0);
+    // Every record once, in order, old format then new, never back.
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 500, "{text}");
+    let switch = lines.iter().position(|l| l.starts_with("new ")).unwrap();
+    assert!(switch >= 50, "{text}");
+    for (i, line) in lines.iter().enumerate() {
+        let prefix = if i < switch { "old" } else { "new" };
+        assert_eq!(*line, format!("{prefix} msg {i}"));
+    }
+}
+
+/// A Unix input whose `mode` is edited keeps its socket and connections
+/// (same path), and the socket file takes the new mode.
+#[test]
+fn editing_a_unix_socket_mode_applies_it_to_the_kept_socket() {
+    use std::os::unix::fs::PermissionsExt;
+    let cfg = |mode: &str| {
+        format!(
+            r#"{{"inputs": {{"app": {{"type": "unix", "path": "run/listener.sock", "mode": "{mode}"}}}},
+  "outputs": {{"file": {{"type": "file", "path": "out/app.log", "format": "%(message)s"}}}}}}"#
+        )
+    };
+    let mut relay = Relay::start(&cfg("0600"), 1);
+    let sock = relay.path("run/listener.sock");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&sock), 0o600);
+    // A connection open across the reload.
+    let mut conn = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    rewrite(&relay, &cfg("0666"));
+    relay.wait_for_log("Reloaded.", 1, Duration::from_secs(10));
+    assert_eq!(mode(&sock), 0o666);
+    let frame = python(
+        r#"
+import logging, logging.handlers, sys
+h = logging.handlers.SocketHandler("x", None)
+sys.stdout.buffer.write(h.makePickle(logging.makeLogRecord({"msg": "kept"})))
+"#,
+        &[],
+    )
+    .stdout;
+    std::io::Write::write_all(&mut conn, &frame).unwrap();
+    drop(conn);
+    let path = relay.path("out/app.log");
+    wait_lines(&path, 1, Duration::from_secs(10));
+    assert_eq!(relay.stop().0, 0);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "kept\n");
+    assert!(
+        !relay.stderr().contains("Listening (added by reload)"),
+        "the socket was kept"
+    );
+}
+
+/// Format edits while one connection streams as fast as it can: the
+/// changed output used to be a second thread appending to the same file,
+/// which wrote the connection's first new-format lines before the old
+/// thread's queued ones (seen: `A 23727, A 23728, B 23623, ...`). Now the
+/// output keeps its thread and queue, and only the lines change. `fsync`
+/// slows the output thread so that its queue holds lines at each edit.
+#[test]
+fn format_edits_under_load_keep_each_connections_order_in_the_file() {
+    let port = free_port();
+    let cfg = |prefix: &str| {
+        format!(
+            r#"{{"inputs": {{"app": {{"type": "tcp", "address": "127.0.0.1:{port}"}}}},
+  "outputs": {{"file": {{"type": "file", "path": "app.log", "fsync": true,
+                        "format": "{prefix} %(message)s"}}}}}}"#
+        )
+    };
+    let mut relay = Relay::start(&cfg("A"), 1);
+    const N: usize = 200_000;
+    let mut sender = Command::new("python3")
+        .arg("-c")
+        .arg(
+            r#"
+import logging, logging.handlers, sys
+h = logging.handlers.SocketHandler("127.0.0.1", int(sys.argv[1]))
+log = logging.getLogger("fast"); log.propagate = False; log.setLevel(1); log.addHandler(h)
+for i in range(int(sys.argv[2])):
+    log.info("%d", i)
+h.close()
+"#,
+        )
+        .args([port.to_string(), N.to_string()])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let path = relay.path("app.log");
+    let mut reloads = 0;
+    for prefix in ["B", "A"].repeat(4) {
+        std::thread::sleep(Duration::from_millis(300));
+        if sender.try_wait().unwrap().is_some() {
+            break;
+        }
+        rewrite(&relay, &cfg(prefix));
+        reloads += 1;
+        relay.wait_for_log("Reloaded.", reloads, Duration::from_secs(10));
+    }
+    assert_eq!(wait_timeout(&mut sender, Duration::from_secs(120)), 0);
+    let text = wait_lines(&path, N, Duration::from_secs(30));
+    assert_eq!(relay.stop().0, 0);
+    assert!(reloads >= 2, "the sender finished before the edits");
+    let mut switches = 0;
+    let mut prefix = "A";
+    for (i, line) in text.lines().enumerate() {
+        let (p, n) = line.split_once(' ').unwrap();
+        assert_eq!(n, i.to_string(), "line {i}: {line:?}");
+        if p != prefix {
+            switches += 1;
+            prefix = if p == "A" { "A" } else { "B" };
+        }
+    }
+    assert_eq!(text.lines().count(), N);
+    assert!(
+        switches <= reloads,
+        "{switches} format switches for {reloads} edits"
+    );
+}
+
+/// SIGTERM while a removed input still serves an idle connection (within
+/// `drain_seconds`): the connection is read until quiet for 100 ms, as any
+/// other at shutdown, and logrelay exits. It used to wait out the rest of
+/// `drain_seconds` (30 s by default) first.
+#[test]
+fn sigterm_during_a_reload_drain_exits_without_waiting_for_drain_seconds() {
+    let (a, b) = (free_port(), free_port());
+    let cfg = |inputs: &str| {
+        format!(
+            r#"{{"inputs": {{{inputs}}}, "drain_seconds": 60,
+  "outputs": {{"file": {{"type": "file", "path": "out/app.log", "format": "%(message)s"}}}}}}"#
+        )
+    };
+    let input = |name: &str, port: u16| {
+        format!(r#""{name}": {{"type": "tcp", "address": "127.0.0.1:{port}"}}"#)
+    };
+    let mut relay = Relay::start(&cfg(&format!("{}, {}", input("a", a), input("b", b))), 2);
+    // A connection to b that sends one record and then stays open, idle.
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", b)).unwrap();
+    let frame = python(
+        r#"
+import logging, logging.handlers, sys
+h = logging.handlers.SocketHandler("x", None)
+sys.stdout.buffer.write(h.makePickle(logging.makeLogRecord({"msg": "from b"})))
+"#,
+        &[],
+    )
+    .stdout;
+    std::io::Write::write_all(&mut conn, &frame).unwrap();
+    let path = relay.path("out/app.log");
+    wait_lines(&path, 1, Duration::from_secs(10));
+    rewrite(&relay, &cfg(&input("a", a)));
+    relay.wait_for_log("Reloaded.", 1, Duration::from_secs(10));
+    let started = std::time::Instant::now();
+    let (code, _, _) = relay.stop();
+    let took = started.elapsed();
+    assert_eq!(code, 0);
+    assert!(took < Duration::from_secs(3), "exit took {took:?}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "from b\n");
+    drop(conn);
+}
+
+/// An edit that only changes a format keeps the output's writer (see
+/// above) and must still make the decoder keep the fields the new format
+/// names: the old format read none of them.
+#[test]
+fn a_format_edit_naming_new_fields_gets_their_values() {
+    let port = free_port();
+    let config = |format: &str| {
+        format!(
+            r#"{{"inputs": {{"app": {{"type": "tcp", "address": "127.0.0.1:{port}"}}}},
+  "outputs": {{"file": {{"type": "file", "path": "out/app.log", "format": "{format}"}}}}}}"#
+        )
+    };
+    let mut relay = Relay::start(&config("%(message)s"), 1);
+    let path = relay.path("out/app.log");
+    send_tcp(port, 2, "app.web");
+    wait_lines(&path, 2, Duration::from_secs(10));
+    rewrite(
+        &relay,
+        &config("%(name)s %(funcName)s %(levelname)s %(message)s"),
+    );
+    relay.wait_for_log("Reloaded.", 1, Duration::from_secs(10));
+    send_tcp(port, 2, "app.db");
+    wait_lines(&path, 4, Duration::from_secs(10));
+    assert_eq!(relay.stop().0, 0);
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        "msg 0\nmsg 1\napp.db <module> INFO msg 0\napp.db <module> INFO msg 1\n"
+    );
+}

@@ -43,6 +43,16 @@ pub(crate) enum Piece {
     },
 }
 
+impl Piece {
+    /// The attribute a placeholder names; `None` for literal text.
+    pub(crate) fn attr(&self) -> Option<&Attr> {
+        match self {
+            Piece::Field { attr, .. } => Some(attr),
+            Piece::Lit(_) => None,
+        }
+    }
+}
+
 /// Parse a `{` format as `str.format` does, and refuse what Python's
 /// `StrFormatStyle.validate` refuses or what fails on every record
 /// (positional fields). Attribute access (`{x.y}`) and nested fields in

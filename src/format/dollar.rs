@@ -10,6 +10,16 @@ pub(crate) enum Piece {
     Field(Attr),
 }
 
+impl Piece {
+    /// The attribute a placeholder names; `None` for literal text.
+    pub(crate) fn attr(&self) -> Option<&Attr> {
+        match self {
+            Piece::Field(attr) => Some(attr),
+            Piece::Lit(_) => None,
+        }
+    }
+}
+
 /// Parse a `$` format with `string.Template.pattern`: `$$`, `$name`,
 /// `${name}` (names `[_a-zA-Z][_a-zA-Z0-9]*`); anything else after `$` is
 /// an invalid placeholder, which Python refuses on every record.

@@ -256,27 +256,9 @@ impl Template {
             keep = keep.and(Keep::fields(["created", "msecs", "asctime"]));
         }
         let attrs: Vec<&Attr> = match &self.body {
-            Body::Percent(p) => p
-                .iter()
-                .filter_map(|p| match p {
-                    percent::Piece::Field { attr, .. } => Some(attr),
-                    percent::Piece::Lit(_) => None,
-                })
-                .collect(),
-            Body::Brace(p) => p
-                .iter()
-                .filter_map(|p| match p {
-                    brace::Piece::Field { attr, .. } => Some(attr),
-                    brace::Piece::Lit(_) => None,
-                })
-                .collect(),
-            Body::Dollar(p) => p
-                .iter()
-                .filter_map(|p| match p {
-                    dollar::Piece::Field(attr) => Some(attr),
-                    dollar::Piece::Lit(_) => None,
-                })
-                .collect(),
+            Body::Percent(p) => p.iter().filter_map(percent::Piece::attr).collect(),
+            Body::Brace(p) => p.iter().filter_map(brace::Piece::attr).collect(),
+            Body::Dollar(p) => p.iter().filter_map(dollar::Piece::attr).collect(),
         };
         for attr in attrs {
             keep = keep.and(match attr {

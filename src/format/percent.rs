@@ -17,6 +17,16 @@ pub(crate) enum Piece {
     },
 }
 
+impl Piece {
+    /// The attribute a placeholder names; `None` for literal text.
+    pub(crate) fn attr(&self) -> Option<&Attr> {
+        match self {
+            Piece::Field { attr, .. } => Some(attr),
+            Piece::Lit(_) => None,
+        }
+    }
+}
+
 /// Parse and check a `%` format: Python's `Formatter(validate=True)` check,
 /// then every conversion Python would refuse on every record.
 pub(crate) fn compile(f: &str) -> Result<Vec<Piece>, FormatError> {

@@ -73,6 +73,16 @@ impl Route {
             .fold(keep, |keep, out| keep.and(out.reads()))
     }
 
+    /// Whether the route has no condition, so every record passes.
+    fn takes_all(&self) -> bool {
+        let spec = &self.spec;
+        spec.min_level.is_none()
+            && spec.loggers.is_none()
+            && spec.exclude_loggers.is_empty()
+            && spec.name_filters.is_empty()
+            && spec.logger_filters.is_empty()
+    }
+
     /// Whether `record` passes the route's conditions (before filters).
     fn matches(&self, record: &Record) -> bool {
         let spec = &self.spec;
@@ -208,7 +218,11 @@ impl Pipeline {
             // takes the originals.
             let batch: Vec<Record> = if i == last {
                 let Some(all) = records.take() else { return };
-                all.into_iter().filter(|r| route.matches(r)).collect()
+                if route.takes_all() {
+                    all
+                } else {
+                    all.into_iter().filter(|r| route.matches(r)).collect()
+                }
             } else {
                 records
                     .iter()

@@ -6,10 +6,11 @@
 //! The decoder is a small recursive-descent parser over the frame's bytes
 //! (rmp-serde would go through serde and lose `bin` vs `str` and map key
 //! types): nesting is capped at [`MAX_DEPTH`], declared lengths are never
-//! trusted for allocation (each element takes at least one byte, so a
-//! capacity is bounded by what is left of the frame), strings borrow from
-//! the frame, and bytes after the top-level map are an error (one frame,
-//! one map).
+//! trusted for allocation (each element takes at least one byte, so the
+//! capacities reserved for all the containers of a frame together never
+//! exceed its length, however deep they nest), strings borrow from the
+//! frame, and bytes after the top-level map are an error (one frame, one
+//! map).
 //!
 //! Types map as Python's `msgpack.unpackb(raw=False)` would give them:
 //! str → `Str` (invalid UTF-8 replaced with U+FFFD), bin → `Bytes`, array →
@@ -54,7 +55,11 @@ pub fn parse_map(frame: &Bytes) -> Result<Fields, DecodeError> {
 /// the keys arrive ([`crate::codec::Repeats`]). Only the fields `keep`
 /// names are kept.
 fn record_map(frame: &Bytes, keep: Keep) -> Result<(Fields, u32), DecodeError> {
-    let mut p = Parser { frame, pos: 0 };
+    let mut p = Parser {
+        frame,
+        pos: 0,
+        reserved: 0,
+    };
     let marker = p.byte()?;
     let len = match marker {
         0x80..=0x8f => usize::from(marker & 0x0f),
@@ -64,7 +69,7 @@ fn record_map(frame: &Bytes, keep: Keep) -> Result<(Fields, u32), DecodeError> {
     };
     let mut fields = match len {
         0..=crate::record::FIELDS_CAPACITY => crate::record::spare_fields(),
-        _ => Vec::with_capacity(len.min(p.left() / 2)),
+        _ => Vec::with_capacity(p.reserve(len, 2)),
     };
     let mut repeats = crate::codec::Repeats::default();
     let mut left_out = 0;
@@ -107,11 +112,29 @@ fn kind(marker: u8) -> &'static str {
 struct Parser<'a> {
     frame: &'a Bytes,
     pos: usize,
+    /// Bytes of the frame that reserved capacity already stands for (see
+    /// [`Parser::reserve`]).
+    reserved: usize,
 }
 
 impl Parser<'_> {
     fn left(&self) -> usize {
         self.frame.len() - self.pos
+    }
+
+    /// The capacity to reserve for a container declaring `len` elements of
+    /// at least `bytes` bytes each. Each element of a well-formed frame
+    /// takes bytes of its own, so all its containers together need at most
+    /// `frame.len() / bytes` elements: reserving from that one budget,
+    /// rather than from what is left at each level, stops nested
+    /// containers that each declare 2^32 elements from reserving a frame's
+    /// worth per level (255 levels of a 16 MiB frame asked for some 128
+    /// GB). A container past the budget grows as its elements arrive.
+    fn reserve(&mut self, len: usize, bytes: usize) -> usize {
+        let budget = (self.frame.len() - self.reserved).min(self.left()) / bytes;
+        let n = len.min(budget);
+        self.reserved += n * bytes;
+        n
     }
 
     fn take(&mut self, n: usize) -> Result<(usize, usize), DecodeError> {
@@ -184,7 +207,7 @@ impl Parser<'_> {
     }
 
     fn array(&mut self, len: usize, depth: usize) -> Result<Value, DecodeError> {
-        let mut items = Vec::with_capacity(len.min(self.left()));
+        let mut items = Vec::with_capacity(self.reserve(len, 1));
         for _ in 0..len {
             items.push(self.value(depth + 1)?);
         }
@@ -192,7 +215,7 @@ impl Parser<'_> {
     }
 
     fn map(&mut self, len: usize, depth: usize) -> Result<Value, DecodeError> {
-        let mut pairs = Vec::with_capacity(len.min(self.left() / 2));
+        let mut pairs = Vec::with_capacity(self.reserve(len, 2));
         for _ in 0..len {
             let k = self.value(depth + 1)?;
             let v = self.value(depth + 1)?;
@@ -589,6 +612,28 @@ mod tests {
         deep.extend(std::iter::repeat_n(0x91u8, 100_000));
         deep.push(0xc0);
         assert!(parse_map(&Bytes::from(deep)).is_err());
+    }
+
+    /// Containers nested 255 deep that each declare 2^32 - 1 elements
+    /// reserve capacity from one budget of the frame's length; each used
+    /// to reserve what was left of the frame (255 times 16 MiB elements for
+    /// a 16 MiB frame, an abort wherever memory is not overcommitted).
+    #[test]
+    fn nested_huge_declared_lengths_reserve_at_most_the_frame() {
+        let mut b = b"\x81\xa1a".to_vec();
+        for _ in 0..MAX_DEPTH - 1 {
+            b.extend_from_slice(b"\xdd\xff\xff\xff\xff");
+        }
+        b.resize(b.len() + 65_536, 0xc0);
+        let frame = Bytes::from(b);
+        assert!(parse_map(&frame).is_err());
+        let mut p = Parser {
+            frame: &frame,
+            pos: 3,
+            reserved: 0,
+        };
+        assert!(p.value(1).is_err());
+        assert!(p.reserved <= frame.len(), "{} reserved", p.reserved);
     }
 
     #[test]

@@ -31,10 +31,14 @@ pub fn decode(frame: &Bytes) -> Result<Fields, DecodeError> {
     let text = std::str::from_utf8(frame)
         .map_err(|e| DecodeError::Json(format!("the frame is not UTF-8: {e}")))?;
     let mut de = serde_json::Deserializer::from_str(text);
-    let (fields, own) = TopLevel { frame }
-        .deserialize(&mut de)
-        .and_then(|f| de.end().map(|()| f))
-        .map_err(|e| DecodeError::Json(e.to_string()))?;
+    let values = std::cell::Cell::new(0);
+    let (fields, own) = TopLevel {
+        frame,
+        values: &values,
+    }
+    .deserialize(&mut de)
+    .and_then(|f| de.end().map(|()| f))
+    .map_err(|e| DecodeError::Json(e.to_string()))?;
     Ok(crate::codec::defaults::fill_known(fields, own))
 }
 
@@ -54,9 +58,16 @@ fn frame_str(frame: &Bytes, s: &str) -> Str {
     Str::from(s)
 }
 
-/// The top-level object of a frame, read into fields.
+/// Most values one frame may hold, as the pickle decoder's limit: `[0,0,…]`
+/// takes two bytes a value on the wire and 40 in memory, so without it one
+/// 16 MiB frame would cost 320 MiB.
+pub const MAX_VALUES: usize = crate::codec::pickle::MAX_SLOTS;
+
+/// The top-level object of a frame, read into fields; `values` counts the
+/// values decoded (see [`MAX_VALUES`]).
 struct TopLevel<'f> {
     frame: &'f Bytes,
+    values: &'f std::cell::Cell<usize>,
 }
 
 impl<'de> serde::de::DeserializeSeed<'de> for TopLevel<'_> {
@@ -72,7 +83,7 @@ impl<'de> serde::de::Visitor<'de> for TopLevel<'_> {
         f.write_str("a JSON object at the top level")
     }
     fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<(Fields, u32), A::Error> {
-        object_fields(self.frame, map, crate::record::spare_fields())
+        object_fields(self.frame, self.values, map, crate::record::spare_fields())
     }
 }
 
@@ -86,13 +97,14 @@ impl<'de> serde::de::Visitor<'de> for TopLevel<'_> {
 /// level, a new one for a nested object (which becomes a dict).
 fn object_fields<'de, A: serde::de::MapAccess<'de>>(
     frame: &Bytes,
+    values: &std::cell::Cell<usize>,
     mut map: A,
     mut fields: Fields,
 ) -> Result<(Fields, u32), A::Error> {
     let mut repeats = crate::codec::Repeats::default();
     while let Some((key, bit)) = map.next_key_seed(KeySeed { frame })? {
         repeats.note(&key, bit, &fields);
-        let value = map.next_value_seed(ValueSeed { frame })?;
+        let value = map.next_value_seed(ValueSeed { frame, values })?;
         fields.push((key, value));
     }
     let own = repeats.finish(&mut fields);
@@ -128,14 +140,23 @@ impl<'de> serde::de::Visitor<'de> for KeySeed<'_> {
     }
 }
 
-/// Any JSON value, as [`from_json`] would convert it.
+/// Any JSON value, as [`from_json`] would convert it, counted in
+/// `values`.
 struct ValueSeed<'f> {
     frame: &'f Bytes,
+    values: &'f std::cell::Cell<usize>,
 }
 
 impl<'de> serde::de::DeserializeSeed<'de> for ValueSeed<'_> {
     type Value = Value;
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        let n = self.values.get() + 1;
+        if n > MAX_VALUES {
+            return Err(serde::de::Error::custom(format!(
+                "more than {MAX_VALUES} values in one frame"
+            )));
+        }
+        self.values.set(n);
         d.deserialize_any(self)
     }
 }
@@ -171,13 +192,16 @@ impl<'de> serde::de::Visitor<'de> for ValueSeed<'_> {
     }
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut items = Vec::new();
-        while let Some(v) = seq.next_element_seed(ValueSeed { frame: self.frame })? {
+        while let Some(v) = seq.next_element_seed(ValueSeed {
+            frame: self.frame,
+            values: self.values,
+        })? {
             items.push(v);
         }
         Ok(Value::List(Arc::new(items)))
     }
     fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Value, A::Error> {
-        let (fields, _) = object_fields(self.frame, map, Vec::new())?;
+        let (fields, _) = object_fields(self.frame, self.values, map, Vec::new())?;
         Ok(Value::Dict(Arc::new(
             fields
                 .into_iter()
@@ -453,6 +477,19 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A frame may hold at most MAX_VALUES values, counted across nesting.
+    #[test]
+    fn a_frame_of_too_many_values_is_refused() {
+        let frame = |n: usize| {
+            let list = vec!["0"; n].join(",");
+            Bytes::from(format!(r#"{{"msg":"m","x":[[{list}]]}}"#))
+        };
+        // "m", the outer list and the inner one are three values.
+        assert!(decode(&frame(MAX_VALUES - 3)).is_ok());
+        let e = decode(&frame(MAX_VALUES - 2)).unwrap_err().to_string();
+        assert!(e.contains("more than 1048576 values"), "{e}");
     }
 
     #[test]

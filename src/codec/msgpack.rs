@@ -31,6 +31,11 @@ use crate::record::{Fields, Object, Str, Value};
 /// decoder's limit: consumers walk values recursively.
 pub const MAX_DEPTH: usize = crate::codec::pickle::MAX_DEPTH;
 
+/// Most values one frame may hold, as the pickle decoder's limit: a value
+/// can take one byte on the wire (a nil) and 40 in memory, so without it
+/// one 16 MiB frame of nils would cost 640 MiB.
+pub const MAX_VALUES: usize = crate::codec::pickle::MAX_SLOTS;
+
 /// Decode one frame holding a msgpack map into a record's fields, with
 /// `makeLogRecord`'s defaults for missing attributes.
 pub fn decode(frame: &Bytes) -> Result<Fields, DecodeError> {
@@ -59,6 +64,7 @@ fn record_map(frame: &Bytes, keep: Keep) -> Result<(Fields, u32), DecodeError> {
         frame,
         pos: 0,
         reserved: 0,
+        values: 0,
     };
     let marker = p.byte()?;
     let len = match marker {
@@ -115,6 +121,8 @@ struct Parser<'a> {
     /// Bytes of the frame that reserved capacity already stands for (see
     /// [`Parser::reserve`]).
     reserved: usize,
+    /// Values decoded so far (see [`MAX_VALUES`]).
+    values: usize,
 }
 
 impl Parser<'_> {
@@ -251,6 +259,10 @@ impl Parser<'_> {
     /// One value at nesting `depth` (the record map's values are depth 1,
     /// a container inside them depth 2).
     fn value(&mut self, depth: usize) -> Result<Value, DecodeError> {
+        self.values += 1;
+        if self.values > MAX_VALUES {
+            return Err(err(format!("more than {MAX_VALUES} values in one frame")));
+        }
         let marker = self.byte()?;
         let container = matches!(marker, 0x80..=0x9f | 0xdc..=0xdf);
         if container && depth >= MAX_DEPTH {
@@ -522,6 +534,21 @@ mod tests {
         assert!(decode_keeping(&Bytes::from(bad), Keep::NONE).is_err());
     }
 
+    /// A frame may hold at most MAX_VALUES values, counted across nesting.
+    #[test]
+    fn a_frame_of_too_many_nils_is_refused() {
+        let frame = |n: usize| {
+            let mut b = vec![0x81, 0xa1, b'x', 0xdd];
+            b.extend_from_slice(&u32::try_from(n).unwrap().to_be_bytes());
+            b.resize(b.len() + n, 0xc0);
+            Bytes::from(b)
+        };
+        // The array is one value.
+        assert!(parse_map(&frame(MAX_VALUES - 1)).is_ok());
+        let e = parse_map(&frame(MAX_VALUES)).unwrap_err().to_string();
+        assert!(e.contains("more than 1048576 values"), "{e}");
+    }
+
     #[test]
     fn round_trips_every_type() {
         let long = "x".repeat(70_000);
@@ -631,6 +658,7 @@ mod tests {
             frame: &frame,
             pos: 3,
             reserved: 0,
+            values: 0,
         };
         assert!(p.value(1).is_err());
         assert!(p.reserved <= frame.len(), "{} reserved", p.reserved);

@@ -224,6 +224,9 @@ pub(crate) async fn serve_stream<S: AsyncRead + AsyncWrite + Readable + Unpin>(
     // No buffer until there is something to read, and a small one while
     // the connection is not busy (see SMALL_READ).
     let mut buf = BytesMut::new();
+    // How much of `buf` holds no newline (newline framing; see
+    // `Framer::next_frame_from`).
+    let mut scanned = 0;
     let mut want = SMALL_READ;
     // None while running; Some((deadline, quiet)) once draining.
     let mut drain: Option<(Instant, bool)> = None;
@@ -290,7 +293,7 @@ pub(crate) async fn serve_stream<S: AsyncRead + AsyncWrite + Readable + Unpin>(
         let mut records = Vec::new();
         let mut fatal = None;
         loop {
-            match stage.framer.next_frame(&mut buf) {
+            match stage.framer.next_frame_from(&mut buf, &mut scanned) {
                 Ok(Some(frame)) => decode_into(&stage, &ctx, frame, &mut records),
                 Ok(None) => break,
                 Err(e) => {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::codec::DecodeError;
+use crate::codec::{DecodeError, MAX_VALUES};
 use crate::format::pyrepr::bytes_repr;
 use crate::record::{Fields, Str, Value};
 
@@ -58,13 +58,9 @@ fn frame_str(frame: &Bytes, s: &str) -> Str {
     Str::from(s)
 }
 
-/// Most values one frame may hold, as the pickle decoder's limit: `[0,0,…]`
-/// takes two bytes a value on the wire and 40 in memory, so without it one
-/// 16 MiB frame would cost 320 MiB.
-pub const MAX_VALUES: usize = crate::codec::pickle::MAX_SLOTS;
-
 /// The top-level object of a frame, read into fields; `values` counts the
-/// values decoded (see [`MAX_VALUES`]).
+/// values decoded (see [`MAX_VALUES`]: `[0,0,…]` takes two bytes a value
+/// on the wire and 40 in memory).
 struct TopLevel<'f> {
     frame: &'f Bytes,
     values: &'f std::cell::Cell<usize>,

@@ -58,12 +58,18 @@ impl DecoderKind {
     }
 }
 
+/// Most values one JSON or msgpack frame may hold, the pickle decoder's
+/// limit ([`pickle::MAX_SLOTS`]): a value can take a byte or two on the
+/// wire and 40 in memory, so without it one 16 MiB frame would decode to
+/// 320-640 MiB.
+pub const MAX_VALUES: usize = pickle::MAX_SLOTS;
+
 /// The fields of a record that whatever reads it downstream can look at,
 /// so that a decoder may leave the others out (SocketHandler sends 22
 /// attributes; a route to a text file whose format names five reads nine).
 ///
 /// LogRecord's own attributes are named one by one, by their
-/// [`defaults::own_name`] bit; any other key (an `extra=` attribute) is
+/// `defaults::own_name` bit; any other key (an `extra=` attribute) is
 /// kept or not as a whole.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Keep {
@@ -112,6 +118,11 @@ impl Keep {
             own: self.own | other.own,
             others: self.others || other.others,
         }
+    }
+
+    /// Whether the field `key` is kept.
+    pub fn keeps_name(self, key: &str) -> bool {
+        self.keeps(defaults::own_name(key.as_bytes()).map_or(0, |(_, bit)| bit))
     }
 
     /// Whether a key with this [`defaults::own_name`] bit (0 for a key

@@ -23,18 +23,13 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::codec::{DecodeError, Keep};
+use crate::codec::{DecodeError, Keep, MAX_VALUES};
 use crate::format::pyrepr::bytes_repr;
 use crate::record::{Fields, Object, Str, Value};
 
 /// Deepest nesting accepted (the record map is depth 1), as the pickle
 /// decoder's limit: consumers walk values recursively.
 pub const MAX_DEPTH: usize = crate::codec::pickle::MAX_DEPTH;
-
-/// Most values one frame may hold, as the pickle decoder's limit: a value
-/// can take one byte on the wire (a nil) and 40 in memory, so without it
-/// one 16 MiB frame of nils would cost 640 MiB.
-pub const MAX_VALUES: usize = crate::codec::pickle::MAX_SLOTS;
 
 /// Decode one frame holding a msgpack map into a record's fields, with
 /// `makeLogRecord`'s defaults for missing attributes.
@@ -121,7 +116,8 @@ struct Parser<'a> {
     /// Bytes of the frame that reserved capacity already stands for (see
     /// [`Parser::reserve`]).
     reserved: usize,
-    /// Values decoded so far (see [`MAX_VALUES`]).
+    /// Values decoded so far (see [`MAX_VALUES`]: a nil takes one byte on
+    /// the wire and 40 in memory).
     values: usize,
 }
 
@@ -516,9 +512,7 @@ mod tests {
             Keep::fields(["user", "created"]),
         ] {
             let got = decode_keeping(&frame, keep).unwrap();
-            let kept = |k: &Str| {
-                keep.keeps(crate::codec::defaults::own_name(k.as_bytes()).map_or(0, |(_, b)| b))
-            };
+            let kept = |k: &Str| keep.keeps_name(k);
             let mut want = full.clone();
             want.retain(|(k, _)| kept(k));
             let mut got_kept = got.clone();

@@ -136,6 +136,8 @@ impl Lines {
 #[derive(Debug)]
 pub(crate) struct Preformat {
     id: u64,
+    /// The record fields the encoder reads.
+    reads: Keep,
     /// Only cloned, once per thread; the lock makes the shared prototype
     /// `Sync` (a template's caches are `Cell`s).
     proto: std::sync::Mutex<LineEncoder>,
@@ -157,6 +159,7 @@ impl Preformat {
     fn new(proto: LineEncoder) -> Preformat {
         Preformat {
             id: NEXT_PREFORMAT.fetch_add(1, Ordering::Relaxed),
+            reads: proto.reads(),
             proto: std::sync::Mutex::new(proto),
         }
     }
@@ -212,8 +215,6 @@ pub struct OutputHandle {
     stats: Arc<OutputStats>,
     /// Set when the sender formats the records (see `Preformat`).
     preformat: Option<Arc<Preformat>>,
-    /// The record fields this output reads.
-    reads: Keep,
 }
 
 impl OutputHandle {
@@ -230,7 +231,7 @@ impl OutputHandle {
     /// The record fields this output reads: those its format names for a
     /// text output that formats in the sender, else all of them.
     pub fn reads(&self) -> Keep {
-        self.reads
+        self.preformat.as_ref().map_or(Keep::ALL, |p| p.reads)
     }
 
     /// Whether this output takes the records themselves (and so needs its
@@ -303,7 +304,6 @@ impl OutputHandle {
         }
         let encoder = LineEncoder::new(&self.name, encoding, text)?;
         Ok(Some(OutputHandle {
-            reads: encoder.reads(),
             preformat: Some(Arc::new(Preformat::new(encoder))),
             ..self.clone()
         }))
@@ -396,7 +396,6 @@ pub fn start(name: &str, config: &OutputConfig) -> Result<RunningOutput, OutputE
             tx,
             budget: Arc::new(tokio::sync::Semaphore::new(QUEUE_RECORDS)),
             stats,
-            reads: preformat.as_ref().map_or(Keep::ALL, LineEncoder::reads),
             preformat: preformat.map(|p| Arc::new(Preformat::new(p))),
         },
         config: config.clone(),

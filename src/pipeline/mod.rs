@@ -61,11 +61,7 @@ impl Route {
         if spec.min_level.is_some() {
             keep = keep.and(Keep::field("levelno"));
         }
-        if spec.loggers.is_some()
-            || !spec.exclude_loggers.is_empty()
-            || !spec.name_filters.is_empty()
-            || !spec.logger_filters.is_empty()
-        {
+        if self.reads_name() {
             keep = keep.and(Keep::field("name"));
         }
         self.outputs
@@ -73,14 +69,18 @@ impl Route {
             .fold(keep, |keep, out| keep.and(out.reads()))
     }
 
+    /// Whether one of the route's conditions is on the logger name.
+    fn reads_name(&self) -> bool {
+        let spec = &self.spec;
+        spec.loggers.is_some()
+            || !spec.exclude_loggers.is_empty()
+            || !spec.name_filters.is_empty()
+            || !spec.logger_filters.is_empty()
+    }
+
     /// Whether the route has no condition, so every record passes.
     fn takes_all(&self) -> bool {
-        let spec = &self.spec;
-        spec.min_level.is_none()
-            && spec.loggers.is_none()
-            && spec.exclude_loggers.is_empty()
-            && spec.name_filters.is_empty()
-            && spec.logger_filters.is_empty()
+        self.spec.min_level.is_none() && !self.reads_name()
     }
 
     /// Whether `record` passes the route's conditions (before filters).

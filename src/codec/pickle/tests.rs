@@ -497,9 +497,7 @@ fn agree(frame: &Bytes) -> bool {
     ] {
         let some = fast::try_decode(frame, keep);
         let expected = all.clone().map(|mut fields| {
-            fields.retain(|(k, _)| {
-                keep.keeps(crate::codec::defaults::own_name(k.as_bytes()).map_or(0, |(_, bit)| bit))
-            });
+            fields.retain(|(k, _)| keep.keeps_name(k));
             fields
         });
         assert_eq!(some, expected, "keep {keep:?}, frame {}", hex(frame));

@@ -13,6 +13,14 @@ fn rewrite(relay: &Relay, text: &str) {
     std::fs::rename(&tmp, relay.path("listener.json")).unwrap();
 }
 
+/// One TCP input on `port` to `out/app.log` in `format`.
+fn tcp_to_file(port: u16, format: &str) -> String {
+    format!(
+        r#"{{"inputs": {{"app": {{"type": "tcp", "address": "127.0.0.1:{port}"}}}},
+  "outputs": {{"file": {{"type": "file", "path": "out/app.log", "format": "{format}"}}}}}}"#
+    )
+}
+
 fn variant(port: u16, i: usize) -> String {
     // Format changes, an output added and removed, and the main input's
     // config changed on the same address (its socket must stay).
@@ -111,12 +119,7 @@ fn twenty_rewrites_under_load_lose_and_duplicate_nothing() {
 #[test]
 fn invalid_config_is_rejected_and_the_old_pipeline_goes_on() {
     let port = free_port();
-    let good = |format: &str| {
-        format!(
-            r#"{{"inputs": {{"app": {{"type": "tcp", "address": "127.0.0.1:{port}"}}}},
-  "outputs": {{"file": {{"type": "file", "path": "out/app.log", "format": "{format}"}}}}}}"#
-        )
-    };
+    let good = |format: &str| tcp_to_file(port, format);
     let mut relay = Relay::start(&good("A %(message)s"), 1);
     // Invalid JSON, then a valid document with an invalid value.
     rewrite(
@@ -422,12 +425,7 @@ sys.stdout.buffer.write(h.makePickle(logging.makeLogRecord({"msg": "from b"})))
 #[test]
 fn a_format_edit_naming_new_fields_gets_their_values() {
     let port = free_port();
-    let config = |format: &str| {
-        format!(
-            r#"{{"inputs": {{"app": {{"type": "tcp", "address": "127.0.0.1:{port}"}}}},
-  "outputs": {{"file": {{"type": "file", "path": "out/app.log", "format": "{format}"}}}}}}"#
-        )
-    };
+    let config = |format: &str| tcp_to_file(port, format);
     let mut relay = Relay::start(&config("%(message)s"), 1);
     let path = relay.path("out/app.log");
     send_tcp(port, 2, "app.web");

@@ -330,3 +330,51 @@ fn json_lone_surrogate_escapes_become_replacement_characters_as_in_pickle() {
     );
     assert!(first.ends_with(",\"k\u{fffd}\":\"v\u{fffd}\"}"), "{first}");
 }
+
+/// Sends each of argv[2..] as one UDP datagram to 127.0.0.1:argv[1], as
+/// a Vector or Fluent Bit `udp` sink with newline framing does.
+const PY_UDP_DATAGRAMS: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for d in sys.argv[2:]:
+    s.sendto(d.encode(), ("127.0.0.1", int(sys.argv[1])))
+s.close()
+"#;
+
+#[test]
+fn udp_newline_datagram_gives_one_record_per_line() {
+    let mut relay = Relay::start(
+        r#"{
+  "inputs": {"in": {"type": "udp", "address": "127.0.0.1:0", "decoder": "json", "framing": "newline"}},
+  "outputs": {"file": {"type": "file", "path": "out/app.log", "format": "%(levelname)s %(name)s %(message)s"}},
+  "metrics": {"address": "127.0.0.1:0"}
+}"#,
+        2,
+    );
+    let record =
+        |msg: &str| format!(r#"{{"name":"udp","levelname":"INFO","levelno":20,"msg":"{msg}"}}"#);
+    // Three lines, the middle one not JSON, a `\r\n` and a blank line;
+    // then one line without a newline.
+    let first = format!("{}\r\n{{oops\n\n{}\n", record("one"), record("two"));
+    let second = record("three");
+    python(
+        PY_UDP_DATAGRAMS,
+        &[&relay.port("in").to_string(), &first, &second],
+    );
+    let path = relay.path("out/app.log");
+    wait_lines(&path, 3, Duration::from_secs(10));
+    let body = http_get(&relay.addr("metrics"), "/metrics");
+    assert_eq!(relay.stop().0, 0);
+    assert_eq!(
+        std::fs::read_to_string(path).unwrap(),
+        "INFO udp one\nINFO udp two\nINFO udp three\n"
+    );
+    assert!(
+        body.contains("\nlogrelay_records_received_total{input=\"in\"} 3\n"),
+        "{body}"
+    );
+    assert!(
+        body.contains("\nlogrelay_records_rejected_total{input=\"in\",reason=\"bad_json\"} 1\n"),
+        "{body}"
+    );
+}

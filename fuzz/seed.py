@@ -7,12 +7,14 @@ framing: a control byte (see fuzz_targets/framing.rs) then a few of those
          length-prefixed frames, or JSON lines.
 json, msgpack: the bytes examples/python/logrelay_handlers.py sends for a
          few real LogRecords (plain, exception, unicode, extra= with nested
-         containers, big and odd numbers, bytes); msgpack needs the
-         `msgpack` package.
+         containers, big and odd numbers, bytes), and one record with lone
+         surrogates as `json.dumps` escapes them by default; msgpack needs
+         the `msgpack` package.
 
 Run from fuzz/: `python3 seed.py`.
 """
 
+import json
 import logging
 import os
 import struct
@@ -86,6 +88,10 @@ def main():
             write("msgpack", "%03d" % n, logrelay_handlers._msgpack_bytes(h, r))
         except ImportError:
             sys.exit("msgpack seeds need `python3 -m pip install msgpack`")
+    # ensure_ascii (json.dumps's default) writes a lone surrogate, such as
+    # a byte decoded with errors="surrogateescape", as the escape \udcff.
+    lone = {"msg": "bad \udcff \ud800 \U0001F600", "k\udcfe": "v\udfff"}
+    write("json", "lone_surrogates", json.dumps(lone).encode("ascii"))
 
 
 if __name__ == "__main__":

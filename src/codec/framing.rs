@@ -122,13 +122,10 @@ impl Framer {
                             });
                         }
                         let mut line = buf.split_to(pos + 1);
-                        line.truncate(pos);
-                        if line.last() == Some(&b'\r') {
-                            line.truncate(pos - 1);
-                        }
-                        if line.iter().all(u8::is_ascii_whitespace) {
+                        let Some(len) = payload_len(&line[..pos]) else {
                             continue; // blank lines carry no record
-                        }
+                        };
+                        line.truncate(len);
                         return Ok(Some(line.freeze()));
                     }
                     None if buf.len() > self.max_frame_bytes => {
@@ -166,46 +163,96 @@ impl Framer {
             }
             Framing::Newline => {
                 let line = buf.split().freeze();
-                if line.iter().all(u8::is_ascii_whitespace) {
-                    Ok(None)
-                } else {
-                    Ok(Some(line))
-                }
+                Ok(payload_len(&line).map(|len| line.slice(..len)))
             }
         }
     }
 
-    /// The payload of one datagram (DatagramHandler sends the same
-    /// length-prefixed bytes as SocketHandler, one frame per datagram).
-    pub fn datagram(&self, datagram: Bytes) -> Result<Bytes, FrameError> {
-        match self.framing {
-            Framing::Newline => Ok(datagram),
-            Framing::LengthPrefixed => {
-                if datagram.len() < 4 {
-                    return Err(FrameError::Truncated {
-                        want: 4,
-                        got: datagram.len(),
-                    });
+    /// The frames of one datagram. Length-prefixed, a datagram is one
+    /// frame (DatagramHandler sends the same bytes as SocketHandler, one
+    /// record per datagram). Newline-framed, it is every line, as the
+    /// stream framing cuts them: `\r\n` ends a line too, a blank line is
+    /// skipped, a last line needs no newline, and `max_frame_bytes` limits
+    /// each line. A line in error is one `Err` item; the lines after it
+    /// still come (a datagram, unlike a stream, has nothing to resync).
+    pub fn datagram(&self, datagram: Bytes) -> DatagramFrames {
+        DatagramFrames {
+            framer: *self,
+            rest: Some(datagram),
+        }
+    }
+
+    /// A length-prefixed datagram's payload: the prefix must say exactly
+    /// the size of what follows it.
+    fn prefixed_datagram(&self, datagram: Bytes) -> Result<Bytes, FrameError> {
+        if datagram.len() < 4 {
+            return Err(FrameError::Truncated {
+                want: 4,
+                got: datagram.len(),
+            });
+        }
+        let declared =
+            u32::from_be_bytes([datagram[0], datagram[1], datagram[2], datagram[3]]) as usize;
+        if declared > self.max_frame_bytes {
+            return Err(FrameError::TooLarge {
+                len: declared,
+                max: self.max_frame_bytes,
+            });
+        }
+        if declared != datagram.len() - 4 {
+            return Err(FrameError::DatagramLength {
+                declared,
+                actual: datagram.len() - 4,
+            });
+        }
+        Ok(datagram.slice(4..))
+    }
+}
+
+/// The frames of one datagram, from [`Framer::datagram`].
+#[derive(Debug)]
+pub struct DatagramFrames {
+    framer: Framer,
+    /// What is left to cut; `None` once done.
+    rest: Option<Bytes>,
+}
+
+impl Iterator for DatagramFrames {
+    type Item = Result<Bytes, FrameError>;
+
+    fn next(&mut self) -> Option<Result<Bytes, FrameError>> {
+        if self.framer.framing == Framing::LengthPrefixed {
+            return Some(self.framer.prefixed_datagram(self.rest.take()?));
+        }
+        loop {
+            let rest = self.rest.as_mut()?;
+            let line = match memchr(b'\n', rest) {
+                Some(pos) => {
+                    let line = rest.split_to(pos + 1);
+                    line.slice(..pos)
                 }
-                let declared =
-                    u32::from_be_bytes([datagram[0], datagram[1], datagram[2], datagram[3]])
-                        as usize;
-                if declared > self.max_frame_bytes {
-                    return Err(FrameError::TooLarge {
-                        len: declared,
-                        max: self.max_frame_bytes,
-                    });
-                }
-                if declared != datagram.len() - 4 {
-                    return Err(FrameError::DatagramLength {
-                        declared,
-                        actual: datagram.len() - 4,
-                    });
-                }
-                Ok(datagram.slice(4..))
+                None => self.rest.take()?,
+            };
+            if line.len() > self.framer.max_frame_bytes {
+                return Some(Err(FrameError::TooLarge {
+                    len: line.len(),
+                    max: self.framer.max_frame_bytes,
+                }));
+            }
+            if let Some(len) = payload_len(&line) {
+                return Some(Ok(line.slice(..len)));
             }
         }
     }
+}
+
+/// A line's payload (`line` without its `\n`) without a final `\r`:
+/// its length, or `None` for a blank line, which carries no record.
+fn payload_len(line: &[u8]) -> Option<usize> {
+    if line.iter().all(u8::is_ascii_whitespace) {
+        return None;
+    }
+    Some(line.len() - usize::from(line.last() == Some(&b'\r')))
 }
 
 fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
@@ -303,19 +350,109 @@ mod tests {
         }
     }
 
+    fn datagram_frames(framer: Framer, datagram: &[u8]) -> Vec<Result<Bytes, FrameError>> {
+        framer.datagram(Bytes::copy_from_slice(datagram)).collect()
+    }
+
     #[test]
     fn datagram_prefix_must_match_size() {
         let framer = Framer::new(Framing::LengthPrefixed, 100);
-        let ok = Bytes::from(frame(b"xyz"));
-        assert_eq!(framer.datagram(ok).unwrap(), &b"xyz"[..]);
+        assert_eq!(
+            datagram_frames(framer, &frame(b"xyz")),
+            vec![Ok(Bytes::from_static(b"xyz"))]
+        );
         let mut bad = frame(b"xyz");
         bad.push(0);
         assert_eq!(
-            framer.datagram(Bytes::from(bad)),
-            Err(FrameError::DatagramLength {
+            datagram_frames(framer, &bad),
+            vec![Err(FrameError::DatagramLength {
                 declared: 3,
                 actual: 4
-            })
+            })]
         );
+        assert_eq!(
+            datagram_frames(framer, b""),
+            vec![Err(FrameError::Truncated { want: 4, got: 0 })]
+        );
+    }
+
+    /// DatagramHandler's datagram is one frame, whatever bytes it holds.
+    #[test]
+    fn a_length_prefixed_datagram_is_one_frame_even_with_newlines() {
+        let framer = Framer::new(Framing::LengthPrefixed, 100);
+        assert_eq!(
+            datagram_frames(framer, &frame(b"a\nb\n")),
+            vec![Ok(Bytes::from_static(b"a\nb\n"))]
+        );
+    }
+
+    /// A newline-framed datagram gives each of its lines, as a stream
+    /// would: `\r\n` too, blank lines skipped, the last line with or
+    /// without its newline.
+    #[test]
+    fn a_newline_datagram_gives_every_line() {
+        let framer = Framer::new(Framing::Newline, 100);
+        let lines = |d: &[u8]| -> Vec<Bytes> {
+            datagram_frames(framer, d)
+                .into_iter()
+                .map(Result::unwrap)
+                .collect()
+        };
+        assert_eq!(
+            lines(b"{\"a\":1}\r\n\n  \n{oops\n{\"c\":3}\n"),
+            vec![&b"{\"a\":1}"[..], b"{oops", b"{\"c\":3}"]
+        );
+        assert_eq!(lines(b"{\"a\":1}"), vec![&b"{\"a\":1}"[..]]);
+        assert_eq!(lines(b"x\ny\r"), vec![&b"x"[..], b"y"]);
+        assert_eq!(lines(b"\n\r\n \t"), Vec::<Bytes>::new());
+        assert_eq!(lines(b""), Vec::<Bytes>::new());
+    }
+
+    /// `max_frame_bytes` applies to each line (`\r` included, as on a
+    /// stream); a line over it is one error and the lines after it come.
+    #[test]
+    fn a_newline_datagram_limits_each_line() {
+        let framer = Framer::new(Framing::Newline, 4);
+        assert_eq!(
+            datagram_frames(framer, b"abcd\nabcde\nabc\r\nabcd\r\nxy\nabcde"),
+            vec![
+                Ok(Bytes::from_static(b"abcd")),
+                Err(FrameError::TooLarge { len: 5, max: 4 }),
+                Ok(Bytes::from_static(b"abc")),
+                Err(FrameError::TooLarge { len: 5, max: 4 }),
+                Ok(Bytes::from_static(b"xy")),
+                Err(FrameError::TooLarge { len: 5, max: 4 }),
+            ]
+        );
+    }
+
+    proptest::proptest! {
+        /// A newline datagram's lines are the frames a stream of the same
+        /// bytes gives (with its end), whenever the stream has no error.
+        #[test]
+        fn newline_datagram_lines_are_the_stream_frames(
+            bytes in proptest::collection::vec(
+                proptest::sample::select(&b"ab \r\n\t"[..]),
+                0..40,
+            ),
+            max in 1usize..12,
+        ) {
+            let framer = Framer::new(Framing::Newline, max);
+            let mut buf = BytesMut::from(&bytes[..]);
+            let mut stream = Vec::new();
+            let ok = loop {
+                match framer.next_frame(&mut buf) {
+                    Ok(Some(f)) => stream.push(f),
+                    Ok(None) => break true,
+                    Err(_) => break false,
+                }
+            };
+            if ok {
+                stream.extend(framer.finish(&mut buf).unwrap());
+                let datagram: Result<Vec<Bytes>, FrameError> =
+                    framer.datagram(Bytes::from(bytes.clone())).collect();
+                proptest::prop_assert_eq!(datagram, Ok(stream));
+            }
+        }
     }
 }

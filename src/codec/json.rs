@@ -23,7 +23,22 @@ use crate::record::{Fields, Str, Value};
 /// (no copy), LogRecord's attribute names become static strings, and a
 /// repeated key keeps its first position with the last value, as a Python
 /// dict (and `parse_object`) would.
+///
+/// A lone surrogate escape (`"\udcff"`, which Python's `json.dumps` writes
+/// for a str decoded with `errors="surrogateescape"`) is refused by
+/// serde_json; such a frame is decoded again with each one read as
+/// U+FFFD, as the pickle decoder does with a surrogate pickled by
+/// `surrogatepass` (SPEC.md section 5: a record fully received is
+/// written). Only a frame that failed pays for that.
 pub fn decode(frame: &Bytes) -> Result<Fields, DecodeError> {
+    decode_frame(frame).or_else(|e| match replace_lone_surrogates(frame) {
+        Some(fixed) => decode_frame(&Bytes::from(fixed)),
+        None => Err(e),
+    })
+}
+
+/// [`decode`] without the second try.
+fn decode_frame(frame: &Bytes) -> Result<Fields, DecodeError> {
     use serde::de::DeserializeSeed;
     // One UTF-8 check of the whole frame, which is quicker than the
     // deserializer checking every string on its own (`from_slice`), and
@@ -40,6 +55,63 @@ pub fn decode(frame: &Bytes) -> Result<Fields, DecodeError> {
     .and_then(|f| de.end().map(|()| f))
     .map_err(|e| DecodeError::Json(e.to_string()))?;
     Ok(crate::codec::defaults::fill_known(fields, own))
+}
+
+/// `text` with every lone surrogate escape rewritten to `\ufffd`, or
+/// `None` if it holds none.
+///
+/// A `\uD800`-`\uDBFF` escape directly followed by a `\uDC00`-`\uDFFF`
+/// one is a pair, one character, and stays; any other surrogate escape is
+/// lone, as Python's `json.loads` sees it, and becomes one U+FFFD: what
+/// `char::decode_utf16` makes of the code units. The rewrite keeps every
+/// byte's position (six bytes for six), so a later error names the same
+/// column, and keeps every other byte, so the frame's limits (values,
+/// nesting, repeated keys) apply to it unchanged.
+///
+/// Quotes need no tracking: in JSON a backslash starts an escape inside a
+/// string and is an error anywhere else, and no byte of a multi-byte UTF-8
+/// character is a backslash.
+fn replace_lone_surrogates(text: &[u8]) -> Option<Vec<u8>> {
+    const HIGH: std::ops::RangeInclusive<u16> = 0xD800..=0xDBFF;
+    const LOW: std::ops::RangeInclusive<u16> = 0xDC00..=0xDFFF;
+    let unit = |at: usize| -> Option<u16> {
+        match text.get(at..at + 6)? {
+            [b'\\', b'u', hex @ ..] => {
+                let hex = std::str::from_utf8(hex).ok()?;
+                // from_str_radix takes a sign; JSON does not.
+                if hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    u16::from_str_radix(hex, 16).ok()
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        }
+    };
+    let mut fixed: Option<Vec<u8>> = None;
+    let mut i = 0;
+    while let Some(at) = text
+        .get(i..)
+        .and_then(|rest| rest.iter().position(|&b| b == b'\\'))
+    {
+        i += at;
+        let Some(n) = unit(i) else {
+            i += 2; // `\` and the escaped character
+            continue;
+        };
+        if HIGH.contains(&n) && unit(i + 6).is_some_and(|m| LOW.contains(&m)) {
+            i += 12;
+            continue;
+        }
+        if HIGH.contains(&n) || LOW.contains(&n) {
+            let out = fixed.get_or_insert_with(|| text.to_vec());
+            if let Some(digits) = out.get_mut(i + 2..i + 6) {
+                digits.copy_from_slice(b"fffd");
+            }
+        }
+        i += 6;
+    }
+    fixed
 }
 
 /// A string the deserializer found in `frame`: a slice of it when the text
@@ -583,6 +655,179 @@ mod tests {
             not_utf8,
         ] {
             assert!(decode(&Bytes::copy_from_slice(bad)).is_err(), "{bad:?}");
+        }
+    }
+
+    /// The `msg` of a frame that holds one record.
+    fn msg_of(doc: &str) -> Value {
+        let fields = decode(&Bytes::copy_from_slice(doc.as_bytes())).unwrap();
+        fields.into_iter().find(|(k, _)| k == "msg").unwrap().1
+    }
+
+    /// A lone surrogate escape, as `json.dumps('\udcff')` writes it,
+    /// becomes one U+FFFD, as the pickle decoder makes of the same str; a
+    /// pair stays its character; an escaped backslash before `udcff` is
+    /// text, not an escape.
+    #[test]
+    fn lone_surrogate_escapes_become_one_replacement_each() {
+        let cases: &[(&str, &str)] = &[
+            (r#"a\udcffb"#, "a\u{fffd}b"),
+            (r#"\uDCFF"#, "\u{fffd}"),
+            (r#"end \ud800"#, "end \u{fffd}"),
+            (r#"\ud800\ud800"#, "\u{fffd}\u{fffd}"),
+            (r#"\udc00\ud800"#, "\u{fffd}\u{fffd}"),
+            (r#"\ud83d\u0041"#, "\u{fffd}A"),
+            (r#"\ud83d\n"#, "\u{fffd}\n"),
+            (r#"\ud83d\ud83d\ude00"#, "\u{fffd}\u{1f600}"),
+            (r#"\ud83d\ude00\udcff"#, "\u{1f600}\u{fffd}"),
+            (r#"\\udcff \udcff"#, "\\udcff \u{fffd}"),
+            (r#"\\\udcff é"#, "\\\u{fffd} é"),
+        ];
+        for (escaped, want) in cases {
+            let doc = format!(r#"{{"msg":"{escaped}","created":1.0}}"#);
+            assert_eq!(msg_of(&doc), Value::str(*want), "{escaped}");
+        }
+    }
+
+    /// The rest of such a record decodes as before: keys with a lone
+    /// surrogate, nested values, unescaped strings still borrowed from the
+    /// (rewritten) frame, and two keys that both become `k\u{fffd}` are
+    /// one key, first position and last value, as any repeated key.
+    #[test]
+    fn a_record_with_lone_surrogates_keeps_its_other_fields() {
+        let doc = r#"{"name":"app","msg":"x\udcff","k\udcfe":"v\udcfd","n":[1,{"\ud800":null}],"k\udcfa":2,"created":1.0}"#;
+        let got = decode(&Bytes::from_static(doc.as_bytes())).unwrap();
+        let want = crate::codec::defaults::fill(vec![
+            ("name".into(), Value::str("app")),
+            ("msg".into(), Value::str("x\u{fffd}")),
+            ("k\u{fffd}".into(), Value::Int(2)),
+            (
+                "n".into(),
+                Value::List(Arc::new(vec![
+                    Value::Int(1),
+                    Value::Dict(Arc::new(vec![(Value::str("\u{fffd}"), Value::None)])),
+                ])),
+            ),
+            ("created".into(), Value::Float(1.0)),
+        ]);
+        assert_eq!(got, want);
+    }
+
+    /// The same dict through `json.dumps` and `pickle.dumps(d, 1)` (as
+    /// SocketHandler, which pickles a surrogate as its own UTF-8 bytes)
+    /// decodes to the same fields.
+    #[test]
+    fn lone_surrogates_decode_as_the_pickle_decoder_does() {
+        // python3 -c "d = {'msg': 'x\udcff', 'k\udcfe': 'v\udcfd', 'created': 1.0};
+        //   import json, pickle; print(json.dumps(d)); print(pickle.dumps(d, 1))"
+        let json =
+            Bytes::from_static(br#"{"msg": "x\udcff", "k\udcfe": "v\udcfd", "created": 1.0}"#);
+        let pickle = Bytes::from_static(
+            b"}q\x00(X\x03\x00\x00\x00msgq\x01X\x04\x00\x00\x00x\xed\xb3\xbfq\x02\
+              X\x04\x00\x00\x00k\xed\xb3\xbeq\x03X\x04\x00\x00\x00v\xed\xb3\xbdq\x04\
+              X\x07\x00\x00\x00createdq\x05G?\xf0\x00\x00\x00\x00\x00\x00u.",
+        );
+        let from_pickle = crate::codec::pickle::decode(&pickle).unwrap();
+        assert_eq!(
+            from_pickle,
+            vec![
+                ("msg".into(), Value::str("x\u{fffd}")),
+                ("k\u{fffd}".into(), Value::str("v\u{fffd}")),
+                ("created".into(), Value::Float(1.0)),
+            ]
+        );
+        // Both then get makeLogRecord's defaults.
+        let from_json = decode(&json).unwrap();
+        assert_eq!(from_json, crate::codec::defaults::fill(from_pickle));
+    }
+
+    /// The frame's limits hold on the second try: too many values, too
+    /// deep, trailing garbage and invalid escapes are still refused, and a
+    /// frame whose only fault is not a surrogate is not rewritten.
+    #[test]
+    fn limits_still_apply_to_a_frame_with_lone_surrogates() {
+        let list = vec!["0"; MAX_VALUES].join(",");
+        let many = format!(r#"{{"msg":"\udcff","x":[{list}]}}"#);
+        let e = decode(&Bytes::from(many)).unwrap_err().to_string();
+        assert!(e.contains("more than 1048576 values"), "{e}");
+        let deep = format!(r#"{{"msg":"\udcff","x":{}}}"#, "[".repeat(10_000));
+        assert!(decode(&Bytes::from(deep)).is_err());
+        for bad in [
+            r#"{"msg":"\udcff"} x"#,
+            r#"{"msg":"\udcff\x"}"#,
+            r#"{"msg":"\udcff\u12"}"#,
+            r#"{"msg":"\udcff"#,
+            r#"{"msg":\udcff}"#,
+            r#"{"msg":"\udcff\ud800\"#,
+            "\\udcff",
+            "[\"\\udcff\"]",
+        ] {
+            assert!(
+                decode(&Bytes::from_static(bad.as_bytes())).is_err(),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            replace_lone_surrogates(br#"{"a":"\ud83d\ude00\\udcff"}"#),
+            None
+        );
+        assert_eq!(
+            replace_lone_surrogates(br#"{"\udcff":"\ud83d"}"#).as_deref(),
+            Some(&br#"{"\ufffd":"\ufffd"}"#[..])
+        );
+    }
+
+    proptest::proptest! {
+        /// Any UTF-16 code units, written as `\uXXXX` escapes (with plain
+        /// characters between), decode as `char::decode_utf16` reads them:
+        /// one U+FFFD per unpaired surrogate, pairs joined.
+        #[test]
+        fn escaped_code_units_decode_as_utf16(
+            units in proptest::collection::vec(
+                proptest::prop_oneof![0xd7f0u16..0xe010, proptest::prelude::any::<u16>()],
+                0..12,
+            ),
+            plain in proptest::collection::vec(proptest::prelude::any::<bool>(), 12),
+        ) {
+            let mut doc = String::from(r#"{"msg":""#);
+            let mut want = Vec::new();
+            for (i, &u) in units.iter().enumerate() {
+                if plain[i] && !(0xd800..0xe000).contains(&u) {
+                    let c = char::from_u32(u32::from(u)).unwrap_or('?');
+                    let mut text = Vec::new();
+                    write_str(&c.to_string(), &mut text);
+                    doc.push_str(std::str::from_utf8(&text[1..text.len() - 1]).unwrap());
+                    want.push(c as u16);
+                } else {
+                    doc.push_str(&format!("\\u{u:04x}"));
+                    want.push(u);
+                }
+            }
+            doc.push_str(r#"","created":1.0}"#);
+            let want: String = char::decode_utf16(want)
+                .map(|c| c.unwrap_or('\u{fffd}'))
+                .collect();
+            proptest::prop_assert_eq!(msg_of(&doc), Value::str(want));
+        }
+
+        /// Random bytes around surrogate escapes never panic.
+        #[test]
+        fn bytes_with_surrogate_escapes_never_panic(
+            parts in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::strategy::Just(r"\udcff".to_string()),
+                    proptest::strategy::Just(r"\ud800".to_string()),
+                    proptest::strategy::Just(r"\u".to_string()),
+                    proptest::strategy::Just("\\".to_string()),
+                    proptest::strategy::Just("\"".to_string()),
+                    "[ -~é{}\\[\\]]{0,4}",
+                ],
+                0..16,
+            ),
+        ) {
+            let doc = parts.concat();
+            let _ = decode(&Bytes::from(doc.clone()));
+            let _ = decode(&Bytes::from(format!(r#"{{"msg":"{doc}"}}"#)));
         }
     }
 

@@ -1,5 +1,6 @@
 //! The `udp` input: DatagramHandler sends one whole SocketHandler frame
-//! (length prefix included) per datagram.
+//! (length prefix included) per datagram; with `framing: "newline"` a
+//! datagram holds one or more JSON lines (as Vector and Fluent Bit send).
 
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::Ordering;
@@ -110,15 +111,19 @@ async fn handle(
         ctx.stats
             .bytes
             .fetch_add(data.len() as u64, Ordering::Relaxed);
-        match stage.framer.datagram(data) {
-            Ok(frame) => decode_into(&stage, ctx, frame, &mut records),
-            Err(e) => {
-                ctx.stats.reject(frame_reason(&e));
-                warn_limited(
-                    &stage.name,
-                    frame_reason(&e),
-                    &format!("{e}; datagram dropped"),
-                );
+        // One frame per datagram, or one per line with newline framing:
+        // a bad one drops only itself.
+        for frame in stage.framer.datagram(data) {
+            match frame {
+                Ok(frame) => decode_into(&stage, ctx, frame, &mut records),
+                Err(e) => {
+                    ctx.stats.reject(frame_reason(&e));
+                    warn_limited(
+                        &stage.name,
+                        frame_reason(&e),
+                        &format!("{e}; frame dropped"),
+                    );
+                }
             }
         }
     }

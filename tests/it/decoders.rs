@@ -252,3 +252,129 @@ fn issue_7_missing_attributes_get_make_log_record_values_and_bad_records_are_dro
     let created = records[1]["created"].as_f64().unwrap();
     assert!((now - created).abs() < 60.0, "created {created}, now {now}");
 }
+
+/// Logs two records through SocketHandler (pickle) and through a JSON
+/// lines handler that keeps `json.dumps`'s default `ensure_ascii=True`, so
+/// a lone surrogate travels as the escape `\udcff`: the first record has
+/// one in its message (a byte decoded with `errors="surrogateescape"`),
+/// a lone leading one, a pair (an emoji) and one in an `extra=` key and
+/// its value.
+const PY_SURROGATES: &str = r#"
+import json, logging, logging.handlers, sys
+sys.path.insert(0, sys.argv[1])
+from logrelay_handlers import record_dict
+class AsciiJSONLines(logging.handlers.SocketHandler):
+    def makePickle(self, record):
+        return json.dumps(record_dict(self, record)).encode("ascii") + b"\n"
+(ph, pp), (jh, jp) = [(a.rsplit(":", 1)[0], int(a.rsplit(":", 1)[1])) for a in sys.argv[2:4]]
+log = logging.getLogger("app.surrogates")
+log.propagate = False
+log.setLevel(1)
+log.addHandler(logging.handlers.SocketHandler(ph, pp))
+log.addHandler(AsciiJSONLines(jh, jp))
+text = b"bad \xff byte".decode("utf-8", "surrogateescape")
+log.warning("%s \U0001f600 \ud800.", text, extra={"k\udcfe": "v\udcfd"})
+log.info("after")
+for h in log.handlers:
+    h.close()
+"#;
+
+#[test]
+fn json_lone_surrogate_escapes_become_replacement_characters_as_in_pickle() {
+    let mut relay = Relay::start(
+        r#"{
+  "inputs": {
+    "pickle": {"type": "tcp", "address": "127.0.0.1:0"},
+    "lines": {"type": "tcp", "address": "127.0.0.2:0", "decoder": "json", "framing": "newline"}
+  },
+  "outputs": {
+    "pickle_json": {"type": "file", "path": "out/pickle.json", "encoding": "json"},
+    "lines_json": {"type": "file", "path": "out/lines.json", "encoding": "json"},
+    "lines_text": {"type": "file", "path": "out/lines.log",
+                   "format": "%(levelname)s %(name)s %(message)s"}
+  },
+  "routes": [
+    {"from": ["pickle"], "to": ["pickle_json"]},
+    {"from": ["lines"], "to": ["lines_json", "lines_text"]}
+  ]
+}"#,
+        2,
+    );
+    let (pickle, lines) = (relay.addr("pickle"), relay.addr("lines"));
+    python(PY_SURROGATES, &[&examples_python(), &pickle, &lines]);
+    for name in ["pickle.json", "lines.json", "lines.log"] {
+        wait_lines(
+            &relay.path(&format!("out/{name}")),
+            2,
+            Duration::from_secs(10),
+        );
+    }
+    let (code, stderr, _) = relay.stop();
+    assert_eq!(code, 0);
+    assert!(!stderr.contains("bad_json"), "{stderr}");
+    let read = |name: &str| std::fs::read(relay.path(&format!("out/{name}"))).unwrap();
+    assert_eq!(
+        String::from_utf8(read("lines.log")).unwrap(),
+        "WARNING app.surrogates bad \u{fffd} byte \u{1f600} \u{fffd}.\n\
+         INFO app.surrogates after\n"
+    );
+    // Every field, the extra key and value included, as the pickle
+    // decoder gives them.
+    let json = String::from_utf8(read("lines.json")).unwrap();
+    assert_eq!(json, String::from_utf8(read("pickle.json")).unwrap());
+    assert_eq!(json.lines().count(), 2);
+    let first = json.lines().next().unwrap();
+    assert!(
+        first.contains(",\"msg\":\"bad \u{fffd} byte \u{1f600} \u{fffd}.\","),
+        "{first}"
+    );
+    assert!(first.ends_with(",\"k\u{fffd}\":\"v\u{fffd}\"}"), "{first}");
+}
+
+/// Sends each of argv[2..] as one UDP datagram to 127.0.0.1:argv[1], as
+/// a Vector or Fluent Bit `udp` sink with newline framing does.
+const PY_UDP_DATAGRAMS: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for d in sys.argv[2:]:
+    s.sendto(d.encode(), ("127.0.0.1", int(sys.argv[1])))
+s.close()
+"#;
+
+#[test]
+fn udp_newline_datagram_gives_one_record_per_line() {
+    let mut relay = Relay::start(
+        r#"{
+  "inputs": {"in": {"type": "udp", "address": "127.0.0.1:0", "decoder": "json", "framing": "newline"}},
+  "outputs": {"file": {"type": "file", "path": "out/app.log", "format": "%(levelname)s %(name)s %(message)s"}},
+  "metrics": {"address": "127.0.0.1:0"}
+}"#,
+        2,
+    );
+    let record =
+        |msg: &str| format!(r#"{{"name":"udp","levelname":"INFO","levelno":20,"msg":"{msg}"}}"#);
+    // Three lines, the middle one not JSON, a `\r\n` and a blank line;
+    // then one line without a newline.
+    let first = format!("{}\r\n{{oops\n\n{}\n", record("one"), record("two"));
+    let second = record("three");
+    python(
+        PY_UDP_DATAGRAMS,
+        &[&relay.port("in").to_string(), &first, &second],
+    );
+    let path = relay.path("out/app.log");
+    wait_lines(&path, 3, Duration::from_secs(10));
+    let body = http_get(&relay.addr("metrics"), "/metrics");
+    assert_eq!(relay.stop().0, 0);
+    assert_eq!(
+        std::fs::read_to_string(path).unwrap(),
+        "INFO udp one\nINFO udp two\nINFO udp three\n"
+    );
+    assert!(
+        body.contains("\nlogrelay_records_received_total{input=\"in\"} 3\n"),
+        "{body}"
+    );
+    assert!(
+        body.contains("\nlogrelay_records_rejected_total{input=\"in\",reason=\"bad_json\"} 1\n"),
+        "{body}"
+    );
+}

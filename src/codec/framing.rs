@@ -182,6 +182,19 @@ impl Framer {
         }
     }
 
+    /// Whether a datagram of `len` bytes should first be tried as one
+    /// frame before [`Framer::datagram`] cuts it into lines: newline
+    /// framing, a newline before its last byte (so more than one line),
+    /// and within `max_frame_bytes`. SPEC.md makes a datagram one frame,
+    /// so a pretty-printed JSON document sent whole stays one record.
+    pub fn datagram_whole_first(&self, datagram: &[u8]) -> bool {
+        self.framing == Framing::Newline
+            && datagram.len() <= self.max_frame_bytes
+            && datagram
+                .split_last()
+                .is_some_and(|(_, head)| head.contains(&b'\n'))
+    }
+
     /// A length-prefixed datagram's payload: the prefix must say exactly
     /// the size of what follows it.
     fn prefixed_datagram(&self, datagram: Bytes) -> Result<Bytes, FrameError> {

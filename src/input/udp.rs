@@ -12,6 +12,7 @@ use tokio::net::UdpSocket;
 use tokio_util::task::TaskTracker;
 
 use super::{decode_into, frame_reason, warn_limited, ConnContext};
+use crate::record::Record;
 
 /// Datagrams taken per batch before dispatching.
 const BATCH: usize = 256;
@@ -111,8 +112,16 @@ async fn handle(
         ctx.stats
             .bytes
             .fetch_add(data.len() as u64, Ordering::Relaxed);
-        // One frame per datagram, or one per line with newline framing:
-        // a bad one drops only itself.
+        // A datagram is one frame. Newline-framed, one that is not a
+        // record as a whole (several JSON lines, as Vector and Fluent Bit
+        // send them) is taken line by line, and a bad line drops only
+        // itself.
+        if stage.framer.datagram_whole_first(&data) {
+            if let Ok(fields) = stage.decoder.decode_keeping(data.clone(), stage.keep) {
+                records.push(Record::new(fields));
+                continue;
+            }
+        }
         for frame in stage.framer.datagram(data) {
             match frame {
                 Ok(frame) => decode_into(&stage, ctx, frame, &mut records),

@@ -354,23 +354,25 @@ fn udp_newline_datagram_gives_one_record_per_line() {
     let record =
         |msg: &str| format!(r#"{{"name":"udp","levelname":"INFO","levelno":20,"msg":"{msg}"}}"#);
     // Three lines, the middle one not JSON, a `\r\n` and a blank line;
-    // then one line without a newline.
+    // then one line without a newline; then one pretty-printed document,
+    // which as a whole is a record (SPEC.md: a datagram is one frame).
     let first = format!("{}\r\n{{oops\n\n{}\n", record("one"), record("two"));
     let second = record("three");
+    let third = "{\n  \"name\": \"udp\",\n  \"levelname\": \"INFO\",\n  \"msg\": \"four\"\n}\n";
     python(
         PY_UDP_DATAGRAMS,
-        &[&relay.port("in").to_string(), &first, &second],
+        &[&relay.port("in").to_string(), &first, &second, third],
     );
     let path = relay.path("out/app.log");
-    wait_lines(&path, 3, Duration::from_secs(10));
+    wait_lines(&path, 4, Duration::from_secs(10));
     let body = http_get(&relay.addr("metrics"), "/metrics");
     assert_eq!(relay.stop().0, 0);
     assert_eq!(
         std::fs::read_to_string(path).unwrap(),
-        "INFO udp one\nINFO udp two\nINFO udp three\n"
+        "INFO udp one\nINFO udp two\nINFO udp three\nINFO udp four\n"
     );
     assert!(
-        body.contains("\nlogrelay_records_received_total{input=\"in\"} 3\n"),
+        body.contains("\nlogrelay_records_received_total{input=\"in\"} 4\n"),
         "{body}"
     );
     assert!(

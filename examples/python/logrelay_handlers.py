@@ -60,9 +60,14 @@ def record_dict(handler, record):
 
 
 def _json_bytes(handler, record):
-    return json.dumps(
-        record_dict(handler, record), default=str, ensure_ascii=False
-    ).encode("utf-8")
+    d = record_dict(handler, record)
+    try:
+        return json.dumps(d, default=str, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate (text decoded with errors="surrogateescape") has
+        # no UTF-8: send it as the escape json.dumps writes by default,
+        # which logrelay reads as U+FFFD, as it does a pickled one.
+        return json.dumps(d, default=str).encode("ascii")
 
 
 class JSONSocketHandler(logging.handlers.SocketHandler):
@@ -94,7 +99,11 @@ class JSONDatagramHandler(logging.handlers.DatagramHandler):
 def _msgpack_bytes(handler, record):
     import msgpack  # imported here so the JSON handlers work without it
 
-    return msgpack.packb(record_dict(handler, record), default=str)
+    # surrogatepass: a lone surrogate travels as pickle sends it, and
+    # logrelay reads it as U+FFFD instead of the handler failing the record.
+    return msgpack.packb(
+        record_dict(handler, record), default=str, unicode_errors="surrogatepass"
+    )
 
 
 class MsgpackSocketHandler(logging.handlers.SocketHandler):

@@ -173,11 +173,11 @@ impl Parser<'_> {
     }
 
     /// The string at `frame[s..e]`, borrowed from the frame when it is
-    /// UTF-8, else decoded as `errors="replace"`.
+    /// UTF-8, else decoded as `errors="replace"`, with each encoded lone
+    /// surrogate (what Python's `packb(unicode_errors="surrogatepass")`
+    /// writes) one U+FFFD, as the pickle decoder does.
     fn text(&self, s: usize, e: usize) -> Str {
-        crate::codec::slice_str(self.frame, s, e, |b| {
-            String::from_utf8_lossy(b).into_owned()
-        })
+        crate::codec::slice_str(self.frame, s, e, crate::codec::pickle::lossy)
     }
 
     /// A record key and its [`crate::codec::defaults::own_name`] bit:

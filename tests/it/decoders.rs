@@ -253,25 +253,27 @@ fn issue_7_missing_attributes_get_make_log_record_values_and_bad_records_are_dro
     assert!((now - created).abs() < 60.0, "created {created}, now {now}");
 }
 
-/// Logs two records through SocketHandler (pickle) and through a JSON
-/// lines handler that keeps `json.dumps`'s default `ensure_ascii=True`, so
-/// a lone surrogate travels as the escape `\udcff`: the first record has
-/// one in its message (a byte decoded with `errors="surrogateescape"`),
-/// a lone leading one, a pair (an emoji) and one in an `extra=` key and
-/// its value.
+/// Logs two records through SocketHandler (pickle), through a JSON lines
+/// handler that keeps `json.dumps`'s default `ensure_ascii=True`, so a lone
+/// surrogate travels as the escape `\udcff`, and through the shipped
+/// `JSONLinesSocketHandler` and `MsgpackSocketHandler` (examples/python):
+/// the first record has a lone surrogate in its message (a byte decoded
+/// with `errors="surrogateescape"`), a lone leading one, a pair (an emoji)
+/// and one in an `extra=` key and its value.
 const PY_SURROGATES: &str = r#"
 import json, logging, logging.handlers, sys
 sys.path.insert(0, sys.argv[1])
-from logrelay_handlers import record_dict
+from logrelay_handlers import record_dict, JSONLinesSocketHandler, MsgpackSocketHandler
 class AsciiJSONLines(logging.handlers.SocketHandler):
     def makePickle(self, record):
         return json.dumps(record_dict(self, record)).encode("ascii") + b"\n"
-(ph, pp), (jh, jp) = [(a.rsplit(":", 1)[0], int(a.rsplit(":", 1)[1])) for a in sys.argv[2:4]]
+hosts = [(a.rsplit(":", 1)[0], int(a.rsplit(":", 1)[1])) for a in sys.argv[2:6]]
 log = logging.getLogger("app.surrogates")
 log.propagate = False
 log.setLevel(1)
-log.addHandler(logging.handlers.SocketHandler(ph, pp))
-log.addHandler(AsciiJSONLines(jh, jp))
+for cls, (h, p) in zip([logging.handlers.SocketHandler, AsciiJSONLines,
+                        JSONLinesSocketHandler, MsgpackSocketHandler], hosts):
+    log.addHandler(cls(h, p))
 text = b"bad \xff byte".decode("utf-8", "surrogateescape")
 log.warning("%s \U0001f600 \ud800.", text, extra={"k\udcfe": "v\udcfd"})
 log.info("after")
@@ -285,24 +287,41 @@ fn json_lone_surrogate_escapes_become_replacement_characters_as_in_pickle() {
         r#"{
   "inputs": {
     "pickle": {"type": "tcp", "address": "127.0.0.1:0"},
-    "lines": {"type": "tcp", "address": "127.0.0.2:0", "decoder": "json", "framing": "newline"}
+    "lines": {"type": "tcp", "address": "127.0.0.2:0", "decoder": "json", "framing": "newline"},
+    "shipped": {"type": "tcp", "address": "127.0.0.3:0", "decoder": "json", "framing": "newline"},
+    "msgpack": {"type": "tcp", "address": "127.0.0.4:0", "decoder": "msgpack"}
   },
   "outputs": {
     "pickle_json": {"type": "file", "path": "out/pickle.json", "encoding": "json"},
     "lines_json": {"type": "file", "path": "out/lines.json", "encoding": "json"},
+    "shipped_json": {"type": "file", "path": "out/shipped.json", "encoding": "json"},
+    "msgpack_json": {"type": "file", "path": "out/msgpack.json", "encoding": "json"},
     "lines_text": {"type": "file", "path": "out/lines.log",
                    "format": "%(levelname)s %(name)s %(message)s"}
   },
   "routes": [
     {"from": ["pickle"], "to": ["pickle_json"]},
-    {"from": ["lines"], "to": ["lines_json", "lines_text"]}
+    {"from": ["lines"], "to": ["lines_json", "lines_text"]},
+    {"from": ["shipped"], "to": ["shipped_json"]},
+    {"from": ["msgpack"], "to": ["msgpack_json"]}
   ]
 }"#,
-        2,
+        4,
     );
-    let (pickle, lines) = (relay.addr("pickle"), relay.addr("lines"));
-    python(PY_SURROGATES, &[&examples_python(), &pickle, &lines]);
-    for name in ["pickle.json", "lines.json", "lines.log"] {
+    let addrs = ["pickle", "lines", "shipped", "msgpack"].map(|i| relay.addr(i));
+    let mut args = vec![examples_python()];
+    args.extend(addrs);
+    python(
+        PY_SURROGATES,
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    for name in [
+        "pickle.json",
+        "lines.json",
+        "lines.log",
+        "shipped.json",
+        "msgpack.json",
+    ] {
         wait_lines(
             &relay.path(&format!("out/{name}")),
             2,
@@ -322,6 +341,9 @@ fn json_lone_surrogate_escapes_become_replacement_characters_as_in_pickle() {
     // decoder gives them.
     let json = String::from_utf8(read("lines.json")).unwrap();
     assert_eq!(json, String::from_utf8(read("pickle.json")).unwrap());
+    // The shipped handlers send the same record, surrogates included.
+    assert_eq!(json, String::from_utf8(read("shipped.json")).unwrap());
+    assert_eq!(json, String::from_utf8(read("msgpack.json")).unwrap());
     assert_eq!(json.lines().count(), 2);
     let first = json.lines().next().unwrap();
     assert!(

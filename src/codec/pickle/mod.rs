@@ -49,6 +49,8 @@ mod fast;
 mod machine;
 mod objects;
 mod scalar;
+
+pub(crate) use scalar::lossy;
 #[cfg(test)]
 mod tests;
 

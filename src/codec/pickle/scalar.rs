@@ -21,7 +21,7 @@ pub(super) fn utf8(frame: &Bytes, start: usize, end: usize) -> Str {
 
 /// UTF-8 decoding that replaces each encoded surrogate (and each other
 /// invalid sequence) with one U+FFFD.
-pub(super) fn lossy(mut b: &[u8]) -> String {
+pub(crate) fn lossy(mut b: &[u8]) -> String {
     let mut out = String::with_capacity(b.len() + 2);
     loop {
         match std::str::from_utf8(b) {

@@ -221,10 +221,15 @@ impl Server {
             }
         }
         // Point of no return: publish the new pipeline.
-        for (name, handle, config) in restyled {
+        for (name, restyle, config) in restyled {
             if let Some(ro) = outputs.get_mut(&name) {
-                tracing::info!(output = %name, "Output format changed by reload; same file and queue.");
-                ro.handle = handle;
+                match &restyle.settings {
+                    Some(settings) => ro.handle.reconfigure(settings).await,
+                    None => {
+                        tracing::info!(output = %name, "Output format changed by reload; same file and queue.");
+                    }
+                }
+                ro.handle = restyle.handle;
                 ro.config = config;
             }
         }
@@ -365,9 +370,11 @@ fn load_filters(
 /// Start the outputs of `config`, taking unchanged ones out of `current`
 /// (what is left there afterwards is to be retired). On error, the
 /// unchanged ones are put back into `current` and the new ones dropped.
-/// Outputs whose config changed only in how records become lines, with
-/// the handle and config to switch them to once the reload cannot fail.
-type Restyled = Vec<(String, OutputHandle, OutputConfig)>;
+/// Outputs that keep their thread though their config changed (see
+/// [`restyle`]), with the handle and config to switch them to once the
+/// reload cannot fail, and whether the thread must also be told the new
+/// settings.
+type Restyled = Vec<(String, Restyle, OutputConfig)>;
 
 /// Start the outputs of `config`, taking the unchanged ones (and those
 /// whose format alone changed, see [`restyle`]) out of `current`.
@@ -394,10 +401,10 @@ fn start_outputs(
             }
             None => None,
         };
-        if let (Some(handle), Some(ro)) = (handle, current.remove(name)) {
+        if let (Some(restyle), Some(ro)) = (handle, current.remove(name)) {
             out.insert(name.clone(), ro);
             reused.push(name.clone());
-            restyled.push((name.clone(), handle, oc.clone()));
+            restyled.push((name.clone(), restyle, oc.clone()));
             continue;
         }
         match output::start(name, oc) {
@@ -413,35 +420,48 @@ fn start_outputs(
     Ok((out, restyled))
 }
 
-/// If `running` can take `new` by formatting differently — the same file
-/// (path, rotation, flushing) or stream, only `format`, `datefmt`,
-/// `style` or `encoding` changed — the handle that formats that way.
-/// Keeping the thread keeps its queue in order: every line a connection
-/// sent before it switched to the new pipeline is written before its
-/// first new one.
+/// How an output keeps its thread through a reload.
+struct Restyle {
+    /// The handle that formats as the new config says.
+    handle: OutputHandle,
+    /// The file output's new settings, for its thread, when more than the
+    /// format changed.
+    settings: Option<crate::config::FileOutputConfig>,
+}
+
+/// If `running` can take `new` on the same thread: the same stream, or
+/// the same literal file path (and open mode) with any other setting
+/// changed — format, rotation, compression, flushing. Keeping the thread
+/// keeps one writer per file and its queue in order: every line a
+/// connection sent before it switched to the new pipeline is written
+/// (and rotated) before its first new one.
 fn restyle(
     running: &RunningOutput,
     new: &OutputConfig,
-) -> Result<Option<OutputHandle>, output::OutputError> {
-    let same_sink = match (&running.config, new) {
-        (OutputConfig::File(old), OutputConfig::File(new)) => {
-            let mut old = old.clone();
-            old.encoding = new.encoding;
+) -> Result<Option<Restyle>, output::OutputError> {
+    let (handle, settings) = match (&running.config, new) {
+        (OutputConfig::File(old), OutputConfig::File(c))
+            if old.path == c.path
+                && old.truncate == c.truncate
+                && old.max_open_files.is_none()
+                && c.max_open_files.is_none() =>
+        {
+            let mut format_only = old.clone();
+            format_only.encoding = c.encoding;
             // `utc` also sets the clock of a timed rotation.
-            old.text = crate::config::TextFormat {
+            format_only.text = crate::config::TextFormat {
                 utc: old.text.utc,
-                ..new.text.clone()
+                ..c.text.clone()
             };
-            old == *new
+            let settings = (format_only != *c).then(|| c.clone());
+            (running.handle.with_format(c.encoding, &c.text)?, settings)
         }
-        (OutputConfig::Stream(old), OutputConfig::Stream(new)) => old.stream == new.stream,
-        _ => false,
+        (OutputConfig::Stream(old), OutputConfig::Stream(c)) if old.stream == c.stream => {
+            (running.handle.with_format(c.encoding, &c.text)?, None)
+        }
+        _ => return Ok(None),
     };
-    match new {
-        OutputConfig::File(c) if same_sink => running.handle.with_format(c.encoding, &c.text),
-        OutputConfig::Stream(c) if same_sink => running.handle.with_format(c.encoding, &c.text),
-        _ => Ok(None),
-    }
+    Ok(handle.map(|handle| Restyle { handle, settings }))
 }
 
 /// Undo [`start_outputs`]: move the reused outputs back into `current`;

@@ -48,6 +48,9 @@ pub enum OutputMsg {
     Lines(Lines, Option<tokio::sync::OwnedSemaphorePermit>),
     /// Close and reopen files (SIGHUP, for external logrotate).
     Reopen,
+    /// A reload changed this file output's settings but not its path:
+    /// apply them after what is queued, on the same file.
+    Reconfigure(Box<crate::config::FileOutputConfig>),
 }
 
 /// Why an output could not start.
@@ -313,6 +316,15 @@ impl OutputHandle {
     pub async fn reopen(&self) {
         let _ = self.tx.send(OutputMsg::Reopen).await;
     }
+
+    /// Ask a file output to take `config` (same path) after what is
+    /// queued.
+    pub async fn reconfigure(&self, config: &crate::config::FileOutputConfig) {
+        let _ = self
+            .tx
+            .send(OutputMsg::Reconfigure(Box::new(config.clone())))
+            .await;
+    }
 }
 
 /// A running output: its handle and its thread.
@@ -423,6 +435,12 @@ pub(crate) trait Sink {
     }
     /// Reopen files.
     fn reopen(&mut self);
+    /// Take new settings for the same file (see
+    /// [`OutputMsg::Reconfigure`]); only a literal-path file output is
+    /// sent one.
+    fn reconfigure(&mut self, _config: &crate::config::FileOutputConfig) {
+        tracing::error!("Bug: settings sent to an output that cannot take them; ignored.");
+    }
     /// Write everything buffered.
     fn flush(&mut self);
     /// How often [`Sink::tick`] wants to run, even while no record comes
@@ -443,6 +461,7 @@ fn drain(sink: &mut impl Sink, rx: &mut mpsc::Receiver<OutputMsg>, msg: OutputMs
             OutputMsg::Records(batch, _budget) => sink.records(batch),
             OutputMsg::Lines(lines, _budget) => sink.lines(lines),
             OutputMsg::Reopen => sink.reopen(),
+            OutputMsg::Reconfigure(config) => sink.reconfigure(&config),
         }
         next = rx.try_recv().ok();
     }
@@ -493,12 +512,12 @@ fn tick_if_due(sink: &mut impl Sink, every: Duration, last_tick: &mut Instant) {
 pub(crate) fn run_sink(mut sink: impl Sink, mut rx: mpsc::Receiver<OutputMsg>) {
     // tokio's mpsc has no blocking receive with a timeout; a tiny
     // current-thread runtime (timer only) gives us one on this thread.
-    let timed = sink.tick_every().and_then(|every| {
+    let timed = sink.tick_every().and_then(|_| {
         match tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()
         {
-            Ok(rt) => Some((rt, every)),
+            Ok(rt) => Some(rt),
             Err(e) => {
                 tracing::warn!(error = %e, "No timer for an output thread; periodic checks are off.");
                 None
@@ -506,19 +525,20 @@ pub(crate) fn run_sink(mut sink: impl Sink, mut rx: mpsc::Receiver<OutputMsg>) {
         }
     });
     let mut last_tick = Instant::now();
-    let every = timed.as_ref().map(|(_, every)| *every);
     loop {
-        let msg = match &timed {
-            None => rx.blocking_recv(),
-            Some((rt, every)) => {
-                match rt.block_on(async { tokio::time::timeout(*every, rx.recv()).await }) {
+        // Asked each time: a reload may change `flush_ms`.
+        let every = timed.as_ref().and(sink.tick_every());
+        let msg = match (&timed, every) {
+            (Some(rt), Some(every)) => {
+                match rt.block_on(async { tokio::time::timeout(every, rx.recv()).await }) {
                     Ok(msg) => msg,
                     Err(_) => {
-                        tick_if_due(&mut sink, *every, &mut last_tick);
+                        tick_if_due(&mut sink, every, &mut last_tick);
                         continue;
                     }
                 }
             }
+            _ => rx.blocking_recv(),
         };
         let Some(msg) = msg else { break };
         if !busy_drain(&mut sink, &mut rx, msg, every, &mut last_tick) {

@@ -377,6 +377,103 @@ h.close()
     );
 }
 
+/// Edits that change a file output's rotation (and format) while a sender
+/// streams: the same thread keeps writing the file, so the lines, read
+/// across every rotated file from the oldest, are exactly 0..N in order
+/// and no file passes the larger `max_bytes`. A second writer on the file
+/// used to write new lines before the old one's queued ones, and both
+/// rotated it.
+#[test]
+fn rotation_edits_under_load_keep_one_writer_and_the_order() {
+    let port = free_port();
+    let cfg = |prefix: &str, max_bytes: u64| {
+        format!(
+            r#"{{"inputs": {{"app": {{"type": "tcp", "address": "127.0.0.1:{port}"}}}},
+  "outputs": {{"file": {{"type": "file", "path": "app.log", "fsync": true,
+                        "max_bytes": {max_bytes}, "backup_count": 1000,
+                        "format": "{prefix} %(message)s"}}}}}}"#
+        )
+    };
+    let mut relay = Relay::start(&cfg("A", 300_000), 1);
+    const N: usize = 200_000;
+    let mut sender = Command::new("python3")
+        .arg("-c")
+        .arg(
+            r#"
+import logging, logging.handlers, sys
+h = logging.handlers.SocketHandler("127.0.0.1", int(sys.argv[1]))
+log = logging.getLogger("fast"); log.propagate = False; log.setLevel(1); log.addHandler(h)
+for i in range(int(sys.argv[2])):
+    log.info("%d", i)
+h.close()
+"#,
+        )
+        .args([port.to_string(), N.to_string()])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut reloads = 0;
+    for (prefix, max_bytes) in [("B", 200_000), ("A", 300_000)].repeat(4) {
+        std::thread::sleep(Duration::from_millis(300));
+        if sender.try_wait().unwrap().is_some() {
+            break;
+        }
+        rewrite(&relay, &cfg(prefix, max_bytes));
+        reloads += 1;
+        relay.wait_for_log("Reloaded.", reloads, Duration::from_secs(10));
+    }
+    assert_eq!(wait_timeout(&mut sender, Duration::from_secs(120)), 0);
+    let count_all = |relay: &Relay| {
+        let mut files = vec![relay.path("app.log")];
+        for i in 1.. {
+            let p = relay.path(&format!("app.log.{i}"));
+            if !p.exists() {
+                break;
+            }
+            files.push(p);
+        }
+        files.reverse(); // oldest first
+        files
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let files = loop {
+        let files = count_all(&relay);
+        let lines: usize = files
+            .iter()
+            .map(|p| {
+                std::fs::read_to_string(p)
+                    .unwrap_or_default()
+                    .lines()
+                    .count()
+            })
+            .sum();
+        if lines >= N || std::time::Instant::now() > deadline {
+            break files;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(relay.stop().0, 0);
+    assert!(reloads >= 2, "the sender finished before the edits");
+    assert!(files.len() >= 4, "{} files: no rotation?", files.len());
+    let mut next = 0usize;
+    for path in &files {
+        let text = std::fs::read_to_string(path).unwrap();
+        assert!(
+            text.len() <= 300_000,
+            "{} has {} bytes",
+            path.display(),
+            text.len()
+        );
+        for line in text.lines() {
+            let (p, n) = line.split_once(' ').unwrap();
+            assert!(p == "A" || p == "B", "{line:?}");
+            assert_eq!(n, next.to_string(), "in {}: {line:?}", path.display());
+            next += 1;
+        }
+    }
+    assert_eq!(next, N);
+}
+
 /// SIGTERM while a removed input still serves an idle connection (within
 /// `drain_seconds`): the connection is read until quiet for 100 ms, as any
 /// other at shutdown, and logrelay exits. It used to wait out the rest of

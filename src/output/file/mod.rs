@@ -460,6 +460,55 @@ impl Sink for FileSink {
         self.batch_done();
     }
 
+    /// Take a reloaded config for the same file (rotation, compression,
+    /// flushing or format changed), keeping the open file, after writing
+    /// out everything queued before it: one writer per file, so lines stay
+    /// in order and two threads never rotate the same file.
+    fn reconfigure(&mut self, config: &FileOutputConfig) {
+        self.write_out();
+        let encoder = match LineEncoder::new(&self.name, config.encoding, &config.text) {
+            Ok(e) => e,
+            Err(e) => {
+                // Checked when the reload built its handle; cannot happen.
+                tracing::error!(output = %self.name, error = %e, "Reload not applied to the file.");
+                return;
+            }
+        };
+        // A rotated file queued for gzip is finished by the old worker.
+        self.compressor = None;
+        let compressor = config.compress.and_then(|_| {
+            Compressor::start(&self.name, config)
+                .map_err(|e| {
+                    self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(output = %self.name, error = %e, "Cannot start compression; rotated files stay uncompressed.");
+                })
+                .ok()
+        });
+        let mtime = std::fs::metadata(&config.path).ok().map(|m| m.mtime());
+        let mut next = FileSink::with_file(
+            &self.name,
+            config,
+            encoder,
+            self.file.take(),
+            self.size,
+            mtime,
+            compressor,
+            self.senders.clone(),
+            self.stats.clone(),
+        );
+        if let (Rotation::Timed(new), Rotation::Timed(old)) = (&mut next.rotation, &self.rotation) {
+            new.keep_schedule_of(old);
+        }
+        // Normally empty after write_out; kept if writes are failing.
+        next.regular = self.regular;
+        next.buf = std::mem::take(&mut self.buf);
+        next.pending = self.pending;
+        next.oldest = self.oldest;
+        next.closing_since = self.closing_since;
+        *self = next;
+        tracing::info!(output = %self.name, path = %self.path.display(), "Output settings changed by reload; same file and queue.");
+    }
+
     fn reopen(&mut self) {
         self.write_out();
         self.reopen_file();

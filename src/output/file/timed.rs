@@ -217,6 +217,17 @@ impl TimedRotation {
         r
     }
 
+    /// Take `old`'s next rollover if it runs on the same schedule (a
+    /// reload that changed only `backup_count`, say): recomputing it from
+    /// the file's mtime, which is now, would put it off by an interval.
+    pub(super) fn keep_schedule_of(&mut self, old: &TimedRotation) {
+        if (self.when, self.interval, self.utc, self.at_time)
+            == (old.when, old.interval, old.utc, old.at_time)
+        {
+            self.rollover_at = old.rollover_at;
+        }
+    }
+
     fn midnight_or_weekly(&self) -> bool {
         matches!(self.when, When::Midnight | When::Weekday(_))
     }
@@ -370,6 +381,22 @@ mod tests {
 
     // 2026-11-21 (a Saturday) 15:30:07 UTC.
     const T: i64 = 1_795_275_007;
+
+    /// A reload that keeps the schedule keeps the next rollover; one that
+    /// changes it takes the new one (from the file's mtime, as Python).
+    #[test]
+    fn a_reload_keeps_the_next_rollover_only_on_the_same_schedule() {
+        let old = TimedRotation::new(&config(1, None), When::H, Some(T), T);
+        let later = T + 1800;
+        let mut more_backups = config(1, None);
+        more_backups.backup_count = 9;
+        let mut same = TimedRotation::new(&more_backups, When::H, Some(later), later);
+        same.keep_schedule_of(&old);
+        assert_eq!(same.rollover_at, T + 3600);
+        let mut longer = TimedRotation::new(&config(2, None), When::H, Some(later), later);
+        longer.keep_schedule_of(&old);
+        assert_eq!(longer.rollover_at, later + 7200);
+    }
 
     #[test]
     fn utc_schedule_matches_python() {

@@ -21,6 +21,48 @@ fn tcp_to_file(port: u16, format: &str) -> String {
     )
 }
 
+/// A Python SocketHandler on `port` logging the messages "0" to "n-1"
+/// (logger `fast`, level INFO) as fast as it can.
+fn counting_sender(port: u16, n: usize) -> std::process::Child {
+    Command::new("python3")
+        .arg("-c")
+        .arg(
+            r#"
+import logging, logging.handlers, sys
+h = logging.handlers.SocketHandler("127.0.0.1", int(sys.argv[1]))
+log = logging.getLogger("fast"); log.propagate = False; log.setLevel(1); log.addHandler(h)
+for i in range(int(sys.argv[2])):
+    log.info("%d", i)
+h.close()
+"#,
+        )
+        .args([port.to_string(), n.to_string()])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Rewrite the config with each of `configs` in turn, 300 ms apart, each
+/// once the previous one was reloaded, while `sender` is still running.
+/// Returns how many edits were made.
+fn edit_while_sending(
+    relay: &Relay,
+    sender: &mut std::process::Child,
+    configs: impl IntoIterator<Item = String>,
+) -> usize {
+    let mut reloads = 0;
+    for config in configs {
+        std::thread::sleep(Duration::from_millis(300));
+        if sender.try_wait().unwrap().is_some() {
+            break;
+        }
+        rewrite(relay, &config);
+        reloads += 1;
+        relay.wait_for_log("Reloaded.", reloads, Duration::from_secs(10));
+    }
+    reloads
+}
+
 fn variant(port: u16, i: usize) -> String {
     // Format changes, an output added and removed, and the main input's
     // config changed on the same address (its socket must stay).
@@ -329,33 +371,10 @@ fn format_edits_under_load_keep_each_connections_order_in_the_file() {
     };
     let mut relay = Relay::start(&cfg("A"), 1);
     const N: usize = 200_000;
-    let mut sender = Command::new("python3")
-        .arg("-c")
-        .arg(
-            r#"
-import logging, logging.handlers, sys
-h = logging.handlers.SocketHandler("127.0.0.1", int(sys.argv[1]))
-log = logging.getLogger("fast"); log.propagate = False; log.setLevel(1); log.addHandler(h)
-for i in range(int(sys.argv[2])):
-    log.info("%d", i)
-h.close()
-"#,
-        )
-        .args([port.to_string(), N.to_string()])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut sender = counting_sender(port, N);
     let path = relay.path("app.log");
-    let mut reloads = 0;
-    for prefix in ["B", "A"].repeat(4) {
-        std::thread::sleep(Duration::from_millis(300));
-        if sender.try_wait().unwrap().is_some() {
-            break;
-        }
-        rewrite(&relay, &cfg(prefix));
-        reloads += 1;
-        relay.wait_for_log("Reloaded.", reloads, Duration::from_secs(10));
-    }
+    let edits = ["B", "A"].repeat(4).into_iter().map(cfg);
+    let reloads = edit_while_sending(&relay, &mut sender, edits);
     assert_eq!(wait_timeout(&mut sender, Duration::from_secs(120)), 0);
     let text = wait_lines(&path, N, Duration::from_secs(30));
     assert_eq!(relay.stop().0, 0);
@@ -396,32 +415,12 @@ fn rotation_edits_under_load_keep_one_writer_and_the_order() {
     };
     let mut relay = Relay::start(&cfg("A", 300_000), 1);
     const N: usize = 200_000;
-    let mut sender = Command::new("python3")
-        .arg("-c")
-        .arg(
-            r#"
-import logging, logging.handlers, sys
-h = logging.handlers.SocketHandler("127.0.0.1", int(sys.argv[1]))
-log = logging.getLogger("fast"); log.propagate = False; log.setLevel(1); log.addHandler(h)
-for i in range(int(sys.argv[2])):
-    log.info("%d", i)
-h.close()
-"#,
-        )
-        .args([port.to_string(), N.to_string()])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut reloads = 0;
-    for (prefix, max_bytes) in [("B", 200_000), ("A", 300_000)].repeat(4) {
-        std::thread::sleep(Duration::from_millis(300));
-        if sender.try_wait().unwrap().is_some() {
-            break;
-        }
-        rewrite(&relay, &cfg(prefix, max_bytes));
-        reloads += 1;
-        relay.wait_for_log("Reloaded.", reloads, Duration::from_secs(10));
-    }
+    let mut sender = counting_sender(port, N);
+    let edits = [("B", 200_000), ("A", 300_000)]
+        .repeat(4)
+        .into_iter()
+        .map(|(prefix, max_bytes)| cfg(prefix, max_bytes));
+    let reloads = edit_while_sending(&relay, &mut sender, edits);
     assert_eq!(wait_timeout(&mut sender, Duration::from_secs(120)), 0);
     let count_all = |relay: &Relay| {
         let mut files = vec![relay.path("app.log")];

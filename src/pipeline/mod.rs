@@ -246,13 +246,26 @@ impl Pipeline {
     /// written twice in a row, as Python's `callHandlers` does.
     async fn dispatch_in_order(&self, stage: &InputStage, records: Vec<Record>) {
         let mut batches: Vec<(&OutputHandle, Vec<Record>)> = Vec::new();
-        for record in &records {
-            for &ri in &stage.routes {
-                let route = &self.routes[ri];
-                if !route.matches(record) {
-                    continue;
-                }
-                let mut copy = record.clone();
+        let mut matching: Vec<&Route> = Vec::with_capacity(stage.routes.len());
+        for record in records {
+            matching.clear();
+            matching.extend(
+                stage
+                    .routes
+                    .iter()
+                    .map(|&ri| &self.routes[ri])
+                    .filter(|route| route.matches(&record)),
+            );
+            // Each route (and each output of a route) gets its own copy;
+            // the last one takes the record itself.
+            let mut record = Some(record);
+            for (i, route) in matching.iter().enumerate() {
+                let copy = if i + 1 == matching.len() {
+                    record.take()
+                } else {
+                    record.clone()
+                };
+                let Some(mut copy) = copy else { break };
                 if !route
                     .filters
                     .iter()
@@ -260,7 +273,8 @@ impl Pipeline {
                 {
                     continue;
                 }
-                for out in &route.outputs {
+                let mut copy = Some(copy);
+                for (j, out) in route.outputs.iter().enumerate() {
                     let slot = match batches.iter().position(|(o, _)| o.name() == out.name()) {
                         Some(i) => i,
                         None => {
@@ -268,7 +282,14 @@ impl Pipeline {
                             batches.len() - 1
                         }
                     };
-                    batches[slot].1.push(copy.clone());
+                    let rec = if j + 1 == route.outputs.len() {
+                        copy.take()
+                    } else {
+                        copy.clone()
+                    };
+                    if let Some(rec) = rec {
+                        batches[slot].1.push(rec);
+                    }
                 }
             }
         }

@@ -321,6 +321,51 @@ fn filters_apply_in_route_order_and_see_earlier_changes() {
     assert_eq!(finish(relay), "50 raised error\n");
 }
 
+/// Three routes feeding one output (so records go through them one by
+/// one, in arrival order): a filter's change and a filter's drop on one
+/// route are not seen by the others (SPEC.md 6: a record delivered by
+/// several routes is a separate copy in each), and the other two outputs
+/// of the first route each get its enriched copy.
+#[test]
+fn routes_sharing_an_output_each_filter_their_own_copy() {
+    let _serial = serial();
+    let mut config: serde_json::Value = serde_json::from_str(&config(
+        serde_json::json!({
+            "tag": {"type": "wasm", "path": plugin("enrich"),
+                    "config": {"fields": {"tag": "enriched"}}},
+            "errors": {"type": "wasm", "path": plugin("level"),
+                       "config": {"min_level": "ERROR"}}
+        }),
+        &[],
+        serde_json::json!({"format": "%(tag)s %(message)s"}),
+    ))
+    .unwrap();
+    config["outputs"]["copy"] =
+        serde_json::json!({"type": "file", "path": "OUT.copy", "format": "%(tag)s %(message)s"});
+    config["routes"] = serde_json::json!([
+        {"filters": ["tag"], "to": ["file", "copy"]},
+        {"filters": ["errors"], "to": ["file"]},
+        {"to": ["file"]}
+    ]);
+    let run = start(&config.to_string());
+    send(
+        run.port(),
+        &serde_json::json!([
+            ["app", 20, "info", null, false],
+            ["app", 40, "error", null, false]
+        ]),
+    );
+    let Run { mut relay, out } = run;
+    let (code, err, _) = relay.stop();
+    assert_eq!(code, 0, "{err}");
+    let read = |name: &str| std::fs::read_to_string(out.path().join(name)).unwrap();
+    assert_eq!(
+        read("app.log"),
+        "enriched info\n- info\nenriched error\n- error\n- error\n"
+    );
+    assert_eq!(read("app.log.copy"), "enriched info\nenriched error\n");
+}
+
 /// misbehave.wat under `on_error`: the records asking for a loop, a memory
 /// bomb or a trap get `on_error`; the others pass; the listener stays up.
 fn misbehaving_plugin(on_error: &str) -> (String, String) {

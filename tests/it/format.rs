@@ -114,3 +114,30 @@ fn issue_3_formatter_output_byte_exact_end_to_end() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// A format naming a missing attribute three times warns once per second,
+/// and `suppressed` counts the records since the last warning (4), not the
+/// placeholders (it said 14: three per record, less the one logged).
+#[test]
+fn missing_attribute_warning_counts_records_not_placeholders() {
+    let config = r#"{"inputs": {"in": {"type": "tcp", "address": "127.0.0.1:0"}},
+        "outputs": {"o": {"type": "file", "path": "o.log",
+                          "format": "%(user)s|%(user)-4s|%(user)r %(message)s"}}}"#;
+    let mut relay = Relay::start(config, 1);
+    let port = relay.port("in");
+    crate::util::send_tcp(port, 5, "app");
+    crate::util::wait_lines(&relay.path("o.log"), 5, Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(1200));
+    crate::util::send_tcp(port, 1, "app");
+    let text = crate::util::wait_lines(&relay.path("o.log"), 6, Duration::from_secs(20));
+    assert!(text.starts_with("-|-   |- msg 0\n"), "{text}");
+    let (code, err, _) = relay.stop();
+    assert_eq!(code, 0);
+    let warnings: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("record lacks an attribute") && l.contains("field=\"user\""))
+        .collect();
+    assert_eq!(warnings.len(), 2, "{err}");
+    assert!(warnings[0].ends_with("suppressed=0"), "{err}");
+    assert!(warnings[1].ends_with("suppressed=4"), "{err}");
+}

@@ -141,3 +141,39 @@ fn missing_attribute_warning_counts_records_not_placeholders() {
     assert!(warnings[0].ends_with("suppressed=0"), "{err}");
     assert!(warnings[1].ends_with("suppressed=4"), "{err}");
 }
+
+/// A `bytearray` in `extra=` is written as Python prints it,
+/// `bytearray(b'..')` under `%s` and `%r` alike and in JSON; it used to be
+/// taken for bytes and written `b'..'`.
+#[test]
+fn bytearray_extra_renders_as_python_prints_it() {
+    let config = r#"{"inputs": {"in": {"type": "tcp", "address": "127.0.0.1:0"}},
+        "outputs": {"t": {"type": "file", "path": "t.log",
+                          "format": "%(ba)s|%(ba)r|%(empty)s|%(b)r|%(nested)s %(message)s"},
+                    "j": {"type": "file", "path": "j.log", "encoding": "json"}}}"#;
+    let mut relay = Relay::start(config, 1);
+    let port = relay.port("in").to_string();
+    python(
+        r#"
+import logging, logging.handlers, sys
+h = logging.handlers.SocketHandler("127.0.0.1", int(sys.argv[1]))
+log = logging.getLogger("ba")
+log.addHandler(h)
+log.warning("m", extra={"ba": bytearray(b"x'\x00\xff"), "empty": bytearray(),
+                        "b": b"x", "nested": [bytearray(b"y")]})
+h.close()
+"#,
+        &[&port],
+    );
+    let text = crate::util::wait_lines(&relay.path("t.log"), 1, Duration::from_secs(20));
+    let json = crate::util::wait_lines(&relay.path("j.log"), 1, Duration::from_secs(20));
+    assert_eq!(relay.stop().0, 0);
+    assert_eq!(
+        text,
+        "bytearray(b\"x\\'\\x00\\xff\")|bytearray(b\"x\\'\\x00\\xff\")|bytearray(b'')|b'x'|[bytearray(b'y')] m\n"
+    );
+    let j: serde_json::Value = serde_json::from_str(json.trim_end()).unwrap();
+    assert_eq!(j["ba"], "bytearray(b\"x\\'\\x00\\xff\")");
+    assert_eq!(j["b"], "b'x'");
+    assert_eq!(j["nested"], serde_json::json!(["bytearray(b'y')"]));
+}

@@ -177,3 +177,32 @@ h.close()
     assert_eq!(j["b"], "b'x'");
     assert_eq!(j["nested"], serde_json::json!(["bytearray(b'y')"]));
 }
+
+/// `datefmt` flags and widths as glibc 2.36's strftime (what Python's
+/// `time.strftime` prints): `-` still pads to a width with spaces, `+` is
+/// no flag (copied verbatim), `%z` pads its sign and its number apart, and
+/// `%^P` stays lower case. They used to give `Thu`, `5`, `Thu`, `+0100`
+/// and `AM` for the first five fields below.
+#[test]
+fn datefmt_flags_and_widths_follow_glibc() {
+    let config = r#"{"inputs": {"in": {"type": "tcp", "address": "127.0.0.1:0"}},
+        "outputs": {"t": {"type": "file", "path": "t.log", "format": "%(asctime)s %(message)s",
+                          "datefmt": "%-6a|%-3d|%+a|%6z|%^P|%_z|%-6Y|%06a|%-3%"}}}"#;
+    let mut relay = Relay::start_in(tempfile::tempdir().unwrap(), config, 1, &[("TZ", "CET")]);
+    let port = relay.port("in").to_string();
+    python(
+        r#"
+import logging, logging.handlers, sys
+h = logging.handlers.SocketHandler("127.0.0.1", int(sys.argv[1]))
+h.handle(logging.makeLogRecord({"msg": "m", "created": 1772690889.5}))
+h.close()
+"#,
+        &[&port],
+    );
+    let text = crate::util::wait_lines(&relay.path("t.log"), 1, Duration::from_secs(20));
+    assert_eq!(relay.stop().0, 0);
+    assert_eq!(
+        text,
+        "   Thu|  5|%+a|     +000100|am|+ 100|  2026|000Thu|  % m\n"
+    );
+}

@@ -171,3 +171,38 @@ fn log_level_takes_python_names_and_refuses_unknown_words() {
         "{err}"
     );
 }
+
+/// Two file outputs on one path, one of them rotating: each has its own
+/// writer, so `check` (and start-up) warn. Nothing said so before. Two
+/// plain appenders on one file (as two Python FileHandlers) do not warn.
+#[test]
+fn check_warns_about_two_outputs_rotating_one_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("l.json"),
+        r#"{"inputs": {"in": {"type": "tcp", "address": "127.0.0.1:0"}},
+"outputs": {"o": {"type": "file", "path": "x.log"},
+            "p": {"type": "file", "path": "./x.log", "max_bytes": 100, "backup_count": 2},
+            "q": {"type": "file", "path": "y.log"}},
+"logging": {"version": 1, "root": {"handlers": ["h"]},
+            "handlers": {"h": {"class": "logging.FileHandler", "filename": "y.log"}}}}"#,
+    )
+    .unwrap();
+    let out = logrelay(&["check", "--config", "l.json"], dir.path());
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let warnings: Vec<&str> = text
+        .lines()
+        .skip_while(|l| *l != "warnings:")
+        .skip(1)
+        .collect();
+    assert_eq!(
+        warnings,
+        [
+            "  l.json:3:18: outputs.p: writes the same file as `outputs.o` (./x.log) and one of \
+          them rotates or truncates it: lines can land in the rotated file; give each output \
+          its own file"
+        ],
+        "{text}"
+    );
+}

@@ -13,7 +13,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // Diagnostics go to stderr, never into a stdout output.
     let filter = match &cli.log_level {
-        Some(level) => EnvFilter::try_new(level),
+        Some(level) => match logrelay::cli::log_filter(level) {
+            Ok(f) => EnvFilter::try_new(f),
+            Err(e) => {
+                eprintln!("invalid --log-level: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
         None => EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new("info")),
     };
     let filter = match filter {

@@ -332,6 +332,10 @@ pub async fn serve(listener: TcpListener, stop: CancellationToken) {
             let line = String::from_utf8_lossy(line);
             let mut parts = line.split_whitespace();
             let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+            // HEAD is GET without the body (RFC 9110 9.3.2): load
+            // balancers and uptime checkers probe with it.
+            let head = method == "HEAD";
+            let method = if head { "GET" } else { method };
             let (status, ctype, body) = match (method, path.split('?').next().unwrap_or("")) {
                 ("GET", "/metrics") => ("200 OK", "text/plain; version=0.0.4", global().render()),
                 ("GET", "/health") if global().draining() => (
@@ -347,9 +351,16 @@ pub async fn serve(listener: TcpListener, stop: CancellationToken) {
                     "method not allowed\n".to_string(),
                 ),
             };
+            // A 405 must say which methods are allowed (RFC 9110 15.5.6).
+            let allow = if status.starts_with("405") {
+                "Allow: GET, HEAD\r\n"
+            } else {
+                ""
+            };
             let response = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
+                "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n{allow}Connection: close\r\n\r\n{}",
+                body.len(),
+                if head { "" } else { body.as_str() }
             );
             let _ = stream.write_all(response.as_bytes()).await;
             let _ = stream.shutdown().await;

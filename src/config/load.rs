@@ -267,6 +267,7 @@ impl Builder<'_, '_> {
         self.check_addresses(&inputs, &input_paths, f.metrics.as_ref());
         self.warn_unused(&filters, &routes, &origins);
         self.warn_overlaps(&routes, &origins);
+        self.warn_shared_files(&outputs, &origins);
 
         let metrics = f.metrics.as_ref().and_then(|m| {
             self.host_port("metrics.address", &m.address, false)

@@ -1,7 +1,9 @@
-//! Warnings about routes: outputs and filters no route uses, and one
-//! output reached by two routes that can match the same record.
+//! Warnings about routes: outputs and filters no route uses, one
+//! output reached by two routes that can match the same record, and two
+//! file outputs that rotate one file.
 
 use std::collections::BTreeMap;
+use std::path::{Component, PathBuf};
 
 use super::load::{Builder, Origin};
 use super::*;
@@ -54,6 +56,47 @@ impl Builder<'_, '_> {
                         self.report.warn(&origin.path, what);
                     }
                 }
+            }
+        }
+    }
+}
+
+impl Builder<'_, '_> {
+    /// Two file outputs on one path have a writer each: when one rotates
+    /// (or truncates) the file, the other goes on writing to the rotated
+    /// file until it notices and reopens, and each rotates on its own
+    /// count. Python allows two handlers on one file, so this warns.
+    pub(super) fn warn_shared_files(
+        &mut self,
+        outputs: &BTreeMap<String, OutputConfig>,
+        origins: &BTreeMap<String, Origin>,
+    ) {
+        let mut seen: BTreeMap<PathBuf, (&str, bool)> = BTreeMap::new();
+        for (name, output) in outputs {
+            let OutputConfig::File(f) = output else {
+                continue;
+            };
+            let moves = (f.max_bytes > 0 && f.backup_count > 0) || f.when.is_some() || f.truncate;
+            // Without `.` segments, `x.log` and `./x.log` meet.
+            let key: PathBuf = f
+                .path
+                .components()
+                .filter(|c| *c != Component::CurDir)
+                .collect();
+            let Some(&(first, first_moves)) = seen.get(&key) else {
+                seen.insert(key, (name, moves));
+                continue;
+            };
+            if let (true, Some(origin), Some(other)) =
+                (moves || first_moves, origins.get(name), origins.get(first))
+            {
+                let what = format!(
+                    "writes the same file as `{}` ({}) and one of them rotates or truncates it: \
+                     lines can land in the rotated file; give each output its own file",
+                    other.path,
+                    f.path.display()
+                );
+                self.report.warn(&origin.path, what);
             }
         }
     }

@@ -277,6 +277,7 @@ impl Template {
 
     /// Append the formatted line for `record`, plus `\n`, to `out`.
     pub fn format(&mut self, record: &Record, out: &mut Vec<u8>) {
+        self.warnings.begin_record();
         let asctime = match self.uses_time && self.asctime(record) {
             true => Some(self.cache_text.as_str()),
             false if self.uses_time => Some("-"),
@@ -447,12 +448,25 @@ fn process_start() -> Instant {
 pub(crate) struct Warnings {
     output: String,
     last: std::sync::Arc<std::sync::Mutex<HashMap<String, (Instant, u64)>>>,
+    /// Fields already noted for the record being formatted. A format that
+    /// names a field several times (`%(user)s ... %(user)r`) notes it once
+    /// per record, so `suppressed` counts records, not placeholders.
+    noted: Vec<String>,
 }
 
 impl Warnings {
+    /// Start a new record: each field is noted at most once per record.
+    fn begin_record(&mut self) {
+        self.noted.clear();
+    }
+
     /// Note a problem with `field`; log it unless one was logged for the
     /// same field within the last second.
     pub(crate) fn warn(&mut self, field: &str, what: &str) {
+        if self.noted.iter().any(|f| f == field) {
+            return;
+        }
+        self.noted.push(field.to_string());
         let now = Instant::now();
         // Nothing panics while the lock is held; a poisoned map is whole.
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());

@@ -167,6 +167,21 @@ fn push_escape(cp: u32, out: &mut String) {
 /// Append Python's `repr()` of a `bytes` object: `b'...'` with the quote
 /// Python picks, `\t\n\r\\` escaped and other non-printable bytes as `\xNN`.
 pub fn bytes_repr(b: &[u8], out: &mut String) {
+    quoted_bytes(b, false, out);
+}
+
+/// Append Python's `repr()` (and `str()`) of a `bytearray`:
+/// `bytearray(b'...')`, escaped as bytes are, except that CPython's
+/// bytearray repr escapes `'` even between double quotes
+/// (`bytearray(b"x\'")`, where bytes print `b"x'"`).
+pub fn bytearray_repr(b: &[u8], out: &mut String) {
+    out.push_str("bytearray(");
+    quoted_bytes(b, true, out);
+    out.push(')');
+}
+
+/// `b'...'` as `bytes_repr`; `escape_single` escapes every `'`.
+fn quoted_bytes(b: &[u8], escape_single: bool, out: &mut String) {
     let quote = if b.contains(&b'\'') && !b.contains(&b'"') {
         '"'
     } else {
@@ -180,9 +195,9 @@ pub fn bytes_repr(b: &[u8], out: &mut String) {
             b'\n' => out.push_str("\\n"),
             b'\r' => out.push_str("\\r"),
             b'\\' => out.push_str("\\\\"),
-            c if c == quote as u8 => {
+            c if c == quote as u8 || (escape_single && c == b'\'') => {
                 out.push('\\');
-                out.push(quote);
+                out.push(c as char);
             }
             0x20..=0x7e => out.push(c as char),
             c => {
@@ -231,6 +246,21 @@ mod tests {
         s.clear();
         bytes_repr(b"a'\"", &mut s);
         assert_eq!(s, r#"b'a\'"'"#);
+    }
+
+    #[test]
+    fn bytearray_repr_escapes_every_single_quote_as_python() {
+        let cases: [(&[u8], &str); 4] = [
+            (b"x'", r#"bytearray(b"x\'")"#),
+            (b"x\"", r#"bytearray(b'x"')"#),
+            (b"x'\"", r#"bytearray(b'x\'"')"#),
+            (b"\\\t\n\r\x7f\x80 a", r#"bytearray(b'\\\t\n\r\x7f\x80 a')"#),
+        ];
+        for (b, want) in cases {
+            let mut s = String::new();
+            bytearray_repr(b, &mut s);
+            assert_eq!(s, want);
+        }
     }
 
     #[test]

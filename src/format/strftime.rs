@@ -84,7 +84,9 @@ pub fn strftime(fmt: &str, tm: &Tm, out: &mut String) {
         };
         while let Some(&c) = chars.get(i) {
             match c {
-                '_' | '-' | '0' | '+' => fl.pad = Some(c),
+                // glibc (unlike gnulib) has no `+` flag: `%+a` is an
+                // unknown conversion, copied verbatim.
+                '_' | '-' | '0' => fl.pad = Some(c),
                 '^' => fl.upcase = true,
                 '#' => fl.change_case = true,
                 _ => break,
@@ -189,9 +191,13 @@ fn conversion(c: char, modifier: Option<char>, fl: &Flags, tm: &Tm, out: &mut St
         'y' => number(fl, 2, tm.year.rem_euclid(100), out),
         'Y' if !o => number(fl, 1, tm.year, out),
         'z' => {
+            // glibc adds the sign as a one-character string (padded to the
+            // width), then the hhmm number with the same flags and width:
+            // `%_z` is `- 330`, `%6z` is `     -000330`.
             let off = i64::from(tm.gmtoff);
+            add_str(fl, if off < 0 { "-" } else { "+" }, out);
             let v = off.abs() / 3600 * 100 + off.abs() / 60 % 60;
-            signed(fl, 5, off < 0, true, v, out);
+            number(fl, 4, v, out);
         }
         'Z' => add_cased(fl, &tm.zone, false, fl.change_case, out),
         _ => return false,
@@ -234,81 +240,71 @@ fn sub(fl: &Flags, f: &str, tm: &Tm, out: &mut String) {
 }
 
 /// A string conversion: `^` upper-cases; `#` flips to `upper` / `lower`
-/// as glibc does per conversion.
+/// as glibc does per conversion. Lower case wins, as in glibc's `cpy`
+/// (`%^P` is `pm`).
 fn add_cased(fl: &Flags, s: &str, upper: bool, lower: bool, out: &mut String) {
-    if fl.upcase || upper {
-        add_str(fl, &s.to_uppercase(), out);
-    } else if lower {
+    if lower {
         add_str(fl, &s.to_lowercase(), out);
+    } else if fl.upcase || upper {
+        add_str(fl, &s.to_uppercase(), out);
     } else {
         add_str(fl, s, out);
     }
 }
 
-/// glibc's `width_add`: pad on the left to the width, with zeros for the
-/// `0` and `+` flags, spaces otherwise, nothing for `-`.
+/// glibc's `add`: pad on the left to the width, with zeros for the `0`
+/// flag, spaces otherwise (`-` too: it only stops a number's own
+/// padding, so `%-6a` is `   Sat`).
 fn add_str(fl: &Flags, s: &str, out: &mut String) {
     let n = s.chars().count();
-    if let (Some(w), true) = (fl.width, fl.pad != Some('-')) {
-        let z = matches!(fl.pad, Some('0' | '+'));
-        out.extend(std::iter::repeat_n(
-            if z { '0' } else { ' ' },
-            w.saturating_sub(n),
-        ));
+    if let Some(w) = fl.width {
+        let fill = if fl.pad == Some('0') { '0' } else { ' ' };
+        out.extend(std::iter::repeat_n(fill, w.saturating_sub(n)));
     }
     out.push_str(s);
 }
 
+/// glibc's `DO_NUMBER`: at least `digits` digits (more with a width),
+/// zero-padded (`_`: spaces, `-`: none), then `cpy`, which pads what is
+/// left of the width as `add_str` does.
 fn number(fl: &Flags, digits: usize, v: i64, out: &mut String) {
-    signed(fl, digits, v < 0, false, v.abs(), out)
+    let pad = fl.pad.unwrap_or('0');
+    let digits = digits.max(fl.width.unwrap_or(0));
+    let mut width = fl.width.unwrap_or(0);
+    let mut num = v.unsigned_abs().to_string();
+    if v < 0 {
+        num.insert(0, '-');
+    }
+    let padding = digits.saturating_sub(num.len());
+    if pad != '-' && padding > 0 {
+        if pad == '_' {
+            out.extend(std::iter::repeat_n(' ', padding));
+            width = width.saturating_sub(padding);
+        } else {
+            // The sign goes before the zeros.
+            if v < 0 {
+                out.push('-');
+                num.remove(0);
+            }
+            out.extend(std::iter::repeat_n('0', padding));
+            width = 0;
+        }
+    }
+    let rest = Flags {
+        width: Some(width),
+        ..*fl
+    };
+    add_str(&rest, &num, out);
 }
 
+/// `DO_NUMBER_SPACEPAD` (`%e`, `%k`, `%l`): spaces unless a flag says
+/// otherwise.
 fn spacepad(fl: &Flags, digits: usize, v: i64, out: &mut String) {
     let mut f = *fl;
     if f.pad.is_none() {
         f.pad = Some('_');
     }
-    signed(&f, digits, v < 0, false, v.abs(), out)
-}
-
-/// glibc's `do_number_sign_and_padding`.
-fn signed(
-    fl: &Flags,
-    digits: usize,
-    negative: bool,
-    always_sign: bool,
-    mag: i64,
-    out: &mut String,
-) {
-    let pad = fl.pad.unwrap_or('0');
-    let num = mag.to_string();
-    let sign = if negative {
-        Some('-')
-    } else if always_sign {
-        Some('+')
-    } else {
-        None
-    };
-    let mut width = fl.width.unwrap_or(digits);
-    if let Some(s) = sign {
-        let shortage = width as i64 - 1 - num.len() as i64;
-        let padding = if pad == '-' || shortage <= 0 {
-            0
-        } else {
-            shortage as usize
-        };
-        if pad == '_' {
-            out.extend(std::iter::repeat_n(' ', padding));
-            width = width.saturating_sub(padding);
-        }
-        out.push(s);
-        width = width.saturating_sub(1);
-    }
-    if pad != '-' {
-        let fill = if pad == '_' { ' ' } else { '0' };
-        out.extend(std::iter::repeat_n(fill, width.saturating_sub(num.len())));
-    }
-    out.push_str(&num);
+    number(&f, digits, v, out)
 }
 
 #[cfg(test)]
@@ -348,5 +344,22 @@ mod tests {
         assert_eq!(f("%c"), "Thu Mar  5 07:08:09 2026");
         assert_eq!(f("%G-W%V-%u %%"), "2026-W10-4 %");
         assert_eq!(f("%q %5q %"), "%q   %5q %");
+    }
+
+    #[test]
+    fn flags_and_widths_as_glibc_2_36() {
+        // Expected values from Python's time.strftime under TZ=CET.
+        assert_eq!(
+            f("%-6a|%-3d|%+a|%+6d|%06a|%^P|%^#p|%#Z|%^#Z"),
+            "   Thu|  5|%+a|%+6d|000Thu|am|am|cet|cet"
+        );
+        assert_eq!(
+            f("%6z|%_z|%-z|%03z|%-6z|%_6z|%1z"),
+            "     +000100|+ 100|+100|00+0100|     +   100|     +   100|+0100"
+        );
+        assert_eq!(
+            f("%-6Y|%_6Y|%6Y|%-3e|%0e|%-6c|%-3%|%6q|%-6q"),
+            "  2026|  2026|002026|  5|05|Thu Mar  5 07:08:09 2026|  %|   %6q|  %-6q"
+        );
     }
 }

@@ -120,3 +120,89 @@ fn dictconfig_at_time_is_ignored_for_hourly_rotation_as_python_does() {
         "native.json:1:90: outputs.f.at_time: only applies to `when` midnight or W0..W6\n"
     );
 }
+
+/// `--log-level WARNING` (Python's spelling) shows warnings; it used to be
+/// read by tracing as a target name and silence every diagnostic. A word
+/// that names no level is an error, not silence.
+#[test]
+fn log_level_takes_python_names_and_refuses_unknown_words() {
+    let dir = tempfile::tempdir().unwrap();
+    // Two routes that overlap: a WARN line at start-up, then INFO ones.
+    std::fs::write(
+        dir.path().join("l.json"),
+        r#"{"inputs": {"in": {"type": "tcp", "address": "127.0.0.1:0"}},
+            "outputs": {"o": {"type": "file", "path": "o.log"}},
+            "routes": [{"to": ["o"]}, {"loggers": ["a"], "to": ["o"]}]}"#,
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(BIN)
+        .args(["--log-level", "WARNING", "--config", "l.json"])
+        .current_dir(dir.path())
+        .env("NO_COLOR", "1")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let first = std::thread::spawn(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(stderr).lines().next()
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !first.is_finished() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = first
+        .join()
+        .unwrap()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    assert!(
+        line.contains("WARN") && line.contains("written twice"),
+        "{line:?}"
+    );
+
+    let out = logrelay(&["--log-level", "verbose", "check"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("invalid --log-level: unknown level \"verbose\""),
+        "{err}"
+    );
+}
+
+/// Two file outputs on one path, one of them rotating: each has its own
+/// writer, so `check` (and start-up) warn. Nothing said so before. Two
+/// plain appenders on one file (as two Python FileHandlers) do not warn.
+#[test]
+fn check_warns_about_two_outputs_rotating_one_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("l.json"),
+        r#"{"inputs": {"in": {"type": "tcp", "address": "127.0.0.1:0"}},
+"outputs": {"o": {"type": "file", "path": "x.log"},
+            "p": {"type": "file", "path": "./x.log", "max_bytes": 100, "backup_count": 2},
+            "q": {"type": "file", "path": "y.log"}},
+"logging": {"version": 1, "root": {"handlers": ["h"]},
+            "handlers": {"h": {"class": "logging.FileHandler", "filename": "y.log"}}}}"#,
+    )
+    .unwrap();
+    let out = logrelay(&["check", "--config", "l.json"], dir.path());
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let warnings: Vec<&str> = text
+        .lines()
+        .skip_while(|l| *l != "warnings:")
+        .skip(1)
+        .collect();
+    assert_eq!(
+        warnings,
+        [
+            "  l.json:3:18: outputs.p: writes the same file as `outputs.o` (./x.log) and one of \
+          them rotates or truncates it: lines can land in the rotated file; give each output \
+          its own file"
+        ],
+        "{text}"
+    );
+}

@@ -114,3 +114,95 @@ fn issue_3_formatter_output_byte_exact_end_to_end() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// A format naming a missing attribute three times warns once per second,
+/// and `suppressed` counts the records since the last warning (4), not the
+/// placeholders (it said 14: three per record, less the one logged).
+#[test]
+fn missing_attribute_warning_counts_records_not_placeholders() {
+    let config = r#"{"inputs": {"in": {"type": "tcp", "address": "127.0.0.1:0"}},
+        "outputs": {"o": {"type": "file", "path": "o.log",
+                          "format": "%(user)s|%(user)-4s|%(user)r %(message)s"}}}"#;
+    let mut relay = Relay::start(config, 1);
+    let port = relay.port("in");
+    crate::util::send_tcp(port, 5, "app");
+    crate::util::wait_lines(&relay.path("o.log"), 5, Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(1200));
+    crate::util::send_tcp(port, 1, "app");
+    let text = crate::util::wait_lines(&relay.path("o.log"), 6, Duration::from_secs(20));
+    assert!(text.starts_with("-|-   |- msg 0\n"), "{text}");
+    let (code, err, _) = relay.stop();
+    assert_eq!(code, 0);
+    let warnings: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("record lacks an attribute") && l.contains("field=\"user\""))
+        .collect();
+    assert_eq!(warnings.len(), 2, "{err}");
+    assert!(warnings[0].ends_with("suppressed=0"), "{err}");
+    assert!(warnings[1].ends_with("suppressed=4"), "{err}");
+}
+
+/// A `bytearray` in `extra=` is written as Python prints it,
+/// `bytearray(b'..')` under `%s` and `%r` alike and in JSON; it used to be
+/// taken for bytes and written `b'..'`.
+#[test]
+fn bytearray_extra_renders_as_python_prints_it() {
+    let config = r#"{"inputs": {"in": {"type": "tcp", "address": "127.0.0.1:0"}},
+        "outputs": {"t": {"type": "file", "path": "t.log",
+                          "format": "%(ba)s|%(ba)r|%(empty)s|%(b)r|%(nested)s %(message)s"},
+                    "j": {"type": "file", "path": "j.log", "encoding": "json"}}}"#;
+    let mut relay = Relay::start(config, 1);
+    let port = relay.port("in").to_string();
+    python(
+        r#"
+import logging, logging.handlers, sys
+h = logging.handlers.SocketHandler("127.0.0.1", int(sys.argv[1]))
+log = logging.getLogger("ba")
+log.addHandler(h)
+log.warning("m", extra={"ba": bytearray(b"x'\x00\xff"), "empty": bytearray(),
+                        "b": b"x", "nested": [bytearray(b"y")]})
+h.close()
+"#,
+        &[&port],
+    );
+    let text = crate::util::wait_lines(&relay.path("t.log"), 1, Duration::from_secs(20));
+    let json = crate::util::wait_lines(&relay.path("j.log"), 1, Duration::from_secs(20));
+    assert_eq!(relay.stop().0, 0);
+    assert_eq!(
+        text,
+        "bytearray(b\"x\\'\\x00\\xff\")|bytearray(b\"x\\'\\x00\\xff\")|bytearray(b'')|b'x'|[bytearray(b'y')] m\n"
+    );
+    let j: serde_json::Value = serde_json::from_str(json.trim_end()).unwrap();
+    assert_eq!(j["ba"], "bytearray(b\"x\\'\\x00\\xff\")");
+    assert_eq!(j["b"], "b'x'");
+    assert_eq!(j["nested"], serde_json::json!(["bytearray(b'y')"]));
+}
+
+/// `datefmt` flags and widths as glibc 2.36's strftime (what Python's
+/// `time.strftime` prints): `-` still pads to a width with spaces, `+` is
+/// no flag (copied verbatim), `%z` pads its sign and its number apart, and
+/// `%^P` stays lower case. They used to give `Thu`, `5`, `Thu`, `+0100`
+/// and `AM` for the first five fields below.
+#[test]
+fn datefmt_flags_and_widths_follow_glibc() {
+    let config = r#"{"inputs": {"in": {"type": "tcp", "address": "127.0.0.1:0"}},
+        "outputs": {"t": {"type": "file", "path": "t.log", "format": "%(asctime)s %(message)s",
+                          "datefmt": "%-6a|%-3d|%+a|%6z|%^P|%_z|%-6Y|%06a|%-3%"}}}"#;
+    let mut relay = Relay::start_in(tempfile::tempdir().unwrap(), config, 1, &[("TZ", "CET")]);
+    let port = relay.port("in").to_string();
+    python(
+        r#"
+import logging, logging.handlers, sys
+h = logging.handlers.SocketHandler("127.0.0.1", int(sys.argv[1]))
+h.handle(logging.makeLogRecord({"msg": "m", "created": 1772690889.5}))
+h.close()
+"#,
+        &[&port],
+    );
+    let text = crate::util::wait_lines(&relay.path("t.log"), 1, Duration::from_secs(20));
+    assert_eq!(relay.stop().0, 0);
+    assert_eq!(
+        text,
+        "   Thu|  5|%+a|     +000100|am|+ 100|  2026|000Thu|  % m\n"
+    );
+}

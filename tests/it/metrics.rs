@@ -46,3 +46,41 @@ fn metrics_count_received_rejected_and_written() {
     assert!(health.starts_with("HTTP/1.1 200 OK\r\n"), "{health}");
     assert_eq!(relay.stop().0, 0);
 }
+
+/// The raw HTTP/1.1 response to `method path`.
+fn http(addr: &str, method: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// HEAD is answered as GET without a body (it was refused with 405, so a
+/// load balancer probing `HEAD /health` saw the listener as down), and a
+/// 405 names the allowed methods.
+#[test]
+fn head_requests_are_answered_and_405_lists_allowed_methods() {
+    let mut relay = Relay::start(
+        r#"{"inputs": {"in": {"type": "tcp", "address": "127.0.0.1:0"}},
+            "outputs": {"o": {"type": "file", "path": "o.log"}},
+            "metrics": {"address": "127.0.0.1:0"}}"#,
+        2,
+    );
+    let addr = relay.addr("metrics");
+    assert_eq!(
+        http(&addr, "HEAD", "/health"),
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\nConnection: close\r\n\r\n"
+    );
+    let head = http(&addr, "HEAD", "/metrics");
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(head.ends_with("\r\n\r\n"), "{head}");
+    assert!(!head.contains("logrelay_"), "{head}");
+    assert_eq!(
+        http(&addr, "POST", "/metrics"),
+        "HTTP/1.1 405 Method Not Allowed\r\nContent-Type: text/plain\r\nContent-Length: 19\r\nAllow: GET, HEAD\r\nConnection: close\r\n\r\nmethod not allowed\n"
+    );
+    assert_eq!(relay.stop().0, 0);
+}

@@ -526,3 +526,44 @@ fn editing_a_plugin_file_reloads_the_filter_without_losing_records() {
     }
     assert!(first_new >= 200);
 }
+
+/// SPEC.md 6: a record delivered by several routes is a separate copy in
+/// each. field_set.wat sets `env` and `levelno` on the copy of the first
+/// route only; the second route (same output) and a third (another
+/// output, after the filter ran) see the record as sent.
+#[test]
+fn each_route_filters_its_own_copy_of_a_record() {
+    let _serial = serial();
+    let other = tempfile::tempdir().unwrap();
+    let other_path = other.path().join("other.log");
+    let config = serde_json::json!({
+        "inputs": {"in": {"type": "tcp", "address": "127.0.0.1:0"}},
+        "filters": {"set": {"type": "wasm", "path": fixture("field_set.wat")}},
+        "outputs": {
+            "file": {"type": "file", "path": "OUT", "format": "%(levelno)s %(env)s %(message)s"},
+            "other": {"type": "file", "path": other_path, "encoding": "json"}
+        },
+        "routes": [
+            {"filters": ["set"], "to": ["file"]},
+            {"to": ["file"]},
+            {"to": ["other"]}
+        ]
+    });
+    let relay = start(&config.to_string());
+    let records = serde_json::json!([
+        ["app", 20, "one", null, false],
+        ["app", 30, "two", null, false]
+    ]);
+    send(relay.port(), &records);
+    assert_eq!(
+        finish(relay),
+        "40 prod one\n20 - one\n40 prod two\n30 - two\n"
+    );
+    let lines = parse_lines(&std::fs::read_to_string(&other_path).unwrap());
+    assert_eq!(lines.len(), 2);
+    for (line, level) in lines.iter().zip([20, 30]) {
+        assert_eq!(line["levelno"], level);
+        assert!(line.get("env").is_none(), "{line}");
+        assert!(line.get("tags").is_none(), "{line}");
+    }
+}

@@ -17,9 +17,10 @@
 //!   Decimal and UUID, Python's `str()`/`repr()` computed from the pickled
 //!   state. A few reductions are plain data and decode as such: `set`/
 //!   `frozenset` of a list (protocols < 4), `_codecs.encode(str, 'latin1')`
-//!   (bytes under protocols < 3), `bytearray` (decoded as `Bytes`: the
-//!   record model has no mutable-bytes type and the content is what matters),
-//!   and `collections.OrderedDict` (a `Dict`). A class used as a value
+//!   (bytes under protocols < 3), `bytes()`, and `collections.OrderedDict`
+//!   (a `Dict`). A `bytearray` is an object rendered `bytearray(b'..')`,
+//!   as Python prints it (protocol 5's `BYTEARRAY8`, which SocketHandler
+//!   never sends, decodes as bytes). A class used as a value
 //!   (`extra={'cls': ValueError}`) renders as Python does, `<class
 //!   'ValueError'>`. A datetime or time whose tzinfo is not a
 //!   `datetime.timezone` (zoneinfo, pytz) has no offset in its `str()`:

@@ -11,13 +11,14 @@
 //!
 //! Some reductions are how older protocols spell plain data, and decode as
 //! that data: `set(list)`, `frozenset(list)`, `_codecs.encode(str,
-//! 'latin1')` (bytes, protocols < 3), `bytearray(...)`/`bytes()` (bytes),
+//! 'latin1')` (bytes, protocols < 3), `bytes()` (bytes),
 //! `collections.OrderedDict()` (a dict, filled by the SETITEMS that follow),
 //! and `copyreg._reconstructor(cls, object, None)` / `copyreg.__newobj__`
 //! (an instance of `cls`).
 
 use super::machine::{Kind, Machine, Node, Slot};
 use super::{PickleError, MAX_CLASS_NAME, MAX_SLOTS};
+use crate::format::pyrepr::bytearray_repr;
 use crate::record::{Str, Value};
 
 /// An inert class instance in the arena.
@@ -156,15 +157,30 @@ impl Machine<'_> {
                 },
                 _ => self.instantiate(id, &[]),
             },
-            "builtins.bytearray" | "builtins.bytes" => match items.as_slice() {
-                [] => Ok(Slot::Val(Value::Bytes(bytes::Bytes::new()))),
-                [Slot::Val(b @ Value::Bytes(_))] => Ok(Slot::Val(b.clone())),
-                [Slot::Val(Value::Str(s)), Slot::Val(Value::Str(enc))] => match encode(s, enc) {
-                    Some(b) => Ok(Slot::Val(b)),
-                    None => self.instantiate(id, &[]),
-                },
-                _ => self.instantiate(id, &[]),
-            },
+            "builtins.bytearray" | "builtins.bytes" => {
+                let value = match items.as_slice() {
+                    [] => Value::Bytes(bytes::Bytes::new()),
+                    [Slot::Val(b @ Value::Bytes(_))] => b.clone(),
+                    [Slot::Val(Value::Str(s)), Slot::Val(Value::Str(enc))] => {
+                        match encode(s, enc) {
+                            Some(b) => b,
+                            None => return self.instantiate(id, &[]),
+                        }
+                    }
+                    _ => return self.instantiate(id, &[]),
+                };
+                match (&*class, value) {
+                    // Python prints a bytearray as `bytearray(b'..')` (str and
+                    // repr alike), so it is an object rendered that way, not bytes.
+                    ("builtins.bytearray", Value::Bytes(b)) => {
+                        let mut text = String::new();
+                        bytearray_repr(&b, &mut text);
+                        let text = Str::from(text);
+                        self.object(id, Some((text.clone(), text)), Aux::None)
+                    }
+                    (_, value) => Ok(Slot::Val(value)),
+                }
+            }
             // Its items follow as SETITEMS on the result.
             "collections.OrderedDict" => self.node(Kind::Dict, Vec::new()),
             // object.__reduce_ex__(0 or 1): the instance's state follows

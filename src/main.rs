@@ -20,7 +20,25 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         },
-        None => EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new("info")),
+        // RUST_LOG takes the same names; one that is not a level or a
+        // filter is reported and replaced by `info` rather than refused
+        // (a unit file that always ran must still start).
+        None => match std::env::var("RUST_LOG") {
+            Ok(v) if !v.trim().is_empty() => {
+                match logrelay::cli::log_filter(v.trim()).map(|f| EnvFilter::try_new(&f)) {
+                    Ok(Ok(f)) => Ok(f),
+                    Ok(Err(e)) => {
+                        eprintln!("ignoring RUST_LOG={v:?}: {e}; logging at info");
+                        EnvFilter::try_new("info")
+                    }
+                    Err(e) => {
+                        eprintln!("ignoring RUST_LOG={v:?}: {e}; logging at info");
+                        EnvFilter::try_new("info")
+                    }
+                }
+            }
+            _ => EnvFilter::try_new("info"),
+        },
     };
     let filter = match filter {
         Ok(f) => f,

@@ -124,21 +124,16 @@ fn dictconfig_at_time_is_ignored_for_hourly_rotation_as_python_does() {
 /// `--log-level WARNING` (Python's spelling) shows warnings; it used to be
 /// read by tracing as a target name and silence every diagnostic. A word
 /// that names no level is an error, not silence.
-#[test]
-fn log_level_takes_python_names_and_refuses_unknown_words() {
-    let dir = tempfile::tempdir().unwrap();
-    // Two routes that overlap: a WARN line at start-up, then INFO ones.
-    std::fs::write(
-        dir.path().join("l.json"),
-        r#"{"inputs": {"in": {"type": "tcp", "address": "127.0.0.1:0"}},
-            "outputs": {"o": {"type": "file", "path": "o.log"}},
-            "routes": [{"to": ["o"]}, {"loggers": ["a"], "to": ["o"]}]}"#,
-    )
-    .unwrap();
+/// The first line logrelay writes to stderr when run on `l.json` in
+/// `dir` with `args` and `env` (empty if none within 20 s).
+fn first_stderr_line(args: &[&str], env: &[(&str, &str)], dir: &std::path::Path) -> String {
     let mut child = std::process::Command::new(BIN)
-        .args(["--log-level", "WARNING", "--config", "l.json"])
-        .current_dir(dir.path())
+        .args(args)
+        .args(["--config", "l.json"])
+        .current_dir(dir)
         .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .envs(env.iter().copied())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -153,13 +148,39 @@ fn log_level_takes_python_names_and_refuses_unknown_words() {
     }
     let _ = child.kill();
     let _ = child.wait();
-    let line = first
+    first
         .join()
         .unwrap()
         .and_then(Result::ok)
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+#[test]
+fn log_level_takes_python_names_and_refuses_unknown_words() {
+    let dir = tempfile::tempdir().unwrap();
+    // Two routes that overlap: a WARN line at start-up, then INFO ones.
+    std::fs::write(
+        dir.path().join("l.json"),
+        r#"{"inputs": {"in": {"type": "tcp", "address": "127.0.0.1:0"}},
+            "outputs": {"o": {"type": "file", "path": "o.log"}},
+            "routes": [{"to": ["o"]}, {"loggers": ["a"], "to": ["o"]}]}"#,
+    )
+    .unwrap();
+    let line = first_stderr_line(&["--log-level", "WARNING"], &[], dir.path());
     assert!(
         line.contains("WARN") && line.contains("written twice"),
+        "{line:?}"
+    );
+    // RUST_LOG takes the same names; an unknown word is reported and
+    // replaced by info instead of silencing everything.
+    let line = first_stderr_line(&[], &[("RUST_LOG", "WARNING")], dir.path());
+    assert!(
+        line.contains("WARN") && line.contains("written twice"),
+        "{line:?}"
+    );
+    let line = first_stderr_line(&[], &[("RUST_LOG", "verbose")], dir.path());
+    assert!(
+        line.starts_with("ignoring RUST_LOG=\"verbose\": unknown level"),
         "{line:?}"
     );
 

@@ -25,17 +25,12 @@ fn main() -> ExitCode {
         // (a unit file that always ran must still start).
         None => match std::env::var("RUST_LOG") {
             Ok(v) if !v.trim().is_empty() => {
-                match logrelay::cli::log_filter(v.trim()).map(|f| EnvFilter::try_new(&f)) {
-                    Ok(Ok(f)) => Ok(f),
-                    Ok(Err(e)) => {
-                        eprintln!("ignoring RUST_LOG={v:?}: {e}; logging at info");
-                        EnvFilter::try_new("info")
-                    }
-                    Err(e) => {
-                        eprintln!("ignoring RUST_LOG={v:?}: {e}; logging at info");
-                        EnvFilter::try_new("info")
-                    }
-                }
+                let filter = logrelay::cli::log_filter(v.trim())
+                    .and_then(|f| EnvFilter::try_new(&f).map_err(|e| e.to_string()));
+                filter.or_else(|e| {
+                    eprintln!("ignoring RUST_LOG={v:?}: {e}; logging at info");
+                    EnvFilter::try_new("info")
+                })
             }
             _ => EnvFilter::try_new("info"),
         },

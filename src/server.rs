@@ -221,16 +221,16 @@ impl Server {
             }
         }
         // Point of no return: publish the new pipeline.
-        for (name, restyle, config) in restyled {
+        for (name, restyle) in restyled {
             if let Some(ro) = outputs.get_mut(&name) {
-                match &restyle.settings {
-                    Some(settings) => ro.handle.reconfigure(settings).await,
-                    None => {
+                match &restyle.config {
+                    OutputConfig::File(c) if restyle.reconfigure => ro.handle.reconfigure(c).await,
+                    _ => {
                         tracing::info!(output = %name, "Output format changed by reload; same file and queue.");
                     }
                 }
                 ro.handle = restyle.handle;
-                ro.config = config;
+                ro.config = restyle.config;
             }
         }
         let pipeline = Arc::new(Pipeline::new(
@@ -367,17 +367,14 @@ fn load_filters(
     Ok(out)
 }
 
-/// Start the outputs of `config`, taking unchanged ones out of `current`
-/// (what is left there afterwards is to be retired). On error, the
-/// unchanged ones are put back into `current` and the new ones dropped.
 /// Outputs that keep their thread though their config changed (see
-/// [`restyle`]), with the handle and config to switch them to once the
-/// reload cannot fail, and whether the thread must also be told the new
-/// settings.
-type Restyled = Vec<(String, Restyle, OutputConfig)>;
+/// [`restyle`]), to switch over once the reload cannot fail.
+type Restyled = Vec<(String, Restyle)>;
 
 /// Start the outputs of `config`, taking the unchanged ones (and those
-/// whose format alone changed, see [`restyle`]) out of `current`.
+/// that keep their thread, see [`restyle`]) out of `current` (what is left
+/// there afterwards is to be retired). On error, the unchanged ones are
+/// put back into `current` and the new ones dropped.
 fn start_outputs(
     config: &Config,
     current: &mut HashMap<String, RunningOutput>,
@@ -393,18 +390,18 @@ fn start_outputs(
             }
             continue;
         }
-        let handle = match current.get(name).map(|ro| restyle(ro, oc)) {
-            Some(Ok(handle)) => handle,
+        let kept = match current.get(name).map(|ro| restyle(ro, oc)) {
+            Some(Ok(kept)) => kept,
             Some(Err(e)) => {
                 give_back(current, &mut out, &reused);
                 return Err(e.into());
             }
             None => None,
         };
-        if let (Some(restyle), Some(ro)) = (handle, current.remove(name)) {
+        if let (Some(kept), Some(ro)) = (kept, current.remove(name)) {
             out.insert(name.clone(), ro);
             reused.push(name.clone());
-            restyled.push((name.clone(), restyle, oc.clone()));
+            restyled.push((name.clone(), kept));
             continue;
         }
         match output::start(name, oc) {
@@ -424,9 +421,11 @@ fn start_outputs(
 struct Restyle {
     /// The handle that formats as the new config says.
     handle: OutputHandle,
-    /// The file output's new settings, for its thread, when more than the
-    /// format changed.
-    settings: Option<crate::config::FileOutputConfig>,
+    /// The new config.
+    config: OutputConfig,
+    /// Whether more than the format changed, so the (file) output's
+    /// thread must be told the new settings.
+    reconfigure: bool,
 }
 
 /// If `running` can take `new` on the same thread: the same stream, or
@@ -439,7 +438,7 @@ fn restyle(
     running: &RunningOutput,
     new: &OutputConfig,
 ) -> Result<Option<Restyle>, output::OutputError> {
-    let (handle, settings) = match (&running.config, new) {
+    let (handle, reconfigure) = match (&running.config, new) {
         (OutputConfig::File(old), OutputConfig::File(c))
             if old.path == c.path
                 && old.truncate == c.truncate
@@ -453,15 +452,21 @@ fn restyle(
                 utc: old.text.utc,
                 ..c.text.clone()
             };
-            let settings = (format_only != *c).then(|| c.clone());
-            (running.handle.with_format(c.encoding, &c.text)?, settings)
+            (
+                running.handle.with_format(c.encoding, &c.text)?,
+                format_only != *c,
+            )
         }
         (OutputConfig::Stream(old), OutputConfig::Stream(c)) if old.stream == c.stream => {
-            (running.handle.with_format(c.encoding, &c.text)?, None)
+            (running.handle.with_format(c.encoding, &c.text)?, false)
         }
         _ => return Ok(None),
     };
-    Ok(handle.map(|handle| Restyle { handle, settings }))
+    Ok(handle.map(|handle| Restyle {
+        handle,
+        config: new.clone(),
+        reconfigure,
+    }))
 }
 
 /// Undo [`start_outputs`]: move the reused outputs back into `current`;

@@ -258,14 +258,7 @@ impl Pipeline {
             );
             // Each route (and each output of a route) gets its own copy;
             // the last one takes the record itself.
-            let mut record = Some(record);
-            for (i, route) in matching.iter().enumerate() {
-                let copy = if i + 1 == matching.len() {
-                    record.take()
-                } else {
-                    record.clone()
-                };
-                let Some(mut copy) = copy else { break };
+            for (route, mut copy) in matching.iter().zip(copies(record, matching.len())) {
                 if !route
                     .filters
                     .iter()
@@ -273,8 +266,7 @@ impl Pipeline {
                 {
                     continue;
                 }
-                let mut copy = Some(copy);
-                for (j, out) in route.outputs.iter().enumerate() {
+                for (out, rec) in route.outputs.iter().zip(copies(copy, route.outputs.len())) {
                     let slot = match batches.iter().position(|(o, _)| o.name() == out.name()) {
                         Some(i) => i,
                         None => {
@@ -282,14 +274,7 @@ impl Pipeline {
                             batches.len() - 1
                         }
                     };
-                    let rec = if j + 1 == route.outputs.len() {
-                        copy.take()
-                    } else {
-                        copy.clone()
-                    };
-                    if let Some(rec) = rec {
-                        batches[slot].1.push(rec);
-                    }
+                    batches[slot].1.push(rec);
                 }
             }
         }
@@ -299,6 +284,19 @@ impl Pipeline {
             }
         }
     }
+}
+
+/// `n` copies of `item`: `n - 1` clones, made as they are taken, then
+/// `item` itself (nothing if `n` is 0).
+fn copies<T: Clone>(item: T, n: usize) -> impl Iterator<Item = T> {
+    let mut item = Some(item);
+    (0..n).filter_map(move |i| {
+        if i + 1 == n {
+            item.take()
+        } else {
+            item.clone()
+        }
+    })
 }
 
 fn apply_filters(filters: &[Arc<Filter>], mut batch: Vec<Record>) -> Vec<Record> {

@@ -204,6 +204,7 @@ pub struct Kinds {
 }
 
 /// Pass 2 over the whole file, given the kinds from pass 1.
+#[derive(Clone, Copy)]
 pub struct FileSeed<'a> {
     /// What pass 1 found.
     pub kinds: &'a Kinds,

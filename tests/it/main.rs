@@ -3,9 +3,11 @@
 
 mod util;
 
+mod check;
 mod cli;
 mod core;
 mod decoders;
+mod examples;
 mod file;
 mod format;
 mod forward;

@@ -388,3 +388,70 @@ fn udp_newline_datagram_gives_one_record_per_line() {
         "{body}"
     );
 }
+
+/// Issue 17: what `encoding: json` writes for a JSON record that lacked
+/// some of LogRecord's attributes is exactly what the README says:
+/// `vars(logging.makeLogRecord(d))` — the twenty attributes in LogRecord's
+/// order (those not sent with makeLogRecord's values, `exc_info`,
+/// `exc_text` and `stack_info` null), then the other keys as sent. A
+/// pickle record is written as sent, nothing added.
+#[test]
+fn issue_17_json_lines_out_adds_exactly_make_log_records_attributes() {
+    let mut relay = Relay::start(
+        r#"{
+  "inputs": {"lines": {"type": "tcp", "address": "127.0.0.1:0", "decoder": "json", "framing": "newline"}},
+  "outputs": {"json": {"type": "file", "path": "out/app.json", "encoding": "json"}}
+}"#,
+        1,
+    );
+    send_raw(
+        &relay.addr("lines"),
+        b"{\"name\": \"app\", \"msg\": \"hi\", \"levelname\": \"INFO\", \"levelno\": 20, \"created\": 1700000000.5, \"user\": \"ann\"}\n",
+    );
+    let path = relay.path("out/app.json");
+    wait_lines(&path, 1, Duration::from_secs(10));
+    assert_eq!(relay.stop().0, 0);
+    let line = std::fs::read_to_string(path).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let obj = v.as_object().unwrap();
+    let keys: Vec<&str> = obj.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "name",
+            "msg",
+            "args",
+            "levelname",
+            "levelno",
+            "pathname",
+            "filename",
+            "module",
+            "exc_info",
+            "exc_text",
+            "stack_info",
+            "lineno",
+            "funcName",
+            "created",
+            "msecs",
+            "relativeCreated",
+            "thread",
+            "threadName",
+            "processName",
+            "process",
+            "user"
+        ],
+        "{line}"
+    );
+    for (k, want) in [
+        ("exc_info", serde_json::Value::Null),
+        ("exc_text", serde_json::Value::Null),
+        ("stack_info", serde_json::Value::Null),
+        ("funcName", serde_json::Value::Null),
+        ("lineno", serde_json::json!(0)),
+        ("args", serde_json::json!([])),
+        ("msecs", serde_json::json!(500.0)),
+        ("user", serde_json::json!("ann")),
+    ] {
+        assert_eq!(obj[k], want, "{k}: {line}");
+    }
+}

@@ -192,3 +192,31 @@ fn issue_17_check_names_a_missing_plugin_file_at_its_path() {
         "{stderr}"
     );
 }
+
+#[test]
+fn issue_17_reload_errors_name_the_field() {
+    let relay = Relay::start(
+        r#"{"inputs": {"app": {"type": "tcp", "address": "127.0.0.1:0"}},
+"outputs": {"o": {"type": "stdout"}}}"#,
+        1,
+    );
+    // Valid as a config; the file cannot be opened, so the reload fails.
+    let text = r#"{"inputs": {"app": {"type": "tcp", "address": "127.0.0.1:0"}},
+"outputs": {"o": {"type": "stdout"},
+            "bad": {"type": "file", "path": "/proc/x/app.log"}}}"#;
+    let config = relay.path("listener.json");
+    std::fs::write(&config, text).unwrap();
+    relay.wait_for_log("Reload rejected", 1, Duration::from_secs(10));
+    let stderr = relay.stderr();
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("Reload rejected"))
+        .unwrap();
+    assert!(
+        line.contains(&format!(
+            "Reload rejected, the running pipeline goes on unchanged: {}outputs.bad.path: cannot open /proc/x/app.log: ",
+            at(&config, text, "\"/proc/x")
+        )),
+        "{stderr}"
+    );
+}

@@ -853,6 +853,19 @@ mod tests {
     }
 
     #[test]
+    fn issue_17_a_component_dropped_after_its_error_hides_no_other() {
+        // `a` lacks its address: once reported, `a` is left out of the
+        // next read, and `b` and `o` are still read as what they are.
+        assert_eq!(
+            err(r#"{"inputs": {"a": {"type": "tcp"}, "b": {"type": "udp", "address": 5}},
+"outputs": {"o": {"type": "stdout", "utc": "no"}}}"#),
+            "listener.json:1:32: inputs.a: missing field `address`\n\
+             listener.json:1:67: inputs.b.address: invalid type: integer `5`, expected a string\n\
+             listener.json:2:44: outputs.o.utc: invalid type: string \"no\", expected true or false"
+        );
+    }
+
+    #[test]
     fn error_unknown_component_type() {
         assert_eq!(
             err(&native(

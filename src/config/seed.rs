@@ -132,8 +132,8 @@ pub trait Typed: Sized {
     fn next_value<'de, A: MapAccess<'de>>(kind: Self::Kind, map: &mut A) -> Result<Self, A::Error>;
 }
 
-/// Deserializes `{name: component}` using the kinds pass 1 found, in the
-/// same order. A component whose kind is `None` (its tag was wrong, and
+/// Deserializes `{name: component}` using the kinds pass 1 found for each
+/// name. A component whose kind is `None` (its tag was wrong, and
 /// that is already reported) is skipped.
 pub struct NamedSeed<'a, T: Typed> {
     /// One entry per name, in file order.
@@ -154,13 +154,14 @@ impl<'de, T: Typed> Visitor<'de> for NamedSeed<'_, T> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut out = Vec::new();
-        let mut i = 0;
         while let Some(name) = map.next_key::<String>()? {
-            let kind = match self.kinds.get(i) {
-                Some((n, k)) if *n == name => *k,
-                _ => return Err(de::Error::custom("the file changed between two reads")),
+            // By name, not position: a second read may lack components
+            // (load.rs `collect` drops those already reported). Names are
+            // unique: pass 1 refuses a repeated one.
+            let kind = match self.kinds.iter().find(|(n, _)| *n == name) {
+                Some((_, k)) => *k,
+                None => return Err(de::Error::custom("the file changed between two reads")),
             };
-            i += 1;
             match kind {
                 Some(kind) => out.push((name, T::next_value(kind, &mut map)?)),
                 None => {

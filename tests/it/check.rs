@@ -220,3 +220,37 @@ fn issue_17_reload_errors_name_the_field() {
         "{stderr}"
     );
 }
+
+#[test]
+fn issue_17_check_refuses_a_unix_socket_path_start_up_would() {
+    let dir = tempfile::tempdir().unwrap();
+    let held = dir.path().join("held.sock");
+    let _holder = std::os::unix::net::UnixListener::bind(&held).unwrap();
+    std::fs::write(dir.path().join("plain.sock"), "not a socket").unwrap();
+    let text = r#"{
+  "inputs": {"held": {"type": "unix", "path": "held.sock"},
+             "plain": {"type": "unix", "path": "plain.sock"}},
+  "outputs": {"o": {"type": "stdout"}}
+}
+"#;
+    std::fs::write(dir.path().join("listener.json"), text).unwrap();
+    let (code, _, stderr) = check(dir.path());
+    assert_eq!(code, 1, "{stderr}");
+    let f = Path::new("listener.json");
+    assert_eq!(stderr.lines().count(), 2, "one line per problem: {stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}inputs.held.path: the socket held.sock is already in use by ",
+            at(f, text, "\"held.sock")
+        )) && stderr.contains(&format!("(pid {}): stop it", std::process::id())),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "{}inputs.plain.path: plain.sock exists and is not a socket; start-up will not \
+             replace it: remove it or choose another path",
+            at(f, text, "\"plain.sock")
+        )),
+        "{stderr}"
+    );
+}

@@ -218,6 +218,7 @@ pub(crate) fn user_terms(path: &str, what: &str) -> String {
             k if k.ends_with("_seconds") => whole("seconds", "30"),
             "backup_count" | "backupCount" => whole("files to keep", "5"),
             "max_open_files" => whole("files", "256"),
+            "max_connections" => whole("connections", "10000"),
             "buffer_records" => whole("records", "100000"),
             "interval" => whole("`when` units", "1"),
             "fuel" => whole("fuel units", "1000000"),

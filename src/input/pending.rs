@@ -26,7 +26,6 @@ type Held = BTreeMap<(Instant, u64), (usize, Arc<Shared>)>;
 
 /// The process-wide ledger.
 struct Ledger {
-    /// Bytes held in partial frames, by connection (see [`Held`]).
     held: Mutex<Held>,
     /// The sum of `held`'s bytes.
     total: AtomicUsize,

@@ -149,6 +149,10 @@ class RelayHandler(logging.handlers.SocketHandler):
         self.spool_torn = 0
         self._setup()
         _live.add(self)
+        if self.spool_dir:
+            # Records an earlier process left in the spool go out now, not
+            # at this one's first record.
+            self._start()
 
     # ------------------------------------------------------------ state
 
@@ -376,6 +380,9 @@ class RelayHandler(logging.handlers.SocketHandler):
             self._stopping = True
             self._wake()
         thread.join(timeout + 1.0)
+        if not thread.is_alive():
+            self._close(self._wake_r)
+            self._close(self._wake_w)
 
     def _keep_or_report(self, frames, count):
         """At the end: spool ``frames`` (the unsent records, oldest first) or

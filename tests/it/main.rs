@@ -11,6 +11,7 @@ mod format;
 mod forward;
 mod metrics;
 mod reload;
+mod relay;
 mod scale;
 mod upgrade;
 mod wasm;

@@ -245,7 +245,10 @@ for i in range(n):
         1,
     );
     let err = run("up", 10);
-    assert!(err.contains("sending 3000 record(s) left in spool_dir"), "{err}");
+    assert!(
+        err.contains("sending 3000 record(s) left in spool_dir"),
+        "{err}"
+    );
     let got = wait_lines(&relay.path("out.log"), 3010, Duration::from_secs(30));
     let want: String = (0..3000)
         .map(|i| format!("INFO app.spool down {i}\n"))
@@ -255,4 +258,212 @@ for i in range(n):
     let left: Vec<_> = std::fs::read_dir(spool.path()).unwrap().collect();
     assert!(left.is_empty(), "spool files left: {left:?}");
     relay.stop();
+}
+
+/// A child killed (with its process group's leader's SIGKILL) if the test
+/// fails before it ends.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(self.0.id().to_string())
+                .status();
+            std::thread::sleep(Duration::from_millis(500));
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// A PYTHONPATH holding the packages of tests/tools/requirements.txt,
+/// installed on first use into target/py-tools (pip from PyPI, once per
+/// change of the file), then python/ for the `logrelay` package.
+pub fn test_python_path() -> String {
+    use std::sync::Mutex;
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let req = root().join("tests/tools/requirements.txt");
+    let dir = root().join("target/py-tools");
+    let stamp = dir.join(".requirements.txt");
+    let want = std::fs::read_to_string(&req).unwrap();
+    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(want.as_str()) {
+        let _ = std::fs::remove_dir_all(&dir);
+        let out = Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--target",
+            ])
+            .arg(&dir)
+            .arg("-r")
+            .arg(&req)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pip could not install tests/tools/requirements.txt (needs PyPI):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::write(&stamp, want).unwrap();
+    }
+    format!("{}:{}", dir.display(), python_dir())
+}
+
+/// gunicorn `--preload` imports the app (and configures logging) in the
+/// master, then forks the workers. The master logs 100 records while
+/// logrelay is down, so they are still queued when it forks: each worker
+/// starts with an empty queue and its own sender id, and every record --
+/// the master's and each worker's -- arrives exactly once.
+#[test]
+fn issue_18_gunicorn_preload_workers_each_deliver_exactly_once() {
+    const APP: &str = r#"
+import logging, logging.config, os, time
+logging.config.dictConfig({
+    "version": 1,
+    "handlers": {"relay": {"class": "logrelay.RelayHandler", "host": "127.0.0.1",
+                           "port": int(os.environ["RELAY_PORT"]), "close_timeout": 10}},
+    "loggers": {"app": {"handlers": ["relay"], "level": "DEBUG", "propagate": False}},
+})
+log = logging.getLogger("app.web")
+for i in range(100):
+    log.info("master %d pid=%d", i, os.getpid())
+
+def app(environ, start_response):
+    q = environ.get("QUERY_STRING", "")
+    if environ.get("PATH_INFO") == "/health":
+        time.sleep(0.02)
+        return reply(start_response)
+    for k in range(5):
+        log.info("req %s k=%d pid=%d", q, k, os.getpid())
+        time.sleep(0.005)  # a request takes a while: concurrent ones spread
+    return reply(start_response)
+
+def reply(start_response):
+    body = str(os.getpid()).encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+"#;
+    let pythonpath = test_python_path();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("webapp.py"), APP).unwrap();
+    let (relay_port, http_port) = (free_port(), free_port());
+    let mut gunicorn = Reaped(
+        Command::new("python3")
+            .args(["-m", "gunicorn", "--preload", "--workers", "3", "--bind"])
+            .arg(format!("127.0.0.1:{http_port}"))
+            .arg("--control-socket")
+            .arg(dir.path().join("gunicorn.ctl"))
+            .arg("webapp:app")
+            .current_dir(dir.path())
+            .env("PYTHONPATH", &pythonpath)
+            .env("RELAY_PORT", relay_port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let addr = format!("127.0.0.1:{http_port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(Instant::now() < deadline, "gunicorn did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Wait until every worker answers (GET /health logs nothing).
+    let booted = std::sync::Mutex::new(std::collections::BTreeSet::new());
+    while booted.lock().unwrap().len() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "not every gunicorn worker answered: {:?}",
+            booted.lock().unwrap()
+        );
+        std::thread::scope(|s| {
+            for _ in 0..6 {
+                s.spawn(|| {
+                    let resp = http_get(&addr, "/health");
+                    let pid = resp.rsplit("\r\n\r\n").next().unwrap_or("").to_string();
+                    booted.lock().unwrap().insert(pid);
+                });
+            }
+        });
+    }
+    let pids = std::sync::Mutex::new(std::collections::BTreeSet::new());
+    // Four clients at once, so that every worker serves some.
+    let get_all = |range: std::ops::Range<usize>| {
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let (pids, addr, range) = (&pids, &addr, range.clone());
+                s.spawn(move || {
+                    for i in range.filter(|i| i % 4 == t) {
+                        let resp = http_get(addr, &format!("/?{i}"));
+                        let body = resp.rsplit("\r\n\r\n").next().unwrap_or("");
+                        pids.lock().unwrap().insert(body.to_string());
+                    }
+                });
+            }
+        })
+    };
+    // Half the requests while logrelay is down, half once it is up.
+    get_all(0..40);
+    let mut relay = Relay::start(
+        &format!(
+            r#"{{
+  "inputs": {{"app": {{"type": "tcp", "address": "127.0.0.1:{relay_port}"}}}},
+  "outputs": {{"f": {{"type": "file", "path": "out.log", "format": "%(message)s"}}}}
+}}"#
+        ),
+        1,
+    );
+    get_all(40..80);
+    let workers = pids.lock().unwrap().len();
+    assert!(workers >= 2, "only {workers} worker(s) served the requests");
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(gunicorn.0.id().to_string())
+        .status()
+        .unwrap();
+    let out = wait_output(&mut gunicorn.0, Duration::from_secs(60));
+    let want_lines = 100 + 80 * 5;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let count = || {
+        std::fs::read_to_string(relay.path("out.log"))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    while count() < want_lines && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    relay.stop();
+    let text = std::fs::read_to_string(relay.path("out.log")).unwrap_or_default();
+    let mut seen = std::collections::HashMap::new();
+    for line in text.lines() {
+        // Count each record by its text without the pid.
+        let key = line.rsplit_once(" pid=").map_or(line, |(k, _)| k);
+        *seen.entry(key.to_string()).or_insert(0) += 1;
+    }
+    let mut want: Vec<String> = (0..100).map(|i| format!("master {i}")).collect();
+    for i in 0..80 {
+        for k in 0..5 {
+            want.push(format!("req {i} k={k}"));
+        }
+    }
+    let missing: Vec<_> = want.iter().filter(|k| !seen.contains_key(*k)).collect();
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        missing.is_empty() && twice.is_empty() && text.lines().count() == want_lines,
+        "missing {missing:?}, more than once {twice:?}, {} lines\ngunicorn: {}",
+        text.lines().count(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!(
+        "gunicorn --preload: {} records from the master and {} worker(s), each exactly once",
+        want_lines, workers
+    );
 }

@@ -147,7 +147,9 @@ with open(path + ".new", "w", encoding="utf-8") as f:
 os.replace(path + ".new", path)
 PY
 }
-edit_json "$S/listener.json" "d['port'] = $LISTEN_PORT"
+# backupCount 1000 instead of the cookbook's 200: the four runs write more
+# than 200 rotated files, and the final re-check needs every one of them.
+edit_json "$S/listener.json" "d['port'] = $LISTEN_PORT; d['logging']['handlers']['file']['backupCount'] = 1000"
 edit_json "$S/webapp.json" "d['port'] = $APP_PORT; h = d['logging']['handlers']['socket']; h['host'] = '127.0.0.1'; h['port'] = $LISTEN_PORT"
 say "setup copied to $S; listener on TCP 127.0.0.1:$LISTEN_PORT, app on http://127.0.0.1:$APP_PORT/"
 

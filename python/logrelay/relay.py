@@ -66,6 +66,9 @@ REFUSALS_FOR_PLAIN = 2
 DROP_REPORT_INTERVAL = 1.0
 
 _live = weakref.WeakSet()
+#: Whether forks are noticed by hooks (else emit() compares the pid, which
+#: costs a system call per record).
+_FORK_HOOKS = hasattr(os, "register_at_fork")
 
 
 def _say(msg):
@@ -258,8 +261,8 @@ class RelayHandler(logging.handlers.SocketHandler):
         return struct.pack(">L", len(data)) + data
 
     def _put(self, frame, bounded=True):
-        if self._pid != os.getpid():
-            # Forked without os.register_at_fork's hooks running.
+        if not _FORK_HOOKS and self._pid != os.getpid():
+            # No os.register_at_fork (not POSIX): notice the fork here.
             self._after_fork_child()
         if self._thread is None:
             self._start()
@@ -816,5 +819,5 @@ def _after_child():
 
 
 atexit.register(_at_exit)
-if hasattr(os, "register_at_fork"):
+if _FORK_HOOKS:
     os.register_at_fork(before=_before_fork, after_in_parent=_after_parent, after_in_child=_after_child)

@@ -141,9 +141,13 @@ class LiveSpool:
         os.makedirs(self.dir, exist_ok=True)
         name = "%020d-%d-%s%s" % (time.time_ns(), os.getpid(), self.sender_id, SUFFIX)
         path = os.path.join(self.dir, name)
-        f = open(path, "a+b")
+        # Locked and with its header before it has its name: a handler
+        # claiming files never sees it half-made.
+        f = open(path + ".new", "a+b")
         _lock(f)
         f.write(MAGIC + bytes([self.encoder_byte]))
+        f.flush()
+        os.replace(path + ".new", path)
         self.path, self.file = path, f
 
     def append(self, frame):

@@ -471,6 +471,20 @@ class Config(unittest.TestCase):
         h.close()
         logging.getLogger("cfg").handlers.clear()
 
+    def test_msgpack_encoder_frames_the_record_dict(self):
+        try:
+            import msgpack
+        except ImportError:
+            self.skipTest("needs msgpack")
+        h = logrelay.RelayHandler("h", 1, encoder="msgpack")
+        rec = logging.makeLogRecord({"msg": "x %s", "args": ("y",), "name": "n"})
+        frame = h._encode(rec)
+        (n,) = struct.unpack(">L", frame[:4])
+        d = msgpack.unpackb(frame[4:], raw=False)
+        self.assertEqual((n, d["msg"], d["args"], d["name"]), (len(frame) - 4, "x y", None, "n"))
+        self.assertEqual(h._encoder_byte, 2)
+        h.close()
+
     def test_bad_options_are_refused(self):
         with self.assertRaises(ValueError):
             logrelay.RelayHandler("h", 1, when_full="sometimes")

@@ -467,3 +467,75 @@ def reply(start_response):
         want_lines, workers
     );
 }
+
+/// An input with TLS and a `token_file`: RelayHandler with `ssl_context`
+/// and the same `token_file` (a version 2 handshake) delivers; with a
+/// wrong token it is refused, says so once on stderr, and does not fall
+/// back to plain frames.
+#[test]
+fn issue_18_relay_handler_over_tls_with_a_token() {
+    const PY: &str = r#"
+import logging, ssl, sys
+from logrelay import RelayHandler
+port, ca, token, n = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
+ctx = ssl.create_default_context(cafile=ca)
+h = RelayHandler("127.0.0.1", port, token_file=token, ssl_context=ctx, close_timeout=1)
+log = logging.getLogger("app.tls")
+log.propagate = False
+log.setLevel(1)
+log.addHandler(h)
+for i in range(n):
+    log.info("secure %d", i)
+print("flushed" if h.flush(5) else "unconfirmed")
+h.close()
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    crate::tls::make_pki(dir.path());
+    std::fs::write(dir.path().join("relay.token"), "s3cret-token\n").unwrap();
+    let relay = Relay::start_in(
+        dir,
+        r#"{
+  "inputs": {"app": {"type": "tcp", "address": "127.0.0.1:0", "token_file": "relay.token",
+    "tls": {"cert": "server.pem", "key": "server.key"}}},
+  "outputs": {"f": {"type": "file", "path": "out.log", "format": "%(name)s %(message)s"}}
+}"#,
+        1,
+        &[],
+    );
+    let send = |token: &Path, n: usize| {
+        let out = python3()
+            .arg("-c")
+            .arg(PY)
+            .arg(relay.port("app").to_string())
+            .arg(relay.path("ca.pem"))
+            .arg(token)
+            .arg(n.to_string())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (said, _) = send(&relay.path("relay.token"), 300);
+    assert_eq!(said, "flushed");
+    let log = wait_lines(&relay.path("out.log"), 300, Duration::from_secs(10));
+    let want: String = (0..300).map(|i| format!("app.tls secure {i}\n")).collect();
+    assert_eq!(log, want);
+    let wrong = relay.path("wrong.token");
+    std::fs::write(&wrong, "guess\n").unwrap();
+    let (said, err) = send(&wrong, 5);
+    assert_eq!(said, "unconfirmed");
+    assert_eq!(err.matches("refused the token").count(), 1, "{err}");
+    assert!(!err.contains("does not speak"), "{err}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        std::fs::read_to_string(relay.path("out.log")).unwrap(),
+        want
+    );
+}

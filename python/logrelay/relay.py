@@ -26,6 +26,7 @@ SocketHandler's plain frames and says so once on stderr.
 """
 
 import atexit
+import encodings.idna  # noqa: F401  (socket's host encoding, imported before any fork or thread needs it)
 import logging
 import logging.handlers
 import os
@@ -548,7 +549,7 @@ class RelayHandler(logging.handlers.SocketHandler):
     def _connect(self):
         try:
             sock = self._open()
-        except OSError as e:
+        except Exception as e:  # OSError, or e.g. a codec lookup failing in a forked child
             if not isinstance(e, (ConnectionError, FileNotFoundError, socket.timeout)):
                 self._say_once("connect:%s" % type(e).__name__, "cannot connect to %s: %s (retrying)" % (self._target(), e))
             self._retry_later()

@@ -11,6 +11,7 @@ mod format;
 mod forward;
 mod hostile;
 mod metrics;
+mod relay;
 mod reload;
 mod scale;
 mod tls;

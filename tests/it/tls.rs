@@ -10,7 +10,7 @@ use crate::util::*;
 
 /// A CA, a server certificate for localhost/127.0.0.1, a client
 /// certificate from that CA, and a client certificate from another CA.
-fn make_pki(dir: &Path) {
+pub(crate) fn make_pki(dir: &Path) {
     let sh = |script: &str| {
         let out = Command::new("bash")
             .arg("-ec")

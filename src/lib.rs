@@ -16,6 +16,7 @@
 //! [`config`] reads `listener.json`; [`server::Server::reload`] swaps
 //! pipelines live; [`server::Server::shutdown`] coordinates a graceful stop.
 
+pub mod admin;
 pub mod cli;
 pub mod codec;
 pub mod config;

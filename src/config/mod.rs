@@ -379,4 +379,7 @@ pub struct RouteConfig {
 pub struct MetricsConfig {
     /// `host:port` to serve `/metrics` and `/health` on.
     pub address: String,
+    /// The file holding the token every request must present (required
+    /// off loopback), resolved against the config's directory.
+    pub token_file: Option<PathBuf>,
 }

@@ -9,6 +9,7 @@
 
 pub(crate) mod ack;
 pub mod inherit;
+pub mod registry;
 pub mod tcp;
 pub mod udp;
 pub mod unix;
@@ -220,6 +221,7 @@ pub(crate) async fn serve_stream<S: AsyncRead + AsyncWrite + Readable + Unpin>(
     mut ctx: ConnContext,
 ) {
     ctx.stats.connections.fetch_add(1, Ordering::Relaxed);
+    let mut conn = registry::open(&ctx, peer);
     let mut pipeline = ctx.pipelines.borrow_and_update().clone();
     // No buffer until there is something to read, and a small one while
     // the connection is not busy (see SMALL_READ).
@@ -266,6 +268,7 @@ pub(crate) async fn serve_stream<S: AsyncRead + AsyncWrite + Readable + Unpin>(
             Some(Ok(r)) => r,
             Some(Err(e)) => {
                 tracing::debug!(input = %ctx.key, error = %e, "Connection read failed.");
+                conn.closing("read_error");
                 break;
             }
         };
@@ -274,6 +277,7 @@ pub(crate) async fn serve_stream<S: AsyncRead + AsyncWrite + Readable + Unpin>(
             drain = Some(drain_mode(&ctx, &pipeline));
         }
         ctx.stats.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        conn.bytes(n);
         // A read that filled most of its room means more is waiting.
         want = if n >= room / 2 {
             READ_CHUNK
@@ -312,9 +316,11 @@ pub(crate) async fn serve_stream<S: AsyncRead + AsyncWrite + Readable + Unpin>(
         ctx.stats
             .received
             .fetch_add(records.len() as u64, Ordering::Relaxed);
+        conn.records(records.len());
         pipeline.dispatch(&stage, records).await;
         if let Some(e) = fatal {
             ctx.stats.reject(frame_reason(&e));
+            conn.closing(frame_reason(&e));
             warn_limited(
                 &stage.name,
                 frame_reason(&e),
@@ -408,7 +414,7 @@ pub(crate) fn decode_into(
     frame: bytes::Bytes,
     records: &mut Vec<Record>,
 ) {
-    match stage.decoder.decode_keeping(frame, stage.keep) {
+    match stage.decoder.decode_keeping(frame, stage.keep_now()) {
         Ok(fields) => records.push(Record::new(fields)),
         Err(e) => {
             ctx.stats.reject(e.reason());

@@ -1,0 +1,1 @@
+//! `logrelay tap`.

@@ -20,6 +20,7 @@ pub mod admin;
 pub mod cli;
 pub mod codec;
 pub mod config;
+pub mod dryrun;
 pub mod filter;
 pub mod format;
 pub mod input;

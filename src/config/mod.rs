@@ -17,6 +17,7 @@ pub mod file;
 mod handlers;
 pub mod load;
 mod overlap;
+pub mod schema;
 pub mod seed;
 
 use std::collections::BTreeMap;

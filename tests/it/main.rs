@@ -12,5 +12,6 @@ mod forward;
 mod metrics;
 mod reload;
 mod scale;
+mod status;
 mod upgrade;
 mod wasm;

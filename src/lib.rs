@@ -17,6 +17,7 @@
 //! pipelines live; [`server::Server::shutdown`] coordinates a graceful stop.
 
 pub mod admin;
+pub mod auth;
 pub mod cli;
 pub mod codec;
 pub mod config;
@@ -31,5 +32,6 @@ pub mod ratelimit;
 pub mod record;
 pub mod run;
 pub mod server;
+pub mod tls;
 pub mod upgrade;
 pub mod watch;

@@ -340,11 +340,21 @@ pub fn snapshot(full_history: bool) -> Value {
                     })
                 })
                 .collect();
-            let closed: serde_json::Map<String, Value> = closed
+            let mut closed: serde_json::Map<String, Value> = closed
                 .iter()
                 .filter(|(k, _, _)| k == key)
                 .map(|(_, r, n)| (r.to_string(), json!(n)))
                 .collect();
+            // Connections closed before they were served (the registry
+            // never saw them).
+            if let Some(s) = stats {
+                let m = s.closed.lock().unwrap_or_else(|e| e.into_inner());
+                for (r, n) in m.iter() {
+                    if matches!(*r, "max_connections" | "fd_limit" | "tls") {
+                        closed.insert(r.to_string(), json!(n));
+                    }
+                }
+            }
             let rejected: serde_json::Map<String, Value> = stats
                 .map(|s| {
                     let m = s.rejected.lock().unwrap_or_else(|e| e.into_inner());

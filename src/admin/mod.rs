@@ -26,12 +26,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::Token;
+
 /// The status page: HTML, CSS and JavaScript in one file, no build step.
 pub const PAGE: &str = include_str!("page.html");
 
 /// Serve the admin endpoint on `listener` until `stop`. `token`, if set,
 /// is required on every request but `/health`.
-pub async fn serve(listener: TcpListener, stop: CancellationToken, token: Option<Arc<str>>) {
+pub async fn serve(listener: TcpListener, stop: CancellationToken, token: Option<Arc<Token>>) {
     status::start_sampler();
     loop {
         let (stream, _) = tokio::select! {
@@ -48,15 +50,11 @@ pub async fn serve(listener: TcpListener, stop: CancellationToken, token: Option
     }
 }
 
-/// The token in `path`: its content, surrounding whitespace removed.
-pub fn read_token(path: &std::path::Path) -> Result<Arc<str>, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("metrics.token_file: cannot read {}: {e}", path.display()))?;
-    let token = text.trim();
-    if token.is_empty() {
-        return Err(format!("metrics.token_file: {} is empty", path.display()));
-    }
-    Ok(token.into())
+/// The admin token in `path` (`metrics.token_file`).
+pub fn read_token(path: &std::path::Path) -> Result<Arc<Token>, String> {
+    Token::load(path)
+        .map(Arc::new)
+        .map_err(|e| format!("metrics.token_file: {e}"))
 }
 
 /// A parsed request head.
@@ -151,18 +149,7 @@ fn decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Whether `given` equals `expected`, in time that depends only on the
-/// length of `expected`.
-pub fn token_matches(given: &str, expected: &str) -> bool {
-    let (g, e) = (given.as_bytes(), expected.as_bytes());
-    let mut diff = u8::from(g.len() != e.len());
-    for (i, &x) in e.iter().enumerate() {
-        diff |= x ^ g.get(i).copied().unwrap_or(!x);
-    }
-    diff == 0
-}
-
-fn authorized(req: &Request, token: Option<&str>) -> bool {
+fn authorized(req: &Request, token: Option<&Token>) -> bool {
     let Some(token) = token else { return true };
     let given = req.bearer.as_deref().or_else(|| {
         req.query
@@ -170,10 +157,10 @@ fn authorized(req: &Request, token: Option<&str>) -> bool {
             .find(|(k, _)| k == "token")
             .map(|(_, v)| v.as_str())
     });
-    given.is_some_and(|g| token_matches(g, token))
+    given.is_some_and(|g| token.matches(g.as_bytes()))
 }
 
-async fn handle(mut stream: TcpStream, stop: CancellationToken, token: Option<Arc<str>>) {
+async fn handle(mut stream: TcpStream, stop: CancellationToken, token: Option<Arc<Token>>) {
     let Some(req) = read_request(&mut stream).await else {
         return;
     };

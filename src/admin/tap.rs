@@ -87,6 +87,7 @@ pub fn run(args: TapArgs, config: &crate::run::ConfigSource) -> ExitCode {
             query.push(format!("{k}={}", encode(v)));
         }
     }
+    let token = token.map(|t| String::from_utf8_lossy(t.secret()).into_owned());
     match stream(&connect, &query.join("&"), token.as_deref(), args.json) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

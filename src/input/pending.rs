@@ -20,11 +20,15 @@ use std::sync::{Arc, Mutex, OnceLock};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+/// Partial frames by connection, oldest first: `(since, id) -> (bytes,
+/// the connection's shared state)`.
+type Held = BTreeMap<(Instant, u64), (usize, Arc<Shared>)>;
+
 /// The process-wide ledger.
 struct Ledger {
     /// Bytes held in partial frames, by connection, oldest partial frame
     /// first: `(since, id) -> (bytes, the connection's shared state)`.
-    held: Mutex<BTreeMap<(Instant, u64), (usize, Arc<Shared>)>>,
+    held: Mutex<Held>,
     /// The sum of `held`'s bytes.
     total: AtomicUsize,
     /// `max_pending_bytes`.

@@ -162,7 +162,9 @@ mod tests {
             .or_else(|| err.split("expected ").nth(1))
             .and_then(|l| l.lines().next())
             .unwrap_or_else(|| panic!("no key list in {err}"));
+        // serde: "one of `a`, `b`, `c`", or "`a` or `b`" for two.
         let mut keys: Vec<String> = list
+            .replace("` or `", "`, `")
             .split(", ")
             .map(|k| k.trim().trim_matches('`').to_string())
             .collect();

@@ -16,10 +16,12 @@
 //! [`config`] reads `listener.json`; [`server::Server::reload`] swaps
 //! pipelines live; [`server::Server::shutdown`] coordinates a graceful stop.
 
+pub mod admin;
 pub mod auth;
 pub mod cli;
 pub mod codec;
 pub mod config;
+pub mod dryrun;
 pub mod filter;
 pub mod format;
 pub mod input;

@@ -178,6 +178,7 @@ async fn reload_with(source: &ConfigSource, server: &mut Server, plugins_changed
         Ok(c) => c,
         Err(e) => {
             crate::metrics::reload(false);
+            crate::admin::status::reload_event(false, e.to_string());
             tracing::error!("Reload rejected, the running pipeline goes on unchanged:\n{e}");
             return;
         }
@@ -188,13 +189,16 @@ async fn reload_with(source: &ConfigSource, server: &mut Server, plugins_changed
         tracing::info!("Config unchanged.");
         return;
     }
+    let changes = crate::admin::status::diff(server.config(), &new);
     match server.reload(new, plugins_changed).await {
         Ok(()) => {
             crate::metrics::reload(true);
+            crate::admin::status::reload_event(true, changes);
             tracing::info!("Reloaded.");
         }
         Err(e) => {
             crate::metrics::reload(false);
+            crate::admin::status::reload_event(false, e.to_string());
             tracing::error!("Reload rejected, the running pipeline goes on unchanged: {e}");
         }
     }

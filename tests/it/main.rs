@@ -14,6 +14,7 @@ mod metrics;
 mod relay;
 mod reload;
 mod scale;
+mod status;
 mod tls;
 mod upgrade;
 mod wasm;

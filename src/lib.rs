@@ -17,11 +17,13 @@
 //! (for `check`) and says which config field a start-up error comes from; [`server::Server::reload`] swaps
 //! pipelines live; [`server::Server::shutdown`] coordinates a graceful stop.
 
+pub mod admin;
 pub mod auth;
 pub mod cli;
 pub mod codec;
 pub mod config;
 pub mod diagnose;
+pub mod dryrun;
 pub mod filter;
 pub mod format;
 pub mod input;

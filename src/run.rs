@@ -176,6 +176,7 @@ async fn reload_with(source: &ConfigSource, server: &mut Server, plugins_changed
         Ok(c) => c,
         Err(e) => {
             crate::metrics::reload(false);
+            crate::admin::status::reload_event(false, e.to_string());
             tracing::error!("Reload rejected, the running pipeline goes on unchanged:\n{e}");
             return;
         }
@@ -186,15 +187,18 @@ async fn reload_with(source: &ConfigSource, server: &mut Server, plugins_changed
         tracing::info!("Config unchanged.");
         return;
     }
+    let changes = crate::admin::status::diff(server.config(), &new);
     let located = new.clone();
     match server.reload(new, plugins_changed).await {
         Ok(()) => {
             crate::metrics::reload(true);
+            crate::admin::status::reload_event(true, changes);
             tracing::info!("Reloaded.");
         }
         Err(e) => {
             crate::metrics::reload(false);
             let e = crate::diagnose::start_error(&located, &e);
+            crate::admin::status::reload_event(false, e.clone());
             tracing::error!("Reload rejected, the running pipeline goes on unchanged: {e}");
         }
     }

@@ -1,6 +1,6 @@
 //! msgpack records: one map per frame, as Python's
 //! `msgpack.packb(record_dict)` writes it (see
-//! `examples/python/logrelay_handlers.py`), and the encoder the forward
+//! `python/logrelay/handlers.py`), and the encoder the forward
 //! output uses.
 //!
 //! The decoder is a small recursive-descent parser over the frame's bytes

@@ -369,10 +369,25 @@ impl Builder<'_, '_> {
         self.warn_shared_files(&outputs, &origins);
 
         let metrics = f.metrics.as_ref().and_then(|m| {
-            self.host_port("metrics.address", &m.address, false)
-                .map(|_| MetricsConfig {
-                    address: m.address.clone(),
-                })
+            let (host, _) = self.host_port("metrics.address", &m.address, false)?;
+            let token_file = m
+                .token_file
+                .as_deref()
+                .map(|t| self.resolve("metrics.token_file", t));
+            if token_file.is_none() && !is_loopback_host(&host) {
+                self.report.error(
+                    "metrics.address",
+                    format!(
+                        "{:?} is not a loopback address: the status page shows log contents, \
+                         so give `token_file` (a file holding the token requests must present)",
+                        m.address
+                    ),
+                );
+            }
+            Some(MetricsConfig {
+                address: m.address.clone(),
+                token_file,
+            })
         });
         Config {
             source: None,
@@ -583,6 +598,16 @@ type Origins = BTreeMap<String, Origin>;
 
 /// Routes with the JSON path each came from.
 type Routes = Vec<(RouteConfig, Origin)>;
+
+/// Whether `host` (as split from `host:port`) can only be reached from
+/// this machine: `localhost`, 127.0.0.0/8 or `::1`.
+fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
 
 #[cfg(test)]
 mod tests {
@@ -818,7 +843,7 @@ mod tests {
             err("{\"input\": {}}"),
             "listener.json:1:8: input: unknown field `input`, expected one of `inputs`, `filters`, \
              `outputs`, `routes`, `drain_seconds`, `shutdown_timeout_ms`, `max_pending_bytes`, \
-             `metrics`, `port`, `host`, `socket`, `logging`"
+             `metrics`, `port`, `host`, `socket`, `logging`, `$schema`"
         );
     }
 

@@ -17,6 +17,7 @@ pub mod file;
 mod handlers;
 pub mod load;
 mod overlap;
+pub mod schema;
 pub mod seed;
 
 use std::collections::BTreeMap;
@@ -406,4 +407,7 @@ pub struct RouteConfig {
 pub struct MetricsConfig {
     /// `host:port` to serve `/metrics` and `/health` on.
     pub address: String,
+    /// The file holding the token every request must present (required
+    /// off loopback), resolved against the config's directory.
+    pub token_file: Option<PathBuf>,
 }

@@ -226,6 +226,9 @@ enum TopKey {
     Host,
     Socket,
     Logging,
+    /// `"$schema"`: for editors (see `logrelay schema`); ignored.
+    #[serde(rename = "$schema")]
+    Schema,
 }
 
 /// Store `value` in `slot`, refusing a key given twice (serde_json keeps
@@ -292,6 +295,9 @@ impl<'de> Visitor<'de> for FileSeed<'_> {
                 TopKey::Logging => {
                     let v = map.next_value_seed(DictSeed { kinds: k })?;
                     once(&mut c.logging, v, "logging")?
+                }
+                TopKey::Schema => {
+                    map.next_value::<IgnoredAny>()?;
                 }
             }
         }

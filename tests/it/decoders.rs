@@ -1,6 +1,6 @@
 //! The json and msgpack decoders (issue 7): the same records sent through
-//! SocketHandler (pickle) and through the example handlers in
-//! examples/python/ (JSON length-prefixed, JSON lines, msgpack) produce the
+//! SocketHandler (pickle) and through the handlers of the `logrelay` Python
+//! package (JSON length-prefixed, JSON lines, msgpack) produce the
 //! same output; missing attributes get `makeLogRecord`'s values; malformed
 //! records are dropped and the connection goes on.
 
@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use crate::util::*;
 
-/// examples/python, where the drop-in handlers live.
-pub fn examples_python() -> String {
-    root().join("examples/python").display().to_string()
+/// python/, where the `logrelay` package and its drop-in handlers live.
+pub fn python_package_dir() -> String {
+    root().join("python").display().to_string()
 }
 
 /// Logs the same records through four handlers: SocketHandler (pickle),
@@ -27,7 +27,7 @@ pub fn examples_python() -> String {
 const PY_FOUR: &str = r#"
 import logging, logging.handlers, sys
 sys.path.insert(0, sys.argv[1])
-from logrelay_handlers import JSONSocketHandler, JSONLinesSocketHandler, MsgpackSocketHandler
+from logrelay import JSONSocketHandler, JSONLinesSocketHandler, MsgpackSocketHandler
 addrs = [(a.rsplit(":", 1)[0], int(a.rsplit(":", 1)[1])) for a in sys.argv[2:6]]
 n = int(sys.argv[6])
 handlers = [
@@ -101,7 +101,7 @@ fn issue_7_json_both_framings_and_msgpack_give_the_same_lines_as_pickle() {
         .iter()
         .map(|i| relay.addr(i))
         .collect();
-    let dir = examples_python();
+    let dir = python_package_dir();
     let mut args = vec![dir.as_str()];
     args.extend(addrs.iter().map(String::as_str));
     let n_text = n.to_string();
@@ -242,14 +242,14 @@ fn issue_7_missing_attributes_get_make_log_record_values_and_bad_records_are_dro
 /// Logs two records through SocketHandler (pickle), through a JSON lines
 /// handler that keeps `json.dumps`'s default `ensure_ascii=True`, so a lone
 /// surrogate travels as the escape `\udcff`, and through the shipped
-/// `JSONLinesSocketHandler` and `MsgpackSocketHandler` (examples/python):
+/// `JSONLinesSocketHandler` and `MsgpackSocketHandler` (the `logrelay` package):
 /// the first record has a lone surrogate in its message (a byte decoded
 /// with `errors="surrogateescape"`), a lone leading one, a pair (an emoji)
 /// and one in an `extra=` key and its value.
 const PY_SURROGATES: &str = r#"
 import json, logging, logging.handlers, sys
 sys.path.insert(0, sys.argv[1])
-from logrelay_handlers import record_dict, JSONLinesSocketHandler, MsgpackSocketHandler
+from logrelay import record_dict, JSONLinesSocketHandler, MsgpackSocketHandler
 class AsciiJSONLines(logging.handlers.SocketHandler):
     def makePickle(self, record):
         return json.dumps(record_dict(self, record)).encode("ascii") + b"\n"
@@ -295,7 +295,7 @@ fn json_lone_surrogate_escapes_become_replacement_characters_as_in_pickle() {
         4,
     );
     let addrs = ["pickle", "lines", "shipped", "msgpack"].map(|i| relay.addr(i));
-    let mut args = vec![examples_python()];
+    let mut args = vec![python_package_dir()];
     args.extend(addrs);
     python_deps(
         PY_SURROGATES,

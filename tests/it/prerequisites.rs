@@ -6,14 +6,14 @@
 use std::process::Command;
 use std::time::Duration;
 
-use crate::decoders::examples_python;
+use crate::decoders::python_package_dir;
 use crate::util::*;
 
-/// Sends one record through examples/python's MsgpackSocketHandler.
+/// Sends one record through the `logrelay` package's MsgpackSocketHandler.
 const PY_MSGPACK_SEND: &str = r#"
 import logging, sys
 sys.path.insert(0, sys.argv[1])
-from logrelay_handlers import MsgpackSocketHandler
+from logrelay import MsgpackSocketHandler
 h = MsgpackSocketHandler("127.0.0.1", int(sys.argv[2]))
 log = logging.getLogger("fresh.venv")
 log.propagate = False
@@ -80,7 +80,7 @@ fn issue_17_prerequisites_install_into_a_fresh_venv() {
         .command()
         .arg("-c")
         .arg(PY_MSGPACK_SEND)
-        .arg(examples_python())
+        .arg(python_package_dir())
         .arg(relay.port("mp").to_string())
         .output()
         .unwrap();

@@ -283,41 +283,14 @@ impl Drop for Reaped {
     }
 }
 
-/// A PYTHONPATH holding the packages of tests/tools/requirements.txt,
-/// installed on first use into target/py-tools (pip from PyPI, once per
-/// change of the file), then python/ for the `logrelay` package.
+/// A PYTHONPATH holding the packages of tests/tools/requirements.txt
+/// (installed on first use by `util::python_env`, the suite's one
+/// installer), then python/ for the `logrelay` package.
 pub fn test_python_path() -> String {
-    use std::sync::Mutex;
-    static LOCK: Mutex<()> = Mutex::new(());
-    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let req = root().join("tests/tools/requirements.txt");
-    let dir = root().join("target/py-tools");
-    let stamp = dir.join(".requirements.txt");
-    let want = std::fs::read_to_string(&req).unwrap();
-    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(want.as_str()) {
-        let _ = std::fs::remove_dir_all(&dir);
-        let out = Command::new("python3")
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--target",
-            ])
-            .arg(&dir)
-            .arg("-r")
-            .arg(&req)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "pip could not install tests/tools/requirements.txt (needs PyPI):\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::fs::write(&stamp, want).unwrap();
+    match &python_env().path {
+        Some(deps) => format!("{}:{}", deps.display(), python_dir()),
+        None => python_dir(),
     }
-    format!("{}:{}", dir.display(), python_dir())
 }
 
 /// gunicorn `--preload` imports the app (and configures logging) in the

@@ -89,14 +89,6 @@ fn tls_send(port: u16, n: usize, name: &str, dir: &Path, client: Option<&str>) -
     String::from_utf8(python(PY_TLS_SEND, &args).stdout).unwrap()
 }
 
-fn metric(metrics_addr: &str, series: &str) -> u64 {
-    let body = http_get(metrics_addr, "/metrics");
-    body.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
-        .map(|v| v.trim().parse().unwrap())
-        .unwrap_or(0)
-}
-
 fn tls_relay(client_ca: bool) -> (Relay, String) {
     let dir = tempfile::tempdir().unwrap();
     make_pki(dir.path());

@@ -307,6 +307,15 @@ pub fn http_get(addr: &str, path: &str) -> String {
     out
 }
 
+/// The value of a metric sample (exact series text, labels included).
+pub fn metric(metrics_addr: &str, series: &str) -> u64 {
+    let body = http_get(metrics_addr, "/metrics");
+    body.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0)
+}
+
 /// Write raw bytes to a TCP port and close.
 pub fn send_raw_tcp(port: u16, bytes: &[u8]) {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();

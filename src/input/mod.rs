@@ -11,6 +11,7 @@ pub(crate) mod ack;
 pub mod inherit;
 pub mod pending;
 pub mod registry;
+pub(crate) mod senders;
 pub mod tcp;
 mod tls;
 pub mod udp;
@@ -453,7 +454,7 @@ pub(crate) async fn serve_stream<S: AsyncRead + AsyncWrite + Readable + Unpin>(
             .received
             .fetch_add(records.len() as u64, Ordering::Relaxed);
         conn.records(records.len());
-        pipeline.dispatch(&stage, records).await;
+        pipeline.dispatch(&stage, records, None).await;
         if let Some(e) = fatal {
             ctx.stats.reject(frame_reason(&e));
             conn.closing(frame_reason(&e));

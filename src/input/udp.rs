@@ -139,5 +139,5 @@ async fn handle(
     ctx.stats
         .received
         .fetch_add(records.len() as u64, Ordering::Relaxed);
-    pipeline.dispatch(&stage, records).await;
+    pipeline.dispatch(&stage, records, None).await;
 }

@@ -2,7 +2,7 @@
 //! logrelay's forward output). Every stream input accepts it: the sender
 //! opens with a handshake SocketHandler never sends, and the connection
 //! switches from plain frames to batches that are confirmed once this
-//! logrelay's outputs accepted them.
+//! logrelay's outputs wrote them.
 //!
 //! # Wire format (all integers big endian)
 //!

@@ -300,3 +300,84 @@ fn issue_19_full_disk_holds_senders_back_and_loses_nothing() {
     assert_eq!(got.len(), want.len());
     assert!(got == want, "the file is not every record once, in order");
 }
+
+/// A raw acknowledged sender (the wire format of src/input/ack.rs): opens
+/// with id `argv[2]`, prints the handshake's last sequence, sends batches
+/// `argv[3]..=argv[4]` of one pickled record each (message "seq N"), and
+/// prints each confirmation.
+const PY_RAW_ACK: &str = r#"
+import logging, logging.handlers, socket, struct, sys
+port, sid, first, last = int(sys.argv[1]), sys.argv[2].encode(), int(sys.argv[3]), int(sys.argv[4])
+s = socket.create_connection(("127.0.0.1", port))
+s.sendall(struct.pack(">I", 0) + b"logrelay-ack/1\n" + bytes([0]) + struct.pack(">H", len(sid)) + sid)
+def exactly(n):
+    b = b""
+    while len(b) < n:
+        c = s.recv(n - len(b))
+        if not c:
+            raise SystemExit("closed")
+        b += c
+    return b
+magic = exactly(15)
+print("last", struct.unpack(">Q", exactly(8))[0], flush=True)
+h = logging.handlers.SocketHandler("127.0.0.1", 9)
+for seq in range(first, last + 1):
+    rec = logging.makeLogRecord({"name": "app.raw", "levelname": "INFO", "levelno": 20, "msg": "seq %d" % seq})
+    frame = h.makePickle(rec)
+    s.sendall(struct.pack(">QI", seq, 1) + frame)
+    print("confirmed", struct.unpack(">Q", exactly(8))[0], flush=True)
+s.close()
+"#;
+
+/// `state_dir` keeps each sender's last confirmed batch across a SIGKILL:
+/// the restarted logrelay's handshake names it, and a re-sent batch is
+/// confirmed without being written again. A damaged journal line is
+/// reported and skipped, never a refusal to start.
+#[test]
+fn issue_19_state_dir_remembers_senders_across_a_kill() {
+    let out = tempfile::tempdir().unwrap();
+    let log = out.path().join("app.log");
+    let state = out.path().join("state");
+    let port = free_port();
+    let conf = receiver_config(port, &log, &state);
+    let mut relay = Relay::start(&conf, 1);
+    let run = |first: u32, last: u32| {
+        let o = python(
+            PY_RAW_ACK,
+            &[
+                &port.to_string(),
+                "raw-sender-1",
+                &first.to_string(),
+                &last.to_string(),
+            ],
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    assert_eq!(run(1, 3), "last 0\nconfirmed 1\nconfirmed 2\nconfirmed 3\n");
+    relay.child.kill().unwrap();
+    relay.child.wait().unwrap();
+    // A torn tail, as a kill in the middle of an append leaves, and a
+    // damaged line in another (dead) process's journal.
+    std::fs::write(
+        state.join("senders-999999998.jsonl"),
+        "garbage\n{\"id\":\"x\",\"se",
+    )
+    .unwrap();
+    let mut relay = Relay::start(&conf, 1);
+    // Batch 3 again (its confirmation was lost, say), then 4.
+    assert_eq!(run(3, 4), "last 3\nconfirmed 3\nconfirmed 4\n");
+    let got = wait_lines(&log, 4, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(relay.stop().0, 0);
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "INFO app.raw seq 1\nINFO app.raw seq 2\nINFO app.raw seq 3\nINFO app.raw seq 4\n"
+    );
+    assert_eq!(got.lines().count(), 4);
+    assert!(
+        relay.stderr().contains("Skipped sender journal lines"),
+        "{}",
+        relay.stderr()
+    );
+}

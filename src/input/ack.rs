@@ -80,7 +80,6 @@ use super::pending::Pending;
 use super::senders::Progress;
 use super::{close_stalled, peer_name, refresh, warn_limited, ConnContext, Open, READ_CHUNK};
 use crate::codec::DecoderKind;
-use crate::record::Record;
 
 /// The magic after the zero-length frame, and at the start of the reply.
 pub const MAGIC: &[u8; 15] = b"logrelay-ack/1\n";
@@ -314,7 +313,7 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                 let mut records = Vec::with_capacity(payloads.len());
                 for p in payloads {
                     match decoder.decode_keeping(p, stage.keep_now()) {
-                        Ok(fields) => records.push(Record::new(fields)),
+                        Ok(record) => records.push(record),
                         Err(e) => {
                             ctx.stats.reject(e.reason());
                             warn_limited(&stage.name, e.reason(), &format!("{e}; record dropped"));

@@ -626,7 +626,7 @@ pub(crate) fn decode_into(
     records: &mut Vec<Record>,
 ) {
     match stage.decoder.decode_keeping(frame, stage.keep_now()) {
-        Ok(fields) => records.push(Record::new(fields)),
+        Ok(record) => records.push(record),
         Err(e) => {
             ctx.stats.reject(e.reason());
             warn_limited(&stage.name, e.reason(), &format!("{e}; record dropped"));

@@ -398,7 +398,9 @@ impl LineEncoder {
         match self {
             LineEncoder::Text(t) => t.format(record, out),
             LineEncoder::Json => {
-                json::write_fields(&record.fields, out);
+                // What was sent (and set by filters), not the decoder's
+                // defaults: SPEC.md section 6, "nothing added".
+                json::write_record(record, out);
                 out.push(b'\n');
             }
         }

@@ -107,7 +107,7 @@ pub(crate) async fn requested() {
 /// Park a connection; gives it back if the handover was already collected
 /// (it then stays in this process). Its [`Live`] must have been dropped by
 /// the caller's `Open` moving in here: the count goes down as it parks.
-pub(crate) fn park(mut conn: Parked) -> Result<(), Parked> {
+pub(crate) fn park(mut conn: Box<Parked>) -> Result<(), Box<Parked>> {
     let live = conn.open.live.take();
     let mut s = lock();
     let Some(parked) = s.parked.as_mut() else {
@@ -115,7 +115,7 @@ pub(crate) fn park(mut conn: Parked) -> Result<(), Parked> {
         conn.open.live = live;
         return Err(conn);
     };
-    parked.push(conn);
+    parked.push(*conn);
     drop(s);
     // Counted down only now: `collect` must not see 0 before it is in.
     drop(live);

@@ -564,15 +564,16 @@ fn park<S: Readable>(
         }
         None => return Err(open),
     };
-    let parked = handoff::Parked {
+    let parked = Box::new(handoff::Parked {
         key: ctx.key.clone(),
         peer,
         fd,
         buf: std::mem::take(buf),
         ctx: ctx.clone(),
         open,
-    };
+    });
     handoff::park(parked).map_err(|back| {
+        let back = *back;
         *buf = back.buf;
         back.open
     })

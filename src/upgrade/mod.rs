@@ -123,6 +123,7 @@ pub async fn upgrade(server: &mut Server) -> bool {
             return false;
         }
     }
+    let started = std::time::Instant::now();
     server.hand_over();
     let parked = handoff::collect(PARK_LIMIT).await;
     // Records already read from a connection reach the files before the
@@ -139,6 +140,7 @@ pub async fn upgrade(server: &mut Server) -> bool {
         handed_over = moved,
         stayed = server.open_connections(),
         unanswered,
+        ms = started.elapsed().as_millis() as u64,
         "Upgrade: connections handed over; serving the rest until they close or drain_seconds pass."
     );
     true

@@ -63,6 +63,9 @@ pub enum OutputMsg {
     /// A reload changed this file output's settings but not its path:
     /// apply them after what is queued, on the same file.
     Reconfigure(Box<crate::config::FileOutputConfig>),
+    /// Answer once everything queued before it is written (an upgrade
+    /// hands connections over only after their records reached the files).
+    Flush(tokio::sync::oneshot::Sender<()>),
 }
 
 /// Why an output could not start.
@@ -336,6 +339,17 @@ impl OutputHandle {
         let _ = self.tx.send(OutputMsg::Reopen).await;
     }
 
+    /// Wait until the output has written everything queued before this
+    /// call (a forward output: taken into its buffer). False if the output
+    /// is gone.
+    pub async fn flush(&self) -> bool {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.tx.send(OutputMsg::Flush(tx)).await.is_err() {
+            return false;
+        }
+        rx.await.is_ok()
+    }
+
     /// Ask a file output to take `config` (same path) after what is
     /// queued.
     pub async fn reconfigure(&self, config: &crate::config::FileOutputConfig) {
@@ -485,6 +499,7 @@ pub(crate) trait Sink {
 fn drain(sink: &mut impl Sink, rx: &mut mpsc::Receiver<OutputMsg>, msg: OutputMsg) {
     let mut held = Held::default();
     let mut next = Some(msg);
+    let mut flushed = Vec::new();
     while let Some(msg) = next.take() {
         match msg {
             OutputMsg::Records(batch, _budget, receipt) => {
@@ -497,6 +512,7 @@ fn drain(sink: &mut impl Sink, rx: &mut mpsc::Receiver<OutputMsg>, msg: OutputMs
             }
             OutputMsg::Reopen => sink.reopen(),
             OutputMsg::Reconfigure(config) => sink.reconfigure(&config),
+            OutputMsg::Flush(done) => flushed.push(done),
         }
         next = rx.try_recv().ok();
     }
@@ -505,6 +521,9 @@ fn drain(sink: &mut impl Sink, rx: &mut mpsc::Receiver<OutputMsg>, msg: OutputMs
         held.lost();
     } else {
         held.written();
+    }
+    for done in flushed {
+        let _ = done.send(());
     }
 }
 

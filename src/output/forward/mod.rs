@@ -284,8 +284,14 @@ impl Forwarder {
 
     /// Encode and buffer a batch from the pipeline.
     fn take(&mut self, msg: OutputMsg) {
-        let OutputMsg::Records(batch, _budget, receipt) = msg else {
-            return; // Reopen: nothing to reopen.
+        let (batch, receipt) = match msg {
+            OutputMsg::Records(batch, _budget, receipt) => (batch, receipt),
+            // Taken in order: everything before it is in the buffer.
+            OutputMsg::Flush(done) => {
+                let _ = done.send(());
+                return;
+            }
+            _ => return, // Reopen: nothing to reopen.
         };
         let mut buf = Vec::new();
         for record in &batch {

@@ -16,7 +16,7 @@ B's CPU time (utime + stime from /proc) is read around each round; the
 front's is not counted. The senders pre-build real `SocketHandler.makePickle`
 frames so they cost little.
 
-    python3 benches/e2e/ack.py [--records 200000] [--senders 4] [--rounds 3]
+    python3 benches/e2e/ack.py [--records 200000] [--senders 4] [--rounds 6]
 
 Prints one line per round and the median ratios ack / direct and
 ack / forward (issue 19's target: at most 1.2). Python standard library
@@ -91,8 +91,10 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--records", type=int, default=200_000)
     p.add_argument("--senders", type=int, default=4)
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "logrelay"))
+    p.add_argument("--only", choices=("direct", "forward", "ack"),
+                   help="run one kind only (to profile it: perf record -p <receiver pid>)")
     a = p.parse_args()
     if not os.path.exists(a.binary):
         print(f"no binary at {a.binary}: run `cargo build --release` first", file=sys.stderr)
@@ -123,7 +125,12 @@ def main() -> int:
             results = {"direct": [], "forward": [], "ack": []}
             with multiprocessing.Pool(a.senders) as pool:
                 for r in range(a.rounds):
-                    for kind, port in (("direct", b_port), ("forward", plain_port), ("ack", ack_port)):
+                    kinds = [("direct", b_port), ("forward", plain_port), ("ack", ack_port)]
+                    # Rotate the order each round: no kind always runs first
+                    # (or right after another's backlog) on a noisy machine.
+                    for kind, port in kinds[r % 3:] + kinds[:r % 3]:
+                        if a.only and kind != a.only:
+                            continue
                         before = cpu_seconds(b.pid)
                         t0 = time.monotonic()
                         pool.map(send, [(port, blob) for blob in blobs])
@@ -136,6 +143,8 @@ def main() -> int:
                         results[kind].append(us)
                         print(f"round {r + 1} {kind:7}: {us:.2f} us CPU/record at the receiver, "
                               f"{per * a.senders / wall:,.0f} records/s", flush=True)
+            if a.only:
+                return 0
             med = {k: statistics.median(v) for k, v in results.items()}
             print(json.dumps({
                 "direct_us_per_record": round(med["direct"], 3),

@@ -65,6 +65,11 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def minor_faults(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[7])
+
+
 def count_lines(path: str) -> int:
     try:
         with open(path, "rb") as f:
@@ -132,6 +137,7 @@ def main() -> int:
                         if a.only and kind != a.only:
                             continue
                         before = cpu_seconds(b.pid)
+                        faults = minor_faults(b.pid)
                         t0 = time.monotonic()
                         pool.map(send, [(port, blob) for blob in blobs])
                         total += per * a.senders
@@ -141,8 +147,9 @@ def main() -> int:
                         cpu = cpu_seconds(b.pid) - before
                         us = cpu / (per * a.senders) * 1e6
                         results[kind].append(us)
+                        faults = minor_faults(b.pid) - faults
                         print(f"round {r + 1} {kind:7}: {us:.2f} us CPU/record at the receiver, "
-                              f"{per * a.senders / wall:,.0f} records/s", flush=True)
+                              f"{per * a.senders / wall:,.0f} records/s, {faults} page faults", flush=True)
             if a.only:
                 return 0
             med = {k: statistics.median(v) for k, v in results.items()}

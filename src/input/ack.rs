@@ -175,9 +175,21 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     peer: Option<SocketAddr>,
     mut ctx: ConnContext,
     open: Open,
+    mut conn: super::registry::Conn,
 ) {
     let name = ctx.key.to_string();
-    match run(&mut stream, &mut buf, peer, &mut ctx).await {
+    let result = run(&mut stream, &mut buf, peer, &mut ctx, &conn).await;
+    if let Err(e) = &result {
+        conn.closing(match e {
+            AckError::Refused(_) => "auth",
+            AckError::FrameTimeout(_) => "frame_timeout",
+            AckError::Stalled => "stalled",
+            AckError::NotWritten(_) => "not_written",
+            AckError::Io(_) => "read_error",
+            _ => "bad_ack_stream",
+        });
+    }
+    match result {
         Ok(()) => {}
         Err(AckError::Refused(why)) => {
             ctx.stats.close("auth");
@@ -231,6 +243,7 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     buf: &mut BytesMut,
     peer: Option<SocketAddr>,
     ctx: &mut ConnContext,
+    conn: &super::registry::Conn,
 ) -> Result<(), AckError> {
     let mut pipeline = ctx.pipelines.borrow_and_update().clone();
     let mut timeout = super::frame_timeout_of(&pipeline, ctx);
@@ -322,6 +335,7 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                 ctx.stats
                     .received
                     .fetch_add(records.len() as u64, Ordering::Relaxed);
+                conn.records(records.len());
                 pipeline.dispatch(&stage, records, Some(&receipt)).await;
                 receipt.written();
             }
@@ -366,6 +380,7 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
             _ = pending.wait_evicted(), if mid_batch => return Err(AckError::Stalled),
         };
         ctx.stats.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        conn.bytes(n);
         if n == 0 {
             return if !mid_batch {
                 Ok(())

@@ -475,7 +475,7 @@ pub(crate) async fn serve_stream_from<S: AsyncRead + AsyncWrite + Readable + Unp
                 Some(true) => {
                     // Its sender reconnects to a successor and re-sends.
                     open.stay();
-                    return ack::serve(stream, buf, peer, ctx, open).await;
+                    return ack::serve(stream, buf, peer, ctx, open, conn).await;
                 }
                 None if n > 0 => continue,
                 _ => hello_check = false,

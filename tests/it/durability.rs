@@ -381,3 +381,59 @@ fn issue_19_state_dir_remembers_senders_across_a_kill() {
         relay.stderr()
     );
 }
+
+/// The status page counts an acknowledged connection's records and bytes
+/// as it does a plain one's (they showed 0 before).
+#[test]
+fn acknowledged_connections_show_their_records_on_the_status_page() {
+    const HOLD: &str = r#"
+import logging, logging.handlers, socket, struct, sys, time
+port = int(sys.argv[1])
+s = socket.create_connection(("127.0.0.1", port))
+sid = b"status-sender"
+s.sendall(struct.pack(">I", 0) + b"logrelay-ack/1\n" + bytes([0]) + struct.pack(">H", len(sid)) + sid)
+got = b""
+while len(got) < 23:
+    got += s.recv(23 - len(got))
+h = logging.handlers.SocketHandler("127.0.0.1", 9)
+for seq in (1, 2):
+    frames = [h.makePickle(logging.makeLogRecord({"name": "app", "msg": "m%d" % i})) for i in range(5)]
+    s.sendall(struct.pack(">QI", seq, 5) + b"".join(frames))
+    assert struct.unpack(">Q", s.recv(8))[0] == seq
+print("sent", flush=True)
+time.sleep(float(sys.argv[2]))
+s.close()
+"#;
+    let mut relay = Relay::start(
+        r#"{
+  "inputs": {"app": {"type": "tcp", "address": "127.0.0.1:0"}},
+  "outputs": {"file": {"type": "file", "path": "app.log"}},
+  "metrics": {"address": "127.0.0.1:0"}
+}"#,
+        2,
+    );
+    let mut sender = Command::new("python3")
+        .arg("-c")
+        .arg(HOLD)
+        .args([&relay.port("app").to_string(), "5"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(sender.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line, "sent\n");
+    let response = http_get(&relay.addr("metrics"), "/api/status");
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let status: serde_json::Value = serde_json::from_str(body).unwrap();
+    let open = &status["inputs"][0]["open"];
+    assert_eq!(open.as_array().map(Vec::len), Some(1), "{status}");
+    assert_eq!(open[0]["records"], 10, "{status}");
+    assert!(open[0]["bytes"].as_u64().unwrap() > 10 * 100, "{status}");
+    let _ = sender.kill();
+    let _ = sender.wait();
+    relay.stop();
+}

@@ -57,6 +57,7 @@ fn main() -> ExitCode {
     };
     if cli.command.is_none() {
         run::raise_fd_limit();
+        run::tune_allocator();
     }
     match cli.command {
         Some(Command::Check) => run::check(&source),

@@ -29,6 +29,40 @@ impl ConfigSource {
     }
 }
 
+/// Keep freed memory for reuse instead of giving it back to the kernel
+/// after every burst (glibc only).
+///
+/// A batch's records are allocated together and freed together once
+/// written. With glibc's defaults (memory at the top of a heap over
+/// 128 KiB is returned at once; blocks over 128 KiB, until its dynamic
+/// threshold adapts, are mmapped) every acknowledged batch of up to 1,000
+/// records got fresh pages from the kernel: `benches/e2e/ack.py` counted
+/// 46,000 page faults per 200,000 records, and 2.6 us of CPU per record
+/// against 1.55 us for plain senders. Keeping up to 8 MiB at the top of
+/// each heap, and mmapping only blocks over 4 MiB, brings that to about
+/// 150 faults and the same CPU per record as plain senders. (The same
+/// as running with `MALLOC_TRIM_THRESHOLD_=8388608
+/// MALLOC_MMAP_THRESHOLD_=4194304`, which still override these.)
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        const TRIM: libc::c_int = 8 << 20;
+        const MMAP: libc::c_int = 4 << 20;
+        let set = |var: &str| std::env::var_os(var).is_none();
+        // SAFETY: mallopt only changes glibc's malloc parameters; it takes
+        // two integers, touches no memory of ours, and is called at
+        // start-up before any other thread exists.
+        unsafe {
+            if set("MALLOC_TRIM_THRESHOLD_") {
+                libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM);
+            }
+            if set("MALLOC_MMAP_THRESHOLD_") {
+                libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP);
+            }
+        }
+    }
+}
+
 /// Raise the soft limit on open files to the hard limit. Every connection
 /// is a descriptor, and the usual soft default (1024, also systemd's) is far
 /// below what a listener with thousands of senders holds; the hard limit

@@ -2,7 +2,7 @@
 //! against serde-pickle on the same frames.
 //!
 //! The frames (`tests/fixtures/pickle/bench.bin`) are 500 records from
-//! `/work/shared/bench/loadgen.py --dump FILE --records 500 --seed 1`,
+//! `tests/tools/loadgen.py --dump FILE --records 500 --seed 1`,
 //! byte-identical to `SocketHandler.makePickle` output (~1% with a
 //! traceback, ~1% non-ASCII). Run:
 //!

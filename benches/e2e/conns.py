@@ -153,10 +153,10 @@ def send_all(socks: list, blobs: list[bytes], timeout: float) -> int:
     return len(socks) - len(left)
 
 
-def measure(binary: str, config: dict, shared: str, conns: int, per_conn: int = 10,
+def measure(binary: str, config: dict, conns: int, per_conn: int = 10,
             inflight: int = 64, verbose: bool = False) -> dict:
     """One run; `config` is a logrelay config with @PORT@ and @OUT@ placeholders."""
-    e2e = harness.import_e2e(shared)
+    e2e = harness.import_e2e()
     why = raise_nofile(conns + 512)
     if why:
         return {"error": why}
@@ -221,7 +221,7 @@ def measure(binary: str, config: dict, shared: str, conns: int, per_conn: int = 
         result["listener_clean_exit"] = harness.stop(relay, 30)
     count = e2e.TokenCounter(out + "*", f"rid={run_id} p=".encode()).poll()
     result["records_in_file"] = count
-    v = subprocess.run([sys.executable, os.path.join(shared, "verify.py"), out + "*",
+    v = subprocess.run([sys.executable, harness.tool("verify.py"), out + "*",
                         "--run-id", run_id, "--procs", str(conns), "--records", str(total),
                         "--check-format", "cookbook", "--strict"],
                        capture_output=True, text=True)
@@ -242,7 +242,6 @@ def main(argv=None) -> int:
     repo = os.path.dirname(os.path.dirname(here))
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--binary", default=os.path.join(repo, "target", "release", "logrelay"))
-    p.add_argument("--shared", default=os.path.join(os.path.dirname(repo), "shared", "bench"))
     p.add_argument("--conns", type=int, default=10_000)
     p.add_argument("--per-conn", type=int, default=10)
     p.add_argument("--inflight", type=int, default=64)
@@ -250,7 +249,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     import run as bench  # noqa: E402
     res = measure(os.path.abspath(args.binary), bench.logrelay_config(bench.Row("logrelay")),
-                  os.path.abspath(args.shared), args.conns, args.per_conn, args.inflight,
+                  args.conns, args.per_conn, args.inflight,
                   args.verbose)
     print(json.dumps(res))
     return 0 if res.get("ok") else 1

@@ -4,8 +4,8 @@ arriving, read /proc/PID/status, stop it; and what ack.py and tls.py share:
 pre-built SocketHandler frames, a process's CPU seconds, counting lines, a
 free port.
 
-Processes are ``e2e.Child`` objects from the shared bench (``../shared/bench/e2e.py``,
-reaped with wait4()); pass that module, from ``import_e2e(shared)``, where it is needed.
+Processes are ``e2e.Child`` objects (``benches/e2e/e2e.py``, reaped with wait4());
+pass that module, from ``import_e2e()``, where it is needed.
 Python standard library only.
 """
 
@@ -21,10 +21,21 @@ import time
 from typing import Optional
 
 
-def import_e2e(shared: str):
-    """The shared bench's e2e module (Child, TokenCounter, free_port, is_ready, ...)."""
-    if shared not in sys.path:
-        sys.path.insert(0, shared)
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+# loadgen.py and verify.py: one copy, shared with the integration tests.
+TOOLS = os.path.join(REPO, "tests", "tools")
+
+
+def tool(name: str) -> str:
+    """The path of a vendored tool in tests/tools (loadgen.py, verify.py)."""
+    return os.path.join(TOOLS, name)
+
+
+def import_e2e():
+    """benches/e2e/e2e.py (Child, TokenCounter, free_port, is_ready, ...)."""
+    if HERE not in sys.path:
+        sys.path.insert(0, HERE)
     import e2e  # noqa: E402
     return e2e
 

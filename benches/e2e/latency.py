@@ -189,11 +189,11 @@ def stats(lat_ms: list[float]) -> dict:
             "max_ms": r(v[-1] if v else math.nan)}
 
 
-def measure(binary: str, config: dict, shared: str, records: int, procs: int = 4,
+def measure(binary: str, config: dict, records: int, procs: int = 4,
             flush_ms: float = 100.0, verify_args: Optional[list[str]] = None,
             interval: float = 0.010, verbose: bool = False) -> dict:
     """One latency run; `config` is a logrelay config with @PORT@ and @OUT@ placeholders."""
-    e2e = harness.import_e2e(shared)
+    e2e = harness.import_e2e()
     rundir = tempfile.mkdtemp(prefix="logrelay-latency-")
     out = os.path.join(rundir, "app.log")
     relay, port = harness.start_logrelay(e2e, binary, config, rundir, out)
@@ -212,7 +212,7 @@ def measure(binary: str, config: dict, shared: str, records: int, procs: int = 4
         r, _, _ = select.select([probe.stdout], [], [], 30)
         if not r or probe.stdout.readline().strip() != "ready":
             raise RuntimeError("the probe's warm-up record never reached the file")
-        lg_cmd = [sys.executable, os.path.join(shared, "loadgen.py"), "--tcp",
+        lg_cmd = [sys.executable, harness.tool("loadgen.py"), "--tcp",
                   f"127.0.0.1:{port}", "--records", str(records), "--procs", str(procs),
                   "--mode", "raw", "--run-id", run_id]
         loadgen = subprocess.Popen(lg_cmd, stdout=subprocess.PIPE, text=True,
@@ -254,7 +254,7 @@ def measure(binary: str, config: dict, shared: str, records: int, procs: int = 4
     p99 = result["under_load"]["p99_ms"]
     result["met"] = (isinstance(p99, float) and len(under) >= 100
                      and p99 <= flush_ms + 50)
-    v = subprocess.run([sys.executable, os.path.join(shared, "verify.py"), out + "*",
+    v = subprocess.run([sys.executable, harness.tool("verify.py"), out + "*",
                         "--run-id", run_id, "--procs", str(procs), "--records", str(records),
                         *(verify_args or [])], capture_output=True, text=True)
     ver = e2e.last_json_line(v.stdout) or {"error": v.stderr[-2000:]}
@@ -273,14 +273,13 @@ def run_main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="latency.py run",
                                 description="one latency run of the main scenario")
     p.add_argument("--binary", default=os.path.join(repo, "target", "release", "logrelay"))
-    p.add_argument("--shared", default=os.path.join(os.path.dirname(repo), "shared", "bench"))
     p.add_argument("--records", type=int, default=500_000)
     p.add_argument("--procs", type=int, default=4)
     p.add_argument("--verbose", action="store_true")
     args = p.parse_args(argv)
     import run as bench  # noqa: E402
     cfg = bench.logrelay_config(bench.Row("logrelay"))
-    res = measure(os.path.abspath(args.binary), cfg, os.path.abspath(args.shared),
+    res = measure(os.path.abspath(args.binary), cfg,
                   args.records, args.procs, verify_args=["--check-format", "cookbook"],
                   verbose=args.verbose)
     print(json.dumps(res))

@@ -10,8 +10,9 @@ to its line in the file under load (latency.py, --latency) and 10,000
 concurrent connections each sending records (conns.py, --conns): nothing lost,
 peak RSS.
 
-It drives every listener with ../shared/bench/e2e.py (which uses loadgen.py and
-verify.py), and prints one table: records/s end to end, listener CPU
+It drives every listener with benches/e2e/e2e.py (which uses
+tests/tools/loadgen.py and verify.py, the copies the integration tests use),
+and prints one table: records/s end to end, listener CPU
 microseconds per record, records per listener CPU-second, peak RSS, and the
 ratios to the cookbook listener and to rawsink *measured in the same run* (never
 absolute numbers alone: this machine is shared and its speed varies). It also
@@ -19,8 +20,12 @@ prints the machine (nproc, CPU model), the date and the CPU the rest of the
 machine used meanwhile (`other_cpu_s`, from e2e.py): if that is high, the
 figures are noisy.
 
-Python standard library only. Needs a C compiler for rawsink (cc -O2) and the
-release binary (built with `cargo build --release` if missing, or pass
+Python standard library only, except the msgpack row, whose senders need the
+Python `msgpack` package: when it is missing, run.py installs it into
+target/bench-python/ (never into the system Python), and if pip cannot, it
+skips the row and says so. Needs a C compiler for rawsink (peers/rawsink.c,
+built with `cc -O2 -pthread` into target/bench/ when missing or changed) and
+the release binary (built with `cargo build --release` if missing, or pass
 `--binary`).
 """
 
@@ -41,6 +46,7 @@ from typing import Optional
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
+PEERS = os.path.join(HERE, "peers")
 sys.path.insert(0, HERE)
 import harness  # noqa: E402  (benches/e2e/harness.py)
 
@@ -75,7 +81,7 @@ class Row:
         return "-".join(parts)
 
 
-def rows_for(quick: bool, have_msgpack: bool, have_json: bool) -> list[Row]:
+def rows_for(quick: bool) -> list[Row]:
     """The table's rows: the main scenario, then one dimension varied at a time."""
     if quick:
         logrelay = [Row("logrelay"), Row("logrelay", wasm=True)]
@@ -85,10 +91,8 @@ def rows_for(quick: bool, have_msgpack: bool, have_json: bool) -> list[Row]:
             Row("logrelay", "tcp", 1),
             Row("logrelay", "unix", 4),
             Row("logrelay", "unix", 1),
-            Row("logrelay", encoding="json", na="" if have_json else
-                "n/a (decoder not in main yet)"),
-            Row("logrelay", encoding="msgpack", na="" if have_msgpack else
-                "n/a (decoder not in main yet)"),
+            Row("logrelay", encoding="json"),
+            Row("logrelay", encoding="msgpack"),
             Row("logrelay", output="json"),
             Row("logrelay", wasm=True),
             Row("logrelay", "tcp", 1, wasm=True),
@@ -98,14 +102,37 @@ def rows_for(quick: bool, have_msgpack: bool, have_json: bool) -> list[Row]:
     return logrelay + peers
 
 
-def decoder_available(name: str) -> bool:
-    """Whether main's decoder exists (the msgpack one was a placeholder)."""
-    path = os.path.join(REPO, "src", "codec", f"{name}.rs")
-    try:
-        with open(path) as f:
-            return "not implemented yet" not in f.read()
-    except OSError:
-        return False
+def msgpack_env(install: bool) -> tuple[dict, str]:
+    """Make the Python msgpack package importable by the senders (loadgen.py
+    --encoding msgpack needs it). Returns (extra environment for e2e.py, "")
+    or ({}, why the msgpack row is skipped). A missing package is installed
+    with `pip install --target target/bench-python/<tag>`, as `cargo test`
+    does for its own Python prerequisites, never into the system Python."""
+    probe = [sys.executable, "-c", "import msgpack"]
+    if subprocess.run(probe, stderr=subprocess.DEVNULL).returncode == 0:
+        return {}, ""
+    tag = sys.implementation.cache_tag
+    target = os.path.join(REPO, "target", "bench-python", tag)
+    env = {"PYTHONPATH": os.pathsep.join(
+        [target] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
+    if subprocess.run(probe, env={**os.environ, **env},
+                      stderr=subprocess.DEVNULL).returncode == 0:
+        return env, ""
+    skip = "skipped: pip install msgpack"
+    if not install:
+        return {}, skip
+    print(f"msgpack row: installing the Python msgpack package into {target} "
+          "(pip install --target; --no-install skips this)", file=sys.stderr, flush=True)
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                          "--disable-pip-version-check", "--target", target, "msgpack"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if pip.returncode == 0 and subprocess.run(probe, env={**os.environ, **env},
+                                              stderr=subprocess.DEVNULL).returncode == 0:
+        return env, ""
+    print(f"msgpack row skipped: pip could not install msgpack "
+          f"({(pip.stderr.strip().splitlines() or ['no output'])[-1]}); pip install msgpack",
+          file=sys.stderr, flush=True)
+    return {}, skip
 
 
 def logrelay_config(row: Row) -> dict:
@@ -149,17 +176,16 @@ def listener_command(row: Row, binary: str, tmp: str, rawsink: str, cookbook: st
     return f"sh -c {shlex.quote(script)}"
 
 
-def run_row(row: Row, args, binary: str, tmp: str, rawsink: str) -> None:
+def run_row(row: Row, args, binary: str, tmp: str, rawsink: str, env: dict) -> None:
     """Run e2e.py for one row and keep its summary line."""
     if row.na:
         return
-    shared = args.shared
-    cmd = [sys.executable, os.path.join(shared, "e2e.py"),
+    cmd = [sys.executable, os.path.join(HERE, "e2e.py"),
            "--label", row.label(), "--transport", row.transport, "--procs", str(row.procs),
            "--mode", "raw", "--encoding", row.encoding, "--records", str(args.records),
            "--repeat", str(args.repeat),
            "--listener", listener_command(row, binary, tmp, rawsink,
-                                          os.path.join(shared, "peers", "cookbook_listener.py"))]
+                                          os.path.join(PEERS, "cookbook_listener.py"))]
     loadgen_args = []
     if row.output == "json":
         # Our JSON lines keep non-ASCII as UTF-8, but verify.py's CRC check
@@ -177,8 +203,8 @@ def run_row(row: Row, args, binary: str, tmp: str, rawsink: str) -> None:
         cmd += ["--json-out", args.json_out]
     print(f"== {row.label()} ({args.records} records x {args.repeat})", file=sys.stderr,
           flush=True)
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, stderr=None if args.verbose
-                       else subprocess.DEVNULL)
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, **env},
+                       stderr=None if args.verbose else subprocess.PIPE)
     for line in reversed(p.stdout.strip().splitlines()):
         try:
             obj = json.loads(line)
@@ -189,6 +215,11 @@ def run_row(row: Row, args, binary: str, tmp: str, rawsink: str) -> None:
             break
     if not row.summary:
         row.na = f"failed (e2e.py exit {p.returncode})"
+    if not row.summary or row.summary.get("runs_ok") != row.summary.get("runs"):
+        # Say why here, not only as 0/3 in the table.
+        tail = (p.stderr or "").strip().splitlines()[-5:]
+        print(f"   {row.label()}: not every run verified; e2e.py's last lines:\n     "
+              + "\n     ".join(tail or ["(run with --verbose)"]), file=sys.stderr, flush=True)
 
 
 def cpu_us(row: Row) -> Optional[float]:
@@ -289,14 +320,14 @@ def check_targets(rows: list[Row]) -> list[str]:
     return out
 
 
-def idle_connections(binary: str, tmp: str, n: int, shared: str) -> dict:
+def idle_connections(binary: str, tmp: str, n: int) -> dict:
     """Peak RSS of logrelay holding `n` idle TCP connections (issue 8: below
     64 MiB with 10,000). Connections are opened from this process, so both
     sides need n file descriptors: the soft limit is raised to the hard one."""
     import resource
     import socket
     import time
-    e2e = harness.import_e2e(shared)
+    e2e = harness.import_e2e()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = n + 1024
     if hard != resource.RLIM_INFINITY and hard < want:
@@ -357,11 +388,23 @@ def conns_target(c: dict) -> str:
             f"{'MET' if rss is not None and rss < 64 else 'NOT MET'}")
 
 
-def build_rawsink(tmp: str, shared: str) -> str:
-    exe = os.path.join(tmp, "rawsink")
-    subprocess.run(["cc", "-O2", "-pthread", "-o", exe,
-                    os.path.join(shared, "peers", "rawsink.c")], check=True)
-    return exe
+def build_rawsink() -> tuple[str, str]:
+    """peers/rawsink.c built into target/bench/rawsink (again when the source
+    is newer): returns (path, "") or ("", why the rawsink rows are skipped)."""
+    src = os.path.join(PEERS, "rawsink.c")
+    exe = os.path.join(REPO, "target", "bench", "rawsink")
+    if os.path.exists(exe) and os.path.getmtime(exe) >= os.path.getmtime(src):
+        return exe, ""
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if not cc:
+        return "", "skipped: no C compiler (cc) for peers/rawsink.c"
+    os.makedirs(os.path.dirname(exe), exist_ok=True)
+    p = subprocess.run([cc, "-O2", "-pthread", "-o", exe, src], stderr=subprocess.PIPE,
+                       text=True)
+    if p.returncode != 0:
+        print(p.stderr, file=sys.stderr)
+        return "", f"skipped: {os.path.basename(cc)} could not build peers/rawsink.c"
+    return exe, ""
 
 
 def find_binary(args) -> str:
@@ -378,8 +421,6 @@ def find_binary(args) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--shared", default=os.path.join(os.path.dirname(REPO), "shared", "bench"),
-                   help="directory holding e2e.py, loadgen.py, verify.py and peers/")
     p.add_argument("--quick", action="store_true",
                    help="main scenario (+ no-op WASM) and its peers only, 1 repeat, "
                         "100k records")
@@ -401,27 +442,33 @@ def main(argv=None) -> int:
                    help="records each of the --conns connections sends")
     p.add_argument("--json-out", default="", help="append e2e.py's JSON lines to this file")
     p.add_argument("--verbose", action="store_true", help="show e2e.py's progress on stderr")
+    p.add_argument("--no-install", action="store_true",
+                   help="skip the msgpack row instead of installing the Python msgpack "
+                        "package into target/bench-python/ when it is missing")
     args = p.parse_args(argv)
-    args.shared = os.path.abspath(args.shared)
     args.records = args.records or (100_000 if args.quick else 200_000)
     args.repeat = args.repeat or (1 if args.quick else 3)
-    if not os.path.exists(os.path.join(args.shared, "e2e.py")):
-        print(f"run.py: no e2e.py under {args.shared}; pass --shared", file=sys.stderr)
-        return 2
 
     binary = find_binary(args)
     tmp = tempfile.mkdtemp(prefix="logrelay-bench-")
     try:
-        rawsink = build_rawsink(tmp, args.shared)
-        rows = rows_for(args.quick, decoder_available("msgpack"), decoder_available("json"))
-        if args.only:
-            keep = set(args.only.split(","))
-            rows = [r for r in rows if r.listener in keep]
+        keep = set(args.only.split(",")) if args.only else {"logrelay", "cookbook", "rawsink"}
+        rows = [r for r in rows_for(args.quick) if r.listener in keep]
+        # Rows that cannot run say why in the table (and on stderr).
+        env, no_msgpack = {}, ""
+        if any(r.encoding == "msgpack" for r in rows):
+            env, no_msgpack = msgpack_env(install=not args.no_install)
+        rawsink, no_rawsink = build_rawsink() if "rawsink" in keep else ("", "")
+        for r in rows:
+            r.na = (no_msgpack if r.encoding == "msgpack" else
+                    no_rawsink if r.listener == "rawsink" else r.na)
+            if r.na:
+                print(f"{r.label()}: {r.na}", file=sys.stderr, flush=True)
         info = machine_info()
         for r in rows:
-            run_row(r, args, binary, tmp, rawsink)
+            run_row(r, args, binary, tmp, rawsink, env)
         idle_n = args.idle if args.idle is not None else (0 if args.quick else 10_000)
-        idle = idle_connections(binary, tmp, idle_n, args.shared) if idle_n else None
+        idle = idle_connections(binary, tmp, idle_n) if idle_n else None
         import conns as conns_bench  # noqa: E402  (benches/e2e/conns.py)
         import latency as latency_bench  # noqa: E402  (benches/e2e/latency.py)
         with_logrelay = not args.only or "logrelay" in args.only.split(",")
@@ -434,7 +481,7 @@ def main(argv=None) -> int:
             cfg = logrelay_config(Row("logrelay"))
             try:
                 lat = latency_bench.measure(
-                    binary, cfg, args.shared, lat_n, procs=4,
+                    binary, cfg, lat_n, procs=4,
                     flush_ms=cfg["outputs"]["file"].get("flush_ms", 100),
                     verify_args=["--check-format", "cookbook"], verbose=args.verbose)
             except (RuntimeError, OSError) as e:
@@ -446,7 +493,7 @@ def main(argv=None) -> int:
                   flush=True)
             try:
                 many = conns_bench.measure(binary, logrelay_config(Row("logrelay")),
-                                           args.shared, conns_n, args.conns_records,
+                                           conns_n, args.conns_records,
                                            verbose=args.verbose)
             except (RuntimeError, OSError) as e:
                 many = {"connections": conns_n, "error": str(e)}

@@ -1,4 +1,4 @@
-//! The command line (SPEC.md section 1).
+//! The command line (docs/decisions.md, "Command line").
 
 use std::path::PathBuf;
 

@@ -1,5 +1,6 @@
 //! Rate-limited warnings: one line per second per key, with the count of
-//! the ones suppressed since the last line (SPEC.md section 6).
+//! the ones suppressed since the last line (docs/decisions.md, "Inputs,
+//! limits and shutdown").
 
 use std::collections::HashMap;
 use std::sync::Mutex;

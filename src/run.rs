@@ -124,7 +124,8 @@ pub fn check(source: &ConfigSource) -> ExitCode {
     }
     let mut config = config;
     config.warnings.extend(found.warnings);
-    // describe() ends with the warnings (SPEC.md 6: overlapping routes).
+    // describe() ends with the warnings (docs/decisions.md, "Config and
+    // files": overlapping routes).
     print!("{}", config.describe());
     ExitCode::SUCCESS
 }

@@ -2,7 +2,8 @@
 //!
 //! We watch parent directories, never the files: a file watch goes deaf
 //! after the first editor that writes a temp file and renames it over the
-//! original, `sed -i`, or delete + recreate (DEPENDENCIES.md). Events are
+//! original, `sed -i`, or delete + recreate (docs/decisions.md, "Reload").
+//! Events are
 //! debounced, so a burst of writes makes one reload.
 
 use std::collections::HashSet;
@@ -16,7 +17,8 @@ use tokio::sync::mpsc;
 const DEBOUNCE: Duration = Duration::from_millis(150);
 
 /// The longest a burst of writes to our files postpones a reload
-/// (SPEC.md: a change is picked up within 1 s of the write).
+/// (docs/decisions.md, "Reload": a change is picked up within 1 s of the
+/// write).
 const MAX_SETTLE: Duration = Duration::from_millis(600);
 
 /// What changed.

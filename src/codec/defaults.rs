@@ -168,8 +168,8 @@ fn now() -> f64 {
 /// LogRecord attribute it did not send follows them with its default, in
 /// [`ORDER`]. Returns the fields and the [`own_name`] bits of the
 /// attributes added (0 when the dict had them all, and then `fields` is
-/// untouched): `encoding: json` writes only what was sent (SPEC.md section
-/// 6, "nothing added"), while a text format reads the defaults as Python
+/// untouched): `encoding: json` writes only what was sent
+/// (docs/decisions.md, "Records and encoding": nothing added), while a text format reads the defaults as Python
 /// would.
 pub fn fill(fields: Fields) -> (Fields, u32) {
     // One bit per LogRecord attribute present (own_name's bits follow

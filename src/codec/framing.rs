@@ -185,7 +185,8 @@ impl Framer {
     /// Whether a datagram of `len` bytes should first be tried as one
     /// frame before [`Framer::datagram`] cuts it into lines: newline
     /// framing, a newline before its last byte (so more than one line),
-    /// and within `max_frame_bytes`. SPEC.md makes a datagram one frame,
+    /// and within `max_frame_bytes`. A datagram is one frame
+    /// (docs/decisions.md, "Inputs, limits and shutdown"),
     /// so a pretty-printed JSON document sent whole stays one record.
     pub fn datagram_whole_first(&self, datagram: &[u8]) -> bool {
         self.framing == Framing::Newline

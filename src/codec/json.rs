@@ -1,7 +1,8 @@
 //! JSON records: decoding a frame that holds one JSON object, and encoding
 //! a record as one JSON line (`encoding: json`).
 //!
-//! Encoding follows SPEC.md section 6: fields in arrival order, nothing
+//! Encoding follows docs/decisions.md ("Records and encoding"): fields in
+//! arrival order, nothing
 //! added; None is `null`; NaN and infinities are `null` (JSON has no such
 //! numbers); integers of any size are JSON numbers; bytes are the string of
 //! their Python repr; class instances are their placeholder strings.
@@ -28,8 +29,8 @@ use crate::record::{Fields, Record, Str, Value};
 /// for a str decoded with `errors="surrogateescape"`) is refused by
 /// serde_json; such a frame is decoded again with each one read as
 /// U+FFFD, as the pickle decoder does with a surrogate pickled by
-/// `surrogatepass` (SPEC.md section 5: a record fully received is
-/// written). Only a frame that failed pays for that.
+/// `surrogatepass` (docs/decisions.md, "Records and encoding": a record
+/// fully received is written). Only a frame that failed pays for that.
 pub fn decode(frame: &Bytes) -> Result<(Fields, u32), DecodeError> {
     decode_frame(frame).or_else(|e| match replace_lone_surrogates(frame) {
         Some(fixed) => decode_frame(&Bytes::from(fixed)),

@@ -29,7 +29,7 @@ pub use load::{load, load_default, parse};
 use crate::codec::framing::Framing;
 use crate::codec::DecoderKind;
 
-/// The embedded default output format (SPEC.md section 1).
+/// The embedded default output format (docs/decisions.md, "Command line").
 pub const DEFAULT_FORMAT: &str = "%(asctime)s %(levelname)-8s %(name)s %(message)s";
 /// Python's `logging.handlers.DEFAULT_TCP_LOGGING_PORT`.
 pub const DEFAULT_TCP_PORT: u16 = 9020;

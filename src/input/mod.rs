@@ -318,8 +318,8 @@ pub(crate) async fn resolve(address: &str) -> Result<Vec<SocketAddr>, String> {
 }
 
 /// The current pipeline's stage for this connection's input, switching to
-/// a newer pipeline only if it still has the input (SPEC.md section 6: a
-/// connection on a removed input stays on the old pipeline).
+/// a newer pipeline only if it still has the input (docs/decisions.md,
+/// "Reload": a connection on a removed input stays on the old pipeline).
 fn refresh(
     ctx: &mut ConnContext,
     current: &mut Arc<Pipeline>,

@@ -413,7 +413,8 @@ impl LineEncoder {
             LineEncoder::Text(t) => t.format(record, out),
             LineEncoder::Json => {
                 // What was sent (and set by filters), not the decoder's
-                // defaults: SPEC.md section 6, "nothing added".
+                // defaults: docs/decisions.md, "Records and encoding": nothing
+                // added.
                 json::write_record(record, out);
                 out.push(b'\n');
             }

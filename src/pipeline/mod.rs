@@ -232,7 +232,8 @@ impl Pipeline {
         let mut records = Some(records);
         for (i, &ri) in stage.routes.iter().enumerate() {
             let route = &self.routes[ri];
-            // Each route gets its own copy (SPEC.md 6: a filter's changes
+            // Each route gets its own copy (docs/decisions.md, "WASM
+            // filters": a filter's changes
             // are seen only downstream in its own route); the last one
             // takes the originals.
             let batch: Vec<Record> = if i == last {

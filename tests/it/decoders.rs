@@ -370,7 +370,8 @@ fn udp_newline_datagram_gives_one_record_per_line() {
         |msg: &str| format!(r#"{{"name":"udp","levelname":"INFO","levelno":20,"msg":"{msg}"}}"#);
     // Three lines, the middle one not JSON, a `\r\n` and a blank line;
     // then one line without a newline; then one pretty-printed document,
-    // which as a whole is a record (SPEC.md: a datagram is one frame).
+    // which as a whole is a record (docs/decisions.md: a datagram is one
+    // frame).
     let first = format!("{}\r\n{{oops\n\n{}\n", record("one"), record("two"));
     let second = record("three");
     let third = "{\n  \"name\": \"udp\",\n  \"levelname\": \"INFO\",\n  \"msg\": \"four\"\n}\n";
@@ -436,7 +437,7 @@ const SET_FUNCNAME_WAT: &str = r#"(module
 "#;
 
 /// Issue 17, item 7: `encoding: json` writes what was sent, nothing added
-/// (SPEC.md section 6). A JSON record without `exc_info`, `exc_text`,
+/// (docs/decisions.md, "Records and encoding"). A JSON record without `exc_info`, `exc_text`,
 /// `stack_info` (and the other attributes makeLogRecord would fill) comes
 /// out with exactly its own keys, in its order, while a text format on the
 /// same record still renders those attributes as Python's

@@ -1,4 +1,4 @@
-//! The Prometheus endpoint (SPEC.md sections 5 and 6).
+//! The Prometheus endpoint (docs/decisions.md, "Metrics").
 
 use std::time::Duration;
 

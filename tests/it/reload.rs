@@ -259,7 +259,8 @@ fn sighup_reloads_the_config() {
 /// The output file sits beside listener.json (as in the cookbook's layout)
 /// and records keep arriving: its writes happen in the watched directory
 /// every flush, and they used to reset the debounce timer, so an edit was
-/// not picked up until the senders went quiet. SPEC.md: within 1 s.
+/// not picked up until the senders went quiet. docs/decisions.md,
+/// "Reload": within 1 s.
 #[test]
 fn edit_is_picked_up_while_an_output_beside_the_config_is_written() {
     let port = free_port();

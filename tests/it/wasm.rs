@@ -323,8 +323,8 @@ fn filters_apply_in_route_order_and_see_earlier_changes() {
 
 /// Three routes feeding one output (so records go through them one by
 /// one, in arrival order): a filter's change and a filter's drop on one
-/// route are not seen by the others (SPEC.md 6: a record delivered by
-/// several routes is a separate copy in each), and the other two outputs
+/// route are not seen by the others (docs/decisions.md, "WASM filters":
+/// a record delivered by several routes is a separate copy in each), and the other two outputs
 /// of the first route each get its enriched copy.
 #[test]
 fn routes_sharing_an_output_each_filter_their_own_copy() {
@@ -528,8 +528,8 @@ fn editing_a_plugin_file_reloads_the_filter_without_losing_records() {
     assert!(first_new >= 200);
 }
 
-/// SPEC.md 6: a record delivered by several routes is a separate copy in
-/// each. field_set.wat sets `env` and `levelno` on the copy of the first
+/// docs/decisions.md, "WASM filters": a record delivered by several
+/// routes is a separate copy in each. field_set.wat sets `env` and `levelno` on the copy of the first
 /// route only; the second route (same output) and a third (another
 /// output, after the filter ran) see the record as sent.
 #[test]

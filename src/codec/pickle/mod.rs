@@ -3,7 +3,8 @@
 //! A SocketHandler frame is `pickle.dumps(record.__dict__, 1)`. Unpickling
 //! it with Python's `pickle` runs arbitrary code, and the obvious Rust crate
 //! (serde-pickle) aborts the process on deep nesting and blows up memory on
-//! DUP/MARK bombs (see DEPENDENCIES.md), so this module is our own small
+//! DUP/MARK bombs (docs/decisions.md, "Our own code in place of a named
+//! crate"), so this module is our own small
 //! stack machine over a borrowed byte slice. It owns:
 //!
 //! - [`decode`], which turns one frame into a record's [`Fields`];

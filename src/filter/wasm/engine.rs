@@ -1,8 +1,9 @@
 //! The shared wasmtime engines and the epoch ticker.
 //!
 //! Fuel metering and epoch interruption are engine-wide settings compiled
-//! into the machine code, and each costs time on every call (DEPENDENCIES.md:
-//! fuel ~33%, epochs ~50% on a small guest). So there is one engine per
+//! into the machine code, and each costs time on every call
+//! (docs/decisions.md, "WASM filters": fuel ~33%, epochs ~50% on a small
+//! guest). So there is one engine per
 //! combination a config can ask for, created on first use and shared by every
 //! filter that needs it: a filter with only `fuel` does not pay for epochs.
 

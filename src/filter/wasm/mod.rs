@@ -1,6 +1,6 @@
 //! WebAssembly filter plugins, run sandboxed in wasmtime.
 //!
-//! The ABI (SPEC.md sections 4 and 6, documented for authors in
+//! The ABI (docs/decisions.md, "WASM filters"; documented for authors in
 //! `plugins/README.md`) is a core module that imports a few host functions
 //! from module `logrelay` (`abi.rs`) and exports `memory`, `filter() -> i32`
 //! and optionally `init() -> i32`.
@@ -20,7 +20,8 @@
 //! per-call fuel or time.
 //!
 //! Compiled code is not cached on disk: modules compile in a few
-//! milliseconds (DEPENDENCIES.md), and wasmtime's cache pulls a C build.
+//! milliseconds (docs/decisions.md, "WASM filters"), and wasmtime's cache
+//! pulls a C build.
 
 mod abi;
 mod engine;

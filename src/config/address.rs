@@ -128,7 +128,8 @@ impl Endpoint {
     fn net(address: &str) -> Option<Endpoint> {
         let (host, port) = split_host_port(address).ok()?;
         let hosts = match host.to_ascii_lowercase().as_str() {
-            // `localhost` binds every address it resolves to (SPEC 6).
+            // `localhost` binds every address it resolves to
+            // (docs/decisions.md, "Config and files").
             "localhost" => vec![
                 Host::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST)),
                 Host::Ip(IpAddr::V6(Ipv6Addr::LOCALHOST)),

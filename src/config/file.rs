@@ -132,7 +132,8 @@ pub struct TcpInputFile {
     pub kind: IgnoredAny,
     /// `"address": "127.0.0.1:9020"`: host:port (IPv6 as `"[::1]:9020"`).
     /// A non-loopback host (`"0.0.0.0:9020"`) is accepted: writing it in
-    /// the config is the explicit choice SPEC asks for.
+    /// the config is the explicit choice a non-loopback listener needs
+    /// (docs/decisions.md, "Config and files").
     pub address: String,
     /// `"decoder": "pickle"` (default) | `"json"` | `"msgpack"`.
     pub decoder: Option<DecoderName>,

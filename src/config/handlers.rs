@@ -197,7 +197,8 @@ fn timed(
         .filter(|_| !hourly_or_finer)
         .and_then(|t| b.at_time(&format!("{path}.atTime"), t, when));
     // FileOutputConfig has one `utc`, for formatting and rotation alike
-    // (SPEC 6); Python's handler applies it to rotation only.
+    // (docs/decisions.md, "Records and encoding"); Python's handler
+    // applies it to rotation only.
     text.utc = f.utc.unwrap_or(false);
     let mut c = file(b, path, &f.filename, text, false);
     c.when = when;

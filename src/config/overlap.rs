@@ -29,9 +29,10 @@ impl Builder<'_, '_> {
         }
     }
 
-    /// SPEC 6: a record routed to one output by two routes is written
-    /// twice. That is sometimes wanted (a dictConfig handler attached to a
-    /// logger and to root), often not: say so at load and in `check`.
+    /// docs/decisions.md, "Config and files": a record routed to one
+    /// output by two routes is written twice. That is sometimes wanted (a
+    /// dictConfig handler attached to a logger and to root), often not:
+    /// say so at load and in `check`.
     pub(super) fn warn_overlaps(
         &mut self,
         routes: &[(RouteConfig, Origin)],

@@ -395,15 +395,19 @@ def build_rawsink() -> tuple[str, str]:
     exe = os.path.join(REPO, "target", "bench", "rawsink")
     if os.path.exists(exe) and os.path.getmtime(exe) >= os.path.getmtime(src):
         return exe, ""
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    cc = shlex.split(os.environ.get("CC", "")) or [
+        c for c in (shutil.which("cc"), shutil.which("gcc"), shutil.which("clang")) if c][:1]
     if not cc:
         return "", "skipped: no C compiler (cc) for peers/rawsink.c"
     os.makedirs(os.path.dirname(exe), exist_ok=True)
-    p = subprocess.run([cc, "-O2", "-pthread", "-o", exe, src], stderr=subprocess.PIPE,
-                       text=True)
+    try:
+        p = subprocess.run([*cc, "-O2", "-pthread", "-o", exe, src], stderr=subprocess.PIPE,
+                           text=True)
+    except OSError as e:
+        return "", f"skipped: cannot run {cc[0]} for peers/rawsink.c ({e.strerror})"
     if p.returncode != 0:
         print(p.stderr, file=sys.stderr)
-        return "", f"skipped: {os.path.basename(cc)} could not build peers/rawsink.c"
+        return "", f"skipped: {os.path.basename(cc[0])} could not build peers/rawsink.c"
     return exe, ""
 
 

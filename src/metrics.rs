@@ -269,6 +269,7 @@ impl Registry {
             &[("result", "failure")],
             self.reloads_failed.load(Ordering::Relaxed),
         );
+        crate::nats::render_metrics(&mut out);
         out
     }
 }

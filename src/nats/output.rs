@@ -1,0 +1,642 @@
+//! The `nats` output: every record becomes one JetStream message.
+//!
+//! It runs on its own thread with a current-thread tokio runtime, as the
+//! forward output does, and shares its buffering: records are encoded
+//! once as they arrive and kept in order in a buffer of `buffer_records`
+//! (then `when_full`: block the inputs, drop the newest, or overflow to the
+//! forward output's spool format in `spool_dir`).
+//!
+//! - Each message carries `Nats-Msg-Id: <instance>-<sequence>`: a random
+//!   id drawn when the output starts and a per-output sequence. A message
+//!   re-sent because its ack was lost has the same id, and the stream
+//!   stores it once (within its duplicate window, 2 minutes by default).
+//!   The id travels with a spooled record, so a re-send after a restart
+//!   dedupes too. (Records carry no sender identity of their own yet.)
+//! - Up to `max_in_flight` publishes await their acks at once; acks are
+//!   taken in publish order. A failed or timed-out ack puts it and every
+//!   later one back in front of the queue, to be re-sent in order once the
+//!   client is connected again (the duplicates among them are dropped by
+//!   the stream).
+//! - The stream is looked up once connected: used as it is if it exists,
+//!   else created (file storage, `replicas`, subjects: the subject's
+//!   literal tokens then `>`).
+//! - async-nats reconnects across the listed servers (and those the
+//!   cluster advertises) by itself; while it is not connected nothing is
+//!   published and records wait in the buffer.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, message::PublishMessage};
+use bytes::Bytes;
+use futures_util::stream::{FuturesOrdered, StreamExt};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::NatsStats;
+use crate::codec::{encode, DecoderKind};
+use crate::config::{Encoder, NatsOutputConfig, WhenFull};
+use crate::output::file::template::PathTemplate;
+use crate::output::forward::spool::Spool;
+use crate::output::{OutputError, OutputMsg, OutputStats};
+use crate::record::Record;
+
+/// How long delivery goes on after the last sender is gone.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Longest wait for one publish ack (or a stream request).
+const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often a waiting output looks at the connection again.
+const TICK: Duration = Duration::from_millis(50);
+
+/// Start a nats output thread.
+pub fn start(
+    name: &str,
+    config: &NatsOutputConfig,
+    rx: mpsc::Receiver<OutputMsg>,
+    stats: Arc<OutputStats>,
+) -> Result<JoinHandle<()>, OutputError> {
+    let spool = match &config.spool_dir {
+        // Spooled entries carry their own encoder byte (see `Entry::blob`);
+        // the spool's label is always the same.
+        Some(dir) => Some(
+            Spool::open(dir, Encoder::Pickle, config.buffer_records).map_err(|source| {
+                OutputError::Open {
+                    name: name.to_string(),
+                    path: dir.display().to_string(),
+                    source,
+                }
+            })?,
+        ),
+        None => None,
+    };
+    let template = PathTemplate::new(&config.subject, false).map_err(|e| OutputError::Open {
+        name: name.to_string(),
+        path: config.subject.clone(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()),
+    })?;
+    let nats_stats = super::register("output", name);
+    let name_owned = name.to_string();
+    let config = config.clone();
+    std::thread::Builder::new()
+        .name(format!("output-{name}"))
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(output = %name_owned, error = %e, "Cannot start the nats runtime.");
+                    return;
+                }
+            };
+            let out = Publisher {
+                what: format!("output {name_owned:?}"),
+                name: name_owned,
+                instance: format!("{:016x}", random_u64()),
+                next_seq: 1,
+                config,
+                stats,
+                nats: nats_stats,
+                template,
+                subject: String::new(),
+                buf: Vec::new(),
+                queue: VecDeque::new(),
+                inflight: VecDeque::new(),
+                acks: FuturesOrdered::new(),
+                client: None,
+                js: None,
+                stream_ready: false,
+                attempt: 0,
+                next_try: Instant::now(),
+                spool,
+                dropped: 0,
+                failing: false,
+            };
+            rt.block_on(out.run(rx));
+        })
+        .map_err(|source| OutputError::Open {
+            name: name.to_string(),
+            path: "(thread)".to_string(),
+            source,
+        })
+}
+
+/// One record, ready to publish.
+#[derive(Clone, Debug)]
+struct Entry {
+    subject: String,
+    id: String,
+    encoder: Encoder,
+    payload: Bytes,
+}
+
+impl Entry {
+    /// The spool form: encoder byte, subject, id, payload.
+    fn blob(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(5 + self.subject.len() + self.id.len() + self.payload.len());
+        b.push(encoder_byte(self.encoder));
+        for s in [&self.subject, &self.id] {
+            let len = u16::try_from(s.len()).unwrap_or(u16::MAX);
+            b.extend_from_slice(&len.to_be_bytes());
+            b.extend_from_slice(&s.as_bytes()[..usize::from(len)]);
+        }
+        b.extend_from_slice(&self.payload);
+        b
+    }
+
+    fn from_blob(b: Bytes) -> Option<Entry> {
+        let encoder = match *b.first()? {
+            0 => Encoder::Pickle,
+            1 => Encoder::Json,
+            2 => Encoder::Msgpack,
+            _ => return None,
+        };
+        let mut pos = 1;
+        let mut take = || -> Option<String> {
+            let len = usize::from(u16::from_be_bytes([*b.get(pos)?, *b.get(pos + 1)?]));
+            let s = std::str::from_utf8(b.get(pos + 2..pos + 2 + len)?).ok()?;
+            pos += 2 + len;
+            Some(s.to_string())
+        };
+        let subject = take()?;
+        let id = take()?;
+        Some(Entry {
+            subject,
+            id,
+            encoder,
+            payload: b.slice(pos..),
+        })
+    }
+
+    /// Re-encode a spooled entry for another encoder (the config changed).
+    fn reencode(mut self, to: Encoder) -> Option<Entry> {
+        if self.encoder == to {
+            return Some(self);
+        }
+        let decoder = match self.encoder {
+            Encoder::Json => DecoderKind::Json,
+            Encoder::Msgpack => DecoderKind::Msgpack,
+            _ => DecoderKind::Pickle,
+        };
+        let fields = decoder.decode(self.payload.clone()).ok()?;
+        let mut buf = Vec::new();
+        encode::payload(to, &Record::new(fields), &mut buf);
+        self.payload = Bytes::from(buf);
+        self.encoder = to;
+        Some(self)
+    }
+}
+
+fn encoder_byte(e: Encoder) -> u8 {
+    match e {
+        Encoder::Json => 1,
+        Encoder::Msgpack => 2,
+        _ => 0,
+    }
+}
+
+/// A random-enough id without a dependency: time and pid through the std
+/// hasher's random keys.
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+/// Make a rendered subject valid: no whitespace, `*`, `>` or NUL (a value
+/// put them there), and no empty token (a value with `..` or an edge dot).
+pub(crate) fn clean_subject(s: &mut String) {
+    let bad = |c: char| c.is_whitespace() || c == '*' || c == '>' || c == '\0';
+    let needs = s.contains(bad)
+        || s.is_empty()
+        || s.starts_with('.')
+        || s.ends_with('.')
+        || s.contains("..");
+    if !needs {
+        return;
+    }
+    let cleaned: String = s
+        .split('.')
+        .map(|t| {
+            let t: String = t.chars().map(|c| if bad(c) { '_' } else { c }).collect();
+            if t.is_empty() {
+                "_".to_string()
+            } else {
+                t
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(".");
+    *s = cleaned;
+}
+
+type AckFuture =
+    Pin<Box<dyn Future<Output = Result<jetstream::publish::PublishAck, String>> + Send>>;
+
+struct Publisher {
+    name: String,
+    /// `output "name"`, for messages.
+    what: String,
+    instance: String,
+    next_seq: u64,
+    config: NatsOutputConfig,
+    stats: Arc<OutputStats>,
+    nats: Arc<NatsStats>,
+    template: PathTemplate,
+    subject: String,
+    buf: Vec<u8>,
+    /// Not yet published (or to be re-sent), in order.
+    queue: VecDeque<Entry>,
+    /// Published, awaiting acks, in order; `acks` holds their futures.
+    inflight: VecDeque<Entry>,
+    acks: FuturesOrdered<AckFuture>,
+    client: Option<async_nats::Client>,
+    js: Option<jetstream::Context>,
+    stream_ready: bool,
+    /// Set-up or re-send attempts since the last success (backoff).
+    attempt: u32,
+    next_try: Instant,
+    spool: Option<Spool>,
+    dropped: u64,
+    /// Whether the last publish failed (logged once per episode).
+    failing: bool,
+}
+
+impl Publisher {
+    fn buffered(&self) -> usize {
+        self.queue.len() + self.inflight.len()
+    }
+
+    fn has_work(&self) -> bool {
+        !self.queue.is_empty()
+            || !self.inflight.is_empty()
+            || self.spool.as_ref().is_some_and(|s| !s.is_empty())
+    }
+
+    fn can_accept(&self) -> bool {
+        self.spool.is_some()
+            || self.config.when_full == WhenFull::DropNewest
+            || self.buffered() < self.config.buffer_records
+    }
+
+    fn connected(&self) -> bool {
+        self.client
+            .as_ref()
+            .is_some_and(|c| c.connection_state() == async_nats::connection::State::Connected)
+    }
+
+    async fn run(mut self, mut rx: mpsc::Receiver<OutputMsg>) {
+        let mut open = true;
+        let mut deadline: Option<Instant> = None;
+        loop {
+            self.refill_from_spool();
+            if self.client.is_none() && Instant::now() >= self.next_try {
+                self.connect().await;
+            }
+            if !self.stream_ready && self.connected() && Instant::now() >= self.next_try {
+                self.ensure_stream().await;
+            }
+            self.publish_some().await;
+            self.report_depth();
+            if !open {
+                if !self.has_work() {
+                    break;
+                }
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    self.give_up();
+                    break;
+                }
+            }
+            let accept = open && self.can_accept();
+            let waiting = self.has_work() && self.acks.is_empty();
+            let wake = if waiting {
+                Some(Instant::now() + TICK)
+            } else {
+                deadline
+            };
+            tokio::select! {
+                msg = rx.recv(), if accept => match msg {
+                    Some(msg) => {
+                        self.take(msg);
+                        while self.can_accept() {
+                            match rx.try_recv() {
+                                Ok(msg) => self.take(msg),
+                                Err(mpsc::error::TryRecvError::Empty) => break,
+                                Err(mpsc::error::TryRecvError::Disconnected) => {
+                                    open = false;
+                                    deadline = Some(Instant::now() + SHUTDOWN_GRACE);
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    None => {
+                        open = false;
+                        deadline = Some(Instant::now() + SHUTDOWN_GRACE);
+                    }
+                },
+                Some(ack) = self.acks.next(), if !self.acks.is_empty() => {
+                    self.acked(ack);
+                    // Take every ack already in.
+                    while let Some(Some(ack)) = futures_util::FutureExt::now_or_never(self.acks.next()) {
+                        self.acked(ack);
+                    }
+                }
+                _ = sleep_until(wake) => {}
+            }
+        }
+        self.report_depth();
+        if let Some(c) = self.client.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), c.flush()).await;
+        }
+        if self.dropped > 0 {
+            tracing::warn!(output = %self.name, dropped = self.dropped, "Records dropped while the buffer was full (when_full: drop_newest).");
+        }
+    }
+
+    /// Encode and buffer a batch from the pipeline.
+    fn take(&mut self, msg: OutputMsg) {
+        let OutputMsg::Records(batch, _budget) = msg else {
+            return; // Reopen: nothing to reopen.
+        };
+        for record in &batch {
+            self.template.render(record, &mut self.subject);
+            clean_subject(&mut self.subject);
+            self.buf.clear();
+            encode::payload(self.config.encoder, record, &mut self.buf);
+            let entry = Entry {
+                subject: self.subject.clone(),
+                id: format!("{}-{}", self.instance, self.next_seq),
+                encoder: self.config.encoder,
+                payload: Bytes::copy_from_slice(&self.buf),
+            };
+            self.next_seq += 1;
+            let full = self.buffered() >= self.config.buffer_records;
+            if let Some(spool) = &mut self.spool {
+                // Once anything is on disk, everything newer goes there
+                // too, so order holds.
+                if !spool.is_empty() || full {
+                    if let Err(e) = spool.push(&entry.blob()) {
+                        tracing::error!(output = %self.name, error = %e, "Spool write failed; keeping the record in memory.");
+                        self.queue.push_back(entry);
+                    }
+                    continue;
+                }
+            } else if self.config.when_full == WhenFull::DropNewest && full {
+                self.dropped += 1;
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            self.queue.push_back(entry);
+        }
+    }
+
+    /// Move spooled records into memory while there is room.
+    fn refill_from_spool(&mut self) {
+        let Some(spool) = &mut self.spool else { return };
+        while !spool.is_empty() && self.queue.len() + self.inflight.len() < self.config.buffer_records
+        {
+            match spool.pop_segment(Encoder::Pickle) {
+                Ok(blobs) => {
+                    for b in blobs {
+                        match Entry::from_blob(b).and_then(|e| e.reencode(self.config.encoder)) {
+                            Some(e) => self.queue.push_back(e),
+                            None => tracing::error!(output = %self.name, "A spooled record does not decode; dropped."),
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(output = %self.name, error = %e, "Spool read failed; segment skipped.");
+                }
+            }
+        }
+    }
+
+    fn retry_later(&mut self) {
+        self.next_try = Instant::now() + super::backoff(self.attempt);
+        self.attempt = self.attempt.saturating_add(1);
+    }
+
+    async fn connect(&mut self) {
+        match super::connect(&self.what, &self.config.connect).await {
+            Ok(client) => {
+                let js = jetstream::ContextBuilder::new()
+                    .timeout(ACK_TIMEOUT)
+                    .max_ack_inflight(self.config.max_in_flight)
+                    .backpressure_on_inflight(true)
+                    .build(client.clone());
+                self.client = Some(client);
+                self.js = Some(js);
+                self.attempt = 0;
+            }
+            Err(e) => {
+                if self.attempt == 0 {
+                    tracing::error!("{e}; retrying with backoff.");
+                }
+                self.retry_later();
+            }
+        }
+    }
+
+    /// Look the stream up; create it if it does not exist.
+    async fn ensure_stream(&mut self) {
+        let Some(js) = &self.js else { return };
+        let c = &self.config;
+        let found = tokio::time::timeout(ACK_TIMEOUT, js.get_stream(&c.stream)).await;
+        let result = match found {
+            Ok(Ok(_)) => Ok(false),
+            Ok(Err(e)) if is_not_found(&e) => {
+                let config = jetstream::stream::Config {
+                    name: c.stream.clone(),
+                    subjects: c.stream_subjects.clone(),
+                    storage: jetstream::stream::StorageType::File,
+                    num_replicas: c.replicas,
+                    ..Default::default()
+                };
+                match tokio::time::timeout(ACK_TIMEOUT, js.create_stream(config)).await {
+                    Ok(Ok(_)) => Ok(true),
+                    Ok(Err(e)) => Err(format!("cannot create stream {}: {e}", c.stream)),
+                    Err(_) => Err(format!("creating stream {} timed out", c.stream)),
+                }
+            }
+            Ok(Err(e)) => Err(format!("cannot look up stream {}: {e}", c.stream)),
+            Err(_) => Err(format!("looking up stream {} timed out", c.stream)),
+        };
+        match result {
+            Ok(created) => {
+                if created {
+                    tracing::info!(output = %self.name, stream = %c.stream, subjects = ?c.stream_subjects, replicas = c.replicas, "Created the JetStream stream.");
+                } else {
+                    tracing::info!(output = %self.name, stream = %c.stream, "Publishing to the existing JetStream stream.");
+                }
+                self.stream_ready = true;
+                self.attempt = 0;
+            }
+            Err(why) => {
+                if self.attempt % 20 == 0 {
+                    tracing::error!("{}: {why}; retrying.", self.what);
+                }
+                self.retry_later();
+            }
+        }
+    }
+
+    /// Publish from the queue while the window has room.
+    async fn publish_some(&mut self) {
+        if !self.stream_ready || !self.connected() || Instant::now() < self.next_try {
+            return;
+        }
+        let Some(js) = self.js.clone() else { return };
+        let mut sent = 0;
+        while self.inflight.len() < self.config.max_in_flight && sent < 4096 {
+            let Some(entry) = self.queue.pop_front() else { break };
+            let publish = PublishMessage::build()
+                .payload(entry.payload.clone())
+                .message_id(entry.id.as_str())
+                .header(super::ENCODER_HEADER, entry.encoder.as_str());
+            match js.send_publish(entry.subject.clone(), publish).await {
+                Ok(ack) => {
+                    self.nats.published.fetch_add(1, Ordering::Relaxed);
+                    self.inflight.push_back(entry);
+                    self.acks
+                        .push_back(Box::pin(async move { ack.await.map_err(|e| e.to_string()) }));
+                    sent += 1;
+                }
+                Err(e) => {
+                    self.queue.push_front(entry);
+                    self.failed(&e.to_string());
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The ack of the oldest message in flight.
+    fn acked(&mut self, ack: Result<jetstream::publish::PublishAck, String>) {
+        match ack {
+            Ok(ack) => {
+                if let Some(entry) = self.inflight.pop_front() {
+                    self.nats.acknowledged.fetch_add(1, Ordering::Relaxed);
+                    if ack.duplicate {
+                        self.nats.duplicates.fetch_add(1, Ordering::Relaxed);
+                    }
+                    crate::output::count(&self.stats, 1, entry.payload.len());
+                }
+                if self.failing {
+                    tracing::info!(output = %self.name, "Publishing again.");
+                    self.failing = false;
+                }
+                self.attempt = 0;
+            }
+            Err(why) => {
+                if why.contains("no stream found") {
+                    // Deleted under us, or its subjects do not cover ours.
+                    self.stream_ready = false;
+                }
+                self.failed(&why);
+            }
+        }
+    }
+
+    /// A publish failed: everything in flight goes back in front of the
+    /// queue, in order, to be re-sent (with the same ids) after a pause.
+    fn failed(&mut self, why: &str) {
+        if !self.failing {
+            tracing::warn!(output = %self.name, reason = %why, unconfirmed = self.inflight.len(), "Publish failed; re-sending after a pause.");
+            self.failing = true;
+        }
+        self.acks = FuturesOrdered::new();
+        while let Some(e) = self.inflight.pop_back() {
+            self.queue.push_front(e);
+        }
+        self.retry_later();
+    }
+
+    /// Shutdown deadline passed: spool what is left, or report it lost.
+    fn give_up(&mut self) {
+        let mut left: Vec<Entry> = self.inflight.drain(..).collect();
+        left.extend(self.queue.drain(..));
+        if let Some(spool) = &mut self.spool {
+            let blobs: Vec<Bytes> = left.iter().map(|e| Bytes::from(e.blob())).collect();
+            match spool.prepend(&blobs) {
+                Ok(()) => {
+                    tracing::info!(output = %self.name, records = spool.on_disk(), "Unacknowledged records kept in the spool for the next start.");
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(output = %self.name, error = %e, "Cannot spool unacknowledged records.");
+                }
+            }
+        }
+        if !left.is_empty() {
+            tracing::error!(output = %self.name, lost = left.len(), "Shutting down with records the stream did not acknowledge in time.");
+        }
+    }
+
+    fn report_depth(&self) {
+        let on_disk = self.spool.as_ref().map_or(0, Spool::on_disk);
+        let n = (self.buffered() + on_disk) as u64;
+        self.stats.buffered.store(n, Ordering::Relaxed);
+        self.nats.buffered.store(n, Ordering::Relaxed);
+    }
+}
+
+fn is_not_found(e: &jetstream::context::GetStreamError) -> bool {
+    matches!(
+        e.kind(),
+        jetstream::context::GetStreamErrorKind::JetStream(j)
+            if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+    )
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_are_made_valid() {
+        let mut s = "logs.payments.api".to_string();
+        clean_subject(&mut s);
+        assert_eq!(s, "logs.payments.api");
+        let mut s = "logs..a b.*.>.".to_string();
+        clean_subject(&mut s);
+        assert_eq!(s, "logs._.a_b._._._");
+    }
+
+    #[test]
+    fn spool_blobs_round_trip() {
+        let e = Entry {
+            subject: "logs.x".into(),
+            id: "abc-1".into(),
+            encoder: Encoder::Json,
+            payload: Bytes::from_static(b"{\"msg\": \"m\"}"),
+        };
+        let back = Entry::from_blob(Bytes::from(e.blob())).unwrap();
+        assert_eq!(back.subject, "logs.x");
+        assert_eq!(back.id, "abc-1");
+        assert_eq!(back.payload, e.payload);
+        let msgpack = back.reencode(Encoder::Msgpack).unwrap();
+        assert_eq!(msgpack.encoder, Encoder::Msgpack);
+        assert_eq!(msgpack.payload[0], 0x81);
+    }
+}

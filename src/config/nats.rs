@@ -27,6 +27,10 @@ const MAX_REPLICAS: u64 = 5;
 const MAX_IN_FLIGHT: u64 = 65_536;
 /// Largest `batch` of a nats input.
 const MAX_FETCH: u64 = 10_000;
+/// Default `ack_wait_ms` of a nats input.
+pub const DEFAULT_NATS_ACK_WAIT_MS: u64 = 30_000;
+/// Largest `ack_wait_ms`: an hour.
+const MAX_ACK_WAIT_MS: u64 = 3_600_000;
 /// Default `batch` of a nats input: messages asked for per pull.
 pub const DEFAULT_NATS_FETCH: usize = 512;
 
@@ -95,6 +99,10 @@ pub struct NatsInputFile {
     pub consumer: String,
     /// `"batch": 512`: messages asked for per pull.
     pub batch: Option<u64>,
+    /// `"ack_wait_ms": 30000`: how long the server waits for a member's
+    /// ack before handing the message to another (when it creates the
+    /// consumer).
+    pub ack_wait_ms: Option<u64>,
     /// `"token_file"`, as the output's.
     pub token_file: Option<String>,
     /// `"creds_file"`, as the output's.
@@ -161,6 +169,8 @@ pub struct NatsInputConfig {
     pub consumer: String,
     /// Messages per pull.
     pub batch: usize,
+    /// Redelivery delay of an unacknowledged message (consumer creation).
+    pub ack_wait_ms: u64,
 }
 
 /// Whether `name` is a valid stream or consumer name.
@@ -398,11 +408,19 @@ impl Builder<'_, '_> {
             1,
             MAX_FETCH,
         );
+        let ack_wait_ms = self.bounded(
+            &format!("{path}.ack_wait_ms"),
+            f.ack_wait_ms,
+            DEFAULT_NATS_ACK_WAIT_MS,
+            1000,
+            MAX_ACK_WAIT_MS,
+        );
         NatsInputConfig {
             connect,
             stream: f.stream.clone(),
             consumer: f.consumer.clone(),
             batch: batch as usize,
+            ack_wait_ms,
         }
     }
 }

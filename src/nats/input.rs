@@ -9,16 +9,22 @@
 //! record, decoded as its `Logrelay-Encoder` header says (`json`,
 //! `msgpack`, `pickle`; no header: JSON, what other publishers send most).
 //! A batch's records are dispatched to the routes as one batch, and the
-//! messages are acknowledged once the dispatch returned, that is once the
-//! outputs' queues took the records (not yet once they were written).
+//! messages are acknowledged [`ACK_DELAY`] (250 ms) after the dispatch
+//! returned: the dispatch returns once the outputs' queues took the
+//! records, and a file output writes within `flush_ms` (100 ms by
+//! default), so what was acknowledged has been written unless an output
+//! was stalled. (Acknowledging once the outputs report the write is the
+//! completion path of a later issue.)
 //!
 //! At-least-once: a logrelay killed between taking messages and
 //! acknowledging them leaves them unacknowledged; the server hands them
-//! to another member of the consumer after `ack_wait` (30 s). Records of
-//! such a batch that this logrelay had already queued or written are then
-//! written twice. Records queued but not yet written when it died are
-//! lost (until acknowledgements move to after the write).
+//! to another member of the consumer after `ack_wait_ms` (30 s by
+//! default). Records of those messages that this logrelay had already
+//! written are then written twice: up to `ack_wait`'s worth of pulled
+//! batches, in practice the last 250 ms of its records plus what it had
+//! pulled and not handled.
 
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,8 +39,11 @@ use crate::input::{refresh, warn_limited, ConnContext};
 use crate::pipeline::Pipeline;
 use crate::record::Record;
 
-/// How long the server waits for an ack before redelivering.
-const ACK_WAIT: Duration = Duration::from_secs(30);
+/// How long after its dispatch a batch is acknowledged: by then the
+/// outputs have written it (a file output writes within `flush_ms`, 100
+/// ms by default), so a logrelay killed now loses nothing it acknowledged
+/// unless an output was stalled.
+const ACK_DELAY: Duration = Duration::from_millis(250);
 /// How often the consumer lag is read.
 const LAG_EVERY: Duration = Duration::from_secs(2);
 
@@ -84,6 +93,8 @@ async fn consume(what: String, config: NatsInputConfig, mut ctx: ConnContext, st
     };
     let js = jetstream::new(client.clone());
     let mut pipeline = ctx.pipelines.borrow_and_update().clone();
+    // Dispatched batches waiting for ACK_DELAY before their acks.
+    let mut unacked: VecDeque<(tokio::time::Instant, Vec<jetstream::Message>)> = VecDeque::new();
     'setup: loop {
         if ctx.removed.is_cancelled() {
             break;
@@ -127,6 +138,8 @@ async fn consume(what: String, config: NatsInputConfig, mut ctx: ConnContext, st
         let mut consumer = consumer;
         let mut batch: Vec<jetstream::Message> = Vec::with_capacity(config.batch);
         loop {
+            ack_due(&what, &stats, &mut unacked, false).await;
+            let due = unacked.front().map(|(at, _)| *at + ACK_DELAY);
             let first = tokio::select! {
                 m = messages.next() => m,
                 _ = ctx.removed.cancelled() => {
@@ -137,6 +150,7 @@ async fn consume(what: String, config: NatsInputConfig, mut ctx: ConnContext, st
                     }
                     break 'setup;
                 }
+                _ = sleep_until(due) => continue,
                 _ = lag.tick() => {
                     if let Ok(Ok(info)) = tokio::time::timeout(Duration::from_secs(2), consumer.info()).await {
                         stats.pending.store(info.num_pending, Ordering::Relaxed);
@@ -169,9 +183,13 @@ async fn consume(what: String, config: NatsInputConfig, mut ctx: ConnContext, st
                 }
                 break 'setup;
             };
-            handle(&what, &stage, &ctx, &stats, &pipeline, &mut batch).await;
+            handle(&stage, &ctx, &stats, &pipeline, &mut batch).await;
+            unacked.push_back((tokio::time::Instant::now(), std::mem::take(&mut batch)));
         }
     }
+    // Stopping: everything dispatched is with the outputs, which flush
+    // before the process exits.
+    ack_due(&what, &stats, &mut unacked, true).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), client.flush()).await;
 }
 
@@ -187,8 +205,8 @@ async fn setup(
     let consumer_config = pull::Config {
         durable_name: Some(config.consumer.clone()),
         ack_policy: jetstream::consumer::AckPolicy::Explicit,
-        ack_wait: ACK_WAIT,
-        max_ack_pending: (config.batch as i64 * 8).max(1000),
+        ack_wait: Duration::from_millis(config.ack_wait_ms),
+        max_ack_pending: 100_000,
         ..Default::default()
     };
     tokio::time::timeout(
@@ -200,14 +218,13 @@ async fn setup(
     .map_err(|e| format!("cannot get or create consumer {}: {e}", config.consumer))
 }
 
-/// Decode, dispatch, then acknowledge one batch of messages.
+/// Decode and dispatch one batch of messages.
 async fn handle(
-    what: &str,
     stage: &crate::pipeline::InputStage,
     ctx: &ConnContext,
     stats: &NatsStats,
     pipeline: &Pipeline,
-    batch: &mut Vec<jetstream::Message>,
+    batch: &mut [jetstream::Message],
 ) {
     let mut records = Vec::with_capacity(batch.len());
     for m in batch.iter() {
@@ -241,13 +258,39 @@ async fn handle(
         .received
         .fetch_add(records.len() as u64, Ordering::Relaxed);
     pipeline.dispatch(stage, records).await;
-    for m in batch.drain(..) {
-        // A record that did not decode is acknowledged too: it never will.
-        match m.ack().await {
-            Ok(()) => {
-                stats.acknowledged.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(e) => tracing::debug!("{what}: ack failed: {e} (the message will be redelivered)"),
+}
+
+/// Acknowledge the batches dispatched at least ACK_DELAY ago (all of
+/// them if `all`). A message that did not decode is acknowledged too: it
+/// never will.
+async fn ack_due(
+    what: &str,
+    stats: &NatsStats,
+    unacked: &mut VecDeque<(tokio::time::Instant, Vec<jetstream::Message>)>,
+    all: bool,
+) {
+    let now = tokio::time::Instant::now();
+    while let Some((at, _)) = unacked.front() {
+        if !all && *at + ACK_DELAY > now {
+            break;
         }
+        let Some((_, batch)) = unacked.pop_front() else { break };
+        for m in batch {
+            match m.ack().await {
+                Ok(()) => {
+                    stats.acknowledged.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    tracing::debug!("{what}: ack failed: {e} (the message will be redelivered)")
+                }
+            }
+        }
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }

@@ -10,6 +10,7 @@ mod file;
 mod format;
 mod forward;
 mod metrics;
+mod nats;
 mod reload;
 mod scale;
 mod upgrade;

@@ -293,13 +293,7 @@ impl Builder<'_, '_> {
             .clone()
             .unwrap_or_else(|| DEFAULT_NATS_SUBJECT.to_string());
         let stream_subjects = self.nats_subject(&format!("{path}.subject"), &subject);
-        let replicas = self.bounded(
-            &format!("{path}.replicas"),
-            f.replicas,
-            1,
-            1,
-            MAX_REPLICAS,
-        );
+        let replicas = self.bounded(&format!("{path}.replicas"), f.replicas, 1, 1, MAX_REPLICAS);
         let encoder = match f.encoder.unwrap_or(EncoderName::Json) {
             EncoderName::Pickle => Encoder::Pickle,
             EncoderName::Json => Encoder::Json,
@@ -355,7 +349,10 @@ impl Builder<'_, '_> {
             return Vec::new();
         }
         let (prefix, templated) = subject_prefix(subject);
-        if prefix.chars().any(|c| c.is_whitespace() || c == '*' || c == '>') {
+        if prefix
+            .chars()
+            .any(|c| c.is_whitespace() || c == '*' || c == '>')
+        {
             self.report.error(
                 path,
                 format!("{subject:?}: a subject may not contain whitespace, `*` or `>`"),

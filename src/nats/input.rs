@@ -75,7 +75,12 @@ async fn pause(ctx: &ConnContext, d: Duration) -> bool {
     }
 }
 
-async fn consume(what: String, config: NatsInputConfig, mut ctx: ConnContext, stats: Arc<NatsStats>) {
+async fn consume(
+    what: String,
+    config: NatsInputConfig,
+    mut ctx: ConnContext,
+    stats: Arc<NatsStats>,
+) {
     let mut attempt = 0u32;
     let client = loop {
         match super::connect(&what, &config.connect).await {
@@ -274,7 +279,9 @@ async fn ack_due(
         if !all && *at + ACK_DELAY > now {
             break;
         }
-        let Some((_, batch)) = unacked.pop_front() else { break };
+        let Some((_, batch)) = unacked.pop_front() else {
+            break;
+        };
         for m in batch {
             match m.ack().await {
                 Ok(()) => {

@@ -122,10 +122,7 @@ pub struct SetupError(pub String);
 /// client connects (and reconnects) in the background, so this returns
 /// at once even while every server is down. Connection events are logged
 /// naming the component; a refused login is an error that says so.
-pub(crate) async fn connect(
-    what: &str,
-    c: &NatsConnect,
-) -> Result<async_nats::Client, SetupError> {
+pub(crate) async fn connect(what: &str, c: &NatsConnect) -> Result<async_nats::Client, SetupError> {
     let mut opts = async_nats::ConnectOptions::new()
         .name(format!("logrelay {what}"))
         .retry_on_initial_connect()
@@ -172,25 +169,8 @@ pub(crate) async fn connect(
                 Event::Disconnected => {
                     tracing::warn!("{who}: disconnected from NATS; reconnecting.")
                 }
-                Event::ServerError(e) => {
-                    let text = e.to_string();
-                    let auth = text.to_ascii_lowercase().contains("authoriz")
-                        || text.to_ascii_lowercase().contains("authentic");
-                    // The client retries; say it once per 10 s, not per try.
-                    let mut last = last_error.lock().unwrap_or_else(|p| p.into_inner());
-                    let repeat = last
-                        .as_ref()
-                        .is_some_and(|(t, at)| *t == text && at.elapsed() < Duration::from_secs(10));
-                    if !repeat {
-                        *last = Some((text.clone(), std::time::Instant::now()));
-                        if auth {
-                            tracing::error!("{who}: the NATS server refused the credentials ({text}); check token_file / creds_file. Retrying.");
-                        } else {
-                            tracing::error!("{who}: NATS server error: {text}");
-                        }
-                    }
-                }
-                Event::ClientError(e) => tracing::warn!("{who}: NATS client error: {e}"),
+                Event::ServerError(e) => report(&who, &last_error, &e.to_string()),
+                Event::ClientError(e) => report(&who, &last_error, &e.to_string()),
                 Event::LameDuckMode => {
                     tracing::info!("{who}: a NATS server is shutting down (lame duck).")
                 }
@@ -198,14 +178,31 @@ pub(crate) async fn connect(
             }
         }
     });
-    let servers: Vec<async_nats::ServerAddr> = c
-        .servers
-        .iter()
-        .filter_map(|s| s.parse().ok())
-        .collect();
+    let servers: Vec<async_nats::ServerAddr> =
+        c.servers.iter().filter_map(|s| s.parse().ok()).collect();
     opts.connect(servers.as_slice())
         .await
         .map_err(|e| SetupError(format!("{what}: cannot connect to NATS: {e}")))
+}
+
+/// Log a server or client error once per 10 s (the client retries): a
+/// refused login says so, naming the component.
+fn report(who: &str, last: &Mutex<Option<(String, std::time::Instant)>>, text: &str) {
+    let lower = text.to_ascii_lowercase();
+    let auth = lower.contains("authoriz") || lower.contains("authentic");
+    let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
+    let repeat = last
+        .as_ref()
+        .is_some_and(|(t, at)| t == text && at.elapsed() < Duration::from_secs(10));
+    if repeat {
+        return;
+    }
+    *last = Some((text.to_string(), std::time::Instant::now()));
+    if auth {
+        tracing::error!("{who}: the NATS server refused the credentials ({text}); check token_file / creds_file. Retrying.");
+    } else {
+        tracing::warn!("{who}: NATS error: {text}");
+    }
 }
 
 /// Backoff for stream and consumer set-up: 100 ms doubling to 2 s.

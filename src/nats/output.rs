@@ -407,14 +407,17 @@ impl Publisher {
     /// Move spooled records into memory while there is room.
     fn refill_from_spool(&mut self) {
         let Some(spool) = &mut self.spool else { return };
-        while !spool.is_empty() && self.queue.len() + self.inflight.len() < self.config.buffer_records
+        while !spool.is_empty()
+            && self.queue.len() + self.inflight.len() < self.config.buffer_records
         {
             match spool.pop_segment(Encoder::Pickle) {
                 Ok(blobs) => {
                     for b in blobs {
                         match Entry::from_blob(b).and_then(|e| e.reencode(self.config.encoder)) {
                             Some(e) => self.queue.push_back(e),
-                            None => tracing::error!(output = %self.name, "A spooled record does not decode; dropped."),
+                            None => {
+                                tracing::error!(output = %self.name, "A spooled record does not decode; dropped.")
+                            }
                         }
                     }
                 }
@@ -435,7 +438,11 @@ impl Publisher {
             Ok(client) => {
                 let js = jetstream::ContextBuilder::new()
                     .timeout(ACK_TIMEOUT)
-                    .max_ack_inflight(self.config.max_in_flight)
+                    // Acks of futures dropped after a failure are waited
+                    // for in the background, holding their permits: as
+                    // long as ours, and room for a window besides.
+                    .ack_timeout(ACK_TIMEOUT)
+                    .max_ack_inflight(self.config.max_in_flight.saturating_mul(4))
                     .backpressure_on_inflight(true)
                     .build(client.clone());
                 self.client = Some(client);
@@ -502,7 +509,9 @@ impl Publisher {
         let Some(js) = self.js.clone() else { return };
         let mut sent = 0;
         while self.inflight.len() < self.config.max_in_flight && sent < 4096 {
-            let Some(entry) = self.queue.pop_front() else { break };
+            let Some(entry) = self.queue.pop_front() else {
+                break;
+            };
             let publish = PublishMessage::build()
                 .payload(entry.payload.clone())
                 .message_id(entry.id.as_str())
@@ -511,8 +520,9 @@ impl Publisher {
                 Ok(ack) => {
                     self.nats.published.fetch_add(1, Ordering::Relaxed);
                     self.inflight.push_back(entry);
-                    self.acks
-                        .push_back(Box::pin(async move { ack.await.map_err(|e| e.to_string()) }));
+                    self.acks.push_back(Box::pin(
+                        async move { ack.await.map_err(|e| e.to_string()) },
+                    ));
                     sent += 1;
                 }
                 Err(e) => {

@@ -187,7 +187,13 @@ fn count_lines(relays: &[&Relay], rel: &str) -> HashMap<String, usize> {
 
 /// Wait until every `logger msg i` for i < n is in `rel` of the relays;
 /// returns the counts.
-fn wait_all(relays: &[&Relay], rel: &str, logger: &str, n: usize, timeout: Duration) -> HashMap<String, usize> {
+fn wait_all(
+    relays: &[&Relay],
+    rel: &str,
+    logger: &str,
+    n: usize,
+    timeout: Duration,
+) -> HashMap<String, usize> {
     let deadline = Instant::now() + timeout;
     loop {
         let seen = count_lines(relays, rel);
@@ -218,7 +224,13 @@ fn single_node_every_record_once_host_to_stream_to_central() {
     let h = host(&js.servers(), 1, r#", "encoder": "msgpack""#);
     let c = central(&js.servers(), "");
     send_tcp(h.port("app"), 5000, "app.single");
-    let seen = wait_all(&[&c], "out/app.log", "app.single", 5000, Duration::from_secs(60));
+    let seen = wait_all(
+        &[&c],
+        "out/app.log",
+        "app.single",
+        5000,
+        Duration::from_secs(60),
+    );
     assert_eq!(seen.len(), 5000);
     assert!(seen.values().all(|&k| k == 1), "duplicates");
     // In order, as the one connection sent them.
@@ -240,8 +252,17 @@ fn cluster_r3_every_record_once_and_a_node_killed_mid_stream_loses_nothing() {
     let h = host(&js.servers(), 3, "");
     let c = central(&js.servers(), "");
     send_tcp(h.port("app"), 3000, "app.warm");
-    let seen = wait_all(&[&c], "out/app.log", "app.warm", 3000, Duration::from_secs(90));
-    assert!(seen.values().all(|&k| k == 1), "duplicates before any failure");
+    let seen = wait_all(
+        &[&c],
+        "out/app.log",
+        "app.warm",
+        3000,
+        Duration::from_secs(90),
+    );
+    assert!(
+        seen.values().all(|&k| k == 1),
+        "duplicates before any failure"
+    );
     let n = 30_000;
     let s = sender(h.port("app"), n, "app.kill");
     std::thread::sleep(Duration::from_millis(700));
@@ -249,7 +270,13 @@ fn cluster_r3_every_record_once_and_a_node_killed_mid_stream_loses_nothing() {
     std::thread::sleep(Duration::from_secs(2));
     js.nodes[0].spawn();
     s.join().unwrap();
-    let seen = wait_all(&[&c], "out/app.log", "app.kill", n, Duration::from_secs(120));
+    let seen = wait_all(
+        &[&c],
+        "out/app.log",
+        "app.kill",
+        n,
+        Duration::from_secs(120),
+    );
     let dups = seen
         .iter()
         .filter(|(l, &k)| l.starts_with("app.kill") && k > 1)
@@ -273,13 +300,23 @@ fn a_central_killed_mid_stream_loses_nothing_its_messages_go_to_the_other() {
     // Kill b once it has written some.
     let deadline = Instant::now() + Duration::from_secs(60);
     while count_lines(&[&b], "out/app.log").len() < 2000 {
-        assert!(Instant::now() < deadline, "b never got records:\n{}", b.stderr());
+        assert!(
+            Instant::now() < deadline,
+            "b never got records:\n{}",
+            b.stderr()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     b.child.kill().unwrap();
     b.child.wait().unwrap();
     s.join().unwrap();
-    let seen = wait_all(&[&a, &b], "out/app.log", "app.central", n, Duration::from_secs(120));
+    let seen = wait_all(
+        &[&a, &b],
+        "out/app.log",
+        "app.central",
+        n,
+        Duration::from_secs(120),
+    );
     let dups: usize = seen.values().filter(|&&k| k > 1).count();
     assert!(dups < n / 10, "{dups} duplicated");
     assert!(count_lines(&[&a], "out/app.log").len() > 2000);
@@ -297,7 +334,13 @@ fn cluster_unreachable_at_start_up_buffers_then_delivers() {
     std::thread::sleep(Duration::from_millis(500));
     let js = Cluster::start_on(&[port], &[]);
     let c = central(&js.servers(), "");
-    let seen = wait_all(&[&c], "out/app.log", "app.late", 2000, Duration::from_secs(60));
+    let seen = wait_all(
+        &[&c],
+        "out/app.log",
+        "app.late",
+        2000,
+        Duration::from_secs(60),
+    );
     assert!(seen.values().all(|&k| k == 1));
     let (code, err, _) = h.stop();
     assert_eq!(code, 0, "{err}");
@@ -343,7 +386,10 @@ fn check_validates_nats_outputs_and_inputs() {
 }"#,
     )
     .unwrap();
-    let out = logrelay(&["check", "--config", path.to_str().unwrap()], Path::new("."));
+    let out = logrelay(
+        &["check", "--config", path.to_str().unwrap()],
+        Path::new("."),
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     for want in [

@@ -321,7 +321,8 @@ impl Publisher {
                 }
             }
             let accept = open && self.can_accept();
-            let waiting = self.has_work() && self.acks.is_empty();
+            // Look for the stream as soon as connected, records or not.
+            let waiting = (self.has_work() && self.acks.is_empty()) || !self.stream_ready;
             let wake = if waiting {
                 Some(Instant::now() + TICK)
             } else {

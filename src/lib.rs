@@ -16,6 +16,7 @@
 //! [`config`] reads `listener.json`; [`server::Server::reload`] swaps
 //! pipelines live; [`server::Server::shutdown`] coordinates a graceful stop.
 
+pub mod auth;
 pub mod cli;
 pub mod codec;
 pub mod config;
@@ -30,5 +31,6 @@ pub mod ratelimit;
 pub mod record;
 pub mod run;
 pub mod server;
+pub mod tls;
 pub mod upgrade;
 pub mod watch;

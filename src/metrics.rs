@@ -37,6 +37,7 @@ pub struct Registry {
     sources: Mutex<Sources>,
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
+    reloads_unchanged: AtomicU64,
     draining: AtomicBool,
 }
 
@@ -54,6 +55,12 @@ pub fn reload(ok: bool) {
     } else {
         r.reloads_failed.fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// Count a reload request that found the config as it was (a SIGHUP
+/// after no edit).
+pub fn reload_unchanged() {
+    global().reloads_unchanged.fetch_add(1, Ordering::Relaxed);
 }
 
 impl Registry {
@@ -269,6 +276,57 @@ impl Registry {
             &[("result", "failure")],
             self.reloads_failed.load(Ordering::Relaxed),
         );
+        sample(
+            &mut out,
+            "logrelay_reloads_total",
+            &[("result", "unchanged")],
+            self.reloads_unchanged.load(Ordering::Relaxed),
+        );
+        family(
+            &mut out,
+            "logrelay_connections_open",
+            "gauge",
+            "Connections open now on each stream input.",
+        );
+        for (name, st) in &s.inputs {
+            sample(
+                &mut out,
+                "logrelay_connections_open",
+                &[("input", name)],
+                st.open.load(Ordering::Relaxed),
+            );
+        }
+        family(
+            &mut out,
+            "logrelay_connections_closed_total",
+            "counter",
+            "Connections logrelay closed, by input and reason (stalled, frame_timeout, max_connections, fd_limit, tls, auth).",
+        );
+        for (name, st) in &s.inputs {
+            let closed = st.closed.lock().unwrap_or_else(|e| e.into_inner());
+            let mut reasons: Vec<_> = closed.iter().collect();
+            reasons.sort();
+            for (reason, n) in reasons {
+                sample(
+                    &mut out,
+                    "logrelay_connections_closed_total",
+                    &[("input", name), ("reason", reason)],
+                    *n,
+                );
+            }
+        }
+        family(
+            &mut out,
+            "logrelay_pending_frame_bytes",
+            "gauge",
+            "Bytes of partial frames buffered across all connections (bounded by max_pending_bytes).",
+        );
+        sample(
+            &mut out,
+            "logrelay_pending_frame_bytes",
+            &[],
+            crate::input::pending::total() as u64,
+        );
         crate::nats::render_metrics(&mut out);
         out
     }
@@ -280,6 +338,10 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 
 fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: u64) {
     out.push_str(name);
+    if labels.is_empty() {
+        let _ = writeln!(out, " {value}");
+        return;
+    }
     out.push('{');
     for (i, (k, v)) in labels.iter().enumerate() {
         if i > 0 {

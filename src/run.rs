@@ -184,6 +184,7 @@ async fn reload_with(source: &ConfigSource, server: &mut Server, plugins_changed
     };
     let plugins_matter = plugins_changed && !new.filters.is_empty();
     if *server.config().as_ref() == new && !plugins_matter {
+        crate::metrics::reload_unchanged();
         tracing::info!("Config unchanged.");
         return;
     }

@@ -58,6 +58,7 @@ impl Server {
     /// Put a config into service: load filters, open outputs, bind inputs.
     pub async fn start(config: Config) -> Result<Server, StartError> {
         let config = Arc::new(config);
+        input::pending::set_limit(config.max_pending_bytes);
         let filters = load_filters(&config, &HashMap::new())?;
         let (outputs, _) = start_outputs(&config, &mut HashMap::new())?;
         let pipeline = Arc::new(Pipeline::new(
@@ -239,6 +240,7 @@ impl Server {
             &handle_map(&outputs),
         ));
         self.pipelines.send_replace(pipeline);
+        input::pending::set_limit(new.max_pending_bytes);
         for (name, running) in started {
             tracing::info!(input = %name, listen = ?running.local, "Listening (added by reload).");
             self.inputs.insert(running.key.clone(), running);

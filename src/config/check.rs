@@ -8,8 +8,8 @@ use std::path::Path;
 use super::address::split_host_port;
 use super::file::*;
 use super::load::{
-    Builder, Origin, MAX_BUFFER_RECORDS, MAX_FILTER_TIMEOUT_MS, MAX_FLUSH_MS, MAX_FRAME_BYTES,
-    MAX_OPEN_FILES, WASM32_MAX_MEMORY, WASM_PAGE,
+    Builder, Origin, MAX_BUFFER_RECORDS, MAX_CONNECTIONS, MAX_FILTER_TIMEOUT_MS, MAX_FLUSH_MS,
+    MAX_FRAME_BYTES, MAX_FRAME_TIMEOUT_MS, MAX_OPEN_FILES, WASM32_MAX_MEMORY, WASM_PAGE,
 };
 use super::*;
 use crate::output::file::template::{classify, escape, PathKind};
@@ -40,9 +40,30 @@ impl Builder<'_, '_> {
 
     /// One input, with its defaults filled in.
     pub(super) fn input(&mut self, path: &str, i: &InputFile) -> InputConfig {
+        let mut stream = None;
+        let mut tls = None;
         let (kind, decoder, framing, max) = match i {
             InputFile::Tcp(t) => {
-                self.host_port(&format!("{path}.address"), &t.address, false);
+                let hp = self.host_port(&format!("{path}.address"), &t.address, false);
+                tls = t.tls.as_ref().and_then(|f| self.server_tls(path, f));
+                if let Some((host, _)) = hp {
+                    if tls.is_none() && !crate::tls::is_loopback_host(&host) {
+                        self.report.warn(
+                            format!("{path}.address"),
+                            format!(
+                                "{:?} is reachable from other hosts but this input has no `tls`: \
+                                 records cross the network in clear{}",
+                                t.address,
+                                if t.token_file.is_some() {
+                                    ""
+                                } else {
+                                    " and anyone who can reach the port can write logs; add `tls` (and `token_file`)"
+                                }
+                            ),
+                        );
+                    }
+                }
+                stream = Some((t.frame_timeout_ms, t.max_connections, &t.token_file));
                 let kind = InputKind::Tcp {
                     address: t.address.clone(),
                 };
@@ -66,6 +87,7 @@ impl Builder<'_, '_> {
                         .map_err(|what| self.report.error(format!("{path}.mode"), what))
                         .ok()
                 });
+                stream = Some((u.frame_timeout_ms, u.max_connections, &u.token_file));
                 let kind = InputKind::Unix { path: sock, mode };
                 (kind, u.decoder, u.framing, u.max_frame_bytes)
             }
@@ -95,11 +117,95 @@ impl Builder<'_, '_> {
             1,
             MAX_FRAME_BYTES,
         );
+        let (timeout, conns, token_file) = stream.unwrap_or((None, None, &None));
+        let frame_timeout_ms = self.bounded(
+            &format!("{path}.frame_timeout_ms"),
+            timeout,
+            DEFAULT_FRAME_TIMEOUT_MS,
+            1,
+            MAX_FRAME_TIMEOUT_MS,
+        );
+        let max_connections = self.bounded(
+            &format!("{path}.max_connections"),
+            conns,
+            DEFAULT_MAX_CONNECTIONS as u64,
+            1,
+            MAX_CONNECTIONS,
+        );
+        let token = token_file
+            .as_deref()
+            .and_then(|t| self.token(&format!("{path}.token_file"), t));
         InputConfig {
             kind,
             decoder,
             framing,
             max_frame_bytes: usize::try_from(max_frame_bytes).unwrap_or(DEFAULT_MAX_FRAME_BYTES),
+            frame_timeout_ms,
+            max_connections: usize::try_from(max_connections).unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            tls,
+            token,
+        }
+    }
+
+    /// A `token_file`, read now so a missing or empty file is reported.
+    pub(super) fn token(&mut self, path: &str, file: &str) -> Option<crate::auth::Token> {
+        let resolved = self.resolve(path, file);
+        crate::auth::Token::load(&resolved)
+            .map_err(|what| self.report.error(path, what))
+            .ok()
+    }
+
+    /// The `tls` of a tcp input, its files loaded now so a bad one is
+    /// reported naming its field.
+    fn server_tls(&mut self, path: &str, f: &ServerTlsFile) -> Option<crate::tls::ServerTls> {
+        let tls = crate::tls::ServerTls {
+            cert: self.resolve(&format!("{path}.tls.cert"), &f.cert),
+            key: self.resolve(&format!("{path}.tls.key"), &f.key),
+            client_ca: f
+                .client_ca
+                .as_deref()
+                .map(|c| self.resolve(&format!("{path}.tls.client_ca"), c)),
+        };
+        match tls.load() {
+            Ok(_) => Some(tls),
+            Err(e) => {
+                self.report.error(tls_field(path, e.field), e.reason);
+                None
+            }
+        }
+    }
+
+    /// The `tls` of a forward output to `address`.
+    fn client_tls(
+        &mut self,
+        path: &str,
+        f: &ClientTlsFile,
+        address: &str,
+    ) -> Option<crate::tls::ClientTls> {
+        let server_name = match &f.server_name {
+            Some(n) => n.clone(),
+            None => split_host_port(address)
+                .map(|(h, _)| h.trim_start_matches('[').trim_end_matches(']').to_string())
+                .unwrap_or_default(),
+        };
+        let tls = crate::tls::ClientTls {
+            ca: self.resolve(&format!("{path}.tls.ca"), &f.ca),
+            cert: f
+                .cert
+                .as_deref()
+                .map(|c| self.resolve(&format!("{path}.tls.cert"), c)),
+            key: f
+                .key
+                .as_deref()
+                .map(|k| self.resolve(&format!("{path}.tls.key"), k)),
+            server_name,
+        };
+        match tls.load().and_then(|_| tls.server_name()) {
+            Ok(_) => Some(tls),
+            Err(e) => {
+                self.report.error(tls_field(path, e.field), e.reason);
+                None
+            }
         }
     }
 
@@ -395,6 +501,27 @@ impl Builder<'_, '_> {
             .spool_dir
             .as_deref()
             .map(|d| self.resolve(&format!("{path}.spool_dir"), d));
+        let tls = match (&f.tls, &target) {
+            (Some(t), ForwardTarget::Tcp(address)) => self.client_tls(path, t, address),
+            (Some(_), ForwardTarget::Unix(_)) => {
+                self.report.error(
+                    format!("{path}.tls"),
+                    "`tls` applies to a tcp `address`; a Unix socket stays on this host",
+                );
+                None
+            }
+            (None, _) => None,
+        };
+        let token = f
+            .token_file
+            .as_deref()
+            .and_then(|t| self.token(&format!("{path}.token_file"), t));
+        if f.token_file.is_some() && f.ack != Some(true) {
+            self.report.error(
+                format!("{path}.token_file"),
+                "the token travels in the acknowledged handshake: add `\"ack\": true`",
+            );
+        }
         Some(ForwardOutputConfig {
             target,
             encoder,
@@ -410,6 +537,8 @@ impl Builder<'_, '_> {
                 .unwrap_or_else(|| DEFAULT_FLUENT_TAG.to_string()),
             require_ack: f.require_ack.unwrap_or(false),
             spool_dir,
+            tls,
+            token,
         })
     }
 
@@ -524,6 +653,15 @@ impl Builder<'_, '_> {
                     .error(format!("{path}[{i}]"), format!("no {what} named {n:?}"));
             }
         }
+    }
+}
+
+/// The JSON path of a `tls` field (`inputs.app.tls.cert`), or of `tls`.
+fn tls_field(path: &str, field: &str) -> String {
+    if field.is_empty() {
+        format!("{path}.tls")
+    } else {
+        format!("{path}.tls.{field}")
     }
 }
 

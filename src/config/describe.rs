@@ -92,12 +92,22 @@ fn input(i: &InputConfig) -> String {
             )
         }
     };
-    format!(
+    let mut s = format!(
         "{place}, decoder {}, framing {}, max frame {} bytes",
         i.decoder.as_str(),
         i.framing.as_str(),
         i.max_frame_bytes
-    )
+    );
+    if let Some(tls) = &i.tls {
+        let _ = write!(s, ", tls {}", tls.cert.display());
+        if let Some(ca) = &tls.client_ca {
+            let _ = write!(s, " (client certificates from {})", ca.display());
+        }
+    }
+    if let Some(t) = &i.token {
+        let _ = write!(s, ", token from {}", t.path.display());
+    }
+    s
 }
 
 fn filter(f: &FilterConfig) -> String {

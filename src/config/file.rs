@@ -47,6 +47,10 @@ pub struct FileConfig {
     /// Milliseconds shutdown waits for connections to go quiet:
     /// `"shutdown_timeout_ms": 5000` (the default).
     pub shutdown_timeout_ms: Option<u64>,
+    /// Bytes of partial frames buffered across all connections before the
+    /// one stalled longest is closed: `"max_pending_bytes": 268435456`
+    /// (the default, 256 MiB).
+    pub max_pending_bytes: Option<u64>,
     /// Prometheus endpoint: `"metrics": {"address": "127.0.0.1:9102"}`.
     pub metrics: Option<MetricsFile>,
     /// Cookbook: TCP port of the `cookbook` input: `"port": 9020` (the default).
@@ -138,6 +142,46 @@ pub struct TcpInputFile {
     /// `"max_frame_bytes": 16777216` (default 16 MiB); a larger frame
     /// closes the connection.
     pub max_frame_bytes: Option<u64>,
+    /// `"frame_timeout_ms": 60000` (the default): close a connection
+    /// silent that long in the middle of a frame.
+    pub frame_timeout_ms: Option<u64>,
+    /// `"max_connections": 10000` (the default): close new connections
+    /// over this many open ones.
+    pub max_connections: Option<u64>,
+    /// `"token_file": "secrets/relay.token"`: accept only senders that
+    /// present this shared secret (logrelay's acknowledged handshake).
+    pub token_file: Option<String>,
+    /// `"tls": {"cert": "tls/server.pem", "key": "tls/server.key",
+    /// "client_ca": "tls/ca.pem"}`: serve TLS (`client_ca`: require client
+    /// certificates signed by that CA).
+    pub tls: Option<ServerTlsFile>,
+}
+
+/// `"tls"` of a tcp input.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a tls object with cert and key")]
+pub struct ServerTlsFile {
+    /// `"cert": "tls/server.pem"`: the certificate chain (PEM).
+    pub cert: String,
+    /// `"key": "tls/server.key"`: its private key (PEM).
+    pub key: String,
+    /// `"client_ca": "tls/ca.pem"`: require client certificates it signed.
+    pub client_ca: Option<String>,
+}
+
+/// `"tls"` of a forward output.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a tls object with ca")]
+pub struct ClientTlsFile {
+    /// `"ca": "tls/ca.pem"`: the CA the receiver's certificate chains to.
+    pub ca: String,
+    /// `"cert": "tls/client.pem"`: this sender's certificate (mutual TLS).
+    pub cert: Option<String>,
+    /// `"key": "tls/client.key"`: its private key.
+    pub key: Option<String>,
+    /// `"server_name": "logs.internal"`: the name the receiver's
+    /// certificate must carry (default: the address's host).
+    pub server_name: Option<String>,
 }
 
 /// A Unix stream socket input.
@@ -157,6 +201,15 @@ pub struct UnixInputFile {
     pub framing: Option<FramingName>,
     /// `"max_frame_bytes": 16777216` (default 16 MiB).
     pub max_frame_bytes: Option<u64>,
+    /// `"frame_timeout_ms": 60000` (the default): close a connection
+    /// silent that long in the middle of a frame.
+    pub frame_timeout_ms: Option<u64>,
+    /// `"max_connections": 10000` (the default): close new connections
+    /// over this many open ones.
+    pub max_connections: Option<u64>,
+    /// `"token_file": "secrets/relay.token"`: accept only senders that
+    /// present this shared secret (logrelay's acknowledged handshake).
+    pub token_file: Option<String>,
 }
 
 /// A UDP input (DatagramHandler).
@@ -421,6 +474,11 @@ pub struct ForwardOutputFile {
     /// `"spool_dir": "spool/central"`: overflow the buffer to disk instead
     /// of blocking, and keep what is unsent across a restart.
     pub spool_dir: Option<String>,
+    /// `"tls": {"ca": "tls/ca.pem"}`: TLS to the peer (tcp only).
+    pub tls: Option<ClientTlsFile>,
+    /// `"token_file": "secrets/relay.token"`: the shared secret the
+    /// receiving input requires (needs `"ack": true`).
+    pub token_file: Option<String>,
 }
 
 /// A level: a standard name (`"WARNING"`) or a number (`30`).

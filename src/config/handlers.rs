@@ -240,5 +240,7 @@ fn socket(b: &mut Builder, path: &str, s: &SocketHandlerFile) -> Option<ForwardO
         tag: DEFAULT_FLUENT_TAG.to_string(),
         require_ack: false,
         spool_dir: None,
+        tls: None,
+        token: None,
     })
 }

@@ -28,6 +28,10 @@ pub fn load_default() -> Config {
             decoder: DecoderKind::Pickle,
             framing: Framing::LengthPrefixed,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            frame_timeout_ms: DEFAULT_FRAME_TIMEOUT_MS,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            tls: None,
+            token: None,
         },
     );
     let mut outputs = BTreeMap::new();
@@ -50,6 +54,7 @@ pub fn load_default() -> Config {
         }],
         drain_seconds: DEFAULT_DRAIN_SECONDS,
         shutdown_timeout_ms: DEFAULT_SHUTDOWN_TIMEOUT_MS,
+        max_pending_bytes: DEFAULT_MAX_PENDING_BYTES,
         metrics: None,
         warnings: Vec::new(),
     }
@@ -196,6 +201,12 @@ pub(super) fn one_of(names: &[&str]) -> String {
 // load instead of as a 100 GB allocation.
 /// Largest `max_frame_bytes`: 1 GiB.
 pub(super) const MAX_FRAME_BYTES: u64 = 1 << 30;
+/// Largest `max_pending_bytes`: 64 GiB.
+pub(super) const MAX_PENDING_BYTES: u64 = 64 << 30;
+/// Largest `frame_timeout_ms`: a day.
+pub(super) const MAX_FRAME_TIMEOUT_MS: u64 = 86_400_000;
+/// Largest `max_connections`.
+pub(super) const MAX_CONNECTIONS: u64 = 10_000_000;
 /// Largest `buffer_records`.
 pub(super) const MAX_BUFFER_RECORDS: u64 = 10_000_000;
 /// Largest `flush_ms`: an hour.
@@ -297,6 +308,14 @@ impl Builder<'_, '_> {
                 0,
                 MAX_SHUTDOWN_TIMEOUT_MS,
             ),
+            max_pending_bytes: usize::try_from(self.bounded(
+                "max_pending_bytes",
+                f.max_pending_bytes,
+                DEFAULT_MAX_PENDING_BYTES as u64,
+                1,
+                MAX_PENDING_BYTES,
+            ))
+            .unwrap_or(DEFAULT_MAX_PENDING_BYTES),
             metrics,
             warnings: Vec::new(),
         }
@@ -706,13 +725,14 @@ mod tests {
                 ""
             )),
             "listener.json:1:43: inputs.app.adress: unknown field `adress`, expected one of \
-             `type`, `address`, `decoder`, `framing`, `max_frame_bytes`"
+             `type`, `address`, `decoder`, `framing`, `max_frame_bytes`, `frame_timeout_ms`, \
+             `max_connections`, `token_file`, `tls`"
         );
         assert_eq!(
             err("{\"input\": {}}"),
             "listener.json:1:8: input: unknown field `input`, expected one of `inputs`, `filters`, \
-             `outputs`, `routes`, `drain_seconds`, `shutdown_timeout_ms`, `metrics`, `port`, \
-             `host`, `socket`, `logging`"
+             `outputs`, `routes`, `drain_seconds`, `shutdown_timeout_ms`, `max_pending_bytes`, \
+             `metrics`, `port`, `host`, `socket`, `logging`"
         );
     }
 

@@ -44,6 +44,12 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT_MS: u64 = 5000;
 pub const DEFAULT_FLUSH_MS: u64 = 100;
 /// Files a templated file output keeps open by default.
 pub const DEFAULT_MAX_OPEN_FILES: u64 = 256;
+/// Default `max_pending_bytes`: 256 MiB of partial frames in all.
+pub const DEFAULT_MAX_PENDING_BYTES: usize = 256 * 1024 * 1024;
+/// Default `frame_timeout_ms` of a stream input: a minute.
+pub const DEFAULT_FRAME_TIMEOUT_MS: u64 = 60_000;
+/// Default `max_connections` of a stream input.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// Default `buffer_records` of a forward output.
 pub const DEFAULT_BUFFER_RECORDS: usize = 100_000;
 
@@ -67,6 +73,10 @@ pub struct Config {
     /// How long shutdown waits for connections to go quiet
     /// (`shutdown_timeout_ms`, default 5000).
     pub shutdown_timeout_ms: u64,
+    /// The most bytes of partial frames buffered across every connection
+    /// (`max_pending_bytes`, default 256 MiB); over it the connection
+    /// stalled longest mid-frame is closed.
+    pub max_pending_bytes: usize,
     /// The Prometheus endpoint, if any.
     pub metrics: Option<MetricsConfig>,
     /// Non-fatal findings to print at load and in `check` (e.g. one output
@@ -85,6 +95,18 @@ pub struct InputConfig {
     pub framing: Framing,
     /// The largest frame accepted; a larger one closes the connection.
     pub max_frame_bytes: usize,
+    /// Stream inputs: how long a connection may stay silent in the middle
+    /// of a frame before it is closed (`frame_timeout_ms`). A connection
+    /// idle between frames is never closed.
+    pub frame_timeout_ms: u64,
+    /// Stream inputs: the most open connections (`max_connections`); over
+    /// it a new connection is closed at once.
+    pub max_connections: usize,
+    /// TCP inputs: TLS (`tls`), optionally requiring client certificates.
+    pub tls: Option<crate::tls::ServerTls>,
+    /// Stream inputs: the shared secret senders must present
+    /// (`token_file`); plain SocketHandler connections are refused.
+    pub token: Option<crate::auth::Token>,
 }
 
 /// The listening socket of an input.
@@ -351,6 +373,11 @@ pub struct ForwardOutputConfig {
     /// Where the buffer overflows to disk instead of blocking, and what is
     /// still unsent at shutdown waits for the next start.
     pub spool_dir: Option<PathBuf>,
+    /// TLS to the peer (`tls`; TCP only).
+    pub tls: Option<crate::tls::ClientTls>,
+    /// The shared secret to present in the acknowledged handshake
+    /// (`token_file`; needs `ack`).
+    pub token: Option<crate::auth::Token>,
 }
 
 /// Default Fluentd `tag` of a forward output with `encoder: fluent`.

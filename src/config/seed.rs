@@ -218,6 +218,7 @@ enum TopKey {
     Routes,
     DrainSeconds,
     ShutdownTimeoutMs,
+    MaxPendingBytes,
     Metrics,
     Port,
     Host,
@@ -272,6 +273,11 @@ impl<'de> Visitor<'de> for FileSeed<'_> {
                     &mut c.shutdown_timeout_ms,
                     map.next_value()?,
                     "shutdown_timeout_ms",
+                )?,
+                TopKey::MaxPendingBytes => once(
+                    &mut c.max_pending_bytes,
+                    map.next_value()?,
+                    "max_pending_bytes",
                 )?,
                 TopKey::Metrics => once(&mut c.metrics, map.next_value()?, "metrics")?,
                 // `null` means "not given" for the cookbook keys, as

@@ -12,19 +12,28 @@
 //! u32   0                          a zero-length frame: SocketHandler never
 //!                                  sends one (a pickle is never empty)
 //! [15]  "logrelay-ack/1\n"         the magic, with the protocol version
+//!       or "logrelay-ack/2\n"
 //! u8    encoder                    0 pickle, 1 json, 2 msgpack
 //! u16   n, then n bytes            the sender id (UTF-8): random per sender
 //!                                  process and output, names its sequence
+//! u16   m, then m bytes            version 2 only: the shared secret of the
+//!                                  input's `token_file` (m may be 0)
 //! ```
 //!
-//! Receiver → sender, the reply:
+//! Receiver → sender, the reply, with the version the sender used:
 //!
 //! ```text
-//! [15]  "logrelay-ack/1\n"
+//! [15]  "logrelay-ack/1\n" or "logrelay-ack/2\n"
 //! u64   last                       the highest batch sequence this receiver
 //!                                  has dispatched for that sender id (0:
 //!                                  none, e.g. after a restart)
 //! ```
+//!
+//! An input with a `token_file` answers only a version 2 handshake with
+//! the right token; any other opening (version 1, a wrong token, plain
+//! SocketHandler frames) is closed without a reply and counted (`auth`).
+//! Senders without a token send version 1, which every receiver since the
+//! protocol's first version understands.
 //!
 //! Then the sender sends batches, sequences starting at 1 and increasing:
 //!
@@ -63,12 +72,18 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::{refresh, warn_limited, ConnContext, READ_CHUNK};
+use super::pending::Pending;
+use super::{close_stalled, peer_name, refresh, warn_limited, ConnContext, Open, READ_CHUNK};
 use crate::codec::DecoderKind;
 use crate::record::Record;
 
 /// The magic after the zero-length frame, and at the start of the reply.
 pub const MAGIC: &[u8; 15] = b"logrelay-ack/1\n";
+/// The magic of version 2, whose handshake carries a token.
+pub const MAGIC_V2: &[u8; 15] = b"logrelay-ack/2\n";
+/// Where the version digit is in the opening (after `u32 0` and
+/// `logrelay-ack/`).
+const VERSION_AT: usize = 4 + 13;
 /// The whole fixed prefix a sender opens with: a zero length, then the magic.
 pub const HELLO_PREFIX_LEN: usize = 4 + MAGIC.len();
 /// The confirmation that means "closing: send nothing more here".
@@ -86,6 +101,9 @@ pub(crate) fn is_hello(buf: &[u8]) -> Option<bool> {
     let n = buf.len().min(HELLO_PREFIX_LEN);
     let mut prefix = [0u8; HELLO_PREFIX_LEN];
     prefix[4..].copy_from_slice(MAGIC);
+    if n > VERSION_AT && buf[VERSION_AT] == b'2' {
+        prefix[VERSION_AT] = b'2';
+    }
     if buf[..n] != prefix[..n] {
         return Some(false);
     }
@@ -133,6 +151,14 @@ enum AckError {
     TooLarge { len: usize, max: usize },
     #[error("stream ended inside a batch")]
     Truncated,
+    #[error("token of {0} bytes is too long")]
+    TokenLength(usize),
+    #[error("nothing arrived for {0} ms in the middle of a batch (frame_timeout_ms)")]
+    FrameTimeout(u128),
+    #[error("partial batches exceed max_pending_bytes and this one is stalled longest")]
+    Stalled,
+    #[error("{0}")]
+    Refused(&'static str),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -144,16 +170,45 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     mut buf: BytesMut,
     peer: Option<SocketAddr>,
     mut ctx: ConnContext,
+    open: Open,
 ) {
     let name = ctx.key.to_string();
-    if let Err(e) = run(&mut stream, &mut buf, peer, &mut ctx).await {
-        ctx.stats.reject("bad_ack_stream");
-        warn_limited(
-            &name,
-            "bad_ack_stream",
-            &format!("acknowledged forward connection: {e}; closing it"),
-        );
+    match run(&mut stream, &mut buf, peer, &mut ctx).await {
+        Ok(()) => {}
+        Err(AckError::Refused(why)) => {
+            ctx.stats.close("auth");
+            warn_limited(
+                &name,
+                "auth",
+                &format!(
+                    "acknowledged connection from {}: {why}; closing it",
+                    peer_name(peer)
+                ),
+            );
+        }
+        Err(AckError::FrameTimeout(ms)) => {
+            ctx.stats.close("frame_timeout");
+            warn_limited(
+                &name,
+                "frame_timeout",
+                &format!(
+                    "acknowledged connection from {}: {}; closing it",
+                    peer_name(peer),
+                    AckError::FrameTimeout(ms)
+                ),
+            );
+        }
+        Err(AckError::Stalled) => close_stalled(&ctx, &peer_name(peer), buf.len()),
+        Err(e) => {
+            ctx.stats.reject("bad_ack_stream");
+            warn_limited(
+                &name,
+                "bad_ack_stream",
+                &format!("acknowledged forward connection: {e}; closing it"),
+            );
+        }
     }
+    drop(open);
 }
 
 async fn run<S: AsyncRead + AsyncWrite + Unpin>(
@@ -162,9 +217,12 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     peer: Option<SocketAddr>,
     ctx: &mut ConnContext,
 ) -> Result<(), AckError> {
-    // The handshake: prefix, encoder, id.
+    let mut pipeline = ctx.pipelines.borrow_and_update().clone();
+    let mut timeout = super::frame_timeout_of(&pipeline, ctx);
+    // The handshake: prefix, encoder, id, and in version 2 the token.
+    let version = buf[VERSION_AT];
     while buf.len() < HELLO_PREFIX_LEN + 3 {
-        read_more(stream, buf).await?;
+        read_more(stream, buf, timeout).await?;
     }
     let encoder = buf[HELLO_PREFIX_LEN];
     let decoder = decoder_of(encoder).ok_or(AckError::Encoder(encoder))?;
@@ -176,24 +234,60 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         return Err(AckError::Id(id_len));
     }
     while buf.len() < HELLO_PREFIX_LEN + 3 + id_len {
-        read_more(stream, buf).await?;
+        read_more(stream, buf, timeout).await?;
     }
     buf.advance(HELLO_PREFIX_LEN + 3);
     let id = String::from_utf8(buf.split_to(id_len).to_vec()).map_err(|_| AckError::Id(id_len))?;
+    let token = if version == b'2' {
+        while buf.len() < 2 {
+            read_more(stream, buf, timeout).await?;
+        }
+        let len = usize::from(u16::from_be_bytes([buf[0], buf[1]]));
+        if len > crate::auth::MAX_TOKEN {
+            return Err(AckError::TokenLength(len));
+        }
+        while buf.len() < 2 + len {
+            read_more(stream, buf, timeout).await?;
+        }
+        buf.advance(2);
+        Some(buf.split_to(len))
+    } else {
+        None
+    };
+    if let Some(required) = pipeline
+        .input_by_key(&ctx.key)
+        .and_then(|s| s.config.token.as_ref())
+    {
+        match &token {
+            None => {
+                return Err(AckError::Refused(
+                    "this input requires a token (token_file); the sender sent none",
+                ))
+            }
+            Some(t) if !required.matches(t) => {
+                return Err(AckError::Refused("wrong token"));
+            }
+            Some(_) => {}
+        }
+    }
+    drop(token);
     let last = lock_last().get(&id).copied().unwrap_or(0);
-    let mut reply = MAGIC.to_vec();
+    let mut reply = if version == b'2' { MAGIC_V2 } else { MAGIC }.to_vec();
     reply.extend_from_slice(&last.to_be_bytes());
     stream.write_all(&reply).await?;
     stream.flush().await?;
     tracing::info!(input = %ctx.key, sender = %id, peer = ?peer, last, "Acknowledged forward connection.");
 
-    let mut pipeline = ctx.pipelines.borrow_and_update().clone();
+    let mut pending = Pending::new();
     loop {
         // Every whole batch in the buffer.
+        let mut progressed = false;
         while let Some((seq, payloads)) = next_batch(buf, pipeline_max(&pipeline, ctx))? {
+            progressed = true;
             let Some(stage) = refresh(ctx, &mut pipeline) else {
                 return Ok(());
             };
+            timeout = Duration::from_millis(stage.config.frame_timeout_ms);
             let last = lock_last().get(&id).copied().unwrap_or(0);
             if seq > last {
                 let mut records = Vec::with_capacity(payloads.len());
@@ -215,15 +309,24 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
             stream.write_all(&seq.to_be_bytes()).await?;
         }
         stream.flush().await?;
+        if !pending.set(buf.len(), progressed) {
+            return Err(AckError::Stalled);
+        }
         if ctx.shutdown.is_cancelled() || ctx.removed.is_cancelled() {
             return goodbye(stream).await;
         }
         if buf.capacity() - buf.len() < READ_CHUNK / 4 {
             buf.reserve(READ_CHUNK);
         }
+        let mid_batch = !buf.is_empty();
+        let deadline = tokio::time::Instant::now() + timeout;
         let n = tokio::select! {
             r = stream.read_buf(buf) => r?,
             _ = ctx.removed.cancelled() => continue,
+            _ = tokio::time::sleep_until(deadline), if mid_batch => {
+                return Err(AckError::FrameTimeout(timeout.as_millis()));
+            }
+            _ = pending.wait_evicted(), if mid_batch => return Err(AckError::Stalled),
         };
         ctx.stats.bytes.fetch_add(n as u64, Ordering::Relaxed);
         if n == 0 {
@@ -247,14 +350,19 @@ fn pipeline_max(pipeline: &crate::pipeline::Pipeline, ctx: &ConnContext) -> usiz
         .unwrap_or(crate::config::DEFAULT_MAX_FRAME_BYTES)
 }
 
+/// Read more of the handshake, within the frame timeout.
 async fn read_more<S: AsyncRead + Unpin>(
     stream: &mut S,
     buf: &mut BytesMut,
+    timeout: Duration,
 ) -> Result<(), AckError> {
-    buf.reserve(READ_CHUNK);
-    match stream.read_buf(buf).await? {
-        0 => Err(AckError::Truncated),
-        _ => Ok(()),
+    buf.reserve(1024);
+    match tokio::time::timeout(timeout, stream.read_buf(buf)).await {
+        Err(_) => Err(AckError::FrameTimeout(timeout.as_millis())),
+        Ok(r) => match r? {
+            0 => Err(AckError::Truncated),
+            _ => Ok(()),
+        },
     }
 }
 

@@ -9,11 +9,14 @@
 
 pub(crate) mod ack;
 pub mod inherit;
+pub mod pending;
 pub mod tcp;
+mod tls;
 pub mod udp;
 pub mod unix;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -96,6 +99,11 @@ pub struct InputStats {
     pub rejected: Mutex<HashMap<&'static str, u64>>,
     /// Connections accepted.
     pub connections: AtomicU64,
+    /// Connections open now.
+    pub open: AtomicU64,
+    /// Connections logrelay closed, by reason (`stalled`, `frame_timeout`,
+    /// `max_connections`, `fd_limit`, `tls`, `auth`).
+    pub closed: Mutex<HashMap<&'static str, u64>>,
 }
 
 impl InputStats {
@@ -103,6 +111,88 @@ impl InputStats {
         let mut m = self.rejected.lock().unwrap_or_else(|e| e.into_inner());
         *m.entry(reason).or_default() += 1;
     }
+
+    /// Count a connection logrelay closed.
+    pub(crate) fn close(&self, reason: &'static str) {
+        let mut m = self.closed.lock().unwrap_or_else(|e| e.into_inner());
+        *m.entry(reason).or_default() += 1;
+    }
+}
+
+/// An open connection, counted in [`InputStats::open`] while it lives.
+pub(crate) struct Open(Arc<InputStats>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Admit a connection just accepted, or refuse it (the caller drops it)
+/// when the input has `max_connections` open already.
+pub(crate) fn admit(ctx: &ConnContext, peer: &dyn std::fmt::Display) -> Option<Open> {
+    let max = ctx
+        .pipelines
+        .borrow()
+        .input_by_key(&ctx.key)
+        .map_or(crate::config::DEFAULT_MAX_CONNECTIONS, |s| {
+            s.config.max_connections
+        });
+    let stats = &ctx.stats;
+    if stats.open.fetch_add(1, Ordering::Relaxed) >= max as u64 {
+        stats.open.fetch_sub(1, Ordering::Relaxed);
+        stats.close("max_connections");
+        warn_limited(
+            &ctx.key.to_string(),
+            "max_connections",
+            &format!("{max} connections are open (max_connections); closed a new one from {peer}"),
+        );
+        return None;
+    }
+    stats.connections.fetch_add(1, Ordering::Relaxed);
+    Some(Open(stats.clone()))
+}
+
+/// An accept that failed. Out of file descriptors (EMFILE, ENFILE), the
+/// listener would be readable forever with nothing it can accept: close
+/// the descriptor kept in reserve, accept and close one waiting client
+/// (it sees its connection closed instead of hanging), take the reserve
+/// back, and pause; warn once a second. Other errors (a client that
+/// reset before the accept) need nothing.
+pub(crate) async fn accept_failed<F>(ctx: &ConnContext, e: &std::io::Error, shed: F)
+where
+    F: FnOnce() -> bool,
+{
+    let out_of_fds = matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE));
+    if !out_of_fds {
+        tracing::debug!(input = %ctx.key, error = %e, "Accept failed.");
+        return;
+    }
+    let shed = {
+        let mut spare = spare_fd().lock().unwrap_or_else(|e| e.into_inner());
+        spare.take();
+        let shed = shed();
+        *spare = std::fs::File::open("/dev/null").ok();
+        shed
+    };
+    if shed {
+        ctx.stats.close("fd_limit");
+    }
+    warn_limited(
+        &ctx.key.to_string(),
+        "fd_limit",
+        &format!("cannot accept: {e}; closing new connections until descriptors are free (raise `ulimit -n` / LimitNOFILE)"),
+    );
+    if !shed {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A descriptor kept open so that one can be freed to shed a client when
+/// the process is out of them.
+fn spare_fd() -> &'static Mutex<Option<std::fs::File>> {
+    static SPARE: std::sync::OnceLock<Mutex<Option<std::fs::File>>> = std::sync::OnceLock::new();
+    SPARE.get_or_init(|| Mutex::new(std::fs::File::open("/dev/null").ok()))
 }
 
 /// Why an input could not bind.
@@ -159,6 +249,8 @@ pub async fn start(
     let key = ListenKey::of(name, config);
     // Fix the base of defaulted `relativeCreated` before any record arrives.
     crate::codec::defaults::start_time();
+    // Take the descriptor kept in reserve while descriptors are plentiful.
+    spare_fd();
     let removed = shutdown.child_token();
     let stats = Arc::new(InputStats::default());
     let ctx = ConnContext {
@@ -217,14 +309,15 @@ pub(crate) fn refresh(
     current.input_by_key(&ctx.key).cloned()
 }
 
-/// Serve one stream connection (TCP or Unix) until EOF, a framing error,
-/// or shutdown.
+/// Serve one stream connection (TCP or Unix, plain or TLS) until EOF, a
+/// framing error, or shutdown. `open` counts it among the input's open
+/// connections until it ends.
 pub(crate) async fn serve_stream<S: AsyncRead + AsyncWrite + Readable + Unpin>(
     mut stream: S,
     peer: Option<SocketAddr>,
     mut ctx: ConnContext,
+    open: Open,
 ) {
-    ctx.stats.connections.fetch_add(1, Ordering::Relaxed);
     let mut pipeline = ctx.pipelines.borrow_and_update().clone();
     // No buffer until there is something to read, and a small one while
     // the connection is not busy (see SMALL_READ).
@@ -238,14 +331,23 @@ pub(crate) async fn serve_stream<S: AsyncRead + AsyncWrite + Readable + Unpin>(
     // Until the first bytes rule it out: is this an acknowledged forward
     // sender (input/ack.rs)? Plain SocketHandler clients pay one compare.
     let mut hello_check = true;
+    // This connection's partial frame in the `max_pending_bytes` budget.
+    let mut pending = pending::Pending::new();
+    let mut frame_timeout = frame_timeout_of(&pipeline, &ctx);
+    let peer_name = peer_name(peer);
     loop {
+        // Silence in the middle of a frame is limited; between frames it
+        // is not (SocketHandler keeps its connection for hours).
+        let mid_frame = !buf.is_empty();
+        let deadline = mid_frame.then(|| Instant::now() + frame_timeout);
         let read = match drain {
             None => tokio::select! {
-                r = read_some(&mut stream, &mut buf, want) => Some(r),
+                r = read_some(&mut stream, &mut buf, want, deadline) => Some(r),
                 _ = ctx.removed.cancelled() => {
                     drain = Some(drain_mode(&ctx, &pipeline));
                     continue;
                 }
+                _ = pending.wait_evicted(), if mid_frame => Some(Ok(Read::Evicted)),
             },
             Some((deadline, quiet)) => {
                 let limit = if quiet {
@@ -254,7 +356,7 @@ pub(crate) async fn serve_stream<S: AsyncRead + AsyncWrite + Readable + Unpin>(
                     deadline
                 };
                 tokio::select! {
-                    r = tokio::time::timeout_at(limit, read_some(&mut stream, &mut buf, want)) => r.ok(),
+                    r = tokio::time::timeout_at(limit, read_some(&mut stream, &mut buf, want, None)) => r.ok(),
                     // A removed input's idle connection at process
                     // shutdown: the shutdown's limits apply from now on,
                     // not what is left of `drain_seconds`.
@@ -268,7 +370,24 @@ pub(crate) async fn serve_stream<S: AsyncRead + AsyncWrite + Readable + Unpin>(
         // `_permit` is held until this read's records are dispatched.
         let (n, room, _permit) = match read {
             None => break, // drained: quiet long enough, or out of time
-            Some(Ok(r)) => r,
+            Some(Ok(Read::Data(n, room, permit))) => (n, room, permit),
+            Some(Ok(Read::FrameTimeout)) => {
+                ctx.stats.close("frame_timeout");
+                warn_limited(
+                    &ctx.key.to_string(),
+                    "frame_timeout",
+                    &format!(
+                        "connection from {peer_name} sent {} bytes of a frame, then nothing for {} ms (frame_timeout_ms); closing it",
+                        buf.len(),
+                        frame_timeout.as_millis()
+                    ),
+                );
+                break;
+            }
+            Some(Ok(Read::Evicted)) => {
+                close_stalled(&ctx, &peer_name, buf.len());
+                break;
+            }
             Some(Err(e)) => {
                 tracing::debug!(input = %ctx.key, error = %e, "Connection read failed.");
                 break;
@@ -285,21 +404,35 @@ pub(crate) async fn serve_stream<S: AsyncRead + AsyncWrite + Readable + Unpin>(
         } else {
             SMALL_READ
         };
-        if hello_check {
-            match ack::is_hello(&buf) {
-                Some(true) => return ack::serve(stream, buf, peer, ctx).await,
-                None if n > 0 => continue,
-                _ => hello_check = false,
-            }
-        }
         let Some(stage) = refresh(&mut ctx, &mut pipeline) else {
             break;
         };
+        if hello_check {
+            match ack::is_hello(&buf) {
+                Some(true) => return ack::serve(stream, buf, peer, ctx, open).await,
+                None if n > 0 => continue,
+                _ => hello_check = false,
+            }
+            if stage.config.token.is_some() && !buf.is_empty() {
+                ctx.stats.close("auth");
+                warn_limited(
+                    &stage.name,
+                    "auth",
+                    &format!("connection from {peer_name} sent plain frames, but this input requires a token (token_file) in logrelay's acknowledged handshake; closing it"),
+                );
+                break;
+            }
+        }
+        frame_timeout = Duration::from_millis(stage.config.frame_timeout_ms);
         let mut records = Vec::new();
         let mut fatal = None;
+        let mut frames = 0usize;
         loop {
             match stage.framer.next_frame_from(&mut buf, &mut scanned) {
-                Ok(Some(frame)) => decode_into(&stage, &ctx, frame, &mut records),
+                Ok(Some(frame)) => {
+                    frames += 1;
+                    decode_into(&stage, &ctx, frame, &mut records)
+                }
                 Ok(None) => break,
                 Err(e) => {
                     fatal = Some(e);
@@ -330,12 +463,46 @@ pub(crate) async fn serve_stream<S: AsyncRead + AsyncWrite + Readable + Unpin>(
         if n == 0 {
             break;
         }
+        if !pending.set(buf.len(), frames > 0) {
+            close_stalled(&ctx, &peer_name, buf.len());
+            break;
+        }
         if buf.is_empty() {
             // Between records: hold no buffer (the records of this read
             // keep theirs alive until they are written).
             buf = BytesMut::new();
         }
     }
+    drop(open);
+}
+
+/// The current `frame_timeout_ms` of the connection's input.
+fn frame_timeout_of(pipeline: &Pipeline, ctx: &ConnContext) -> Duration {
+    Duration::from_millis(
+        pipeline
+            .input_by_key(&ctx.key)
+            .map_or(crate::config::DEFAULT_FRAME_TIMEOUT_MS, |s| {
+                s.config.frame_timeout_ms
+            }),
+    )
+}
+
+/// How a peer is named in logs.
+pub(crate) fn peer_name(peer: Option<SocketAddr>) -> String {
+    peer.map_or_else(|| "a local process".to_string(), |p| p.to_string())
+}
+
+/// Count and log a connection closed to keep partial frames within
+/// `max_pending_bytes`.
+pub(crate) fn close_stalled(ctx: &ConnContext, peer: &str, held: usize) {
+    ctx.stats.close("stalled");
+    warn_limited(
+        &ctx.key.to_string(),
+        "stalled",
+        &format!(
+            "partial frames exceed max_pending_bytes: closed the connection stalled longest mid-frame, from {peer}, which held {held} bytes"
+        ),
+    );
 }
 
 /// A stream whose readiness can be awaited before any buffer exists, so an
@@ -360,29 +527,69 @@ impl Readable for tokio::net::UnixStream {
 /// Connections that may hold a read's data at once, from the read until
 /// its records are queued to the outputs. Ten thousand senders that all
 /// send at once then cost this many buffers and batches, not ten thousand:
-/// the rest of their bytes wait in the kernel's socket buffers.
+/// the rest of their bytes wait in the kernel's socket buffers. A
+/// connection takes a slot only once its socket is readable and gives it
+/// back if the read finds nothing, so a client that stops in the middle of
+/// a frame never holds one while it is silent.
 const READ_SLOTS: usize = 64;
 static READS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(READ_SLOTS);
 
-/// One read: wait for data without a buffer if there is none, take a read
-/// slot, make room for `want` bytes and read. Returns the bytes read, the
-/// room there was, and the slot to hold until the records are dispatched.
+/// What one [`read_some`] gave.
+enum Read {
+    /// Bytes read (0: EOF), the room there was, and the read slot to hold
+    /// until the records are dispatched.
+    Data(usize, usize, Option<tokio::sync::SemaphorePermit<'static>>),
+    /// Nothing arrived before the frame deadline.
+    FrameTimeout,
+    /// The partial-frame budget closed this connection.
+    Evicted,
+}
+
+/// One read: wait until the socket is readable (holding no slot, and no
+/// buffer if there is none), take a read slot, make room for `want` bytes
+/// and try the read once. If it would block after all (a spurious wake-up,
+/// or a TLS record still incomplete), give the slot back and wait again.
+/// `deadline`: when to give up waiting (the frame timeout).
 async fn read_some<S: AsyncRead + Readable + Unpin>(
     stream: &mut S,
     buf: &mut BytesMut,
     want: usize,
-) -> std::io::Result<(usize, usize, Option<tokio::sync::SemaphorePermit<'static>>)> {
-    if buf.capacity() == 0 {
-        stream.readable().await?;
+    deadline: Option<Instant>,
+) -> std::io::Result<Read> {
+    let mut wait = buf.capacity() == 0;
+    loop {
+        if wait {
+            match deadline {
+                Some(d) => match tokio::time::timeout_at(d, stream.readable()).await {
+                    Ok(r) => r?,
+                    Err(_) => return Ok(Read::FrameTimeout),
+                },
+                None => stream.readable().await?,
+            }
+        }
+        // The semaphore is never closed; without a permit, read anyway.
+        let permit = READS.acquire().await.ok();
+        if buf.capacity() - buf.len() < want / 4 {
+            buf.reserve(want);
+        }
+        let room = buf.capacity() - buf.len();
+        let attempt = {
+            let mut read = std::pin::pin!(stream.read_buf(buf));
+            std::future::poll_fn(|cx| std::task::Poll::Ready(read.as_mut().poll(cx))).await
+        };
+        match attempt {
+            std::task::Poll::Ready(r) => return Ok(Read::Data(r?, room, permit)),
+            std::task::Poll::Pending => {
+                drop(permit);
+                wait = true;
+                // A partial frame waits in a buffer sized to what arrived,
+                // not to the reads it may still take.
+                if buf.capacity() > 2 * buf.len() + SMALL_READ {
+                    *buf = BytesMut::from(&buf[..]);
+                }
+            }
+        }
     }
-    // The semaphore is never closed; without a permit, read anyway.
-    let permit = READS.acquire().await.ok();
-    if buf.capacity() - buf.len() < want / 4 {
-        buf.reserve(want);
-    }
-    let room = buf.capacity() - buf.len();
-    let n = stream.read_buf(buf).await?;
-    Ok((n, room, permit))
 }
 
 /// When and how a connection stops: at shutdown, after 100 ms of quiet or

@@ -3,10 +3,13 @@
 use std::os::fd::{AsRawFd, RawFd};
 use std::task::Poll;
 
-use tokio::net::TcpListener;
+use std::net::SocketAddr;
+
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::task::TaskTracker;
 
-use super::{serve_stream, ConnContext};
+use super::tls::Acceptors;
+use super::{accept_failed, admit, serve_stream, ConnContext};
 
 /// Resolve `address` (every address it names: `localhost` is both
 /// 127.0.0.1 and ::1, as the cookbook's `host` default) and bind each.
@@ -66,16 +69,19 @@ fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 async fn accept_loop(listener: TcpListener, ctx: ConnContext, tracker: TaskTracker) {
+    let mut tls = Acceptors::default();
     loop {
         tokio::select! {
             r = listener.accept() => match r {
-                Ok((stream, peer)) => {
-                    tracker.spawn(serve_stream(stream, Some(peer), ctx.clone()));
-                }
+                Ok((stream, peer)) => take(stream, peer, &ctx, &tracker, &mut tls),
                 Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(input = %ctx.key, error = %e, "Accept failed.");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    // Accept one waiting client and drop it at once; the
+                    // loop's next accept registers the real waker again.
+                    let shed = || {
+                        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                        matches!(listener.poll_accept(&mut cx), Poll::Ready(Ok(_)))
+                    };
+                    accept_failed(&ctx, &e, shed).await;
                 }
             },
             _ = ctx.removed.cancelled() => break,
@@ -86,6 +92,29 @@ async fn accept_loop(listener: TcpListener, ctx: ConnContext, tracker: TaskTrack
     while let Poll::Ready(Ok((stream, peer))) =
         std::future::poll_fn(|cx| Poll::Ready(listener.poll_accept(cx))).await
     {
-        tracker.spawn(serve_stream(stream, Some(peer), ctx.clone()));
+        take(stream, peer, &ctx, &tracker, &mut tls);
+    }
+}
+
+/// Serve a connection just accepted, unless the input is at
+/// `max_connections` or its TLS files do not load.
+fn take(
+    stream: TcpStream,
+    peer: SocketAddr,
+    ctx: &ConnContext,
+    tracker: &TaskTracker,
+    tls: &mut Acceptors,
+) {
+    let Some(open) = admit(ctx, &peer) else {
+        return;
+    };
+    match tls.for_new_connection(ctx) {
+        None => {
+            tracker.spawn(serve_stream(stream, Some(peer), ctx.clone(), open));
+        }
+        Some(Ok(config)) => {
+            tracker.spawn(super::tls::serve(stream, peer, config, ctx.clone(), open));
+        }
+        Some(Err(())) => ctx.stats.close("tls"),
     }
 }

@@ -9,7 +9,7 @@ use std::task::Poll;
 use tokio::net::UnixListener;
 use tokio_util::task::TaskTracker;
 
-use super::{serve_stream, ConnContext};
+use super::{accept_failed, admit, serve_stream, ConnContext};
 
 /// Set during an upgrade: the successor listens on our socket files, so
 /// shutting down must not remove them.
@@ -75,12 +75,15 @@ async fn accept_loop(
     loop {
         tokio::select! {
             r = listener.accept() => match r {
-                Ok((stream, _)) => {
-                    tracker.spawn(serve_stream(stream, None, ctx.clone()));
-                }
+                Ok((stream, _)) => take(stream, &ctx, &tracker),
                 Err(e) => {
-                    tracing::warn!(input = %ctx.key, error = %e, "Accept failed.");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    // Accept one waiting client and drop it at once; the
+                    // loop's next accept registers the real waker again.
+                    let shed = || {
+                        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                        matches!(listener.poll_accept(&mut cx), Poll::Ready(Ok(_)))
+                    };
+                    accept_failed(&ctx, &e, shed).await;
                 }
             },
             _ = ctx.removed.cancelled() => break,
@@ -89,7 +92,7 @@ async fn accept_loop(
     while let Poll::Ready(Ok((stream, _))) =
         std::future::poll_fn(|cx| Poll::Ready(listener.poll_accept(cx))).await
     {
-        tracker.spawn(serve_stream(stream, None, ctx.clone()));
+        take(stream, &ctx, &tracker);
     }
     drop(listener);
     // tokio leaves the socket file behind; remove it so the next start
@@ -97,5 +100,13 @@ async fn accept_loop(
     // handing the socket to our successor, which still listens on it.
     if !KEEP_SOCKET_FILES.load(Ordering::Relaxed) {
         let _ = std::fs::remove_file(&path);
+    }
+}
+
+/// Serve a connection just accepted, unless the input is at
+/// `max_connections`.
+fn take(stream: tokio::net::UnixStream, ctx: &ConnContext, tracker: &TaskTracker) {
+    if let Some(open) = admit(ctx, &"a local process") {
+        tracker.spawn(serve_stream(stream, None, ctx.clone(), open));
     }
 }

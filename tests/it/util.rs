@@ -68,7 +68,14 @@ impl Relay {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().unwrap();
+        let relay = Relay::adopt(cmd.spawn().unwrap(), dir);
+        relay.wait_for_log("Listening", inputs, timeout);
+        relay
+    }
+
+    /// Take over a logrelay started by the caller (its stdout and stderr
+    /// piped), capturing its output as `start` does.
+    pub fn adopt(mut child: Child, dir: tempfile::TempDir) -> Relay {
         let stderr = Arc::new(Mutex::new(String::new()));
         let stdout = Arc::new(Mutex::new(Vec::new()));
         {
@@ -93,14 +100,12 @@ impl Relay {
                 }
             });
         }
-        let relay = Relay {
+        Relay {
             child,
             dir,
             stderr,
             stdout,
-        };
-        relay.wait_for_log("Listening", inputs, timeout);
-        relay
+        }
     }
 
     /// The temp dir path.

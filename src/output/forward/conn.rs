@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::config::{Encoder, ForwardOutputConfig, ForwardTarget};
-use crate::input::ack::{GOODBYE, MAGIC};
+use crate::input::ack::{GOODBYE, MAGIC, MAGIC_V2};
 
 /// Longest wait for a connect or the handshake reply.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -28,6 +28,9 @@ pub(super) enum Proto {
         id: String,
         /// The encoder byte of the handshake.
         encoder: u8,
+        /// The shared secret the receiver requires (`token_file`): sent
+        /// in a version 2 handshake.
+        token: Option<crate::auth::Token>,
     },
     /// Fluentd's forward protocol, Forward mode.
     Fluent {
@@ -52,6 +55,7 @@ impl Proto {
             _ if config.ack => Proto::Acked {
                 id: format!("{name}-{random:016x}"),
                 encoder: super::ack_encoder_byte(config.encoder),
+                token: config.token.clone(),
             },
             _ => Proto::Plain,
         }
@@ -116,25 +120,45 @@ impl Conn {
     /// Connect and, in acknowledged mode, shake hands. Returns the
     /// connection and the last sequence the receiver already has (0 if
     /// none or not acknowledged).
-    pub(super) async fn open(target: &ForwardTarget, proto: &Proto) -> io::Result<(Conn, u64)> {
+    pub(super) async fn open(
+        config: &ForwardOutputConfig,
+        proto: &Proto,
+    ) -> io::Result<(Conn, u64)> {
         let (mut reader, mut writer): (Reader, Writer) =
-            tokio::time::timeout(CONNECT_TIMEOUT, connect(target))
+            tokio::time::timeout(CONNECT_TIMEOUT, connect(config))
                 .await
                 .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
         let mut last = 0;
-        if let Proto::Acked { id, encoder } = proto {
+        if let Proto::Acked { id, encoder, token } = proto {
+            let magic = if token.is_some() { MAGIC_V2 } else { MAGIC };
             let mut hello = vec![0u8; 4];
-            hello.extend_from_slice(MAGIC);
+            hello.extend_from_slice(magic);
             hello.push(*encoder);
             hello.extend_from_slice(&(id.len() as u16).to_be_bytes());
             hello.extend_from_slice(id.as_bytes());
+            if let Some(t) = token {
+                let secret = t.secret();
+                hello.extend_from_slice(&(secret.len() as u16).to_be_bytes());
+                hello.extend_from_slice(secret);
+            }
             writer.write_all(&hello).await?;
             writer.flush().await?;
             let mut reply = [0u8; 15 + 8];
-            tokio::time::timeout(CONNECT_TIMEOUT, reader.read_exact(&mut reply))
+            let got = tokio::time::timeout(CONNECT_TIMEOUT, reader.read_exact(&mut reply))
                 .await
-                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no handshake reply"))??;
-            if &reply[..15] != MAGIC {
+                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no handshake reply"))?;
+            match got {
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    let why = if token.is_some() {
+                        "the receiver closed the connection at the handshake: is `token_file` the receiver's token?"
+                    } else {
+                        "the receiver closed the connection at the handshake: does its input require a token (`token_file`)?"
+                    };
+                    return Err(io::Error::new(io::ErrorKind::PermissionDenied, why));
+                }
+                r => r?,
+            };
+            if &reply[..15] != magic {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
                     "the peer does not speak logrelay's acknowledged protocol (is it a logrelay?)",
@@ -246,13 +270,32 @@ impl Conn {
     }
 }
 
-async fn connect(target: &ForwardTarget) -> io::Result<(Reader, Writer)> {
-    Ok(match target {
+async fn connect(config: &ForwardOutputConfig) -> io::Result<(Reader, Writer)> {
+    Ok(match &config.target {
         ForwardTarget::Tcp(address) => {
             let s = tokio::net::TcpStream::connect(address.as_str()).await?;
             let _ = s.set_nodelay(true);
-            let (r, w) = s.into_split();
-            (Box::new(r), Box::new(w))
+            match &config.tls {
+                None => {
+                    let (r, w) = s.into_split();
+                    (Box::new(r), Box::new(w))
+                }
+                Some(tls) => {
+                    // Loaded at each connect: replaced files take effect
+                    // at the next connection.
+                    let invalid = |e: crate::tls::TlsError| {
+                        io::Error::new(io::ErrorKind::InvalidInput, format!("tls.{e}"))
+                    };
+                    let client = tls.load().map_err(invalid)?;
+                    let name = tls.server_name().map_err(invalid)?;
+                    let stream = tokio_rustls::TlsConnector::from(client)
+                        .connect(name, s)
+                        .await
+                        .map_err(|e| io::Error::new(e.kind(), format!("TLS handshake: {e}")))?;
+                    let (r, w) = tokio::io::split(stream);
+                    (Box::new(r), Box::new(w))
+                }
+            }
         }
         ForwardTarget::Unix(path) => {
             let s = tokio::net::UnixStream::connect(path).await?;

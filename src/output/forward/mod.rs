@@ -292,7 +292,7 @@ impl Forwarder {
     }
 
     async fn connect(&mut self) {
-        match Conn::open(&self.config.target, &self.proto).await {
+        match Conn::open(&self.config, &self.proto).await {
             Ok((conn, last)) => {
                 tracing::info!(output = %self.name, target = ?self.config.target, "Connected.");
                 self.backoff = BACKOFF_START;

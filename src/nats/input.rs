@@ -111,7 +111,7 @@ async fn consume(
                 c
             }
             Err(why) => {
-                if attempt % 20 == 0 {
+                if attempt.is_multiple_of(20) {
                     tracing::warn!("{what}: {why}; retrying.");
                 }
                 attempt += 1;

@@ -494,7 +494,7 @@ impl Publisher {
                 self.attempt = 0;
             }
             Err(why) => {
-                if self.attempt % 20 == 0 {
+                if self.attempt.is_multiple_of(20) {
                     tracing::error!("{}: {why}; retrying.", self.what);
                 }
                 self.retry_later();

@@ -50,6 +50,8 @@ use crate::record::Record;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Longest wait for one publish ack (or a stream request).
 const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest a publish may wait to enter the client's queue.
+const PUBLISH_STALL: Duration = Duration::from_millis(100);
 /// How often a waiting output looks at the connection again.
 const TICK: Duration = Duration::from_millis(50);
 
@@ -509,7 +511,7 @@ impl Publisher {
         }
         let Some(js) = self.js.clone() else { return };
         let mut sent = 0;
-        while self.inflight.len() < self.config.max_in_flight && sent < 4096 {
+        while self.inflight.len() < self.config.max_in_flight && sent < 4096 && self.connected() {
             let Some(entry) = self.queue.pop_front() else {
                 break;
             };
@@ -517,7 +519,20 @@ impl Publisher {
                 .payload(entry.payload.clone())
                 .message_id(entry.id.as_str())
                 .header(super::ENCODER_HEADER, entry.encoder.as_str());
-            match js.send_publish(entry.subject.clone(), publish).await {
+            // The client's command queue stops draining while it
+            // reconnects; never wait on it long, or the inputs behind this
+            // output stall (and a SocketHandler gives up after 1 s).
+            let sent_to_client = tokio::time::timeout(
+                PUBLISH_STALL,
+                js.send_publish(entry.subject.clone(), publish),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err(jetstream::context::PublishError::new(
+                    jetstream::context::PublishErrorKind::TimedOut,
+                ))
+            });
+            match sent_to_client {
                 Ok(ack) => {
                     self.nats.published.fetch_add(1, Ordering::Relaxed);
                     self.inflight.push_back(entry);

@@ -205,7 +205,13 @@ fn wait_all(
         }
         if Instant::now() > deadline {
             let errs: String = relays.iter().map(|r| r.stderr()).collect();
-            panic!("{missing} of {n} records missing after {timeout:?}:\n{errs}");
+            let first: Vec<usize> = (0..n)
+                .filter(|i| !seen.contains_key(&format!("{logger} msg {i}")))
+                .take(10)
+                .collect();
+            panic!(
+                "{missing} of {n} records missing after {timeout:?} (first: {first:?}):\n{errs}"
+            );
         }
         std::thread::sleep(Duration::from_millis(100));
     }

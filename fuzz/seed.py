@@ -5,7 +5,7 @@ pickle:  every frame of tests/fixtures/pickle/frames.bin (real
          SocketHandler pickles, protocols 0-5), without its length prefix.
 framing: a control byte (see fuzz_targets/framing.rs) then a few of those
          length-prefixed frames, or JSON lines.
-json, msgpack: the bytes examples/python/logrelay_handlers.py sends for a
+json, msgpack: the bytes the logrelay package's handlers (python/logrelay/handlers.py) send for a
          few real LogRecords (plain, exception, unicode, extra= with nested
          containers, big and odd numbers, bytes), and one record with lone
          surrogates as `json.dumps` escapes them by default; msgpack needs
@@ -21,8 +21,8 @@ import struct
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "examples", "python"))
-import logrelay_handlers  # noqa: E402
+sys.path.insert(0, os.path.join(HERE, "..", "python"))
+from logrelay import handlers as logrelay_handlers  # noqa: E402
 
 
 def write(target, name, data):

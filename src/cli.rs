@@ -60,6 +60,43 @@ pub enum Command {
     /// Validate the config and load its plugins, print the pipeline, and
     /// exit 0 (valid) or 1 (not).
     Check,
+    /// Print the records flowing through a running logrelay, one line
+    /// each, until Ctrl-C (the status page's live tail, in a terminal).
+    Tap {
+        /// The admin (metrics) address of the running logrelay. Default:
+        /// `metrics.address` of the config (./listener.json).
+        #[arg(long, value_name = "HOST:PORT")]
+        metrics_address: Option<String>,
+        /// A file holding the admin token. Default: `metrics.token_file`
+        /// of the config.
+        #[arg(long, value_name = "PATH")]
+        token_file: Option<PathBuf>,
+        /// Only records from this input.
+        #[arg(long, value_name = "NAME")]
+        input: Option<String>,
+        /// Only records routed to this output.
+        #[arg(long, value_name = "NAME")]
+        output: Option<String>,
+        /// Only loggers under this prefix (`payments` takes `payments.api`).
+        #[arg(long, value_name = "PREFIX")]
+        logger: Option<String>,
+        /// Only records at this level or above (name or number).
+        #[arg(long, value_name = "LEVEL")]
+        level: Option<String>,
+        /// Print each record's fields as one JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run LogRecord dicts from CASES.json through the config's routes,
+    /// filters and formats (no socket opened, no file written) and check
+    /// which outputs get which lines; exit 0, or 1 with a diff.
+    Test {
+        /// The cases file (see config/test-cases.json).
+        #[arg(value_name = "CASES.json")]
+        cases: PathBuf,
+    },
+    /// Print the JSON Schema of listener.json.
+    Schema,
 }
 
 #[cfg(test)]

@@ -13,13 +13,17 @@
 //! 4. [`output`] threads own their file or stream and write each batch with
 //!    one system call.
 //!
-//! [`config`] reads `listener.json`; [`server::Server::reload`] swaps
+//! [`config`] reads `listener.json`; [`diagnose`] tries what start-up would
+//! (for `check`) and says which config field a start-up error comes from; [`server::Server::reload`] swaps
 //! pipelines live; [`server::Server::shutdown`] coordinates a graceful stop.
 
+pub mod admin;
 pub mod auth;
 pub mod cli;
 pub mod codec;
 pub mod config;
+pub mod diagnose;
+pub mod dryrun;
 pub mod filter;
 pub mod format;
 pub mod input;

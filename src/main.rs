@@ -60,6 +60,31 @@ fn main() -> ExitCode {
     }
     match cli.command {
         Some(Command::Check) => run::check(&source),
+        Some(Command::Schema) => {
+            println!("{}", logrelay::config::schema::SCHEMA.trim_end());
+            ExitCode::SUCCESS
+        }
+        Some(Command::Test { cases }) => logrelay::dryrun::run(&source, &cases),
+        Some(Command::Tap {
+            metrics_address,
+            token_file,
+            input,
+            output,
+            logger,
+            level,
+            json,
+        }) => logrelay::admin::tap::run(
+            logrelay::admin::tap::TapArgs {
+                metrics_address,
+                token_file,
+                input,
+                output,
+                logger,
+                level,
+                json,
+            },
+            &source,
+        ),
         None => match tokio::runtime::Runtime::new() {
             Ok(rt) => rt.block_on(run::run(source)),
             Err(e) => {

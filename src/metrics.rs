@@ -1,7 +1,7 @@
 //! Metrics: counters every stage keeps, and the optional HTTP endpoint
 //! (`"metrics": {"address": "127.0.0.1:9102"}`) serving them as Prometheus
 //! text at `/metrics`, with `/health` (200 while running, 503 while
-//! draining).
+//! draining); [`crate::admin`] serves them, with the status page.
 //!
 //! Stages own their counters (atomics in `InputStats`, `OutputStats`, the
 //! filters); the registry only holds `Arc`s to them, replaced on reload, so
@@ -10,11 +10,6 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
-
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 use crate::filter::Filter;
 use crate::input::InputStats;
@@ -77,6 +72,19 @@ impl Registry {
     /// Whether the process is draining.
     pub fn draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Run `f` on the components now running (the status page reads them).
+    pub fn with_sources<R>(&self, f: impl FnOnce(&Sources) -> R) -> R {
+        f(&self.sources.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Reloads so far: (succeeded, failed).
+    pub fn reloads(&self) -> (u64, u64) {
+        (
+            self.reloads_ok.load(Ordering::Relaxed),
+            self.reloads_failed.load(Ordering::Relaxed),
+        )
     }
 
     /// The Prometheus text exposition (format 0.0.4).
@@ -354,79 +362,4 @@ fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: u64) {
         let _ = write!(out, "{k}=\"{v}\"");
     }
     let _ = writeln!(out, "}} {value}");
-}
-
-/// Serve `/metrics` and `/health` on `listener` until `stop`.
-pub async fn serve(listener: TcpListener, stop: CancellationToken) {
-    loop {
-        let (mut stream, _) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(s) => s,
-                Err(_) => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = stop.cancelled() => return,
-        };
-        tokio::spawn(async move {
-            // One small request per connection; a client that sends no
-            // request line within 5 s is dropped.
-            let mut buf = Vec::with_capacity(1024);
-            let read = tokio::time::timeout(Duration::from_secs(5), async {
-                let mut chunk = [0u8; 1024];
-                while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 8192 {
-                    let n = stream.read(&mut chunk).await?;
-                    if n == 0 {
-                        break;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                }
-                Ok::<(), std::io::Error>(())
-            })
-            .await;
-            if !matches!(read, Ok(Ok(()))) {
-                return;
-            }
-            let line = buf
-                .split(|&b| b == b'\r' || b == b'\n')
-                .next()
-                .unwrap_or(&[]);
-            let line = String::from_utf8_lossy(line);
-            let mut parts = line.split_whitespace();
-            let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-            // HEAD is GET without the body (RFC 9110 9.3.2): load
-            // balancers and uptime checkers probe with it.
-            let head = method == "HEAD";
-            let method = if head { "GET" } else { method };
-            let (status, ctype, body) = match (method, path.split('?').next().unwrap_or("")) {
-                ("GET", "/metrics") => ("200 OK", "text/plain; version=0.0.4", global().render()),
-                ("GET", "/health") if global().draining() => (
-                    "503 Service Unavailable",
-                    "text/plain",
-                    "draining\n".to_string(),
-                ),
-                ("GET", "/health") => ("200 OK", "text/plain", "ok\n".to_string()),
-                ("GET", _) => ("404 Not Found", "text/plain", "not found\n".to_string()),
-                _ => (
-                    "405 Method Not Allowed",
-                    "text/plain",
-                    "method not allowed\n".to_string(),
-                ),
-            };
-            // A 405 must say which methods are allowed (RFC 9110 15.5.6).
-            let allow = if status.starts_with("405") {
-                "Allow: GET, HEAD\r\n"
-            } else {
-                ""
-            };
-            let response = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n{allow}Connection: close\r\n\r\n{}",
-                body.len(),
-                if head { "" } else { body.as_str() }
-            );
-            let _ = stream.write_all(response.as_bytes()).await;
-            let _ = stream.shutdown().await;
-        });
-    }
 }

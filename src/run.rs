@@ -29,7 +29,6 @@ impl ConfigSource {
     }
 }
 
-/// `logrelay check`: load everything a start would, bind nothing.
 /// Raise the soft limit on open files to the hard limit. Every connection
 /// is a descriptor, and the usual soft default (1024, also systemd's) is far
 /// below what a listener with thousands of senders holds; the hard limit
@@ -71,6 +70,10 @@ pub fn raise_fd_limit() {
     }
 }
 
+/// `logrelay check`: load everything a start would, and try what it would
+/// do without disturbing a running listener (bind each address and let go,
+/// create and remove a file in each output directory): exit 1 with every
+/// problem, or print the pipeline and its warnings.
 pub fn check(source: &ConfigSource) -> ExitCode {
     let config = match source.load() {
         Ok(c) => c,
@@ -79,23 +82,17 @@ pub fn check(source: &ConfigSource) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    for (name, fc) in &config.filters {
-        if let Err(e) = crate::filter::Filter::load(name, fc) {
-            eprintln!("{}: filters.{name}: {e}", display_source(&config));
-            return ExitCode::FAILURE;
-        }
+    // What start-up would refuse: plugins, output directories, addresses.
+    let found = crate::diagnose::preflight(&config);
+    if !found.errors.is_empty() {
+        eprintln!("{}", found.errors.join("\n"));
+        return ExitCode::FAILURE;
     }
+    let mut config = config;
+    config.warnings.extend(found.warnings);
     // describe() ends with the warnings (SPEC.md 6: overlapping routes).
     print!("{}", config.describe());
     ExitCode::SUCCESS
-}
-
-fn display_source(config: &Config) -> String {
-    config
-        .source
-        .as_deref()
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "(embedded default)".to_string())
 }
 
 /// Run the listener until SIGTERM/SIGINT.
@@ -116,13 +113,14 @@ pub async fn run(source: ConfigSource) -> ExitCode {
     // Watch before the inputs say "Listening": an edit made as soon as
     // they do must not fall between the two.
     let mut changes = crate::watch::ConfigWatch::new(source.path.clone(), watched_files(&config));
-    let mut server = match Server::start(config).await {
+    let mut server = match Server::start(config.clone()).await {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("{e}");
+            eprintln!("{}", crate::diagnose::start_error(&config, &e));
             return ExitCode::FAILURE;
         }
     };
+    drop(config);
     crate::input::inherit::close_unclaimed();
     crate::upgrade::notify_ready();
     let (Ok(mut term), Ok(mut int), Ok(mut hup), Ok(mut usr2)) = (
@@ -178,6 +176,7 @@ async fn reload_with(source: &ConfigSource, server: &mut Server, plugins_changed
         Ok(c) => c,
         Err(e) => {
             crate::metrics::reload(false);
+            crate::admin::status::reload_event(false, e.to_string());
             tracing::error!("Reload rejected, the running pipeline goes on unchanged:\n{e}");
             return;
         }
@@ -188,13 +187,18 @@ async fn reload_with(source: &ConfigSource, server: &mut Server, plugins_changed
         tracing::info!("Config unchanged.");
         return;
     }
+    let changes = crate::admin::status::diff(server.config(), &new);
+    let located = new.clone();
     match server.reload(new, plugins_changed).await {
         Ok(()) => {
             crate::metrics::reload(true);
+            crate::admin::status::reload_event(true, changes);
             tracing::info!("Reloaded.");
         }
         Err(e) => {
             crate::metrics::reload(false);
+            let e = crate::diagnose::start_error(&located, &e);
+            crate::admin::status::reload_event(false, e.clone());
             tracing::error!("Reload rejected, the running pipeline goes on unchanged: {e}");
         }
     }

@@ -50,8 +50,9 @@ pub struct Server {
     retired: Vec<JoinHandle<()>>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
-    /// The metrics endpoint's address and its stop token.
-    metrics: Option<(String, CancellationToken)>,
+    /// The admin endpoint's address (with its token file) and its stop
+    /// token.
+    metrics: Option<(crate::config::MetricsConfig, CancellationToken)>,
 }
 
 impl Server {
@@ -97,12 +98,19 @@ impl Server {
 
     /// Start, move or stop the metrics endpoint to match the config.
     async fn serve_metrics(&mut self) -> Result<(), StartError> {
-        let want = self.config.metrics.as_ref().map(|m| m.address.clone());
+        let want = self.config.metrics.clone();
         if self.metrics.as_ref().map(|(a, _)| a) == want.as_ref() {
             return Ok(());
         }
-        let started = match &want {
-            Some(address) => {
+        let started = match want {
+            Some(m) => {
+                let address = &m.address;
+                let token = match &m.token_file {
+                    Some(path) => {
+                        Some(crate::admin::read_token(path).map_err(StartError::Metrics)?)
+                    }
+                    None => None,
+                };
                 let listener = tokio::net::TcpListener::bind(address.as_str())
                     .await
                     .map_err(|e| {
@@ -113,9 +121,9 @@ impl Server {
                     .map(|a| a.to_string())
                     .unwrap_or_default();
                 let stop = CancellationToken::new();
-                tokio::spawn(crate::metrics::serve(listener, stop.clone()));
-                tracing::info!(input = %"metrics", listen = ?[local], "Listening (metrics).");
-                Some((address.clone(), stop))
+                tokio::spawn(crate::admin::serve(listener, stop.clone(), token));
+                tracing::info!(input = %"metrics", listen = ?[local], "Listening (metrics and status page).");
+                Some((m, stop))
             }
             None => None,
         };
@@ -152,6 +160,16 @@ impl Server {
             outputs,
             filters,
         });
+        let listening = self
+            .config
+            .inputs
+            .iter()
+            .filter_map(|(name, ic)| {
+                let r = self.inputs.get(&ListenKey::of(name, ic))?;
+                Some((name.clone(), r.key.to_string(), r.local.clone()))
+            })
+            .collect();
+        crate::admin::status::publish(&self.config, listening);
     }
 
     /// The config in service.

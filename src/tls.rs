@@ -148,7 +148,7 @@ impl ServerTls {
             }
             None => builder.with_no_client_auth(),
         };
-        let config = builder.with_single_cert(chain, key).map_err(|e| {
+        let mut config = builder.with_single_cert(chain, key).map_err(|e| {
             TlsError::new(
                 "key",
                 format!(
@@ -158,6 +158,15 @@ impl ServerTls {
                 ),
             )
         })?;
+        // No TLS 1.3 session tickets. A SocketHandler never reads its
+        // socket, so tickets sent after the handshake would sit unread in
+        // its receive buffer, and closing a socket with unread data sends
+        // a reset, which makes this host's kernel discard the records
+        // still queued for logrelay: the last records of every connection
+        // would be lost. Log senders reconnect rarely; resumption buys
+        // nothing.
+        config.send_tls13_tickets = 0;
+        config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
         Ok(Arc::new(config))
     }
 

@@ -86,6 +86,13 @@ impl ConfigWatch {
         if self.dirs.contains(&dir) {
             return;
         }
+        // A plugin in a directory that does not exist cannot load: the
+        // error that follows names the field; a warning here would only
+        // come first and mislead (issue 17).
+        if !dir.is_dir() {
+            tracing::debug!(dir = %dir.display(), "Not watching a missing directory.");
+            return;
+        }
         if let Some(w) = self.watcher.as_mut() {
             match w.watch(&dir, RecursiveMode::NonRecursive) {
                 Ok(()) => {

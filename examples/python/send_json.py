@@ -1,4 +1,6 @@
-"""Send a few records to logrelay as JSON or msgpack.
+"""Send a few records to logrelay as JSON or msgpack, through the handlers
+of the logrelay package (pip install logrelay, or run from a checkout: the
+package is imported from ../../python when it is not installed).
 
     python3 examples/python/send_json.py json 127.0.0.1 9021
     python3 examples/python/send_json.py lines 127.0.0.1 9022
@@ -6,9 +8,15 @@
 """
 
 import logging
+import os
 import sys
 
-from logrelay_handlers import (
+try:
+    import logrelay  # noqa: F401
+except ImportError:
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
+
+from logrelay import (  # noqa: E402
     JSONLinesSocketHandler,
     JSONSocketHandler,
     MsgpackSocketHandler,

@@ -41,6 +41,15 @@ else
     fi
 fi
 
+# The venv imports logrelay's Python package (RelayHandler) from this
+# checkout's python/ (a user would `pip install` the logrelay wheel).
+"$VENV/bin/python" - "$ROOT/python" <<'PY'
+import os, sys, sysconfig
+pth = os.path.join(sysconfig.get_paths()["purelib"], "logrelay-checkout.pth")
+with open(pth, "w") as f:
+    f.write(sys.argv[1] + "\n")
+PY
+
 if [ -n "${LOGRELAY_BIN:-}" ]; then
     if [ ! -x "$LOGRELAY_BIN" ]; then
         echo "prepare: error: LOGRELAY_BIN=$LOGRELAY_BIN is not an executable file" >&2

@@ -14,7 +14,12 @@
 #    gets a "socket" key (logrelay reloads it live), webapp.json gets host =
 #    the socket path and port = null, the app is restarted
 # 6. client.py + check.py again, with a new run id
-# 7. supervisorctl shutdown; both runs checked again after the final flush
+# 7. client.py again (2 * REQUESTS), with `supervisorctl restart listener`
+#    RESTART_AFTER seconds (default 3) into it: the cookbook's plain SocketHandler loses
+#    records (printed, not a failure)
+# 8. webapp.json's handler becomes logrelay.RelayHandler (the app restarted),
+#    and the same again: every record must arrive exactly once
+# 9. supervisorctl shutdown; the runs checked again after the final flush
 # Exit status 0 only if everything checked out.
 #
 # Environment: REQUESTS (per run, default 3000), LOGRELAY_BIN (a logrelay binary
@@ -55,7 +60,7 @@ run_check() {
     local label=$1 since=()
     shift
     if [ "$CHECK_TIME" = 1 ]; then since=(--since "${SINCE[$label]}"); fi
-    "$PY" "$S/check.py" "$S/run/app.log*" --run-id "${RID[$label]}" --requests "$REQUESTS" \
+    "$PY" "$S/check.py" "$S/run/app.log*" --run-id "${RID[$label]}" --requests "${REQ[$label]:-$REQUESTS}" \
         --verify "$VERIFY" ${since[@]+"${since[@]}"} "$@"
 }
 say "logrelay: $LOGRELAY_BIN ($("$LOGRELAY_BIN" --version))"
@@ -142,7 +147,9 @@ with open(path + ".new", "w", encoding="utf-8") as f:
 os.replace(path + ".new", path)
 PY
 }
-edit_json "$S/listener.json" "d['port'] = $LISTEN_PORT"
+# backupCount 1000 instead of the cookbook's 200: the four runs write more
+# than 200 rotated files, and the final re-check needs every one of them.
+edit_json "$S/listener.json" "d['port'] = $LISTEN_PORT; d['logging']['handlers']['file']['backupCount'] = 1000"
 edit_json "$S/webapp.json" "d['port'] = $APP_PORT; h = d['logging']['handlers']['socket']; h['host'] = '127.0.0.1'; h['port'] = $LISTEN_PORT"
 say "setup copied to $S; listener on TCP 127.0.0.1:$LISTEN_PORT, app on http://127.0.0.1:$APP_PORT/"
 
@@ -151,7 +158,7 @@ ENSURE_TIMEOUT=$WAIT_SECONDS bash "$S/ensure_app.sh"
 ctl status || true
 
 # ------------------------------------------------------- 4. / 6. one run
-declare -A SENT FOUND SINCE RID
+declare -A SENT FOUND SINCE RID REQ
 run_once() {   # run_once LABEL RUN_ID
     local label=$1 rid=$2 out
     RID[$label]=$rid
@@ -219,14 +226,50 @@ ENSURE_TIMEOUT=$WAIT_SECONDS bash "$S/ensure_app.sh"
 
 run_once unix "unix-$(date +%H%M%S)-$$"
 
-# ---------------------------------------------------------- 7. shut down
+# ---------------------------- 7. / 8. the listener restarted under load
+# supervisorctl restart listener while client.py runs: first with the
+# cookbook's plain SocketHandler (its loss is printed), then with
+# logrelay.RelayHandler in webapp.json, which must lose nothing.
+restart_under_load() {   # restart_under_load LABEL RUN_ID
+    local label=$1 rid=$2 client out
+    RID[$label]=$rid
+    SINCE[$label]=$(date +%s)
+    # Twice the requests: logrelay's SIGTERM drain reads busy connections
+    # for up to shutdown_timeout_ms (5 s) before it exits, and the outage
+    # must fall inside the run.
+    REQ[$label]=$((REQUESTS * 2))
+    say "[$label] client.py: ${REQ[$label]} requests, run id $rid; supervisorctl restart listener after ${RESTART_AFTER:-3} s"
+    timeout "$WAIT_SECONDS" "$PY" "$S/client.py" --config "$S/webapp.json" \
+        --requests "${REQ[$label]}" --run-id "$rid" > "$S/run/client-$label.json" &
+    client=$!
+    sleep "${RESTART_AFTER:-3}"
+    ctl restart listener
+    wait "$client" || die "[$label] client.py failed"
+    SENT[$label]=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["records"])' "$S/run/client-$label.json")
+}
+restart_under_load restart-socket "rs-$(date +%H%M%S)-$$"
+out=$(run_check restart-socket --wait 15) || true
+SOCKET_LOST=$("$PY" -c 'import json,sys; print(json.loads(sys.argv[1].splitlines()[-1]).get("missing", "?"))' "$out")
+say "[restart-socket] plain SocketHandler lost $SOCKET_LOST of ${SENT[restart-socket]} records across the listener restart"
+
+say "webapp.json: handler class = logrelay.RelayHandler; restarting the app"
+edit_json "$S/webapp.json" "h = d['logging']['handlers']['socket']; h['class'] = 'logrelay.RelayHandler'"
+ctl restart app
+ENSURE_TIMEOUT=$WAIT_SECONDS bash "$S/ensure_app.sh"
+restart_under_load restart-relay "rr-$(date +%H%M%S)-$$"
+out=$(run_check restart-relay --wait "$WAIT_SECONDS") \
+    || die "[restart-relay] RelayHandler lost or duplicated records across the listener restart: $out"
+FOUND[restart-relay]=$("$PY" -c 'import json,sys; print(json.loads(sys.argv[1].splitlines()[-1])["found"])' "$out")
+say "[restart-relay] RelayHandler: ${FOUND[restart-relay]}/${SENT[restart-relay]} records, each exactly once (SocketHandler lost $SOCKET_LOST)"
+
+# ---------------------------------------------------------- 9. shut down
 say "supervisorctl shutdown"
 stop_supervisor || die "Supervisor did not shut down cleanly"
 grep -q "stopped: listener (exit status 0)" "$S/run/supervisord.log" \
     || die "logrelay did not exit 0 on SIGTERM (see run/supervisord.log, run/listener.log)"
 [ ! -e "$sock_path" ] || die "the Unix socket $sock_path is still there after shutdown"
 say "re-checking both runs after the shutdown"
-for label in tcp unix; do
+for label in tcp unix restart-relay; do
     run_check "$label" >/dev/null \
         || die "run ${RID[$label]} no longer checks out after the shutdown"
 done
@@ -235,5 +278,7 @@ warnings=$(grep -c -E ' (WARN|ERROR) ' "$S/run/listener.log" || true)
 
 FINISHED=1
 say "OK in $(( $(date +%s) - T0 )) s: TCP ${FOUND[tcp]}/${SENT[tcp]} records, Unix socket" \
-    "${FOUND[unix]}/${SENT[unix]} records, each exactly once, in $files file(s) run/app.log*;" \
+    "${FOUND[unix]}/${SENT[unix]} records, each exactly once; listener restarted under load:" \
+    "RelayHandler ${FOUND[restart-relay]}/${SENT[restart-relay]} records, each exactly once," \
+    "plain SocketHandler lost $SOCKET_LOST of ${SENT[restart-socket]}; $files file(s) run/app.log*;" \
     "listener warnings/errors: $warnings; files in $S/run"

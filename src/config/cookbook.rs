@@ -876,7 +876,8 @@ json.dump(got, sys.stdout)
     "d": {"class": "logging.StreamHandler", "stream": "ext://sys.stdin", "level": "LOUD", "formatter": "nope"},
     "e": {"class": "logging.handlers.RotatingFileHandler", "filename": "e.log", "maxBytes": "1MB"}
   }}}"#),
-            "listener.json:7:97: logging.handlers.e.maxBytes: invalid type: string \"1MB\", expected u64"
+            "listener.json:7:97: logging.handlers.e.maxBytes: invalid type: string \"1MB\", \
+             expected a whole number of bytes (e.g. 10485760)"
         );
         assert_eq!(
             err(r#"{"logging": {"version": 2, "incremental": true,

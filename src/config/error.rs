@@ -73,8 +73,10 @@ impl<'a> Report<'a> {
         self.warnings.push(p);
     }
 
-    /// Record a serde error, with serde_json's own position.
-    pub(crate) fn serde(&mut self, err: serde_path_to_error::Error<serde_json::Error>) {
+    /// Record a serde error, with serde_json's own position (or, for an
+    /// error found in a tree rather than the text, that of its path), in
+    /// the user's terms ([`user_terms`]). Returns the path.
+    pub(crate) fn serde(&mut self, err: serde_path_to_error::Error<serde_json::Error>) -> String {
         // serde_path_to_error spells "no path" `.` and a segment it could
         // not name (a syntax error after a key) `?`: neither helps a reader.
         let path = err.path().to_string();
@@ -92,8 +94,18 @@ impl<'a> Report<'a> {
         if let Some(stripped) = what.strip_suffix(&suffix) {
             what = stripped.to_string();
         }
-        let pos = (line > 0).then_some((line, column.max(1)));
-        self.errors.push(Problem { pos, path, what });
+        let pos = if line > 0 {
+            Some((line, column.max(1)))
+        } else {
+            self.position(&path)
+        };
+        let what = user_terms(&path, &what);
+        self.errors.push(Problem {
+            pos,
+            path: path.clone(),
+            what,
+        });
+        path
     }
 
     fn problem(&self, path: String, what: String) -> Problem {
@@ -164,6 +176,62 @@ impl<'a> Report<'a> {
             ))
         }
     }
+}
+
+/// `FILE:LINE:COL: PATH` for a problem found after loading (start-up,
+/// reload, `check`'s trials): the value at the first of `paths` that is in
+/// the config file `file` (read again now), or at the first path's nearest
+/// enclosing value. `None` is the embedded default.
+pub fn locate(file: Option<&Path>, paths: &[String]) -> String {
+    let first = paths.first().map_or("", String::as_str);
+    let Some(file) = file else {
+        return format!("(embedded default): {first}");
+    };
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let report = Report::new(file, text);
+    let map = report.positions.get_or_init(|| positions(text));
+    let path = paths
+        .iter()
+        .find(|p| map.contains_key(p.as_str()))
+        .map_or(first, String::as_str);
+    let problem = report.problem(path.to_string(), String::new());
+    let line = report.line(&problem);
+    line.strip_suffix(": ").unwrap_or(&line).to_string()
+}
+
+/// serde's Rust type names in an error (`expected u64`), said as the
+/// config's reader thinks of the value: `expected a whole number of bytes
+/// (e.g. 10485760)`, `expected a port number from 0 to 65535`. The field's
+/// name (the last segment of `path`) tells what the number counts.
+pub(crate) fn user_terms(path: &str, what: &str) -> String {
+    let Some((head, expected)) = what.rsplit_once(", expected ") else {
+        return what.to_string();
+    };
+    let key = path.rsplit(['.', '[']).next().unwrap_or("");
+    let whole = |unit: &str, example: &str| format!("a whole number of {unit} (e.g. {example})");
+    let said = match expected {
+        "u16" if key == "port" => "a port number from 0 to 65535".to_string(),
+        "u8" | "u16" | "u32" | "u64" | "usize" => match key {
+            k if k.ends_with("_bytes") || k == "maxBytes" => whole("bytes", "10485760"),
+            k if k.ends_with("_ms") => whole("milliseconds", "5000"),
+            k if k.ends_with("_seconds") => whole("seconds", "30"),
+            "backup_count" | "backupCount" => whole("files to keep", "5"),
+            "max_open_files" => whole("files", "256"),
+            "max_connections" => whole("connections", "10000"),
+            "buffer_records" => whole("records", "100000"),
+            "interval" => whole("`when` units", "1"),
+            "fuel" => whole("fuel units", "1000000"),
+            _ => "a whole number, 0 or more".to_string(),
+        },
+        "i8" | "i16" | "i32" | "i64" => "a whole number".to_string(),
+        "f32" | "f64" => "a number".to_string(),
+        "a boolean" => "true or false".to_string(),
+        "a sequence" => "a list (a JSON array: [...])".to_string(),
+        "a map" => "an object ({...})".to_string(),
+        _ => return what.to_string(),
+    };
+    format!("{head}, expected {said}")
 }
 
 /// Map every JSON path in `text` to the 1-based line and column (in

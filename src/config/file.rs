@@ -536,6 +536,11 @@ pub struct RouteFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a metrics object")]
 pub struct MetricsFile {
-    /// `"address": "127.0.0.1:9102"`: serves `/metrics` and `/health`.
+    /// `"address": "127.0.0.1:9102"`: serves `/metrics`, `/health` and
+    /// the status page.
     pub address: String,
+    /// `"token_file": "secrets/admin.token"`: requests must carry this
+    /// token (`Authorization: Bearer`, or `?token=`); required when
+    /// `address` is not on loopback.
+    pub token_file: Option<String>,
 }

@@ -75,20 +75,12 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     // Some Windows editors start UTF-8 files with a byte order mark.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut report = Report::new(path, text);
-    let probes: Probes = match run(text, std::marker::PhantomData) {
-        Ok(p) => p,
-        Err(e) => {
-            report.serde(e);
-            return Err(report.into_error());
-        }
+    let Some(probes) = collect(text, &mut report, std::marker::PhantomData::<Probes>) else {
+        return Err(report.into_error());
     };
     let kinds = kinds(&probes, &mut report);
-    let file = match run(text, FileSeed { kinds: &kinds }) {
-        Ok(f) => f,
-        Err(e) => {
-            report.serde(e);
-            return Err(report.into_error());
-        }
+    let Some(file) = collect(text, &mut report, FileSeed { kinds: &kinds }) else {
+        return Err(report.into_error());
     };
     let dir = path.parent().unwrap_or(Path::new("")).to_path_buf();
     let mut b = Builder {
@@ -117,6 +109,102 @@ fn run<'de, S: DeserializeSeed<'de>>(
         serde_path_to_error::Error::new(serde_path_to_error::Track::new().path(), e)
     })?;
     Ok(value)
+}
+
+/// The most type errors listed for one file: past this, the rest are
+/// likely one mistake repeated.
+const MAX_TYPE_ERRORS: usize = 20;
+
+/// Deserialize the text through `seed`, or report every type error in it
+/// (None). serde stops at the first error; to list the others, the text
+/// (once it is valid JSON) is read again as a tree without each field
+/// already reported, until it deserializes. A later error about a value
+/// that contains a removed field (`missing field` of the object whose
+/// field was wrong) follows from the removal, so that value goes too,
+/// unreported. Array elements are never removed (the later indexes would
+/// shift): an error about an element as a whole ends the list. Each round
+/// removes something, so this ends.
+fn collect<'de, S>(text: &'de str, report: &mut Report, seed: S) -> Option<S::Value>
+where
+    S: DeserializeSeed<'de> + Clone,
+{
+    let first = match run(text, seed.clone()) {
+        Ok(v) => return Some(v),
+        Err(e) => e,
+    };
+    let syntax = first.inner().is_syntax() || first.inner().is_eof();
+    let mut reported = vec![report.serde(first)];
+    if syntax {
+        return None;
+    }
+    let Ok(mut tree) = serde_json::from_str::<serde_json::Value>(text) else {
+        return None;
+    };
+    let mut cut = reported[0].clone();
+    while reported.len() < MAX_TYPE_ERRORS && remove(&mut tree, &cut) {
+        let mut track = serde_path_to_error::Track::new();
+        let de = serde_path_to_error::Deserializer::new(tree.clone(), &mut track);
+        let Err(e) = seed.clone().deserialize(de) else {
+            break;
+        };
+        let e = serde_path_to_error::Error::new(track.path(), e);
+        let path = report_path(&e);
+        if path.is_empty() {
+            break;
+        }
+        if !reported.iter().any(|r| within(r, &path)) {
+            reported.push(report.serde(e));
+        }
+        cut = path;
+    }
+    None
+}
+
+/// A serde error's JSON path as [`Report::serde`] spells it.
+fn report_path(e: &serde_path_to_error::Error<serde_json::Error>) -> String {
+    let path = e.path().to_string();
+    let path = path.trim_end_matches('?').trim_end_matches('.');
+    if path == "." {
+        String::new()
+    } else {
+        path.to_string()
+    }
+}
+
+/// Whether `path` is `inner` or one of the values containing it.
+fn within(inner: &str, path: &str) -> bool {
+    inner == path
+        || inner
+            .strip_prefix(path)
+            .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+}
+
+/// Remove the object member at `path` (`outputs.f.max_bytes`) from
+/// `tree`; false when there is none (or it is an array element).
+fn remove(tree: &mut serde_json::Value, path: &str) -> bool {
+    let (parent, key) = path.rsplit_once('.').unwrap_or(("", path));
+    if key.is_empty() || key.ends_with(']') {
+        return false;
+    }
+    let mut node = tree;
+    for seg in parent.split('.').filter(|s| !s.is_empty()) {
+        let (name, indexes) = match seg.find('[') {
+            Some(i) => (&seg[..i], &seg[i..]),
+            None => (seg, ""),
+        };
+        let Some(next) = node.get_mut(name) else {
+            return false;
+        };
+        node = next;
+        for index in indexes.split(['[', ']']).filter(|s| !s.is_empty()) {
+            let Some(next) = index.parse::<usize>().ok().and_then(|i| node.get_mut(i)) else {
+                return false;
+            };
+            node = next;
+        }
+    }
+    node.as_object_mut()
+        .is_some_and(|o| o.shift_remove(key).is_some())
 }
 
 /// Resolve the tags pass 1 found; a wrong tag is reported and its
@@ -283,10 +371,25 @@ impl Builder<'_, '_> {
         self.warn_shared_files(&outputs, &origins);
 
         let metrics = f.metrics.as_ref().and_then(|m| {
-            self.host_port("metrics.address", &m.address, false)
-                .map(|_| MetricsConfig {
-                    address: m.address.clone(),
-                })
+            let (host, _) = self.host_port("metrics.address", &m.address, false)?;
+            let token_file = m
+                .token_file
+                .as_deref()
+                .map(|t| self.resolve("metrics.token_file", t));
+            if token_file.is_none() && !is_loopback_host(&host) {
+                self.report.error(
+                    "metrics.address",
+                    format!(
+                        "{:?} is not a loopback address: the status page shows log contents, \
+                         so give `token_file` (a file holding the token requests must present)",
+                        m.address
+                    ),
+                );
+            }
+            Some(MetricsConfig {
+                address: m.address.clone(),
+                token_file,
+            })
         });
         Config {
             source: None,
@@ -497,6 +600,16 @@ type Origins = BTreeMap<String, Origin>;
 
 /// Routes with the JSON path each came from.
 type Routes = Vec<(RouteConfig, Origin)>;
+
+/// Whether `host` (as split from `host:port`) can only be reached from
+/// this machine: `localhost`, 127.0.0.0/8 or `::1`.
+fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
 
 #[cfg(test)]
 mod tests {
@@ -732,7 +845,7 @@ mod tests {
             err("{\"input\": {}}"),
             "listener.json:1:8: input: unknown field `input`, expected one of `inputs`, `filters`, \
              `outputs`, `routes`, `drain_seconds`, `shutdown_timeout_ms`, `max_pending_bytes`, \
-             `metrics`, `port`, `host`, `socket`, `logging`"
+             `metrics`, `port`, `host`, `socket`, `logging`, `$schema`"
         );
     }
 
@@ -748,11 +861,54 @@ mod tests {
                 r#""f": {"type": "file", "path": "a.log", "max_bytes": -1}"#,
                 ""
             )),
-            "listener.json:2:66: outputs.f.max_bytes: invalid value: integer `-1`, expected u64"
+            "listener.json:2:66: outputs.f.max_bytes: invalid value: integer `-1`, \
+             expected a whole number of bytes (e.g. 10485760)"
         );
         assert_eq!(
             err("[]"),
             "listener.json:1:1: invalid type: sequence, expected a JSON object (the listener config)"
+        );
+    }
+
+    #[test]
+    fn issue_17_every_type_error_in_user_terms() {
+        // Wrong types, an unknown key and a missing field in one file: all
+        // listed, in reading order, each at its own position (serde_json's
+        // for the first, where it stopped reading; then where the value
+        // starts).
+        assert_eq!(
+            err(r#"{"port": "9020",
+"inputs": {"app": {"type": "tcp", "address": "127.0.0.1:9020", "max_frame_bytes": "1MB"},
+           "web": {"type": "tcp"}},
+"outputs": {"f": {"type": "file", "path": "a.log", "max_bytes": "10MB", "fsync": "yes",
+                  "flush_ms": 1.5, "colour": "red"}},
+"routes": [{"to": "f"}],
+"drain_seconds": -1}"#),
+            "listener.json:1:15: port: invalid type: string \"9020\", expected a port number from 0 to 65535\n\
+             listener.json:2:83: inputs.app.max_frame_bytes: invalid type: string \"1MB\", expected a whole number of bytes (e.g. 10485760)\n\
+             listener.json:3:19: inputs.web: missing field `address`\n\
+             listener.json:4:65: outputs.f.max_bytes: invalid type: string \"10MB\", expected a whole number of bytes (e.g. 10485760)\n\
+             listener.json:4:82: outputs.f.fsync: invalid type: string \"yes\", expected true or false\n\
+             listener.json:5:31: outputs.f.flush_ms: invalid type: floating point `1.5`, expected a whole number of milliseconds (e.g. 5000)\n\
+             listener.json:5:46: outputs.f.colour: unknown field `colour`, expected one of `type`, \
+             `path`, `encoding`, `format`, `datefmt`, `style`, `utc`, `max_bytes`, `backup_count`, \
+             `when`, `interval`, `at_time`, `compress`, `flush_ms`, `fsync`, `truncate`, \
+             `max_open_files`\n\
+             listener.json:6:19: routes[0].to: invalid type: string \"f\", expected a list (a JSON array: [...])\n\
+             listener.json:7:18: drain_seconds: invalid value: integer `-1`, expected a whole number of seconds (e.g. 30)"
+        );
+    }
+
+    #[test]
+    fn issue_17_a_component_dropped_after_its_error_hides_no_other() {
+        // `a` lacks its address: once reported, `a` is left out of the
+        // next read, and `b` and `o` are still read as what they are.
+        assert_eq!(
+            err(r#"{"inputs": {"a": {"type": "tcp"}, "b": {"type": "udp", "address": 5}},
+"outputs": {"o": {"type": "stdout", "utc": "no"}}}"#),
+            "listener.json:1:32: inputs.a: missing field `address`\n\
+             listener.json:1:67: inputs.b.address: invalid type: integer `5`, expected a string\n\
+             listener.json:2:44: outputs.o.utc: invalid type: string \"no\", expected true or false"
         );
     }
 

@@ -18,6 +18,7 @@ mod handlers;
 pub mod load;
 pub mod nats;
 mod overlap;
+pub mod schema;
 pub mod seed;
 
 use std::collections::BTreeMap;
@@ -413,4 +414,7 @@ pub struct RouteConfig {
 pub struct MetricsConfig {
     /// `host:port` to serve `/metrics` and `/health` on.
     pub address: String,
+    /// The file holding the token every request must present (required
+    /// off loopback), resolved against the config's directory.
+    pub token_file: Option<PathBuf>,
 }

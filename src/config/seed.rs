@@ -132,8 +132,8 @@ pub trait Typed: Sized {
     fn next_value<'de, A: MapAccess<'de>>(kind: Self::Kind, map: &mut A) -> Result<Self, A::Error>;
 }
 
-/// Deserializes `{name: component}` using the kinds pass 1 found, in the
-/// same order. A component whose kind is `None` (its tag was wrong, and
+/// Deserializes `{name: component}` using the kinds pass 1 found for each
+/// name. A component whose kind is `None` (its tag was wrong, and
 /// that is already reported) is skipped.
 pub struct NamedSeed<'a, T: Typed> {
     /// One entry per name, in file order.
@@ -154,13 +154,14 @@ impl<'de, T: Typed> Visitor<'de> for NamedSeed<'_, T> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut out = Vec::new();
-        let mut i = 0;
         while let Some(name) = map.next_key::<String>()? {
-            let kind = match self.kinds.get(i) {
-                Some((n, k)) if *n == name => *k,
-                _ => return Err(de::Error::custom("the file changed between two reads")),
+            // By name, not position: a second read may lack components
+            // (load.rs `collect` drops those already reported). Names are
+            // unique: pass 1 refuses a repeated one.
+            let kind = match self.kinds.iter().find(|(n, _)| *n == name) {
+                Some((_, k)) => *k,
+                None => return Err(de::Error::custom("the file changed between two reads")),
             };
-            i += 1;
             match kind {
                 Some(kind) => out.push((name, T::next_value(kind, &mut map)?)),
                 None => {
@@ -204,6 +205,7 @@ pub struct Kinds {
 }
 
 /// Pass 2 over the whole file, given the kinds from pass 1.
+#[derive(Clone, Copy)]
 pub struct FileSeed<'a> {
     /// What pass 1 found.
     pub kinds: &'a Kinds,
@@ -224,6 +226,9 @@ enum TopKey {
     Host,
     Socket,
     Logging,
+    /// `"$schema"`: for editors (see `logrelay schema`); ignored.
+    #[serde(rename = "$schema")]
+    Schema,
 }
 
 /// Store `value` in `slot`, refusing a key given twice (serde_json keeps
@@ -290,6 +295,9 @@ impl<'de> Visitor<'de> for FileSeed<'_> {
                 TopKey::Logging => {
                     let v = map.next_value_seed(DictSeed { kinds: k })?;
                     once(&mut c.logging, v, "logging")?
+                }
+                TopKey::Schema => {
+                    map.next_value::<IgnoredAny>()?;
                 }
             }
         }

@@ -292,7 +292,7 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
             if seq > last {
                 let mut records = Vec::with_capacity(payloads.len());
                 for p in payloads {
-                    match decoder.decode_keeping(p, stage.keep) {
+                    match decoder.decode_keeping(p, stage.keep_now()) {
                         Ok(fields) => records.push(Record::new(fields)),
                         Err(e) => {
                             ctx.stats.reject(e.reason());

@@ -10,6 +10,7 @@
 pub(crate) mod ack;
 pub mod inherit;
 pub mod pending;
+pub mod registry;
 pub mod tcp;
 mod tls;
 pub mod udp;
@@ -318,6 +319,7 @@ pub(crate) async fn serve_stream<S: AsyncRead + AsyncWrite + Readable + Unpin>(
     mut ctx: ConnContext,
     open: Open,
 ) {
+    let mut conn = registry::open(&ctx, peer);
     let mut pipeline = ctx.pipelines.borrow_and_update().clone();
     // No buffer until there is something to read, and a small one while
     // the connection is not busy (see SMALL_READ).
@@ -373,6 +375,7 @@ pub(crate) async fn serve_stream<S: AsyncRead + AsyncWrite + Readable + Unpin>(
             Some(Ok(Read::Data(n, room, permit))) => (n, room, permit),
             Some(Ok(Read::FrameTimeout)) => {
                 ctx.stats.close("frame_timeout");
+                conn.closing("frame_timeout");
                 warn_limited(
                     &ctx.key.to_string(),
                     "frame_timeout",
@@ -386,10 +389,12 @@ pub(crate) async fn serve_stream<S: AsyncRead + AsyncWrite + Readable + Unpin>(
             }
             Some(Ok(Read::Evicted)) => {
                 close_stalled(&ctx, &peer_name, buf.len());
+                conn.closing("stalled");
                 break;
             }
             Some(Err(e)) => {
                 tracing::debug!(input = %ctx.key, error = %e, "Connection read failed.");
+                conn.closing("read_error");
                 break;
             }
         };
@@ -398,6 +403,7 @@ pub(crate) async fn serve_stream<S: AsyncRead + AsyncWrite + Readable + Unpin>(
             drain = Some(drain_mode(&ctx, &pipeline));
         }
         ctx.stats.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        conn.bytes(n);
         // A read that filled most of its room means more is waiting.
         want = if n >= room / 2 {
             READ_CHUNK
@@ -415,6 +421,7 @@ pub(crate) async fn serve_stream<S: AsyncRead + AsyncWrite + Readable + Unpin>(
             }
             if stage.config.token.is_some() && !buf.is_empty() {
                 ctx.stats.close("auth");
+                conn.closing("auth");
                 warn_limited(
                     &stage.name,
                     "auth",
@@ -450,9 +457,11 @@ pub(crate) async fn serve_stream<S: AsyncRead + AsyncWrite + Readable + Unpin>(
         ctx.stats
             .received
             .fetch_add(records.len() as u64, Ordering::Relaxed);
+        conn.records(records.len());
         pipeline.dispatch(&stage, records).await;
         if let Some(e) = fatal {
             ctx.stats.reject(frame_reason(&e));
+            conn.closing(frame_reason(&e));
             warn_limited(
                 &stage.name,
                 frame_reason(&e),
@@ -620,7 +629,7 @@ pub(crate) fn decode_into(
     frame: bytes::Bytes,
     records: &mut Vec<Record>,
 ) {
-    match stage.decoder.decode_keeping(frame, stage.keep) {
+    match stage.decoder.decode_keeping(frame, stage.keep_now()) {
         Ok(fields) => records.push(Record::new(fields)),
         Err(e) => {
             ctx.stats.reject(e.reason());

@@ -117,7 +117,7 @@ async fn handle(
         // send them) is taken line by line, and a bad line drops only
         // itself.
         if stage.framer.datagram_whole_first(&data) {
-            if let Ok(fields) = stage.decoder.decode_keeping(data.clone(), stage.keep) {
+            if let Ok(fields) = stage.decoder.decode_keeping(data.clone(), stage.keep_now()) {
                 records.push(Record::new(fields));
                 continue;
             }

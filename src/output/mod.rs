@@ -97,6 +97,8 @@ pub struct OutputStats {
     pub dropped: AtomicU64,
     /// Records buffered now (forward outputs), a gauge.
     pub buffered: AtomicU64,
+    /// Files rotated (file outputs).
+    pub rotations: AtomicU64,
     /// Whether this is a forward output (has a buffer gauge).
     pub is_forward: std::sync::atomic::AtomicBool,
 }

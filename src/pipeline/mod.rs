@@ -46,6 +46,8 @@ struct Route {
     spec: RouteConfig,
     filters: Vec<Arc<Filter>>,
     outputs: Vec<OutputHandle>,
+    /// Records it delivered (after its filters), for the status page.
+    delivered: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Route {
@@ -85,28 +87,34 @@ impl Route {
 
     /// Whether `record` passes the route's conditions (before filters).
     fn matches(&self, record: &Record) -> bool {
-        let spec = &self.spec;
-        if let Some(min) = spec.min_level {
-            if record.levelno() < min {
-                return false;
-            }
-        }
-        let name = record.name();
-        if let Some(loggers) = &spec.loggers {
-            if !loggers.iter().any(|p| logger_matches(p, name)) {
-                return false;
-            }
-        }
-        if spec.exclude_loggers.iter().any(|p| logger_matches(p, name)) {
-            return false;
-        }
-        if !spec.name_filters.iter().all(|f| logger_matches(f, name)) {
-            return false;
-        }
-        spec.logger_filters
-            .iter()
-            .all(|(logger, f)| logger != name || logger_matches(f, name))
+        route_matches(&self.spec, record)
     }
+}
+
+/// Whether `record` passes the conditions of the route `spec` (input
+/// aside, before its filters): `min_level`, `loggers` and the dictConfig
+/// logger conditions.
+pub fn route_matches(spec: &RouteConfig, record: &Record) -> bool {
+    if let Some(min) = spec.min_level {
+        if record.levelno() < min {
+            return false;
+        }
+    }
+    let name = record.name();
+    if let Some(loggers) = &spec.loggers {
+        if !loggers.iter().any(|p| logger_matches(p, name)) {
+            return false;
+        }
+    }
+    if spec.exclude_loggers.iter().any(|p| logger_matches(p, name)) {
+        return false;
+    }
+    if !spec.name_filters.iter().all(|f| logger_matches(f, name)) {
+        return false;
+    }
+    spec.logger_filters
+        .iter()
+        .all(|(logger, f)| logger != name || logger_matches(f, name))
 }
 
 /// The wiring of one config generation.
@@ -150,6 +158,7 @@ impl Pipeline {
                     .iter()
                     .filter_map(|n| outputs.get(n).cloned())
                     .collect(),
+                delivered: crate::admin::status::route_counter(spec),
             })
             .collect();
         let inputs = config
@@ -206,6 +215,9 @@ impl Pipeline {
         if records.is_empty() {
             return;
         }
+        if crate::admin::tail::watched() {
+            crate::admin::tail::offer(self, stage, &records);
+        }
         if stage.shared_outputs {
             return self.dispatch_in_order(stage, records).await;
         }
@@ -232,6 +244,7 @@ impl Pipeline {
                     .collect()
             };
             let batch = apply_filters(&route.filters, batch);
+            count(&route.delivered, batch.len());
             send_to_all(&route.outputs, batch).await;
         }
     }
@@ -266,6 +279,7 @@ impl Pipeline {
                 {
                     continue;
                 }
+                count(&route.delivered, 1);
                 for (out, rec) in route.outputs.iter().zip(copies(copy, route.outputs.len())) {
                     let slot = match batches.iter().position(|(o, _)| o.name() == out.name()) {
                         Some(i) => i,
@@ -283,6 +297,41 @@ impl Pipeline {
                 out.send(batch).await;
             }
         }
+    }
+}
+
+/// Count `n` records a route delivered.
+fn count(counter: &std::sync::atomic::AtomicU64, n: usize) {
+    counter.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+}
+
+impl InputStage {
+    /// The fields to decode now: [`InputStage::keep`], or every field
+    /// while someone watches the live tail (it shows them all).
+    #[inline]
+    pub fn keep_now(&self) -> Keep {
+        if crate::admin::tail::watched() {
+            Keep::ALL
+        } else {
+            self.keep
+        }
+    }
+}
+
+impl Pipeline {
+    /// The outputs the routes of `stage` would send `record` to, before
+    /// their filters run (for the live tail's `output` condition).
+    pub(crate) fn outputs_for<'a>(
+        &'a self,
+        stage: &'a InputStage,
+        record: &'a Record,
+    ) -> impl Iterator<Item = &'a str> + 'a {
+        stage
+            .routes
+            .iter()
+            .map(|&ri| &self.routes[ri])
+            .filter(|route| route.matches(record))
+            .flat_map(|route| route.spec.to.iter().map(String::as_str))
     }
 }
 

@@ -1,6 +1,6 @@
 //! The json and msgpack decoders (issue 7): the same records sent through
-//! SocketHandler (pickle) and through the example handlers in
-//! examples/python/ (JSON length-prefixed, JSON lines, msgpack) produce the
+//! SocketHandler (pickle) and through the handlers of the `logrelay` Python
+//! package (JSON length-prefixed, JSON lines, msgpack) produce the
 //! same output; missing attributes get `makeLogRecord`'s values; malformed
 //! records are dropped and the connection goes on.
 
@@ -15,23 +15,9 @@ use std::time::Duration;
 
 use crate::util::*;
 
-/// examples/python, where the drop-in handlers live.
-pub fn examples_python() -> String {
-    root().join("examples/python").display().to_string()
-}
-
-/// Fail clearly when the Python msgpack package is missing: cargo cannot
-/// install it; CI runs `pip install msgpack` first.
-pub fn require_msgpack() {
-    let ok = std::process::Command::new("python3")
-        .args(["-c", "import msgpack"])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(
-        ok,
-        "this test needs the Python `msgpack` package: run `pip install msgpack` (CI's .ci/run does)"
-    );
+/// python/, where the `logrelay` package and its drop-in handlers live.
+pub fn python_package_dir() -> String {
+    root().join("python").display().to_string()
 }
 
 /// Logs the same records through four handlers: SocketHandler (pickle),
@@ -41,7 +27,7 @@ pub fn require_msgpack() {
 const PY_FOUR: &str = r#"
 import logging, logging.handlers, sys
 sys.path.insert(0, sys.argv[1])
-from logrelay_handlers import JSONSocketHandler, JSONLinesSocketHandler, MsgpackSocketHandler
+from logrelay import JSONSocketHandler, JSONLinesSocketHandler, MsgpackSocketHandler
 addrs = [(a.rsplit(":", 1)[0], int(a.rsplit(":", 1)[1])) for a in sys.argv[2:6]]
 n = int(sys.argv[6])
 handlers = [
@@ -109,19 +95,19 @@ fn config_four() -> String {
 
 #[test]
 fn issue_7_json_both_framings_and_msgpack_give_the_same_lines_as_pickle() {
-    require_msgpack();
     let n = 200;
     let mut relay = Relay::start(&config_four(), 4);
     let addrs: Vec<String> = ["pickle", "json", "lines", "msgpack"]
         .iter()
         .map(|i| relay.addr(i))
         .collect();
-    let dir = examples_python();
+    let dir = python_package_dir();
     let mut args = vec![dir.as_str()];
     args.extend(addrs.iter().map(String::as_str));
     let n_text = n.to_string();
     args.push(&n_text);
-    python(PY_FOUR, &args);
+    // MsgpackSocketHandler needs msgpack: the tests' prerequisite step.
+    python_deps(PY_FOUR, &args);
     for name in ["pickle", "json", "lines", "msgpack"] {
         wait_lines(
             &relay.path(&format!("out/{name}.log")),
@@ -256,14 +242,14 @@ fn issue_7_missing_attributes_get_make_log_record_values_and_bad_records_are_dro
 /// Logs two records through SocketHandler (pickle), through a JSON lines
 /// handler that keeps `json.dumps`'s default `ensure_ascii=True`, so a lone
 /// surrogate travels as the escape `\udcff`, and through the shipped
-/// `JSONLinesSocketHandler` and `MsgpackSocketHandler` (examples/python):
+/// `JSONLinesSocketHandler` and `MsgpackSocketHandler` (the `logrelay` package):
 /// the first record has a lone surrogate in its message (a byte decoded
 /// with `errors="surrogateescape"`), a lone leading one, a pair (an emoji)
 /// and one in an `extra=` key and its value.
 const PY_SURROGATES: &str = r#"
 import json, logging, logging.handlers, sys
 sys.path.insert(0, sys.argv[1])
-from logrelay_handlers import record_dict, JSONLinesSocketHandler, MsgpackSocketHandler
+from logrelay import record_dict, JSONLinesSocketHandler, MsgpackSocketHandler
 class AsciiJSONLines(logging.handlers.SocketHandler):
     def makePickle(self, record):
         return json.dumps(record_dict(self, record)).encode("ascii") + b"\n"
@@ -309,9 +295,9 @@ fn json_lone_surrogate_escapes_become_replacement_characters_as_in_pickle() {
         4,
     );
     let addrs = ["pickle", "lines", "shipped", "msgpack"].map(|i| relay.addr(i));
-    let mut args = vec![examples_python()];
+    let mut args = vec![python_package_dir()];
     args.extend(addrs);
-    python(
+    python_deps(
         PY_SURROGATES,
         &args.iter().map(String::as_str).collect::<Vec<_>>(),
     );
@@ -401,4 +387,71 @@ fn udp_newline_datagram_gives_one_record_per_line() {
         body.contains("\nlogrelay_records_rejected_total{input=\"in\",reason=\"bad_json\"} 1\n"),
         "{body}"
     );
+}
+
+/// Issue 17: what `encoding: json` writes for a JSON record that lacked
+/// some of LogRecord's attributes is exactly what the README says:
+/// `vars(logging.makeLogRecord(d))` — the twenty attributes in LogRecord's
+/// order (those not sent with makeLogRecord's values, `exc_info`,
+/// `exc_text` and `stack_info` null), then the other keys as sent. A
+/// pickle record is written as sent, nothing added.
+#[test]
+fn issue_17_json_lines_out_adds_exactly_make_log_records_attributes() {
+    let mut relay = Relay::start(
+        r#"{
+  "inputs": {"lines": {"type": "tcp", "address": "127.0.0.1:0", "decoder": "json", "framing": "newline"}},
+  "outputs": {"json": {"type": "file", "path": "out/app.json", "encoding": "json"}}
+}"#,
+        1,
+    );
+    send_raw(
+        &relay.addr("lines"),
+        b"{\"name\": \"app\", \"msg\": \"hi\", \"levelname\": \"INFO\", \"levelno\": 20, \"created\": 1700000000.5, \"user\": \"ann\"}\n",
+    );
+    let path = relay.path("out/app.json");
+    wait_lines(&path, 1, Duration::from_secs(10));
+    assert_eq!(relay.stop().0, 0);
+    let line = std::fs::read_to_string(path).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let obj = v.as_object().unwrap();
+    let keys: Vec<&str> = obj.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "name",
+            "msg",
+            "args",
+            "levelname",
+            "levelno",
+            "pathname",
+            "filename",
+            "module",
+            "exc_info",
+            "exc_text",
+            "stack_info",
+            "lineno",
+            "funcName",
+            "created",
+            "msecs",
+            "relativeCreated",
+            "thread",
+            "threadName",
+            "processName",
+            "process",
+            "user"
+        ],
+        "{line}"
+    );
+    for (k, want) in [
+        ("exc_info", serde_json::Value::Null),
+        ("exc_text", serde_json::Value::Null),
+        ("stack_info", serde_json::Value::Null),
+        ("funcName", serde_json::Value::Null),
+        ("lineno", serde_json::json!(0)),
+        ("args", serde_json::json!([])),
+        ("msecs", serde_json::json!(500.0)),
+        ("user", serde_json::json!("ann")),
+    ] {
+        assert_eq!(obj[k], want, "{k}: {line}");
+    }
 }

@@ -307,11 +307,11 @@ open(out, "w").write("\n".join(lines) + "\n")
 "#;
 
 fn fluent_run(mode: &str) {
-    crate::decoders::require_msgpack();
     let n = 2000;
     let tmp = tempfile::tempdir().unwrap();
     let got_path = tmp.path().join("fluentd.txt");
-    let mut fluentd = Command::new("python3")
+    let mut fluentd = python_env()
+        .command()
         .arg("-c")
         .arg(PY_FLUENTD)
         .arg(&got_path)

@@ -97,15 +97,6 @@ impl Drop for Stallers {
     }
 }
 
-/// The value of a metric sample (exact series text, labels included).
-fn metric(metrics_addr: &str, series: &str) -> u64 {
-    let body = http_get(metrics_addr, "/metrics");
-    body.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
-        .map(|v| v.trim().parse().unwrap())
-        .unwrap_or(0)
-}
-
 fn relay_with_metrics(input_extra: &str, top_extra: &str) -> (Relay, String) {
     let mport = free_port();
     let config = format!(

@@ -3,17 +3,22 @@
 
 mod util;
 
+mod check;
 mod cli;
 mod core;
 mod decoders;
+mod examples;
 mod file;
 mod format;
 mod forward;
 mod hostile;
 mod metrics;
 mod nats;
+mod prerequisites;
+mod relay;
 mod reload;
 mod scale;
+mod status;
 mod tls;
 mod upgrade;
 mod wasm;

@@ -307,6 +307,15 @@ pub fn http_get(addr: &str, path: &str) -> String {
     out
 }
 
+/// The value of a metric sample (exact series text, labels included).
+pub fn metric(metrics_addr: &str, series: &str) -> u64 {
+    let body = http_get(metrics_addr, "/metrics");
+    body.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0)
+}
+
 /// Write raw bytes to a TCP port and close.
 pub fn send_raw_tcp(port: u16, bytes: &[u8]) {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -339,4 +348,175 @@ pub fn wait_output(child: &mut Child, timeout: Duration) -> Output {
         stdout,
         stderr,
     }
+}
+
+/// The Python packages the tests need (tests/tools/requirements.txt), made
+/// importable by an interpreter: `path` goes on its PYTHONPATH, or is None
+/// when the interpreter already has every package.
+#[derive(Clone, Debug)]
+pub struct PyEnv {
+    /// The interpreter.
+    pub python: PathBuf,
+    /// Where the packages were installed, if they had to be.
+    pub path: Option<PathBuf>,
+}
+
+impl PyEnv {
+    /// A command running this interpreter with the packages importable.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.python);
+        if let Some(dir) = &self.path {
+            let mut paths = vec![dir.clone()];
+            if let Some(old) = std::env::var_os("PYTHONPATH") {
+                paths.extend(std::env::split_paths(&old));
+            }
+            cmd.env("PYTHONPATH", std::env::join_paths(paths).unwrap());
+        }
+        cmd
+    }
+}
+
+/// The test prerequisites for `python3`, installed on first use into
+/// `target/test-python/` (once per process; other test processes wait on a
+/// file lock), so `cargo test` passes on a machine with only Rust and
+/// Python. Panics with what to install when pip cannot get them.
+pub fn python_env() -> &'static PyEnv {
+    static ENV: std::sync::OnceLock<Result<PyEnv, String>> = std::sync::OnceLock::new();
+    let env = ENV.get_or_init(|| {
+        let target = Path::new(BIN)
+            .parent()
+            .and_then(Path::parent)
+            .map_or_else(|| root().join("target"), Path::to_path_buf);
+        install_requirements(Path::new("python3"), &target.join("test-python"))
+    });
+    match env {
+        Ok(env) => env,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Run a Python script (text) with args through [`python_env`]; as
+/// [`python`] otherwise.
+pub fn python_deps(script: &str, args: &[&str]) -> Output {
+    let out = python_env()
+        .command()
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    out
+}
+
+/// The test suite's prerequisite step: make the packages of
+/// tests/tools/requirements.txt importable by `python`. Nothing is done
+/// when `python` already has them all; otherwise they are installed with
+/// `python -m pip install --target <cache>/<tag>-<hash>`, where the tag is
+/// the interpreter's (C extensions are built for it) and the hash that of
+/// the requirements, so an edited list installs afresh. Concurrent callers
+/// (test threads, test processes) serialize on `<cache>/.lock`; a finished
+/// install is marked by a `.complete` file and reused.
+pub fn install_requirements(python: &Path, cache: &Path) -> Result<PyEnv, String> {
+    let list = tool("requirements.txt");
+    let text = std::fs::read_to_string(&list).map_err(|e| format!("{}: {e}", list.display()))?;
+    let names: Vec<&str> = text
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .filter(|l| !l.is_empty())
+        .collect();
+    let have = |names: &[&str]| {
+        // Distribution names (as pip spells them), not module names.
+        let probe = "import sys, importlib.metadata as m, re\n\
+                     for r in sys.argv[1:]:\n    m.version(re.split(r'[<>=!~;\\[ ]', r)[0])";
+        Command::new(python)
+            .arg("-c")
+            .arg(probe)
+            .args(names)
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", python.display()))
+    };
+    if have(&names)?.status.success() {
+        return Ok(PyEnv {
+            python: python.to_path_buf(),
+            path: None,
+        });
+    }
+    let tag = Command::new(python)
+        .args(["-c", "import sys; print(sys.implementation.cache_tag)"])
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
+    let tag = String::from_utf8_lossy(&tag.stdout).trim().to_string();
+    let hash = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        names.hash(&mut h);
+        h.finish()
+    };
+    let dir = cache.join(format!("{tag}-{hash:016x}"));
+    let env = PyEnv {
+        python: python.to_path_buf(),
+        path: Some(dir.clone()),
+    };
+    let done = dir.join(".complete");
+    if done.exists() {
+        return Ok(env);
+    }
+    std::fs::create_dir_all(cache).map_err(|e| format!("{}: {e}", cache.display()))?;
+    let lock = std::fs::File::create(cache.join(".lock"))
+        .map_err(|e| format!("{}: {e}", cache.display()))?;
+    lock.lock()
+        .map_err(|e| format!("locking {}: {e}", cache.display()))?;
+    if done.exists() {
+        return Ok(env);
+    }
+    // A half-finished install (an interrupted run) starts over.
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = Command::new(python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
+        .args([
+            "--no-input",
+            "--timeout",
+            "30",
+            "--retries",
+            "2",
+            "--target",
+        ])
+        .arg(&dir)
+        .arg("-r")
+        .arg(&list)
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = err.lines().rev().take(6).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        return Err(format!(
+            "the integration tests need the Python packages in tests/tools/requirements.txt \
+             ({}), and installing them failed:\n  {} -m pip install --target {} -r {}\n{}\n\
+             Give pip network access (or a package index), or install them yourself: \
+             `{} -m pip install -r tests/tools/requirements.txt` (or your distribution's \
+             packages, e.g. apt install python3-msgpack); without pip, install it first \
+             (apt install python3-pip).",
+            names.join(", "),
+            python.display(),
+            dir.display(),
+            list.display(),
+            tail.join("\n"),
+            python.display(),
+        ));
+    }
+    std::fs::write(&done, b"").map_err(|e| format!("{}: {e}", done.display()))?;
+    Ok(env)
 }

@@ -461,7 +461,8 @@ fn check_reports_a_bad_plugin_precisely() {
             String::from_utf8_lossy(&out.stderr)
         );
         assert_eq!(out.status.code(), Some(1), "{file}: {all}");
-        assert!(all.contains("filter bad: "), "{file}: {all}");
+        assert!(all.contains("listener.json:1:"), "{file}: {all}");
+        assert!(all.contains(" filters.bad.path: "), "{file}: {all}");
         assert!(all.contains(needle), "{file}: {all}");
     }
     // A good plugin checks.

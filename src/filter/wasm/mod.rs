@@ -122,6 +122,21 @@ pub enum FilterError {
     },
 }
 
+impl FilterError {
+    /// The name of the filter that failed.
+    pub fn filter_name(&self) -> &str {
+        match self {
+            FilterError::Read { filter, .. }
+            | FilterError::Compile { filter, .. }
+            | FilterError::UnknownImport { filter, .. }
+            | FilterError::ImportSignature { filter, .. }
+            | FilterError::Export { filter, .. }
+            | FilterError::InitRefused { filter, .. }
+            | FilterError::Instantiate { filter, .. } => filter,
+        }
+    }
+}
+
 /// A loaded WASM filter: a compiled module and a pool of instances.
 pub struct WasmFilter {
     path: PathBuf,

@@ -296,6 +296,8 @@ impl FileSink {
         if let Err(e) = result {
             self.stats.errors.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(output = %self.name, error = %e, "Rotation failed; writing on.");
+        } else {
+            self.stats.rotations.fetch_add(1, Ordering::Relaxed);
         }
         self.reopen_file();
     }

@@ -1,6 +1,7 @@
 """Drop-in logging handlers that send JSON or msgpack to logrelay.
 
-Copy this file (or the class you need) into your project. Each handler is a
+Import them from the package (``from logrelay import JSONSocketHandler``),
+or copy this file (standard library only) into your project. Each handler is a
 ``logging.handlers.SocketHandler`` (or ``DatagramHandler``) whose
 ``makePickle`` is overridden: it sends the same record dict that
 SocketHandler would pickle, in the same 4-byte big-endian length-prefixed
@@ -17,8 +18,13 @@ logrelay config for the matching inputs::
 
 Usage::
 
+    from logrelay import JSONSocketHandler
     handler = JSONSocketHandler("127.0.0.1", 9021)
     logging.getLogger().addHandler(handler)
+
+These handlers are SocketHandlers: a record logged while the listener is
+away is lost. ``logrelay.RelayHandler(host, port, encoder="json")`` sends
+the same records over logrelay's acknowledged protocol instead.
 
 Why send JSON or msgpack at all? Other languages can produce them, and a
 listener that is not logrelay can read them without running ``pickle.loads``

@@ -9,20 +9,27 @@
 //! record, decoded as its `Logrelay-Encoder` header says (`json`,
 //! `msgpack`, `pickle`; no header: JSON, what other publishers send most).
 //! A batch's records are dispatched to the routes as one batch, and the
-//! messages are acknowledged [`ACK_DELAY`] (250 ms) after the dispatch
-//! returned: the dispatch returns once the outputs' queues took the
-//! records, and a file output writes within `flush_ms` (100 ms by
-//! default), so what was acknowledged has been written unless an output
-//! was stalled. (Acknowledging once the outputs report the write is the
-//! completion path of a later issue.)
+//! messages are acknowledged when [`Dispatched::written`] says so: today
+//! [`ACK_DELAY`] (250 ms) after the dispatch returned. The dispatch
+//! returns once the outputs' queues took the records, and a file output
+//! writes within `flush_ms` (100 ms by default), so what was acknowledged
+//! has been written unless an output was stalled.
 //!
-//! At-least-once: a logrelay killed between taking messages and
-//! acknowledging them leaves them unacknowledged; the server hands them
-//! to another member of the consumer after `ack_wait_ms` (30 s by
-//! default). Records of those messages that this logrelay had already
-//! written are then written twice: up to `ack_wait`'s worth of pulled
-//! batches, in practice the last 250 ms of its records plus what it had
-//! pulled and not handled.
+//! **The ack point.** `Dispatched::written` is the one place that decides
+//! when a batch counts as written. When the pipeline's completion path
+//! lands (a batch's completion fires once every output wrote it), it
+//! becomes "await that completion" and nothing else here changes.
+//!
+//! At-least-once, and the duplicate window: a logrelay killed between
+//! taking messages and acknowledging them leaves them unacknowledged; the
+//! server hands them to another member of the consumer after
+//! `ack_wait_ms` (30 s by default). Records of those messages that this
+//! logrelay had already written are then written twice: the batches of
+//! the last [`ACK_DELAY`] (250 ms) before the kill, plus what it had
+//! pulled and not yet dispatched (up to `batch` messages). With the
+//! completion path the 250 ms becomes the outputs' own write latency. A
+//! graceful stop acknowledges what was dispatched and hands back what
+//! was not (NAK), so it duplicates nothing.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -98,8 +105,8 @@ async fn consume(
     };
     let js = jetstream::new(client.clone());
     let mut pipeline = ctx.pipelines.borrow_and_update().clone();
-    // Dispatched batches waiting for ACK_DELAY before their acks.
-    let mut unacked: VecDeque<(tokio::time::Instant, Vec<jetstream::Message>)> = VecDeque::new();
+    // Dispatched batches, oldest first, waiting to be written.
+    let mut unacked: VecDeque<Dispatched> = VecDeque::new();
     'setup: loop {
         if ctx.removed.is_cancelled() {
             break;
@@ -143,8 +150,7 @@ async fn consume(
         let mut consumer = consumer;
         let mut batch: Vec<jetstream::Message> = Vec::with_capacity(config.batch);
         loop {
-            ack_due(&what, &stats, &mut unacked, false).await;
-            let due = unacked.front().map(|(at, _)| *at + ACK_DELAY);
+            ack_written(&what, &stats, &mut unacked, false).await;
             let first = tokio::select! {
                 m = messages.next() => m,
                 _ = ctx.removed.cancelled() => {
@@ -155,7 +161,12 @@ async fn consume(
                     }
                     break 'setup;
                 }
-                _ = sleep_until(due) => continue,
+                _ = oldest_written(&mut unacked) => {
+                    if let Some(done) = unacked.pop_front() {
+                        ack(&what, &stats, done).await;
+                    }
+                    continue;
+                }
                 _ = lag.tick() => {
                     if let Ok(Ok(info)) = tokio::time::timeout(Duration::from_secs(2), consumer.info()).await {
                         stats.pending.store(info.num_pending, Ordering::Relaxed);
@@ -189,12 +200,12 @@ async fn consume(
                 break 'setup;
             };
             handle(&stage, &ctx, &stats, &pipeline, &mut batch).await;
-            unacked.push_back((tokio::time::Instant::now(), std::mem::take(&mut batch)));
+            unacked.push_back(Dispatched::new(std::mem::take(&mut batch)));
         }
     }
     // Stopping: everything dispatched is with the outputs, which flush
     // before the process exits.
-    ack_due(&what, &stats, &mut unacked, true).await;
+    ack_written(&what, &stats, &mut unacked, true).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), client.flush()).await;
 }
 
@@ -265,39 +276,67 @@ async fn handle(
     pipeline.dispatch(stage, records).await;
 }
 
-/// Acknowledge the batches dispatched at least ACK_DELAY ago (all of
-/// them if `all`). A message that did not decode is acknowledged too: it
-/// never will.
-async fn ack_due(
-    what: &str,
-    stats: &NatsStats,
-    unacked: &mut VecDeque<(tokio::time::Instant, Vec<jetstream::Message>)>,
-    all: bool,
-) {
-    let now = tokio::time::Instant::now();
-    while let Some((at, _)) = unacked.front() {
-        if !all && *at + ACK_DELAY > now {
-            break;
+/// A batch of messages whose records were dispatched to the outputs,
+/// not yet acknowledged.
+struct Dispatched {
+    /// When the dispatch returned.
+    at: tokio::time::Instant,
+    messages: Vec<jetstream::Message>,
+}
+
+impl Dispatched {
+    fn new(messages: Vec<jetstream::Message>) -> Dispatched {
+        Dispatched {
+            at: tokio::time::Instant::now(),
+            messages,
         }
-        let Some((_, batch)) = unacked.pop_front() else {
-            break;
-        };
-        for m in batch {
-            match m.ack().await {
-                Ok(()) => {
-                    stats.acknowledged.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(e) => {
-                    tracing::debug!("{what}: ack failed: {e} (the message will be redelivered)")
-                }
-            }
-        }
+    }
+
+    /// THE ACK POINT: resolves once the batch's records count as written,
+    /// so its messages may be acknowledged. Today: [`ACK_DELAY`] after the
+    /// dispatch (see the module doc for the duplicate window this leaves).
+    /// Switch to the pipeline's completion (every output wrote the batch)
+    /// here, and only here, when it lands.
+    async fn written(&mut self) {
+        tokio::time::sleep_until(self.at + ACK_DELAY).await;
     }
 }
 
-async fn sleep_until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
+/// Resolves when the oldest dispatched batch is written; never if none.
+async fn oldest_written(unacked: &mut VecDeque<Dispatched>) {
+    match unacked.front_mut() {
+        Some(d) => d.written().await,
         None => std::future::pending().await,
+    }
+}
+
+/// Acknowledge the dispatched batches already written, oldest first (all
+/// of them if `all`: stopping, the outputs flush before the process
+/// exits). A batch whose `written` is not ready at this poll waits for
+/// the loop's `oldest_written` branch.
+async fn ack_written(what: &str, stats: &NatsStats, unacked: &mut VecDeque<Dispatched>, all: bool) {
+    while let Some(front) = unacked.front_mut() {
+        if !all && front.written().now_or_never().is_none() {
+            break;
+        }
+        let Some(done) = unacked.pop_front() else {
+            break;
+        };
+        ack(what, stats, done).await;
+    }
+}
+
+/// Acknowledge a written batch's messages. A message that did not decode
+/// is acknowledged too: it never will.
+async fn ack(what: &str, stats: &NatsStats, done: Dispatched) {
+    for m in done.messages {
+        match m.ack().await {
+            Ok(()) => {
+                stats.acknowledged.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                tracing::debug!("{what}: ack failed: {e} (the message will be redelivered)")
+            }
+        }
     }
 }

@@ -12,11 +12,17 @@
 //!   stores it once (within its duplicate window, 2 minutes by default).
 //!   The id travels with a spooled record, so a re-send after a restart
 //!   dedupes too. (Records carry no sender identity of their own yet.)
-//! - Up to `max_in_flight` publishes await their acks at once; acks are
-//!   taken in publish order. A failed or timed-out ack puts it and every
-//!   later one back in front of the queue, to be re-sent in order once the
-//!   client is connected again (the duplicates among them are dropped by
-//!   the stream).
+//! - Up to `max_in_flight` publishes await their acks at once. They are
+//!   plain NATS publishes with a reply subject `<inbox>.<token>` on one
+//!   wildcard subscription of this output's, not one request (a oneshot,
+//!   a semaphore permit, two timers and a boxed future) per record: the
+//!   window is a queue of tokens, and one deadline (the oldest's) bounds
+//!   the wait. This is what brings the output's CPU per record near the
+//!   file output's (docs/scale-out.md has the numbers).
+//! - A failed or timed-out ack puts that message and every later one not
+//!   yet acknowledged back in front of the queue, to be re-sent in order
+//!   once the client is connected again (the duplicates among them are
+//!   dropped by the stream). Late acks of the old window are ignored.
 //! - The stream is looked up once connected: used as it is if it exists,
 //!   else created (file storage, `replicas`, subjects: the subject's
 //!   literal tokens then `>`).
@@ -25,16 +31,15 @@
 //!   published and records wait in the buffer.
 
 use std::collections::VecDeque;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, message::PublishMessage};
+use async_nats::jetstream;
 use bytes::Bytes;
-use futures_util::stream::{FuturesOrdered, StreamExt};
+use futures_util::stream::StreamExt;
+use futures_util::FutureExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -110,7 +115,9 @@ pub fn start(
                 buf: Vec::new(),
                 queue: VecDeque::new(),
                 inflight: VecDeque::new(),
-                acks: FuturesOrdered::new(),
+                next_token: 0,
+                acks: None,
+                ack_prefix: String::new(),
                 client: None,
                 js: None,
                 stream_ready: false,
@@ -245,8 +252,30 @@ pub(crate) fn clean_subject(s: &mut String) {
     *s = cleaned;
 }
 
-type AckFuture =
-    Pin<Box<dyn Future<Output = Result<jetstream::publish::PublishAck, String>> + Send>>;
+/// A published message awaiting its ack.
+struct InFlight {
+    /// The last token of its reply subject; consecutive in the window.
+    token: u64,
+    /// When it was handed to the client.
+    sent: Instant,
+    /// Acknowledged (out of order: an earlier one is not yet).
+    acked: bool,
+    entry: Entry,
+}
+
+/// What the stream answers a publish (its `PublishAck`, or an API error).
+#[derive(serde::Deserialize)]
+struct AckReply {
+    #[serde(default)]
+    duplicate: bool,
+    error: Option<AckError>,
+}
+
+#[derive(serde::Deserialize)]
+struct AckError {
+    #[serde(default)]
+    description: String,
+}
 
 struct Publisher {
     name: String,
@@ -262,9 +291,13 @@ struct Publisher {
     buf: Vec<u8>,
     /// Not yet published (or to be re-sent), in order.
     queue: VecDeque<Entry>,
-    /// Published, awaiting acks, in order; `acks` holds their futures.
-    inflight: VecDeque<Entry>,
-    acks: FuturesOrdered<AckFuture>,
+    /// Published, awaiting acks, in order of their tokens.
+    inflight: VecDeque<InFlight>,
+    /// The token of the next publish.
+    next_token: u64,
+    /// The subscription the acks arrive on (`<ack_prefix>.*`).
+    acks: Option<async_nats::Subscriber>,
+    ack_prefix: String,
     client: Option<async_nats::Client>,
     js: Option<jetstream::Context>,
     stream_ready: bool,
@@ -324,12 +357,19 @@ impl Publisher {
             }
             let accept = open && self.can_accept();
             // Look for the stream as soon as connected, records or not.
-            let waiting = (self.has_work() && self.acks.is_empty()) || !self.stream_ready;
+            let waiting = (self.has_work() && self.inflight.is_empty()) || !self.stream_ready;
             let wake = if waiting {
                 Some(Instant::now() + TICK)
             } else {
                 deadline
             };
+            // The oldest publish's ack is due by then.
+            let ack_due = self.inflight.front().map(|f| f.sent + ACK_TIMEOUT);
+            let wake = match (wake, ack_due) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let acking = self.acks.is_some() && !self.inflight.is_empty();
             tokio::select! {
                 msg = rx.recv(), if accept => match msg {
                     Some(msg) => {
@@ -351,14 +391,18 @@ impl Publisher {
                         deadline = Some(Instant::now() + SHUTDOWN_GRACE);
                     }
                 },
-                Some(ack) = self.acks.next(), if !self.acks.is_empty() => {
+                Some(ack) = next_ack(&mut self.acks), if acking => {
                     self.acked(ack);
                     // Take every ack already in.
-                    while let Some(Some(ack)) = futures_util::FutureExt::now_or_never(self.acks.next()) {
+                    while let Some(Some(ack)) = next_ack(&mut self.acks).now_or_never() {
                         self.acked(ack);
                     }
                 }
-                _ = sleep_until(wake) => {}
+                _ = sleep_until(wake) => {
+                    if self.inflight.front().is_some_and(|f| f.sent.elapsed() >= ACK_TIMEOUT) {
+                        self.failed("no acknowledgement within 5 s");
+                    }
+                }
             }
         }
         self.report_depth();
@@ -439,15 +483,23 @@ impl Publisher {
     async fn connect(&mut self) {
         match super::connect(&self.what, &self.config.connect).await {
             Ok(client) => {
+                // The stream's API requests (look up, create); publishes
+                // go through the client with our own ack subscription.
                 let js = jetstream::ContextBuilder::new()
                     .timeout(ACK_TIMEOUT)
-                    // Acks of futures dropped after a failure are waited
-                    // for in the background, holding their permits: as
-                    // long as ours, and room for a window besides.
-                    .ack_timeout(ACK_TIMEOUT)
-                    .max_ack_inflight(self.config.max_in_flight.saturating_mul(4))
-                    .backpressure_on_inflight(true)
                     .build(client.clone());
+                let prefix = client.new_inbox();
+                match client.subscribe(format!("{prefix}.*")).await {
+                    Ok(sub) => {
+                        self.acks = Some(sub);
+                        self.ack_prefix = prefix;
+                    }
+                    Err(e) => {
+                        tracing::error!("{}: cannot subscribe for acks: {e}; retrying.", self.what);
+                        self.retry_later();
+                        return;
+                    }
+                }
                 self.client = Some(client);
                 self.js = Some(js);
                 self.attempt = 0;
@@ -509,72 +561,129 @@ impl Publisher {
         if !self.stream_ready || !self.connected() || Instant::now() < self.next_try {
             return;
         }
-        let Some(js) = self.js.clone() else { return };
+        let Some(client) = self.client.clone() else {
+            return;
+        };
+        let now = Instant::now();
         let mut sent = 0;
         while self.inflight.len() < self.config.max_in_flight && sent < 4096 && self.connected() {
             let Some(entry) = self.queue.pop_front() else {
                 break;
             };
-            let publish = PublishMessage::build()
-                .payload(entry.payload.clone())
-                .message_id(entry.id.as_str())
-                .header(super::ENCODER_HEADER, entry.encoder.as_str());
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(async_nats::header::NATS_MESSAGE_ID, entry.id.as_str());
+            headers.insert(super::ENCODER_HEADER, entry.encoder.as_str());
+            let token = self.next_token;
+            let reply = format!("{}.{token}", self.ack_prefix);
             // The client's command queue stops draining while it
             // reconnects; never wait on it long, or the inputs behind this
             // output stall (and a SocketHandler gives up after 1 s).
-            let sent_to_client = tokio::time::timeout(
+            let handed = tokio::time::timeout(
                 PUBLISH_STALL,
-                js.send_publish(entry.subject.clone(), publish),
+                client.publish_with_reply_and_headers(
+                    entry.subject.clone(),
+                    reply,
+                    headers,
+                    entry.payload.clone(),
+                ),
             )
-            .await
-            .unwrap_or_else(|_| {
-                Err(jetstream::context::PublishError::new(
-                    jetstream::context::PublishErrorKind::TimedOut,
-                ))
-            });
-            match sent_to_client {
-                Ok(ack) => {
+            .await;
+            match handed {
+                Ok(Ok(())) => {
                     self.nats.published.fetch_add(1, Ordering::Relaxed);
-                    self.inflight.push_back(entry);
-                    self.acks.push_back(Box::pin(
-                        async move { ack.await.map_err(|e| e.to_string()) },
-                    ));
+                    self.next_token += 1;
+                    self.inflight.push_back(InFlight {
+                        token,
+                        sent: now,
+                        acked: false,
+                        entry,
+                    });
                     sent += 1;
                 }
-                Err(e) => {
+                Ok(Err(e)) => {
                     self.queue.push_front(entry);
                     self.failed(&e.to_string());
+                    return;
+                }
+                Err(_) => {
+                    self.queue.push_front(entry);
+                    self.failed("the client's queue did not take a publish in 100 ms");
                     return;
                 }
             }
         }
     }
 
-    /// The ack of the oldest message in flight.
-    fn acked(&mut self, ack: Result<jetstream::publish::PublishAck, String>) {
-        match ack {
-            Ok(ack) => {
-                if let Some(entry) = self.inflight.pop_front() {
-                    self.nats.acknowledged.fetch_add(1, Ordering::Relaxed);
-                    if ack.duplicate {
-                        self.nats.duplicates.fetch_add(1, Ordering::Relaxed);
-                    }
-                    crate::output::count(&self.stats, 1, entry.payload.len());
+    /// An ack arrived: mark its publish, then retire the acknowledged
+    /// ones at the front of the window.
+    fn acked(&mut self, msg: async_nats::Message) {
+        let Some(token) = msg
+            .subject
+            .rsplit('.')
+            .next()
+            .and_then(|t| t.parse::<u64>().ok())
+        else {
+            return;
+        };
+        let Some(first) = self.inflight.front().map(|f| f.token) else {
+            return; // A late ack of a window already re-queued.
+        };
+        let Some(slot) = token
+            .checked_sub(first)
+            .and_then(|i| usize::try_from(i).ok())
+            .and_then(|i| self.inflight.get_mut(i))
+        else {
+            return;
+        };
+        if msg.status == Some(async_nats::StatusCode::NO_RESPONDERS) {
+            // Deleted under us, or its subjects do not cover ours.
+            self.stream_ready = false;
+            self.failed("no stream takes this subject (no responders)");
+            return;
+        }
+        match serde_json::from_slice::<AckReply>(&msg.payload) {
+            Ok(AckReply {
+                error: None,
+                duplicate,
+            }) => {
+                slot.acked = true;
+                if duplicate {
+                    self.nats.duplicates.fetch_add(1, Ordering::Relaxed);
                 }
-                if self.failing {
-                    tracing::info!(output = %self.name, "Publishing again.");
-                    self.failing = false;
-                }
-                self.attempt = 0;
             }
-            Err(why) => {
-                if why.contains("no stream found") {
-                    // Deleted under us, or its subjects do not cover ours.
-                    self.stream_ready = false;
-                }
-                self.failed(&why);
+            Ok(AckReply { error: Some(e), .. }) => {
+                self.failed(&e.description);
+                return;
+            }
+            Err(e) => {
+                self.failed(&format!("unreadable ack: {e}"));
+                return;
             }
         }
+        let mut done = 0;
+        let mut bytes = 0;
+        while self.inflight.front().is_some_and(|f| f.acked) {
+            if let Some(f) = self.inflight.pop_front() {
+                done += 1;
+                bytes += f.entry.payload.len();
+            }
+        }
+        if done > 0 {
+            self.retired(done, bytes);
+        }
+    }
+
+    /// `n` messages of `bytes` payload are stored in the stream.
+    fn retired(&mut self, n: usize, bytes: usize) {
+        self.nats
+            .acknowledged
+            .fetch_add(n as u64, Ordering::Relaxed);
+        crate::output::count(&self.stats, n, bytes);
+        if self.failing {
+            tracing::info!(output = %self.name, "Publishing again.");
+            self.failing = false;
+        }
+        self.attempt = 0;
     }
 
     /// A publish failed: everything in flight goes back in front of the
@@ -584,16 +693,33 @@ impl Publisher {
             tracing::warn!(output = %self.name, reason = %why, unconfirmed = self.inflight.len(), "Publish failed; re-sending after a pause.");
             self.failing = true;
         }
-        self.acks = FuturesOrdered::new();
-        while let Some(e) = self.inflight.pop_back() {
-            self.queue.push_front(e);
+        let (mut stored, mut bytes) = (0, 0);
+        while let Some(f) = self.inflight.pop_back() {
+            if f.acked {
+                // Acknowledged out of order: stored, not re-sent.
+                stored += 1;
+                bytes += f.entry.payload.len();
+            } else {
+                self.queue.push_front(f.entry);
+            }
+        }
+        if stored > 0 {
+            self.nats
+                .acknowledged
+                .fetch_add(stored as u64, Ordering::Relaxed);
+            crate::output::count(&self.stats, stored, bytes);
         }
         self.retry_later();
     }
 
     /// Shutdown deadline passed: spool what is left, or report it lost.
     fn give_up(&mut self) {
-        let mut left: Vec<Entry> = self.inflight.drain(..).collect();
+        let mut left: Vec<Entry> = self
+            .inflight
+            .drain(..)
+            .filter(|f| !f.acked)
+            .map(|f| f.entry)
+            .collect();
         left.extend(self.queue.drain(..));
         if let Some(spool) = &mut self.spool {
             let blobs: Vec<Bytes> = left.iter().map(|e| Bytes::from(e.blob())).collect();
@@ -626,6 +752,14 @@ fn is_not_found(e: &jetstream::context::GetStreamError) -> bool {
         jetstream::context::GetStreamErrorKind::JetStream(j)
             if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
     )
+}
+
+/// The next ack; never if there is no subscription.
+async fn next_ack(acks: &mut Option<async_nats::Subscriber>) -> Option<async_nats::Message> {
+    match acks {
+        Some(sub) => sub.next().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until(at: Option<Instant>) {

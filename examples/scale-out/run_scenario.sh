@@ -142,5 +142,6 @@ for i in 1 2; do
 done
 for n in host1 host2 central1 central2; do kill -TERM "$(cat "$R/$n.pid")" 2>/dev/null || true; done
 sleep 1
+cleanup # the nodes too, before their stores are removed
 [ "${KEEP:-0}" = 1 ] || rm -rf "$R"
 say "OK"

@@ -62,7 +62,7 @@ fn bench(c: &mut Criterion) {
                 let start = Instant::now();
                 rt.block_on(async {
                     for _ in 0..iters {
-                        handle.send(batch.clone()).await;
+                        handle.send(batch.clone(), None).await;
                     }
                 });
                 while stats.written.load(Ordering::Relaxed) < target {

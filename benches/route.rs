@@ -84,7 +84,7 @@ fn bench(c: &mut Criterion) {
         g.bench_function(label, |b| {
             b.iter_batched(
                 || batch.clone(),
-                |recs| rt.block_on(p.dispatch(&stage, recs)),
+                |recs| rt.block_on(p.dispatch(&stage, recs, None)),
                 BatchSize::SmallInput,
             )
         });

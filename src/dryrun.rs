@@ -35,7 +35,6 @@ use serde_json::Value;
 use crate::config::{Config, Encoding, OutputConfig};
 use crate::filter::{Filter, Verdict};
 use crate::output::LineEncoder;
-use crate::record::Record;
 
 /// One expected line.
 #[derive(Debug, PartialEq)]
@@ -175,10 +174,9 @@ fn run_case(
     let mut got: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (i, dict) in records.iter().enumerate() {
         let frame = bytes::Bytes::from(serde_json::to_vec(dict).unwrap_or_default());
-        let fields = crate::codec::DecoderKind::Json
+        let record = crate::codec::DecoderKind::Json
             .decode(frame)
             .map_err(|e| format!("records[{i}]: {e}"))?;
-        let record = Record::new(fields);
         for route in &config.routes {
             if route
                 .from

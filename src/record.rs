@@ -146,8 +146,17 @@ fn recycle(fields: &mut Fields) {
 /// One log record: the `LogRecord` attribute dict as the sender sent it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Record {
-    /// Every attribute, in the order the sender's dict held them.
+    /// Every attribute, in the order the sender's dict held them, then any
+    /// `makeLogRecord` defaults the decoder added (see `defaulted`).
     pub fields: Fields,
+    /// The `codec::defaults::own_name` bits of the fields the decoder
+    /// added with `makeLogRecord`'s defaults because the sender did not
+    /// send them (a JSON or msgpack dict lacking `funcName`...). A text
+    /// format reads them as Python would; `encoding: json` leaves them out
+    /// ("nothing added"). A filter that sets one makes it the record's
+    /// own. Always 0 for pickle: SocketHandler sends the whole dict, so
+    /// that path pays nothing.
+    pub defaulted: u32,
 }
 
 impl Drop for Record {
@@ -157,9 +166,27 @@ impl Drop for Record {
 }
 
 impl Record {
-    /// A record from its fields.
+    /// A record from its fields, all of them sent.
     pub fn new(fields: Fields) -> Record {
-        Record { fields }
+        Record {
+            fields,
+            defaulted: 0,
+        }
+    }
+
+    /// A record from a decoder's fields, of which those with the
+    /// `own_name` bits `defaulted` are defaults it added.
+    pub fn with_defaults(fields: Fields, defaulted: u32) -> Record {
+        Record { fields, defaulted }
+    }
+
+    /// The fields the sender sent or a filter set, in order: `fields`
+    /// without the decoder's defaults. What `encoding: json` writes.
+    pub fn sent(&self) -> impl Iterator<Item = &(Str, Value)> {
+        let defaulted = self.defaulted;
+        self.fields
+            .iter()
+            .filter(move |(k, _)| defaulted == 0 || default_bit(k) & defaulted == 0)
     }
 
     /// The value of one attribute.
@@ -195,6 +222,7 @@ impl Record {
     /// position), appended otherwise, as `setattr` on a LogRecord.
     pub fn set(&mut self, key: impl Into<Str>, value: Value) {
         let key = key.into();
+        self.defaulted &= !default_bit(&key);
         match self.fields.iter_mut().find(|(k, _)| *k == key) {
             Some(slot) => slot.1 = value,
             None => self.fields.push((key, value)),
@@ -203,6 +231,7 @@ impl Record {
 
     /// Remove an attribute; returns whether it was present.
     pub fn remove(&mut self, key: &str) -> bool {
+        self.defaulted &= !default_bit(key);
         let before = self.fields.len();
         self.fields.retain(|(k, _)| &**k != key);
         self.fields.len() != before
@@ -221,6 +250,13 @@ impl Record {
     pub fn name(&self) -> &str {
         self.get("name").and_then(Value::as_str).unwrap_or("")
     }
+}
+
+/// The `own_name` bit of `key` (0 for a key that is not one of
+/// LogRecord's attributes), as [`Record::defaulted`] counts them.
+#[inline]
+pub(crate) fn default_bit(key: &str) -> u32 {
+    crate::codec::defaults::own_name(key.as_bytes()).map_or(0, |(_, bit)| bit)
 }
 
 /// Python's standard level numbers, by name (`logging._nameToLevel`).
@@ -293,6 +329,29 @@ mod tests {
         })
         .join()
         .unwrap();
+    }
+
+    /// Issue 17: `sent` leaves out the decoder's defaults, and a default
+    /// that is set (or removed) is no longer one.
+    #[test]
+    fn sent_leaves_out_defaults_until_they_are_set() {
+        let (fields, defaulted) = crate::codec::defaults::fill(vec![
+            ("msg".into(), Value::str("hi")),
+            ("user".into(), Value::str("ann")),
+        ]);
+        let mut r = Record::with_defaults(fields, defaulted);
+        let sent = |r: &Record| r.sent().map(|(k, _)| k.to_string()).collect::<Vec<_>>();
+        assert_eq!(sent(&r), ["msg", "user"]);
+        assert_eq!(r.get("funcName"), Some(&Value::None));
+        r.set("funcName", Value::str("f"));
+        r.set("env", Value::str("prod"));
+        assert_eq!(sent(&r), ["msg", "user", "funcName", "env"]);
+        assert!(r.remove("lineno"));
+        r.set("lineno", Value::Int(7));
+        assert_eq!(sent(&r), ["msg", "user", "funcName", "env", "lineno"]);
+        // A record without defaults (every pickle record) is all sent.
+        let r = Record::of(&[("funcName", Value::None), ("a", Value::Int(1))]);
+        assert_eq!(sent(&r), ["funcName", "a"]);
     }
 
     #[test]

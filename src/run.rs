@@ -122,6 +122,7 @@ pub async fn run(source: ConfigSource) -> ExitCode {
     };
     drop(config);
     crate::input::inherit::close_unclaimed();
+    crate::upgrade::adopt_connections(server.adopter());
     crate::upgrade::notify_ready();
     let (Ok(mut term), Ok(mut int), Ok(mut hup), Ok(mut usr2)) = (
         signal(SignalKind::terminate()),
@@ -132,19 +133,16 @@ pub async fn run(source: ConfigSource) -> ExitCode {
         eprintln!("cannot install signal handlers");
         return ExitCode::FAILURE;
     };
+    let mut upgraded = false;
     loop {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = usr2.recv() => {
-                tracing::info!("SIGUSR2: starting the successor and handing over the listening sockets.");
-                match crate::upgrade::start_successor(server.listening_fds()).await {
-                    Ok(pid) => {
-                        tracing::info!(successor = pid, "Upgrade: the successor is listening; draining and exiting.");
-                        server.hand_over();
-                        break;
-                    }
-                    Err(e) => tracing::error!("Upgrade abandoned, this process keeps running: {e}"),
+                tracing::info!("SIGUSR2: starting the successor and handing over the listening sockets and connections.");
+                if crate::upgrade::upgrade(&mut server).await {
+                    upgraded = true;
+                    break;
                 }
             }
             _ = hup.recv() => {
@@ -158,6 +156,11 @@ pub async fn run(source: ConfigSource) -> ExitCode {
             }
         }
         changes.set_files(watched_files(server.config()));
+    }
+    if upgraded {
+        server.finish_upgrade().await;
+        tracing::info!("Stopped.");
+        return ExitCode::SUCCESS;
     }
     tracing::info!("Shutting down: draining connections and flushing outputs.");
     server.shutdown().await;

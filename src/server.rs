@@ -317,13 +317,77 @@ impl Server {
     }
 
     /// Our successor listens on our sockets now: stop accepting, keep the
-    /// socket files, and serve open connections until they close or
-    /// `drain_seconds` pass (then [`Server::shutdown`] finishes).
+    /// socket files, ask the plain connections to park for the handover
+    /// (src/input/handoff.rs), and serve the others until they close or
+    /// `drain_seconds` pass (see [`Server::finish_upgrade`]).
     pub fn hand_over(&mut self) {
         input::unix::KEEP_SOCKET_FILES.store(true, std::sync::atomic::Ordering::Relaxed);
+        // Before `removed`: a connection that sees both parks.
+        input::handoff::request();
         for running in self.inputs.values() {
             running.removed.cancel();
         }
+    }
+
+    /// Wait until every output wrote what is queued now, each at most
+    /// `limit` (a late one is logged: the successor's records may then
+    /// come before its last ones).
+    pub async fn flush_outputs(&self, limit: std::time::Duration) {
+        let mut waits = tokio::task::JoinSet::new();
+        for (name, ro) in &self.outputs {
+            let (name, handle) = (name.clone(), ro.handle.clone());
+            waits.spawn(async move {
+                match tokio::time::timeout(limit, handle.flush()).await {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!(output = %name, "Upgrade: output is gone."),
+                    Err(_) => tracing::warn!(output = %name, "Upgrade: output did not write its queue in time; handing over anyway."),
+                }
+            });
+        }
+        while waits.join_next().await.is_some() {}
+    }
+
+    /// Connections open on every input.
+    pub fn open_connections(&self) -> u64 {
+        self.inputs
+            .values()
+            .map(|i| i.stats.open.load(std::sync::atomic::Ordering::Relaxed))
+            .sum()
+    }
+
+    /// The tracker of every input task (connections served again after a
+    /// failed handover join it).
+    pub(crate) fn tracker(&self) -> &TaskTracker {
+        &self.tracker
+    }
+
+    /// What a successor needs to serve the connections handed to it.
+    pub fn adopter(&self) -> input::handoff::Adopter {
+        input::handoff::Adopter::new(
+            self.inputs
+                .iter()
+                .map(|(k, r)| (k.clone(), r.ctx.clone()))
+                .collect(),
+            self.tracker.clone(),
+            tokio::runtime::Handle::current(),
+        )
+    }
+
+    /// After a handover: serve the connections that stayed until they
+    /// close or `drain_seconds` pass, then shut down.
+    pub async fn finish_upgrade(self) {
+        let drain = std::time::Duration::from_secs(self.config.drain_seconds);
+        self.tracker.close();
+        if tokio::time::timeout(drain, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::info!(
+                connections = self.open_connections(),
+                "Upgrade: drain_seconds passed; closing the connections left."
+            );
+        }
+        self.shutdown().await;
     }
 
     /// Reopen every output file (SIGHUP, external logrotate).

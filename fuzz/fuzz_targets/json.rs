@@ -10,14 +10,15 @@ use logrelay::codec::{json, DecoderKind};
 
 fuzz_target!(|data: &[u8]| {
     let frame = bytes::Bytes::copy_from_slice(data);
-    if let Ok(fields) = DecoderKind::Json.decode(frame) {
+    if let Ok(record) = DecoderKind::Json.decode(frame) {
+        let fields = &record.fields;
         for (i, (k, _)) in fields.iter().enumerate() {
             assert!(!fields[..i].iter().any(|(seen, _)| seen == k), "duplicate key {k}");
         }
         let rendered = format!("{fields:?}");
         assert!(rendered.len() <= 64 * (data.len() + 65_536) * 16);
         let mut out = Vec::new();
-        json::write_fields(&fields, &mut out);
+        json::write_fields(fields, &mut out);
         if let Err(e) = json::decode(&bytes::Bytes::from(out.clone())) {
             panic!("re-encoded {:?} does not decode: {e}", String::from_utf8_lossy(&out));
         }

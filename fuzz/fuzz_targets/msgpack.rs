@@ -10,14 +10,15 @@ use logrelay::codec::{msgpack, DecoderKind};
 
 fuzz_target!(|data: &[u8]| {
     let frame = bytes::Bytes::copy_from_slice(data);
-    if let Ok(fields) = DecoderKind::Msgpack.decode(frame) {
+    if let Ok(record) = DecoderKind::Msgpack.decode(frame) {
+        let fields = &record.fields;
         for (i, (k, _)) in fields.iter().enumerate() {
             assert!(!fields[..i].iter().any(|(seen, _)| seen == k), "duplicate key {k}");
         }
         let rendered = format!("{fields:?}");
         assert!(rendered.len() <= 64 * (data.len() + 65_536) * 16);
         let mut out = Vec::new();
-        msgpack::write_fields(&fields, &mut out);
+        msgpack::write_fields(fields, &mut out);
         if let Err(e) = msgpack::decode(&bytes::Bytes::from(out.clone())) {
             panic!("re-encoded {out:02x?} does not decode: {e}");
         }

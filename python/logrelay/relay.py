@@ -30,6 +30,7 @@ import encodings.idna  # noqa: F401  (socket's host encoding, imported before an
 import logging
 import logging.handlers
 import os
+import pickle
 import random
 import select
 import socket
@@ -65,6 +66,11 @@ WINDOW = 16
 REFUSALS_FOR_PLAIN = 2
 #: Shortest interval between two "records dropped" WARNING records.
 DROP_REPORT_INTERVAL = 1.0
+
+#: What SocketHandler.makePickle calls, bound once for emit().
+_dumps = pickle.dumps
+_pack_len = struct.Struct(">L").pack
+_SOCKET_MAKE_PICKLE = logging.handlers.SocketHandler.makePickle
 
 _live = weakref.WeakSet()
 #: Whether forks are noticed by hooks (else emit() compares the pid, which
@@ -146,6 +152,8 @@ class RelayHandler(logging.handlers.SocketHandler):
             if len(self.token) > 0xFFFF:
                 raise ValueError("the token in %s is too long" % token_file)
         self._encoder_byte = ENCODERS[encoder]
+        # emit() inlines makePickle unless a subclass brought its own.
+        self._inline_pickle = encoder == "pickle" and type(self).makePickle is _SOCKET_MAKE_PICKLE
         self._reported = set()
         # Counters (read them freely; they only grow, per process).
         self.dropped = 0
@@ -244,13 +252,39 @@ class RelayHandler(logging.handlers.SocketHandler):
     # ------------------------------------------------------------- emit
 
     def emit(self, record):
-        """Encode ``record`` and queue it; never waits on the network."""
+        """Encode ``record`` and queue it; never waits on the network.
+
+        This is the application's cost per record, so the common case is
+        inlined (issue 18: p99 under 50 us while logrelay is down):
+        ``SocketHandler.makePickle`` step for step with its globals bound
+        at import (the same bytes, about 2 us less), then ``_put``'s path
+        for a started handler with room in its queue."""
         try:
-            frame = self._encode(record)
+            if self._inline_pickle:
+                if record.exc_info:
+                    self.format(record)  # record.exc_text, as makePickle
+                d = dict(record.__dict__)
+                d["msg"] = record.getMessage()
+                d["args"] = None
+                d["exc_info"] = None
+                d.pop("message", None)
+                s = _dumps(d, 1)
+                frame = _pack_len(len(s)) + s
+            else:
+                frame = self._encode(record)
         except Exception:
             self.handleError(record)
             return
-        self._put(frame)
+        if self._thread is not None and (_FORK_HOOKS or self._pid == os.getpid()):
+            with self._lock:
+                q = self._queue
+                if not self._finished and self._spool is None and len(q) + self._inflight_n < self.queue_records:
+                    q.append(frame)
+                    if self._idle:
+                        self._idle = False
+                        self._wake()
+                    return
+        self._put(frame)  # the first record, a fork, a spool, a full queue
 
     def _encode(self, record):
         if self.encoder == "pickle":

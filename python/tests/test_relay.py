@@ -215,6 +215,45 @@ class RoundTrip(unittest.TestCase):
         self.assertEqual(h._encode(rec), frame)
         r.close()
 
+    def test_emit_queues_exactly_makepickles_frames(self):
+        # emit() inlines makePickle (issue 18): the same bytes for plain
+        # records, extra= fields, exceptions and a record already formatted;
+        # a subclass with its own makePickle gets it called.
+        port = free_port()
+        h = logrelay.RelayHandler("127.0.0.1", port, close_timeout=0.1)
+        sock = logging.handlers.SocketHandler("h", 1)
+        try:
+            1 / 0
+        except ZeroDivisionError:
+            ei = sys.exc_info()
+        recs = [
+            logging.makeLogRecord({"msg": "x %s", "args": (1,), "name": "n"}),
+            logging.LogRecord("a.b", 20, "/p.py", 3, "m %d %s", (4, "é"), None),
+            logging.LogRecord("a.b", 40, "/p.py", 3, "boom", (), ei),
+            logging.makeLogRecord({"msg": "extra", "user": "ann", "ids": [1, 2], "message": "stale"}),
+        ]
+        want = []
+        for rec in recs:
+            h.emit(rec)
+            rec.exc_text = None  # makePickle sets it again, as emit did
+            want.append(sock.makePickle(rec))
+        with h._lock:
+            got = list(h._queue)
+        self.assertEqual(got, want)
+
+        class Own(logrelay.RelayHandler):
+            def makePickle(self, record):
+                return b"\0\0\0\x01X"
+
+        o = Own("127.0.0.1", port, close_timeout=0.1)
+        o.emit(recs[0])
+        o.emit(recs[1])
+        with o._lock:
+            self.assertEqual(list(o._queue), [b"\0\0\0\x01X"] * 2)
+        with redirect_stderr(io.StringIO()):
+            h.close()
+            o.close()
+
     def test_unix_socket_and_json_encoder(self):
         d = tempfile.mkdtemp()
         path = os.path.join(d, "s.sock")

@@ -3,8 +3,9 @@
 //! A JSON or msgpack sender may send any subset of a LogRecord's dict. The
 //! cookbook listener rebuilds each record with `logging.makeLogRecord(d)`,
 //! which starts from `LogRecord(None, None, "", 0, "", (), None, None)` and
-//! then updates `__dict__` with `d`. [`fill`] does the same, so a format
-//! naming `%(lineno)d` works on a record that did not send it, with one
+//! then updates `__dict__` with `d`. [`fill`] gives the same values, so a
+//! format naming `%(lineno)d` works on a record that did not send it, and
+//! says which it added, so `encoding: json` can leave them out. One
 //! deliberate difference: `created` defaults to the time of receipt (Python
 //! would also use "now", in the listener), and `msecs` / `relativeCreated`
 //! are derived from the record's `created` (sent or defaulted) rather than
@@ -163,11 +164,14 @@ fn now() -> f64 {
 }
 
 /// Complete a record dict as `logging.makeLogRecord` would (see the module
-/// doc). A dict that already has every attribute is returned untouched, in
-/// the sender's order; otherwise the result is in `makeLogRecord`'s
-/// `__dict__` order: the LogRecord attributes first (with the sender's
-/// values where it sent them), then the sender's other keys in its order.
-pub fn fill(fields: Fields) -> Fields {
+/// doc): the sender's fields stay as sent, in its order, and each
+/// LogRecord attribute it did not send follows them with its default, in
+/// [`ORDER`]. Returns the fields and the [`own_name`] bits of the
+/// attributes added (0 when the dict had them all, and then `fields` is
+/// untouched): `encoding: json` writes only what was sent (SPEC.md section
+/// 6, "nothing added"), while a text format reads the defaults as Python
+/// would.
+pub fn fill(fields: Fields) -> (Fields, u32) {
     // One bit per LogRecord attribute present (own_name's bits follow
     // ORDER): a record that has them all is the common case.
     let have = fields.iter().fold(0u32, |have, (k, _)| {
@@ -178,30 +182,28 @@ pub fn fill(fields: Fields) -> Fields {
 
 /// [`fill`] for a decoder that already knows which of LogRecord's
 /// attributes `fields` has: `have` is the or of their `own_name` bits.
-pub fn fill_known(fields: Fields, have: u32) -> Fields {
-    let all = (1u32 << ORDER.len()) - 1;
-    if have & all == all {
-        return fields;
+pub fn fill_known(mut fields: Fields, have: u32) -> (Fields, u32) {
+    let missing = ALL & !have;
+    if missing == 0 {
+        return (fields, 0);
     }
     let created = match fields.iter().find(|(k, _)| &**k == "created") {
         Some((_, v)) => v.as_f64().unwrap_or_else(now),
         None => now(),
     };
-    let mut taken: Vec<Option<(Str, Value)>> = fields.into_iter().map(Some).collect();
-    let mut out = Vec::with_capacity(taken.len() + ORDER.len());
-    for key in ORDER {
-        let sent = taken
-            .iter_mut()
-            .find(|slot| slot.as_ref().is_some_and(|(k, _)| &**k == key))
-            .and_then(Option::take);
-        match sent {
-            Some(pair) => out.push(pair),
-            None => out.push((Str::from_static(key), default(key, created))),
+    // Appended, never interleaved: the sent fields keep their positions,
+    // so nothing is moved and their order is the sender's.
+    fields.reserve(missing.count_ones() as usize);
+    for (i, key) in ORDER.iter().enumerate() {
+        if missing & (1 << i) != 0 {
+            fields.push((Str::from_static(key), default(key, created)));
         }
     }
-    out.extend(taken.into_iter().flatten());
-    out
+    (fields, missing)
 }
+
+/// The [`own_name`] bits of every attribute in [`ORDER`].
+const ALL: u32 = (1 << ORDER.len()) - 1;
 
 /// `keep`, plus `created` where it keeps `msecs` or `relativeCreated`:
 /// [`fill_known`] computes their defaults from the record's `created`.
@@ -250,21 +252,30 @@ mod tests {
             .collect();
         f.push(("extra".into(), Value::None));
         let before = f.clone();
-        assert_eq!(fill(f), before);
+        assert_eq!(fill(f), (before, 0));
     }
 
     #[test]
-    fn missing_attributes_get_make_log_record_values_in_its_order() {
+    fn missing_attributes_follow_the_sent_ones_with_make_log_record_values() {
         let f: Fields = vec![
             ("user".into(), Value::str("ann")),
             ("msg".into(), Value::str("hi")),
             ("created".into(), Value::Float(1700000000.25)),
             ("levelno".into(), Value::Int(30)),
         ];
-        let out = fill(f);
-        let mut want: Vec<&str> = ORDER.to_vec();
-        want.push("user");
+        let (out, added) = fill(f);
+        let mut want = vec!["user", "msg", "created", "levelno"];
+        let defaulted: Vec<&str> = ORDER
+            .iter()
+            .copied()
+            .filter(|k| !want.contains(k))
+            .collect();
+        want.extend(&defaulted);
         assert_eq!(keys(&out), want);
+        let bits = defaulted
+            .iter()
+            .fold(0, |b, k| b | own_name(k.as_bytes()).unwrap().1);
+        assert_eq!(added, bits);
         let get = |k: &str| out.iter().find(|(n, _)| &**n == k).map(|(_, v)| v.clone());
         assert_eq!(get("msg"), Some(Value::str("hi")));
         assert_eq!(get("levelno"), Some(Value::Int(30)));
@@ -280,7 +291,7 @@ mod tests {
     #[test]
     fn created_defaults_to_receipt_time() {
         let before = now();
-        let out = fill(vec![("msg".into(), Value::str("x"))]);
+        let (out, _) = fill(vec![("msg".into(), Value::str("x"))]);
         let created = out
             .iter()
             .find(|(k, _)| &**k == "created")

@@ -12,7 +12,7 @@ use bytes::Bytes;
 
 use crate::codec::{DecodeError, MAX_VALUES};
 use crate::format::pyrepr::bytes_repr;
-use crate::record::{Fields, Str, Value};
+use crate::record::{Fields, Record, Str, Value};
 
 /// Decode one frame holding a JSON object into a record's fields, with
 /// `makeLogRecord`'s defaults for the attributes it lacks
@@ -30,7 +30,7 @@ use crate::record::{Fields, Str, Value};
 /// U+FFFD, as the pickle decoder does with a surrogate pickled by
 /// `surrogatepass` (SPEC.md section 5: a record fully received is
 /// written). Only a frame that failed pays for that.
-pub fn decode(frame: &Bytes) -> Result<Fields, DecodeError> {
+pub fn decode(frame: &Bytes) -> Result<(Fields, u32), DecodeError> {
     decode_frame(frame).or_else(|e| match replace_lone_surrogates(frame) {
         Some(fixed) => decode_frame(&Bytes::from(fixed)),
         None => Err(e),
@@ -38,7 +38,7 @@ pub fn decode(frame: &Bytes) -> Result<Fields, DecodeError> {
 }
 
 /// [`decode`] without the second try.
-fn decode_frame(frame: &Bytes) -> Result<Fields, DecodeError> {
+fn decode_frame(frame: &Bytes) -> Result<(Fields, u32), DecodeError> {
     use serde::de::DeserializeSeed;
     // One UTF-8 check of the whole frame, which is quicker than the
     // deserializer checking every string on its own (`from_slice`), and
@@ -344,8 +344,24 @@ pub fn from_json(v: serde_json::Value) -> Value {
 
 /// Append a record's fields as one JSON object (no newline).
 pub fn write_fields(fields: &Fields, out: &mut Vec<u8>) {
+    write_pairs(fields.iter(), out);
+}
+
+/// Append the fields a record was sent with or a filter set, without the
+/// decoder's `makeLogRecord` defaults ([`Record::sent`]), as one JSON
+/// object (no newline): an `encoding: json` line.
+pub fn write_record(record: &Record, out: &mut Vec<u8>) {
+    if record.defaulted == 0 {
+        // Every pickle record: no per-field test.
+        write_fields(&record.fields, out);
+    } else {
+        write_pairs(record.sent(), out);
+    }
+}
+
+fn write_pairs<'a>(pairs: impl Iterator<Item = &'a (Str, Value)>, out: &mut Vec<u8>) {
     out.push(b'{');
-    for (i, (k, v)) in fields.iter().enumerate() {
+    for (i, (k, v)) in pairs.enumerate() {
         if i > 0 {
             out.push(b',');
         }
@@ -636,11 +652,11 @@ mod tests {
                 assert_eq!(got, want, "{doc}");
             } else {
                 let keys = |f: &Fields| f.iter().map(|(k, _)| k.to_string()).collect::<Vec<_>>();
-                assert_eq!(keys(&got), keys(&want), "{doc}");
+                assert_eq!(keys(&got.0), keys(&want.0), "{doc}");
             }
         }
         let frame = Bytes::from_static(br#"{"msg":"plain","extra":"x"}"#);
-        let fields = decode(&frame).unwrap();
+        let (fields, _) = decode(&frame).unwrap();
         let range = frame.as_ptr() as usize..frame.as_ptr() as usize + frame.len();
         let msg = fields.iter().find(|(k, _)| k == "msg").unwrap();
         assert!(range.contains(&(msg.1.as_str().unwrap().as_ptr() as usize)));
@@ -660,7 +676,7 @@ mod tests {
 
     /// The `msg` of a frame that holds one record.
     fn msg_of(doc: &str) -> Value {
-        let fields = decode(&Bytes::copy_from_slice(doc.as_bytes())).unwrap();
+        let (fields, _) = decode(&Bytes::copy_from_slice(doc.as_bytes())).unwrap();
         fields.into_iter().find(|(k, _)| k == "msg").unwrap().1
     }
 
@@ -843,7 +859,7 @@ mod tests {
             doc.push_str(&format!(r#""k{i}":{i},"#));
         }
         doc.push_str(r#""k0":-1}}"#);
-        let fields = decode(&Bytes::from(doc)).unwrap();
+        let (fields, _) = decode(&Bytes::from(doc)).unwrap();
         let extra = fields.iter().find(|(k, _)| k == "extra").unwrap();
         let Value::Dict(pairs) = &extra.1 else {
             panic!("not a dict: {:?}", extra.1)

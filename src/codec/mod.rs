@@ -16,7 +16,7 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 
-use crate::record::{Fields, Str};
+use crate::record::{Fields, Record, Str};
 
 /// Which decoder an input uses (`"decoder"` in the config).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -40,21 +40,24 @@ impl DecoderKind {
         }
     }
 
-    /// Decode one frame into a record's fields. Strings may borrow from
-    /// `frame`, so pass the frame's own `Bytes`, not a copy.
-    pub fn decode(self, frame: Bytes) -> Result<Fields, DecodeError> {
+    /// Decode one frame into a record. Strings may borrow from `frame`,
+    /// so pass the frame's own `Bytes`, not a copy.
+    pub fn decode(self, frame: Bytes) -> Result<Record, DecodeError> {
         self.decode_keeping(frame, Keep::ALL)
     }
 
     /// [`DecoderKind::decode`] for a reader that looks only at the fields
     /// `keep` names: the others may be left out. Which frames decode and
-    /// which are refused does not depend on `keep`.
-    pub fn decode_keeping(self, frame: Bytes, keep: Keep) -> Result<Fields, DecodeError> {
-        match self {
-            DecoderKind::Pickle => Ok(pickle::decode_keeping(&frame, keep)?),
-            DecoderKind::Json => json::decode(&frame),
-            DecoderKind::Msgpack => msgpack::decode_keeping(&frame, keep),
-        }
+    /// which are refused does not depend on `keep`. JSON and msgpack
+    /// records get `makeLogRecord`'s defaults for what they lack
+    /// ([`Record::defaulted`]); pickle records are whole already.
+    pub fn decode_keeping(self, frame: Bytes, keep: Keep) -> Result<Record, DecodeError> {
+        let (fields, defaulted) = match self {
+            DecoderKind::Pickle => return Ok(Record::new(pickle::decode_keeping(&frame, keep)?)),
+            DecoderKind::Json => json::decode(&frame)?,
+            DecoderKind::Msgpack => msgpack::decode_keeping(&frame, keep)?,
+        };
+        Ok(Record::with_defaults(fields, defaulted))
     }
 }
 

@@ -33,14 +33,14 @@ pub const MAX_DEPTH: usize = crate::codec::pickle::MAX_DEPTH;
 
 /// Decode one frame holding a msgpack map into a record's fields, with
 /// `makeLogRecord`'s defaults for missing attributes.
-pub fn decode(frame: &Bytes) -> Result<Fields, DecodeError> {
+pub fn decode(frame: &Bytes) -> Result<(Fields, u32), DecodeError> {
     decode_keeping(frame, Keep::ALL)
 }
 
 /// [`decode`] for a reader of only the fields `keep` names: the values of
 /// the others are still decoded (so the same frames are refused) but not
 /// kept, and defaults are not added for them.
-pub fn decode_keeping(frame: &Bytes, keep: Keep) -> Result<Fields, DecodeError> {
+pub fn decode_keeping(frame: &Bytes, keep: Keep) -> Result<(Fields, u32), DecodeError> {
     let (fields, own) = record_map(frame, crate::codec::defaults::keep_for_fill(keep))?;
     Ok(crate::codec::defaults::fill_known(fields, own))
 }
@@ -504,14 +504,14 @@ mod tests {
             ("pathname".into(), Value::str("/srv/app.py")),
         ];
         let frame = map(&sent);
-        let full = decode(&frame).unwrap();
+        let (full, _) = decode(&frame).unwrap();
         for keep in [
             Keep::NONE,
             Keep::fields(["msecs"]),
             Keep::fields(["msg", "args", "levelname", "process"]),
             Keep::fields(["user", "created"]),
         ] {
-            let got = decode_keeping(&frame, keep).unwrap();
+            let (got, _) = decode_keeping(&frame, keep).unwrap();
             let kept = |k: &Str| keep.keeps_name(k);
             let mut want = full.clone();
             want.retain(|(k, _)| kept(k));
@@ -519,7 +519,7 @@ mod tests {
             got_kept.retain(|(k, _)| kept(k));
             assert_eq!(got_kept, want, "{keep:?}");
         }
-        let msecs = decode_keeping(&frame, Keep::fields(["msecs"])).unwrap();
+        let (msecs, _) = decode_keeping(&frame, Keep::fields(["msecs"])).unwrap();
         let msecs = msecs.iter().find(|(k, _)| k == "msecs").map(|(_, v)| v);
         assert_eq!(msecs, Some(&Value::Float(250.0)));
         // A bad value in a field left out still refuses the frame.

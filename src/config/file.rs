@@ -51,6 +51,10 @@ pub struct FileConfig {
     /// one stalled longest is closed: `"max_pending_bytes": 268435456`
     /// (the default, 256 MiB).
     pub max_pending_bytes: Option<u64>,
+    /// Where what acknowledged senders were confirmed is kept across
+    /// restarts: `"state_dir": ".logrelay-state"` (the default, beside
+    /// listener.json).
+    pub state_dir: Option<String>,
     /// Prometheus endpoint: `"metrics": {"address": "127.0.0.1:9102"}`.
     pub metrics: Option<MetricsFile>,
     /// Cookbook: TCP port of the `cookbook` input: `"port": 9020` (the default).

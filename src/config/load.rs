@@ -55,6 +55,7 @@ pub fn load_default() -> Config {
         drain_seconds: DEFAULT_DRAIN_SECONDS,
         shutdown_timeout_ms: DEFAULT_SHUTDOWN_TIMEOUT_MS,
         max_pending_bytes: DEFAULT_MAX_PENDING_BYTES,
+        state_dir: PathBuf::from(DEFAULT_STATE_DIR),
         metrics: None,
         warnings: Vec::new(),
     }
@@ -419,6 +420,10 @@ impl Builder<'_, '_> {
                 MAX_PENDING_BYTES,
             ))
             .unwrap_or(DEFAULT_MAX_PENDING_BYTES),
+            state_dir: match &f.state_dir {
+                Some(dir) => self.resolve("state_dir", dir),
+                None => self.dir.join(DEFAULT_STATE_DIR),
+            },
             metrics,
             warnings: Vec::new(),
         }
@@ -845,7 +850,7 @@ mod tests {
             err("{\"input\": {}}"),
             "listener.json:1:8: input: unknown field `input`, expected one of `inputs`, `filters`, \
              `outputs`, `routes`, `drain_seconds`, `shutdown_timeout_ms`, `max_pending_bytes`, \
-             `metrics`, `port`, `host`, `socket`, `logging`, `$schema`"
+             `state_dir`, `metrics`, `port`, `host`, `socket`, `logging`, `$schema`"
         );
     }
 

@@ -45,6 +45,8 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT_MS: u64 = 5000;
 pub const DEFAULT_FLUSH_MS: u64 = 100;
 /// Files a templated file output keeps open by default.
 pub const DEFAULT_MAX_OPEN_FILES: u64 = 256;
+/// Default `state_dir`, relative to listener.json's directory.
+pub const DEFAULT_STATE_DIR: &str = ".logrelay-state";
 /// Default `max_pending_bytes`: 256 MiB of partial frames in all.
 pub const DEFAULT_MAX_PENDING_BYTES: usize = 256 * 1024 * 1024;
 /// Default `frame_timeout_ms` of a stream input: a minute.
@@ -78,6 +80,10 @@ pub struct Config {
     /// (`max_pending_bytes`, default 256 MiB); over it the connection
     /// stalled longest mid-frame is closed.
     pub max_pending_bytes: usize,
+    /// Where the last confirmed batch of each acknowledged sender is kept
+    /// across restarts (`state_dir`, default `.logrelay-state` beside
+    /// listener.json); created when the first such sender connects.
+    pub state_dir: PathBuf,
     /// The Prometheus endpoint, if any.
     pub metrics: Option<MetricsConfig>,
     /// Non-fatal findings to print at load and in `check` (e.g. one output

@@ -221,6 +221,7 @@ enum TopKey {
     DrainSeconds,
     ShutdownTimeoutMs,
     MaxPendingBytes,
+    StateDir,
     Metrics,
     Port,
     Host,
@@ -284,6 +285,7 @@ impl<'de> Visitor<'de> for FileSeed<'_> {
                     map.next_value()?,
                     "max_pending_bytes",
                 )?,
+                TopKey::StateDir => once(&mut c.state_dir, map.next_value()?, "state_dir")?,
                 TopKey::Metrics => once(&mut c.metrics, map.next_value()?, "metrics")?,
                 // `null` means "not given" for the cookbook keys, as
                 // `config.get(...)` would see it in Python.

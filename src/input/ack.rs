@@ -2,7 +2,7 @@
 //! logrelay's forward output). Every stream input accepts it: the sender
 //! opens with a handshake SocketHandler never sends, and the connection
 //! switches from plain frames to batches that are confirmed once this
-//! logrelay's outputs accepted them.
+//! logrelay's outputs wrote them.
 //!
 //! # Wire format (all integers big endian)
 //!
@@ -44,38 +44,42 @@
 //! ```
 //!
 //! and the receiver answers each batch, in order, with `u64 seq` once
-//! `Pipeline::dispatch` returned for it (its outputs accepted every record:
-//! queued to their threads, which write them before a graceful exit). A
-//! batch whose `seq` is not above the last one dispatched for its sender id
-//! is confirmed without being dispatched again: a re-send after a lost
-//! confirmation is not written twice. When the receiver stops (shutdown or
-//! the input removed by a reload) it finishes the batch in hand, confirms
-//! it, and sends `u64 0xFFFF_FFFF_FFFF_FFFF` ("goodbye"): the sender stops
+//! every output the batch was routed to has written it (a file after its
+//! `write()` returned, and its `fsync` with `fsync: true`; a forward output
+//! once its own peer confirmed, or without `ack` once the kernel took the
+//! bytes; records a filter dropped or no route took are done at once).
+//! The receiver keeps reading while earlier batches are being written, so
+//! a sender keeps a window of batches in flight. A batch whose `seq` is
+//! not above the last one dispatched for its sender id is not dispatched
+//! again: it is confirmed once that earlier dispatch is written, so a
+//! re-send after a lost confirmation is not written twice. When the
+//! receiver stops (shutdown or the input removed by a reload) it stops
+//! reading, waits a little for the batches being written, confirms them,
+//! and sends `u64 0xFFFF_FFFF_FFFF_FFFF` ("goodbye"): the sender stops
 //! sending on that connection and reconnects later, re-sending whatever was
 //! not confirmed. The receiver reads (and ignores) until the sender closes,
 //! so its close never resets the connection under the confirmations.
 //!
-//! What this guarantees: a batch is confirmed only after dispatch, so a
-//! receiver that dies loses nothing the sender will not re-send; a graceful
-//! restart of either side neither loses nor duplicates. The one window left:
-//! a receiver *killed* (SIGKILL, power loss) after dispatching a batch but
-//! before its confirmation left the host, then restarted (its memory of
-//! sequences is gone), receives that batch twice; and records its outputs
-//! had queued but not yet written when it was killed are lost.
+//! What this guarantees: a batch is confirmed only once written, so a
+//! receiver that dies, even killed, loses nothing the sender will not
+//! re-send; a graceful restart of either side neither loses nor
+//! duplicates. The last confirmed sequence per sender id is kept in
+//! `state_dir` (see [`super::senders`]), written after the write it
+//! describes, so a receiver killed and restarted duplicates at most the
+//! batch per sender whose write had returned but was not yet recorded.
 
-use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::pending::Pending;
+use super::senders::Progress;
 use super::{close_stalled, peer_name, refresh, warn_limited, ConnContext, Open, READ_CHUNK};
 use crate::codec::DecoderKind;
-use crate::record::Record;
 
 /// The magic after the zero-length frame, and at the start of the reply.
 pub const MAGIC: &[u8; 15] = b"logrelay-ack/1\n";
@@ -94,6 +98,10 @@ pub const MAX_BATCH_RECORDS: u32 = 100_000;
 const MAX_ID: usize = 256;
 /// How long a closing receiver waits for the sender to hang up.
 const GOODBYE_WAIT: Duration = Duration::from_secs(2);
+/// How long a closing receiver waits for batches being written before its
+/// goodbye (at most `shutdown_timeout_ms`); the sender re-sends what is
+/// left unconfirmed, and `state_dir` keeps it from being written twice.
+const CLOSING_WAIT: Duration = Duration::from_secs(2);
 
 /// Whether `buf` (the first bytes of a connection) starts an acknowledged
 /// handshake: `Some(true)` yes, `Some(false)` no, `None` too short to tell.
@@ -132,12 +140,6 @@ fn decoder_of(byte: u8) -> Option<DecoderKind> {
     })
 }
 
-/// The last dispatched sequence per sender id, for this process's life.
-fn last_seqs() -> &'static Mutex<HashMap<String, u64>> {
-    static LAST: OnceLock<Mutex<HashMap<String, u64>>> = OnceLock::new();
-    LAST.get_or_init(Default::default)
-}
-
 /// Why an acknowledged connection ended early.
 #[derive(Debug, thiserror::Error)]
 enum AckError {
@@ -157,6 +159,8 @@ enum AckError {
     FrameTimeout(u128),
     #[error("partial batches exceed max_pending_bytes and this one is stalled longest")]
     Stalled,
+    #[error("an output could not write batch {0}; the sender re-sends it")]
+    NotWritten(u64),
     #[error("{0}")]
     Refused(&'static str),
     #[error("{0}")]
@@ -199,6 +203,17 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             );
         }
         Err(AckError::Stalled) => close_stalled(&ctx, &peer_name(peer), buf.len()),
+        Err(e @ AckError::NotWritten(_)) => {
+            ctx.stats.close("not_written");
+            warn_limited(
+                &name,
+                "not_written",
+                &format!(
+                    "acknowledged connection from {}: {e}; closing it",
+                    peer_name(peer)
+                ),
+            );
+        }
         Err(e) => {
             ctx.stats.reject("bad_ack_stream");
             warn_limited(
@@ -271,7 +286,10 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         }
     }
     drop(token);
-    let last = lock_last().get(&id).copied().unwrap_or(0);
+    let sender = super::senders::sender(&id, &pipeline.config.state_dir);
+    let mut progress = sender.subscribe();
+    let failures = progress.borrow_and_update().failures;
+    let last = sender.confirmed();
     let mut reply = if version == b'2' { MAGIC_V2 } else { MAGIC }.to_vec();
     reply.extend_from_slice(&last.to_be_bytes());
     stream.write_all(&reply).await?;
@@ -279,6 +297,8 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     tracing::info!(input = %ctx.key, sender = %id, peer = ?peer, last, "Acknowledged forward connection.");
 
     let mut pending = Pending::new();
+    // Batches received, in order, not yet confirmed to the sender.
+    let mut unconfirmed: VecDeque<u64> = VecDeque::new();
     loop {
         // Every whole batch in the buffer.
         let mut progressed = false;
@@ -288,12 +308,12 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                 return Ok(());
             };
             timeout = Duration::from_millis(stage.config.frame_timeout_ms);
-            let last = lock_last().get(&id).copied().unwrap_or(0);
-            if seq > last {
+            unconfirmed.push_back(seq);
+            if let Some(receipt) = sender.begin(seq) {
                 let mut records = Vec::with_capacity(payloads.len());
                 for p in payloads {
                     match decoder.decode_keeping(p, stage.keep_now()) {
-                        Ok(fields) => records.push(Record::new(fields)),
+                        Ok(record) => records.push(record),
                         Err(e) => {
                             ctx.stats.reject(e.reason());
                             warn_limited(&stage.name, e.reason(), &format!("{e}; record dropped"));
@@ -303,16 +323,27 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                 ctx.stats
                     .received
                     .fetch_add(records.len() as u64, Ordering::Relaxed);
-                pipeline.dispatch(&stage, records).await;
-                lock_last().insert(id.clone(), seq);
+                pipeline.dispatch(&stage, records, Some(&receipt)).await;
+                receipt.written();
             }
-            stream.write_all(&seq.to_be_bytes()).await?;
         }
-        stream.flush().await?;
+        confirm(stream, &mut unconfirmed, &progress, failures).await?;
         if !pending.set(buf.len(), progressed) {
             return Err(AckError::Stalled);
         }
         if ctx.shutdown.is_cancelled() || ctx.removed.is_cancelled() {
+            // Confirm what is being written now, briefly, then goodbye.
+            let wait = Duration::from_millis(pipeline.config.shutdown_timeout_ms).min(CLOSING_WAIT);
+            let _ = tokio::time::timeout(wait, async {
+                while !unconfirmed.is_empty() {
+                    if progress.changed().await.is_err() {
+                        break;
+                    }
+                    confirm(stream, &mut unconfirmed, &progress, failures).await?;
+                }
+                Ok::<(), AckError>(())
+            })
+            .await;
             return goodbye(stream).await;
         }
         if buf.capacity() - buf.len() < READ_CHUNK / 4 {
@@ -322,6 +353,12 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         let deadline = tokio::time::Instant::now() + timeout;
         let n = tokio::select! {
             r = stream.read_buf(buf) => r?,
+            r = progress.changed(), if !unconfirmed.is_empty() => {
+                if r.is_err() {
+                    return Ok(());
+                }
+                continue;
+            }
             _ = ctx.removed.cancelled() => continue,
             _ = tokio::time::sleep_until(deadline), if mid_batch => {
                 return Err(AckError::FrameTimeout(timeout.as_millis()));
@@ -339,8 +376,34 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-fn lock_last() -> std::sync::MutexGuard<'static, HashMap<String, u64>> {
-    last_seqs().lock().unwrap_or_else(|e| e.into_inner())
+/// Send the confirmations now due, in order: every received batch up to
+/// the sender's confirmed mark. A batch an output could not write (the
+/// failure count grew and it is still unconfirmed) ends the connection:
+/// the sender reconnects and re-sends it.
+async fn confirm<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    unconfirmed: &mut VecDeque<u64>,
+    progress: &tokio::sync::watch::Receiver<Progress>,
+    failures_at_start: u64,
+) -> Result<(), AckError> {
+    let now = *progress.borrow();
+    let mut sent = false;
+    while let Some(&seq) = unconfirmed.front() {
+        if seq > now.confirmed {
+            if now.failures > failures_at_start {
+                stream.flush().await?;
+                return Err(AckError::NotWritten(seq));
+            }
+            break;
+        }
+        unconfirmed.pop_front();
+        stream.write_all(&seq.to_be_bytes()).await?;
+        sent = true;
+    }
+    if sent {
+        stream.flush().await?;
+    }
+    Ok(())
 }
 
 fn pipeline_max(pipeline: &crate::pipeline::Pipeline, ctx: &ConnContext) -> usize {

@@ -8,9 +8,11 @@
 //! batch to the newest pipeline that still has its input.
 
 pub(crate) mod ack;
+pub mod handoff;
 pub mod inherit;
 pub mod pending;
 pub mod registry;
+pub(crate) mod senders;
 pub mod tcp;
 mod tls;
 pub mod udp;
@@ -45,7 +47,7 @@ const SMALL_READ: usize = 4 * 1024;
 const QUIET: Duration = Duration::from_millis(100);
 
 /// What an input is bound to: its identity across reloads.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum ListenKey {
     /// A TCP `host:port` as written.
     Tcp(String),
@@ -121,11 +123,29 @@ impl InputStats {
 }
 
 /// An open connection, counted in [`InputStats::open`] while it lives.
-pub(crate) struct Open(Arc<InputStats>);
+pub(crate) struct Open {
+    stats: Arc<InputStats>,
+    /// Held while the connection would move to an upgrade's successor
+    /// (see `handoff`).
+    live: Option<handoff::Live>,
+}
+
+impl Open {
+    /// This connection stays in this process through an upgrade (TLS, an
+    /// acknowledged sender, a removed input's connection draining).
+    pub(crate) fn stay(&mut self) {
+        self.live = None;
+    }
+
+    /// Whether it moves to an upgrade's successor.
+    fn movable(&self) -> bool {
+        self.live.is_some()
+    }
+}
 
 impl Drop for Open {
     fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::Relaxed);
+        self.stats.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -151,7 +171,10 @@ pub(crate) fn admit(ctx: &ConnContext, peer: &dyn std::fmt::Display) -> Option<O
         return None;
     }
     stats.connections.fetch_add(1, Ordering::Relaxed);
-    Some(Open(stats.clone()))
+    Some(Open {
+        stats: stats.clone(),
+        live: handoff::Live::register(),
+    })
 }
 
 /// An accept that failed. Out of file descriptors (EMFILE, ENFILE), the
@@ -236,6 +259,9 @@ pub struct RunningInput {
     pub removed: CancellationToken,
     /// Its counters.
     pub stats: Arc<InputStats>,
+    /// What its connections share (an upgrade's successor serves the
+    /// connections it adopts with it).
+    pub(crate) ctx: ConnContext,
 }
 
 /// Bind an input's socket(s) and start accepting; `tracker` tracks every
@@ -261,6 +287,7 @@ pub async fn start(
         removed: removed.clone(),
         stats: stats.clone(),
     };
+    let conn_ctx = ctx.clone();
     let err = |reason: String| BindError::Bind {
         name: name.to_string(),
         key: key.clone(),
@@ -278,6 +305,7 @@ pub async fn start(
         fds,
         removed,
         stats,
+        ctx: conn_ctx,
     })
 }
 
@@ -311,19 +339,33 @@ pub(crate) fn refresh(
 }
 
 /// Serve one stream connection (TCP or Unix, plain or TLS) until EOF, a
-/// framing error, or shutdown. `open` counts it among the input's open
-/// connections until it ends.
+/// framing error, shutdown, or an upgrade's handover. `open` counts it
+/// among the input's open connections until it ends.
 pub(crate) async fn serve_stream<S: AsyncRead + AsyncWrite + Readable + Unpin>(
+    stream: S,
+    peer: Option<SocketAddr>,
+    ctx: ConnContext,
+    open: Open,
+) {
+    // No buffer until there is something to read, and a small one while
+    // the connection is not busy (see SMALL_READ).
+    serve_stream_from(stream, peer, ctx, open, BytesMut::new()).await
+}
+
+/// [`serve_stream`] for a connection that already read `buf` (the start
+/// of a frame): one handed over by the previous process in an upgrade, or
+/// one this process parked and takes back. The bytes are handled first,
+/// as if just read.
+pub(crate) async fn serve_stream_from<S: AsyncRead + AsyncWrite + Readable + Unpin>(
     mut stream: S,
     peer: Option<SocketAddr>,
     mut ctx: ConnContext,
-    open: Open,
+    mut open: Open,
+    mut buf: BytesMut,
 ) {
     let mut conn = registry::open(&ctx, peer);
     let mut pipeline = ctx.pipelines.borrow_and_update().clone();
-    // No buffer until there is something to read, and a small one while
-    // the connection is not busy (see SMALL_READ).
-    let mut buf = BytesMut::new();
+    let mut preloaded = !buf.is_empty();
     // How much of `buf` holds no newline (newline framing; see
     // `Framer::next_frame_from`).
     let mut scanned = 0;
@@ -343,9 +385,29 @@ pub(crate) async fn serve_stream<S: AsyncRead + AsyncWrite + Readable + Unpin>(
         let mid_frame = !buf.is_empty();
         let deadline = mid_frame.then(|| Instant::now() + frame_timeout);
         let read = match drain {
+            _ if preloaded => {
+                preloaded = false;
+                Some(Ok(Read::Data(buf.len(), buf.len(), None)))
+            }
             None => tokio::select! {
+                // First: a handover also cancels `removed`.
+                biased;
+                _ = handoff::requested(), if open.movable() => {
+                    match park(&stream, peer, &ctx, open, &mut buf) {
+                        Ok(()) => {
+                            conn.closing("handed_over");
+                            return;
+                        }
+                        Err(back) => open = back,
+                    }
+                    // Too late to move: served here like a removed
+                    // input's connection.
+                    drain = Some(drain_mode(&ctx, &pipeline));
+                    continue;
+                }
                 r = read_some(&mut stream, &mut buf, want, deadline) => Some(r),
                 _ = ctx.removed.cancelled() => {
+                    open.stay();
                     drain = Some(drain_mode(&ctx, &pipeline));
                     continue;
                 }
@@ -415,7 +477,11 @@ pub(crate) async fn serve_stream<S: AsyncRead + AsyncWrite + Readable + Unpin>(
         };
         if hello_check {
             match ack::is_hello(&buf) {
-                Some(true) => return ack::serve(stream, buf, peer, ctx, open).await,
+                Some(true) => {
+                    // Its sender reconnects to a successor and re-sends.
+                    open.stay();
+                    return ack::serve(stream, buf, peer, ctx, open).await;
+                }
                 None if n > 0 => continue,
                 _ => hello_check = false,
             }
@@ -458,7 +524,7 @@ pub(crate) async fn serve_stream<S: AsyncRead + AsyncWrite + Readable + Unpin>(
             .received
             .fetch_add(records.len() as u64, Ordering::Relaxed);
         conn.records(records.len());
-        pipeline.dispatch(&stage, records).await;
+        pipeline.dispatch(&stage, records, None).await;
         if let Some(e) = fatal {
             ctx.stats.reject(frame_reason(&e));
             conn.closing(frame_reason(&e));
@@ -483,6 +549,40 @@ pub(crate) async fn serve_stream<S: AsyncRead + AsyncWrite + Readable + Unpin>(
         }
     }
     drop(open);
+}
+
+/// Park the connection for an upgrade's handover: a duplicate of its fd
+/// (the caller then drops `stream`), the partial frame in `buf`, and
+/// `open`. Gives `open` back (and leaves `buf`) if it cannot: the handover
+/// was collected already, or the fd cannot be duplicated.
+fn park<S: Readable>(
+    stream: &S,
+    peer: Option<SocketAddr>,
+    ctx: &ConnContext,
+    open: Open,
+    buf: &mut BytesMut,
+) -> Result<(), Open> {
+    let fd = match stream.handoff_fd() {
+        Some(Ok(fd)) => fd,
+        Some(Err(e)) => {
+            tracing::warn!(input = %ctx.key, error = %e, "Upgrade: cannot duplicate a connection's fd; it stays here.");
+            return Err(open);
+        }
+        None => return Err(open),
+    };
+    let parked = Box::new(handoff::Parked {
+        key: ctx.key.clone(),
+        peer,
+        fd,
+        buf: std::mem::take(buf),
+        ctx: ctx.clone(),
+        open,
+    });
+    handoff::park(parked).map_err(|back| {
+        let back = *back;
+        *buf = back.buf;
+        back.open
+    })
 }
 
 /// The current `frame_timeout_ms` of the connection's input.
@@ -519,17 +619,34 @@ pub(crate) fn close_stalled(ctx: &ConnContext, peer: &str, held: usize) {
 pub(crate) trait Readable {
     /// Wait until a read would probably not block.
     fn readable(&self) -> impl std::future::Future<Output = std::io::Result<()>> + Send;
+
+    /// A duplicate of the connection's fd for an upgrade's successor, or
+    /// `None` if the connection cannot move (TLS: its session state lives
+    /// in this process).
+    fn handoff_fd(&self) -> Option<std::io::Result<std::os::fd::OwnedFd>> {
+        None
+    }
 }
 
 impl Readable for tokio::net::TcpStream {
     fn readable(&self) -> impl std::future::Future<Output = std::io::Result<()>> + Send {
         tokio::net::TcpStream::readable(self)
     }
+
+    fn handoff_fd(&self) -> Option<std::io::Result<std::os::fd::OwnedFd>> {
+        use std::os::fd::AsFd;
+        Some(self.as_fd().try_clone_to_owned())
+    }
 }
 
 impl Readable for tokio::net::UnixStream {
     fn readable(&self) -> impl std::future::Future<Output = std::io::Result<()>> + Send {
         tokio::net::UnixStream::readable(self)
+    }
+
+    fn handoff_fd(&self) -> Option<std::io::Result<std::os::fd::OwnedFd>> {
+        use std::os::fd::AsFd;
+        Some(self.as_fd().try_clone_to_owned())
     }
 }
 
@@ -630,7 +747,7 @@ pub(crate) fn decode_into(
     records: &mut Vec<Record>,
 ) {
     match stage.decoder.decode_keeping(frame, stage.keep_now()) {
-        Ok(fields) => records.push(Record::new(fields)),
+        Ok(record) => records.push(record),
         Err(e) => {
             ctx.stats.reject(e.reason());
             warn_limited(&stage.name, e.reason(), &format!("{e}; record dropped"));

@@ -69,6 +69,8 @@ fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 async fn accept_loop(listener: TcpListener, ctx: ConnContext, tracker: TaskTracker) {
+    // An upgrade's handover waits for the connections taken below too.
+    let live = super::handoff::Live::register();
     let mut tls = Acceptors::default();
     loop {
         tokio::select! {
@@ -94,6 +96,7 @@ async fn accept_loop(listener: TcpListener, ctx: ConnContext, tracker: TaskTrack
     {
         take(stream, peer, &ctx, &tracker, &mut tls);
     }
+    drop(live);
 }
 
 /// Serve a connection just accepted, unless the input is at

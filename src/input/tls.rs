@@ -55,8 +55,10 @@ pub(crate) async fn serve(
     peer: SocketAddr,
     config: Arc<rustls::ServerConfig>,
     ctx: ConnContext,
-    open: Open,
+    mut open: Open,
 ) {
+    // A rustls session cannot move to an upgrade's successor.
+    open.stay();
     let timeout = super::frame_timeout_of(&ctx.pipelines.borrow().clone(), &ctx);
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     let handshake = tokio::time::timeout(timeout.min(HANDSHAKE_LIMIT), acceptor.accept(stream));

@@ -12,7 +12,6 @@ use tokio::net::UdpSocket;
 use tokio_util::task::TaskTracker;
 
 use super::{decode_into, frame_reason, warn_limited, ConnContext};
-use crate::record::Record;
 
 /// Datagrams taken per batch before dispatching.
 const BATCH: usize = 256;
@@ -117,8 +116,8 @@ async fn handle(
         // send them) is taken line by line, and a bad line drops only
         // itself.
         if stage.framer.datagram_whole_first(&data) {
-            if let Ok(fields) = stage.decoder.decode_keeping(data.clone(), stage.keep_now()) {
-                records.push(Record::new(fields));
+            if let Ok(record) = stage.decoder.decode_keeping(data.clone(), stage.keep_now()) {
+                records.push(record);
                 continue;
             }
         }
@@ -139,5 +138,5 @@ async fn handle(
     ctx.stats
         .received
         .fetch_add(records.len() as u64, Ordering::Relaxed);
-    pipeline.dispatch(&stage, records).await;
+    pipeline.dispatch(&stage, records, None).await;
 }

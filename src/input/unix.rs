@@ -72,6 +72,8 @@ async fn accept_loop(
     ctx: ConnContext,
     tracker: TaskTracker,
 ) {
+    // An upgrade's handover waits for the connections taken below too.
+    let live = super::handoff::Live::register();
     loop {
         tokio::select! {
             r = listener.accept() => match r {
@@ -94,6 +96,7 @@ async fn accept_loop(
     {
         take(stream, &ctx, &tracker);
     }
+    drop(live);
     drop(listener);
     // tokio leaves the socket file behind; remove it so the next start
     // (or a cookbook client) does not meet a stale file — unless we are

@@ -11,6 +11,7 @@
 
 pub mod file;
 pub mod forward;
+pub mod receipt;
 pub mod stdout;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,6 +25,8 @@ use crate::codec::{json, Keep};
 use crate::config::{Encoding, OutputConfig, TextFormat};
 use crate::format::{FormatError, Template};
 use crate::record::Record;
+use receipt::Held;
+pub use receipt::Receipt;
 
 /// Records queued per output before senders wait. Records borrow from
 /// their read's buffer (up to 64 KiB for about 90 records under load), so
@@ -42,15 +45,27 @@ pub(crate) const WRITE_CHUNK: usize = 256 * 1024;
 pub enum OutputMsg {
     /// Records to write, in order, with their share of the output's queue
     /// budget (released when the message is dropped, after the output has
-    /// taken the records in).
-    Records(Vec<Record>, Option<tokio::sync::OwnedSemaphorePermit>),
+    /// taken the records in), and the batch's receipt if its sender waits
+    /// for the write (see [`receipt`]).
+    Records(
+        Vec<Record>,
+        Option<tokio::sync::OwnedSemaphorePermit>,
+        Option<Receipt>,
+    ),
     /// The same, already formatted by the sender (see `Preformat`).
-    Lines(Lines, Option<tokio::sync::OwnedSemaphorePermit>),
+    Lines(
+        Lines,
+        Option<tokio::sync::OwnedSemaphorePermit>,
+        Option<Receipt>,
+    ),
     /// Close and reopen files (SIGHUP, for external logrotate).
     Reopen,
     /// A reload changed this file output's settings but not its path:
     /// apply them after what is queued, on the same file.
     Reconfigure(Box<crate::config::FileOutputConfig>),
+    /// Answer once everything queued before it is written (an upgrade
+    /// hands connections over only after their records reached the files).
+    Flush(tokio::sync::oneshot::Sender<()>),
 }
 
 /// Why an output could not start.
@@ -247,13 +262,16 @@ impl OutputHandle {
 
     /// Queue a batch, waiting while the output is saturated. An output
     /// that formats in the sender (`Preformat`) only reads the records:
-    /// they are dropped by the caller, on its thread.
-    pub async fn send(&self, batch: Vec<Record>) {
+    /// they are dropped by the caller, on its thread. `receipt`: given
+    /// back once the output wrote the batch.
+    pub async fn send(&self, batch: Vec<Record>, receipt: Option<Receipt>) {
         match &self.preformat {
-            Some(_) => self.send_ref(&batch).await,
+            Some(_) => self.send_ref(&batch, receipt).await,
             None => {
-                self.queue(batch.len(), |permit| OutputMsg::Records(batch, permit))
-                    .await
+                self.queue(batch.len(), |permit| {
+                    OutputMsg::Records(batch, permit, receipt)
+                })
+                .await
             }
         }
     }
@@ -261,16 +279,18 @@ impl OutputHandle {
     /// [`OutputHandle::send`] for an output that does not take records
     /// ([`OutputHandle::takes_records`] is false); one that does gets a
     /// clone of the batch.
-    pub async fn send_ref(&self, batch: &[Record]) {
+    pub async fn send_ref(&self, batch: &[Record], receipt: Option<Receipt>) {
         match &self.preformat {
             Some(pre) => {
                 let lines = pre.lines(batch);
-                self.queue(batch.len(), |permit| OutputMsg::Lines(lines, permit))
-                    .await;
+                self.queue(batch.len(), |permit| {
+                    OutputMsg::Lines(lines, permit, receipt)
+                })
+                .await;
             }
             None => {
                 self.queue(batch.len(), |permit| {
-                    OutputMsg::Records(batch.to_vec(), permit)
+                    OutputMsg::Records(batch.to_vec(), permit, receipt)
                 })
                 .await
             }
@@ -317,6 +337,17 @@ impl OutputHandle {
     /// Ask the output to reopen its files.
     pub async fn reopen(&self) {
         let _ = self.tx.send(OutputMsg::Reopen).await;
+    }
+
+    /// Wait until the output has written everything queued before this
+    /// call (a forward output: taken into its buffer). False if the output
+    /// is gone.
+    pub async fn flush(&self) -> bool {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.tx.send(OutputMsg::Flush(tx)).await.is_err() {
+            return false;
+        }
+        rx.await.is_ok()
     }
 
     /// Ask a file output to take `config` (same path) after what is
@@ -381,7 +412,9 @@ impl LineEncoder {
         match self {
             LineEncoder::Text(t) => t.format(record, out),
             LineEncoder::Json => {
-                json::write_fields(&record.fields, out);
+                // What was sent (and set by filters), not the decoder's
+                // defaults: SPEC.md section 6, "nothing added".
+                json::write_record(record, out);
                 out.push(b'\n');
             }
         }
@@ -446,6 +479,12 @@ pub(crate) trait Sink {
     }
     /// Write everything buffered.
     fn flush(&mut self);
+    /// Whether a write gave up on records since the last call (a file
+    /// still failing at shutdown, a closed stdout): the receipts held for
+    /// them then fail instead of confirming what was not written.
+    fn gave_up(&mut self) -> bool {
+        false
+    }
     /// How often [`Sink::tick`] wants to run, even while no record comes
     /// (`None`: never).
     fn tick_every(&self) -> Option<Duration> {
@@ -456,19 +495,37 @@ pub(crate) trait Sink {
     fn tick(&mut self) {}
 }
 
-/// Handle one message and everything queued behind it, then write.
+/// Handle one message and everything queued behind it, then write, and
+/// give back the receipts of what was written.
 fn drain(sink: &mut impl Sink, rx: &mut mpsc::Receiver<OutputMsg>, msg: OutputMsg) {
+    let mut held = Held::default();
     let mut next = Some(msg);
+    let mut flushed = Vec::new();
     while let Some(msg) = next.take() {
         match msg {
-            OutputMsg::Records(batch, _budget) => sink.records(batch),
-            OutputMsg::Lines(lines, _budget) => sink.lines(lines),
+            OutputMsg::Records(batch, _budget, receipt) => {
+                sink.records(batch);
+                held.push(receipt);
+            }
+            OutputMsg::Lines(lines, _budget, receipt) => {
+                sink.lines(lines);
+                held.push(receipt);
+            }
             OutputMsg::Reopen => sink.reopen(),
             OutputMsg::Reconfigure(config) => sink.reconfigure(&config),
+            OutputMsg::Flush(done) => flushed.push(done),
         }
         next = rx.try_recv().ok();
     }
     sink.flush();
+    if sink.gave_up() {
+        held.lost();
+    } else {
+        held.written();
+    }
+    for done in flushed {
+        let _ = done.send(());
+    }
 }
 
 /// How long an output thread that just wrote naps before it looks at its

@@ -17,6 +17,8 @@ struct StreamSink {
     encoder: LineEncoder,
     buf: Vec<u8>,
     pending: usize,
+    /// A write failed since [`Sink::gave_up`] was last asked.
+    gave_up: bool,
     stats: Arc<OutputStats>,
 }
 
@@ -32,6 +34,7 @@ pub fn start(
         encoder: LineEncoder::new(name, config.encoding, &config.text)?,
         buf: Vec::with_capacity(WRITE_CHUNK),
         pending: 0,
+        gave_up: false,
         stats,
     };
     spawn_thread(name, sink, rx)
@@ -87,9 +90,14 @@ impl Sink for StreamSink {
                     .errors
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::warn!(error = %e, "Writing to the stream failed; batch lost.");
+                self.gave_up = true;
             }
         }
         self.buf.clear();
         self.pending = 0;
+    }
+
+    fn gave_up(&mut self) -> bool {
+        std::mem::take(&mut self.gave_up)
     }
 }

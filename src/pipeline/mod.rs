@@ -15,7 +15,7 @@ use crate::codec::{DecoderKind, Keep};
 use crate::config::{Config, InputConfig, RouteConfig};
 use crate::filter::{Filter, Verdict};
 use crate::input::ListenKey;
-use crate::output::OutputHandle;
+use crate::output::{OutputHandle, Receipt};
 use crate::record::{logger_matches, Record};
 
 /// What a connection of one input needs to turn bytes into records.
@@ -210,8 +210,15 @@ impl Pipeline {
     /// Route a batch of records from one input to the outputs, through each
     /// route's filters. Awaits when an output's queue is full
     /// (backpressure), so a slow output slows its senders instead of
-    /// growing memory.
-    pub async fn dispatch(&self, stage: &InputStage, records: Vec<Record>) {
+    /// growing memory. `receipt` (an acknowledged sender's batch) goes
+    /// with every output message the batch becomes; the caller gives its
+    /// own clone back after this returns.
+    pub async fn dispatch(
+        &self,
+        stage: &InputStage,
+        records: Vec<Record>,
+        receipt: Option<&Receipt>,
+    ) {
         if records.is_empty() {
             return;
         }
@@ -219,7 +226,7 @@ impl Pipeline {
             crate::admin::tail::offer(self, stage, &records);
         }
         if stage.shared_outputs {
-            return self.dispatch_in_order(stage, records).await;
+            return self.dispatch_in_order(stage, records, receipt).await;
         }
         let last = stage.routes.len().saturating_sub(1);
         let mut records = Some(records);
@@ -245,7 +252,7 @@ impl Pipeline {
             };
             let batch = apply_filters(&route.filters, batch);
             count(&route.delivered, batch.len());
-            send_to_all(&route.outputs, batch).await;
+            send_to_all(&route.outputs, batch, receipt).await;
         }
     }
 }
@@ -257,7 +264,12 @@ impl Pipeline {
     /// record goes through every route before the next record, so the
     /// output sees arrival order, and a record two routes deliver is
     /// written twice in a row, as Python's `callHandlers` does.
-    async fn dispatch_in_order(&self, stage: &InputStage, records: Vec<Record>) {
+    async fn dispatch_in_order(
+        &self,
+        stage: &InputStage,
+        records: Vec<Record>,
+        receipt: Option<&Receipt>,
+    ) {
         let mut batches: Vec<(&OutputHandle, Vec<Record>)> = Vec::new();
         let mut matching: Vec<&Route> = Vec::with_capacity(stage.routes.len());
         for record in records {
@@ -294,7 +306,7 @@ impl Pipeline {
         }
         for (out, batch) in batches {
             if !batch.is_empty() {
-                out.send(batch).await;
+                out.send(batch, receipt.cloned()).await;
             }
         }
     }
@@ -361,17 +373,17 @@ fn apply_filters(filters: &[Arc<Filter>], mut batch: Vec<Record>) -> Vec<Record>
 /// Send `batch` to every output of a route. Outputs that format in the
 /// sender read it in place; each other one takes a copy, except the last
 /// such, which takes the batch itself.
-async fn send_to_all(outputs: &[OutputHandle], batch: Vec<Record>) {
+async fn send_to_all(outputs: &[OutputHandle], batch: Vec<Record>, receipt: Option<&Receipt>) {
     if batch.is_empty() {
         return;
     }
     let owner = outputs.iter().rposition(OutputHandle::takes_records);
     for (i, out) in outputs.iter().enumerate() {
         if Some(i) != owner {
-            out.send_ref(&batch).await;
+            out.send_ref(&batch, receipt.cloned()).await;
         }
     }
     if let Some(i) = owner {
-        outputs[i].send(batch).await;
+        outputs[i].send(batch, receipt.cloned()).await;
     }
 }

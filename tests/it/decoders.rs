@@ -141,25 +141,29 @@ fn issue_7_json_both_framings_and_msgpack_give_the_same_lines_as_pickle() {
     }
 }
 
-/// Runs `logging.makeLogRecord(d)` for the JSON object in argv[1] and
-/// prints its `__dict__` as JSON.
-const PY_MAKE_LOG_RECORD: &str = r#"
-import json, logging, sys
-d = json.loads(sys.argv[1])
-print(json.dumps(logging.makeLogRecord(d).__dict__))
-"#;
+/// Every attribute `makeLogRecord` fills that does not describe the
+/// receiving process or its clock.
+const MAKE_LOG_RECORD_FORMAT: &str =
+    "%(name)s|%(levelname)s|%(levelno)s|%(pathname)r|%(filename)r|\
+    %(module)r|%(lineno)d|%(funcName)s|%(exc_info)s|%(exc_text)s|%(stack_info)s|%(args)s|\
+    %(processName)s|%(message)s|%(user)s";
 
 #[test]
 fn issue_7_missing_attributes_get_make_log_record_values_and_bad_records_are_dropped() {
     let mut relay = Relay::start(
-        r#"{
+        &r#"{
   "inputs": {
     "json": {"type": "tcp", "address": "127.0.0.1:0", "decoder": "json"},
     "lines": {"type": "tcp", "address": "127.0.0.2:0", "decoder": "json", "framing": "newline"},
     "msgpack": {"type": "tcp", "address": "127.0.0.3:0", "decoder": "msgpack"}
   },
-  "outputs": { "file": {"type": "file", "path": "out/all.log", "encoding": "json"} }
-}"#,
+  "outputs": {
+    "file": {"type": "file", "path": "out/all.log", "encoding": "json"},
+    "text": {"type": "file", "path": "out/all.txt", "format": "FORMAT"},
+    "clock": {"type": "file", "path": "out/clock.txt", "format": "%(created)f %(msecs)d %(process)d %(thread)s %(threadName)s"}
+  }
+}"#
+        .replace("FORMAT", MAKE_LOG_RECORD_FORMAT),
         3,
     );
     let sparse = r#"{"msg":"sparse","levelno":40,"created":1700000000.25,"user":"ann"}"#;
@@ -210,32 +214,35 @@ fn issue_7_missing_attributes_get_make_log_record_values_and_bad_records_are_dro
     }
     // (Warnings are rate-limited per input and kind: one line each here.)
 
-    // The sparse record equals Python's makeLogRecord of the same dict, key
-    // order included, except what describes the receiving process, and
-    // msecs, which logrelay derives from the record's `created` (Python
-    // takes it from the listener's clock, disagreeing with asctime).
-    let py = python(PY_MAKE_LOG_RECORD, &[sparse]);
-    let want: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(&py.stdout).unwrap();
-    let got = records[0].as_object().unwrap();
-    let keys =
-        |m: &serde_json::Map<String, serde_json::Value>| m.keys().cloned().collect::<Vec<String>>();
-    assert_eq!(keys(got), keys(&want));
-    for (k, v) in &want {
-        match k.as_str() {
-            "msecs" | "relativeCreated" | "thread" | "threadName" | "process" => {}
-            _ => assert_eq!(&got[k], v, "attribute {k}"),
-        }
-    }
-    assert_eq!(got["process"], serde_json::json!(pid));
-    assert_eq!(got["thread"], serde_json::Value::Null);
-    assert_eq!(got["msecs"], serde_json::json!(250.0));
+    // JSON lines out: what was sent, in its order, nothing added (issue 17).
+    let sent: serde_json::Value = serde_json::from_str(sparse).unwrap();
+    assert_eq!(records[0], sent);
+    let keys = |v: &serde_json::Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(&records[0]), ["msg", "levelno", "created", "user"]);
+    assert_eq!(keys(&records[1]), ["msg"]);
+    // A text format sees Python's makeLogRecord of the same dict, except
+    // what describes the receiving process, and msecs, which logrelay
+    // derives from the record's `created` (Python takes it from the
+    // listener's clock, disagreeing with asctime).
+    let py = python(PY_FORMAT_MAKE_LOG_RECORD, &[sparse, MAKE_LOG_RECORD_FORMAT]);
+    let text = std::fs::read_to_string(relay.path("out/all.txt")).unwrap();
+    assert_eq!(
+        text.lines().next().unwrap(),
+        String::from_utf8_lossy(&py.stdout).trim_end()
+    );
+    let clock = std::fs::read_to_string(relay.path("out/clock.txt")).unwrap();
+    let lines: Vec<&str> = clock.lines().collect();
+    assert_eq!(
+        lines[0],
+        format!("1700000000.250000 250 {pid} None None"),
+        "{clock}"
+    );
     // A record without `created` gets the time of receipt.
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs_f64();
-    let created = records[1]["created"].as_f64().unwrap();
+    let created: f64 = lines[1].split(' ').next().unwrap().parse().unwrap();
     assert!((now - created).abs() < 60.0, "created {created}, now {now}");
 }
 
@@ -389,69 +396,129 @@ fn udp_newline_datagram_gives_one_record_per_line() {
     );
 }
 
-/// Issue 17: what `encoding: json` writes for a JSON record that lacked
-/// some of LogRecord's attributes is exactly what the README says:
-/// `vars(logging.makeLogRecord(d))` — the twenty attributes in LogRecord's
-/// order (those not sent with makeLogRecord's values, `exc_info`,
-/// `exc_text` and `stack_info` null), then the other keys as sent. A
-/// pickle record is written as sent, nothing added.
+/// Sends one record through a SocketHandler to argv[1] (`host:port`) and
+/// prints, as a JSON list, the keys of the dict it pickled, in order.
+const PY_PICKLE_KEYS: &str = r#"
+import json, logging, logging.handlers, pickle, sys
+class Keys(logging.handlers.SocketHandler):
+    def makePickle(self, record):
+        s = super().makePickle(record)
+        print(json.dumps(list(pickle.loads(s[4:]))))
+        return s
+host, port = sys.argv[1].rsplit(":", 1)
+h = Keys(host, int(port))
+log = logging.getLogger("pick")
+log.propagate = False
+log.addHandler(h)
+log.warning("from pickle %d", 1, extra={"user": "bob"})
+h.close()
+"#;
+
+/// `logging.Formatter(argv[2]).format(logging.makeLogRecord(json.loads(argv[1])))`.
+const PY_FORMAT_MAKE_LOG_RECORD: &str = r#"
+import json, logging, sys
+print(logging.Formatter(sys.argv[2]).format(logging.makeLogRecord(json.loads(sys.argv[1]))))
+"#;
+
+/// A filter that sets `funcName` (a LogRecord attribute the JSON record
+/// did not send) and `env` (a new key).
+const SET_FUNCNAME_WAT: &str = r#"(module
+  (import "logrelay" "field_set" (func $field_set (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "funcName")
+  (data (i32.const 16) "\"handler\"")
+  (data (i32.const 32) "env")
+  (data (i32.const 48) "\"prod\"")
+  (func (export "filter") (result i32)
+    (drop (call $field_set (i32.const 0) (i32.const 8) (i32.const 16) (i32.const 9)))
+    (drop (call $field_set (i32.const 32) (i32.const 3) (i32.const 48) (i32.const 6)))
+    (i32.const 0)))
+"#;
+
+/// Issue 17, item 7: `encoding: json` writes what was sent, nothing added
+/// (SPEC.md section 6). A JSON record without `exc_info`, `exc_text`,
+/// `stack_info` (and the other attributes makeLogRecord would fill) comes
+/// out with exactly its own keys, in its order, while a text format on the
+/// same record still renders those attributes as Python's
+/// `makeLogRecord` gives them. A pickle record comes out with all of its
+/// keys in SocketHandler's order. A field a filter sets appears, even one
+/// the decoder had given a default.
 #[test]
-fn issue_17_json_lines_out_adds_exactly_make_log_records_attributes() {
-    let mut relay = Relay::start(
-        r#"{
-  "inputs": {"lines": {"type": "tcp", "address": "127.0.0.1:0", "decoder": "json", "framing": "newline"}},
-  "outputs": {"json": {"type": "file", "path": "out/app.json", "encoding": "json"}}
-}"#,
-        1,
+fn issue_17_json_lines_out_keep_what_was_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("set.wat"), SET_FUNCNAME_WAT).unwrap();
+    let format =
+        "%(funcName)s|%(lineno)d|%(exc_text)s|%(stack_info)s|%(module)r|%(message)s|%(user)s";
+    let config = serde_json::json!({
+        "inputs": {
+            "lines": {"type": "tcp", "address": "127.0.0.1:0", "decoder": "json", "framing": "newline"},
+            "pickle": {"type": "tcp", "address": "127.0.0.2:0"}
+        },
+        "filters": {"set": {"type": "wasm", "path": "set.wat"}},
+        "outputs": {
+            "json": {"type": "file", "path": "out/app.json", "encoding": "json"},
+            "text": {"type": "file", "path": "out/app.log", "format": format},
+            "filtered": {"type": "file", "path": "out/filtered.json", "encoding": "json"},
+            "pickle": {"type": "file", "path": "out/pickle.json", "encoding": "json"}
+        },
+        "routes": [
+            {"from": ["lines"], "to": ["json", "text"]},
+            {"from": ["lines"], "filters": ["set"], "to": ["filtered"]},
+            {"from": ["pickle"], "to": ["pickle"]}
+        ]
+    });
+    let mut relay = Relay::start_in(dir, &config.to_string(), 2, &[]);
+    let sent = r#"{"name": "app", "msg": "hi", "levelname": "INFO", "levelno": 20, "created": 1700000000.5, "user": "ann"}"#;
+    send_raw(&relay.addr("lines"), format!("{sent}\n").as_bytes());
+    let out = python(PY_PICKLE_KEYS, &[&relay.addr("pickle")]);
+    let pickled: Vec<String> = serde_json::from_slice(&out.stdout).unwrap();
+    for f in ["app.json", "app.log", "filtered.json", "pickle.json"] {
+        wait_lines(&relay.path(&format!("out/{f}")), 1, Duration::from_secs(20));
+    }
+    let read = |f: &str| std::fs::read_to_string(relay.path(&format!("out/{f}"))).unwrap();
+    let (json, text, filtered, pickle) = (
+        read("app.json"),
+        read("app.log"),
+        read("filtered.json"),
+        read("pickle.json"),
     );
-    send_raw(
-        &relay.addr("lines"),
-        b"{\"name\": \"app\", \"msg\": \"hi\", \"levelname\": \"INFO\", \"levelno\": 20, \"created\": 1700000000.5, \"user\": \"ann\"}\n",
-    );
-    let path = relay.path("out/app.json");
-    wait_lines(&path, 1, Duration::from_secs(10));
     assert_eq!(relay.stop().0, 0);
-    let line = std::fs::read_to_string(path).unwrap();
-    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-    let obj = v.as_object().unwrap();
-    let keys: Vec<&str> = obj.keys().map(String::as_str).collect();
+    let keys = |line: &str| -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        v.as_object().unwrap().keys().cloned().collect()
+    };
+    // Exactly what was sent, in its order: values as sent, too.
     assert_eq!(
-        keys,
+        json,
+        r#"{"name":"app","msg":"hi","levelname":"INFO","levelno":20,"created":1700000000.5,"user":"ann"}"#
+            .to_string()
+            + "\n"
+    );
+    // The text format still sees makeLogRecord's defaults, as Python.
+    let want = python(PY_FORMAT_MAKE_LOG_RECORD, &[sent, format]);
+    assert_eq!(text, String::from_utf8(want.stdout).unwrap());
+    assert_eq!(text, "None|0|None|None|''|hi|ann\n");
+    // Set by the filter: funcName (which the decoder had defaulted) and env.
+    assert_eq!(
+        keys(&filtered),
         [
             "name",
             "msg",
-            "args",
             "levelname",
             "levelno",
-            "pathname",
-            "filename",
-            "module",
-            "exc_info",
-            "exc_text",
-            "stack_info",
-            "lineno",
-            "funcName",
             "created",
-            "msecs",
-            "relativeCreated",
-            "thread",
-            "threadName",
-            "processName",
-            "process",
-            "user"
+            "user",
+            "funcName",
+            "env"
         ],
-        "{line}"
+        "{filtered}"
     );
-    for (k, want) in [
-        ("exc_info", serde_json::Value::Null),
-        ("exc_text", serde_json::Value::Null),
-        ("stack_info", serde_json::Value::Null),
-        ("funcName", serde_json::Value::Null),
-        ("lineno", serde_json::json!(0)),
-        ("args", serde_json::json!([])),
-        ("msecs", serde_json::json!(500.0)),
-        ("user", serde_json::json!("ann")),
-    ] {
-        assert_eq!(obj[k], want, "{k}: {line}");
-    }
+    assert!(
+        filtered.contains(r#""funcName":"handler","env":"prod""#),
+        "{filtered}"
+    );
+    // Pickle: every key SocketHandler pickled, in its order, nothing else.
+    assert!(pickled.len() >= 21, "{pickled:?}");
+    assert_eq!(keys(&pickle), pickled, "{pickle}");
+    assert!(pickle.contains(r#""user":"bob""#), "{pickle}");
 }

@@ -7,6 +7,7 @@ mod check;
 mod cli;
 mod core;
 mod decoders;
+mod durability;
 mod examples;
 mod file;
 mod format;

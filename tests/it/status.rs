@@ -31,6 +31,20 @@ fn get(addr: &str, path: &str, headers: &str) -> String {
 /// to docs/status-page.png (the README's) with LOGRELAY_UPDATE_SCREENSHOT=1.
 #[test]
 fn status_page_in_headless_chromium() {
+    // The same candidates as page_check.py's find_chromium.
+    let env = std::env::var("CHROMIUM").unwrap_or_default();
+    let mut names = vec![
+        "chromium",
+        "chromium-browser",
+        "google-chrome",
+        "google-chrome-stable",
+    ];
+    if !env.is_empty() {
+        names = vec![env.as_str()];
+    }
+    let Some(chromium) = external_tool("chromium", &names, "apt-get install chromium") else {
+        return;
+    };
     let mut relay = Relay::start(CONFIG, 2);
     let page = format!("http://{}/", relay.addr("metrics"));
     let tcp = format!("127.0.0.1:{}", relay.port("app"));
@@ -40,6 +54,7 @@ fn status_page_in_headless_chromium() {
         relay.path("status-page.png")
     };
     let out = Command::new("python3")
+        .env("CHROMIUM", &chromium)
         .arg(tool("page_check.py"))
         .args(["check", "--page", &page, "--tcp", &tcp, "--screenshot"])
         .arg(&shot)
@@ -48,9 +63,11 @@ fn status_page_in_headless_chromium() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     if out.status.code() == Some(2) {
+        // Installed but would not start: a broken install is a failure.
         panic!(
-            "the status page test needs Chromium: {stderr}\n\
-             (install it with: apt-get update && apt-get install -y chromium)"
+            "Chromium ({}) would not start: {stderr}\n\
+             (reinstall it with: apt-get update && apt-get install -y chromium)",
+            chromium.display()
         );
     }
     assert!(

@@ -10,7 +10,13 @@ use crate::util::*;
 
 /// A CA, a server certificate for localhost/127.0.0.1, a client
 /// certificate from that CA, and a client certificate from another CA.
-pub(crate) fn make_pki(dir: &Path) {
+/// False (the test skips) when openssl is not installed; see
+/// [`external_tool`].
+#[must_use]
+pub(crate) fn make_pki(dir: &Path) -> bool {
+    if external_tool("openssl", &["openssl"], "apt-get install openssl").is_none() {
+        return false;
+    }
     let sh = |script: &str| {
         let out = Command::new("bash")
             .arg("-ec")
@@ -40,6 +46,7 @@ extendedKeyUsage=serverAuth"
 leaf client ca "extendedKeyUsage=clientAuth"
 leaf stranger otherca "extendedKeyUsage=clientAuth"
 "#);
+    true
 }
 
 /// Send `n` records "msg <i>" on logger `name` through a SocketHandler
@@ -89,9 +96,12 @@ fn tls_send(port: u16, n: usize, name: &str, dir: &Path, client: Option<&str>) -
     String::from_utf8(python(PY_TLS_SEND, &args).stdout).unwrap()
 }
 
-fn tls_relay(client_ca: bool) -> (Relay, String) {
+/// None when the test skips (no openssl).
+fn tls_relay(client_ca: bool) -> Option<(Relay, String)> {
     let dir = tempfile::tempdir().unwrap();
-    make_pki(dir.path());
+    if !make_pki(dir.path()) {
+        return None;
+    }
     let mport = free_port();
     let ca = if client_ca {
         r#", "client_ca": "ca.pem""#
@@ -108,12 +118,14 @@ fn tls_relay(client_ca: bool) -> (Relay, String) {
     );
     // The inputs and the metrics endpoint each say "Listening".
     let relay = Relay::start_in(dir, &config, 2, &[]);
-    (relay, format!("127.0.0.1:{mport}"))
+    Some((relay, format!("127.0.0.1:{mport}")))
 }
 
 #[test]
 fn tls_input_serves_tls_senders_and_refuses_plain_ones_without_harm() {
-    let (relay, metrics) = tls_relay(false);
+    let Some((relay, metrics)) = tls_relay(false) else {
+        return;
+    };
     let port = relay.port("app");
     let dir = relay.dir.path().to_path_buf();
     // A sender that never reads its socket and closes right after its
@@ -145,7 +157,9 @@ fn tls_input_serves_tls_senders_and_refuses_plain_ones_without_harm() {
 
 #[test]
 fn mutual_tls_requires_a_client_certificate_from_the_ca() {
-    let (relay, metrics) = tls_relay(true);
+    let Some((relay, metrics)) = tls_relay(true) else {
+        return;
+    };
     let port = relay.port("app");
     let dir = relay.dir.path().to_path_buf();
     assert_eq!(tls_send(port, 2, "mtls", &dir, Some("client")).trim(), "ok");
@@ -191,7 +205,9 @@ s.close()
 #[test]
 fn a_replaced_certificate_serves_new_connections_and_keeps_open_ones() {
     use std::io::{BufRead, BufReader, Write};
-    let (relay, _) = tls_relay(false);
+    let Some((relay, _)) = tls_relay(false) else {
+        return;
+    };
     let port = relay.port("app");
     let dir = relay.dir.path().to_path_buf();
     let hold = |dir: &Path| {
@@ -245,7 +261,9 @@ fn a_replaced_certificate_serves_new_connections_and_keeps_open_ones() {
 #[test]
 fn forward_over_mutual_tls_with_a_token() {
     let dir_b = tempfile::tempdir().unwrap();
-    make_pki(dir_b.path());
+    if !make_pki(dir_b.path()) {
+        return;
+    }
     std::fs::write(dir_b.path().join("relay.token"), "s3cret-token\n").unwrap();
     let mport = free_port();
     let b_config = format!(

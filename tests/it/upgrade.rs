@@ -215,3 +215,326 @@ fn systemd_socket_activation_uses_the_inherited_socket() {
         "msg 0\nmsg 1\nmsg 2\nmsg 3\nmsg 4\n"
     );
 }
+
+/// A SocketHandler that counts the sockets it makes and every send that
+/// failed (a record lost): logs `n` records "<tag>-<i>" at `rate` per
+/// second through one handler, then prints {"makes", "failures", "sent"}.
+/// Args: tcp HOST PORT | unix PATH, then tag, n, rate. With `--partial
+/// PATH` it also opens a raw Unix connection that sends one frame and half
+/// of the next, waits for a line on stdin, then sends the rest and one
+/// more frame (a partial frame across a handover).
+const PY_STEADY: &str = r#"
+import json, logging, logging.handlers, socket, sys, time
+
+class Counting(logging.handlers.SocketHandler):
+    makes = 0
+    failures = 0
+    def makeSocket(self, timeout=1):
+        Counting.makes += 1
+        return super().makeSocket(timeout)
+    def send(self, s):
+        if self.sock is None:
+            self.createSocket()
+        if not self.sock:
+            Counting.failures += 1
+            return
+        try:
+            self.sock.sendall(s)
+        except OSError:
+            Counting.failures += 1
+            self.sock.close()
+            self.sock = None
+    def handleError(self, record):
+        Counting.failures += 1
+
+args = sys.argv[1:]
+if args[0] == "tcp":
+    h = Counting(args[1], int(args[2])); rest = args[3:]
+else:
+    h = Counting(args[1], None); rest = args[2:]
+tag, n, rate = rest[0], int(rest[1]), float(rest[2])
+partial = rest[4] if len(rest) > 4 and rest[3] == "--partial" else None
+log = logging.getLogger(tag)
+log.propagate = False
+log.setLevel(logging.INFO)
+log.addHandler(h)
+def frame(msg):
+    return h.makePickle(logging.makeLogRecord(
+        {"name": tag, "msg": msg, "levelno": 20, "levelname": "INFO"}))
+if partial:
+    raw = socket.socket(socket.AF_UNIX)
+    raw.connect(partial)
+    second = frame(tag + "-raw-1")
+    raw.sendall(frame(tag + "-raw-0") + second[:len(second) // 2])
+    print("partial sent", flush=True)
+start = time.time()
+for i in range(n):
+    due = start + i / rate
+    now = time.time()
+    if due > now:
+        time.sleep(due - now)
+    log.info("%s-%d", tag, i)
+h.close()
+if partial:
+    sys.stdin.readline()
+    raw.sendall(second[len(second) // 2:] + frame(tag + "-raw-2"))
+    raw.close()
+print(json.dumps({"makes": Counting.makes, "failures": Counting.failures, "sent": n}), flush=True)
+"#;
+
+/// Start a [`PY_STEADY`] sender.
+fn steady(args: &[&str]) -> std::process::Child {
+    Command::new("python3")
+        .arg("-c")
+        .arg(PY_STEADY)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Wait for a sender's report; it made one socket and no send failed.
+fn report_of(sender: &mut std::process::Child) -> serde_json::Value {
+    let out = wait_output(sender, Duration::from_secs(60));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().last().unwrap_or_default();
+    let report: serde_json::Value = serde_json::from_str(last).unwrap_or_else(|e| {
+        panic!(
+            "sender report {last:?}: {e}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert_eq!(report["makes"], 1, "sender reconnected: {report}");
+    assert_eq!(report["failures"], 0, "a send failed: {report}");
+    report
+}
+
+/// The pid in the `nth` (1-based) "the successor is listening" line.
+fn successor_pid(relay: &Relay, nth: usize) -> u32 {
+    relay.wait_for_log(
+        "Upgrade: the successor is listening",
+        nth,
+        Duration::from_secs(60),
+    );
+    let log = relay.stderr();
+    let line = log
+        .lines()
+        .filter(|l| l.contains("Upgrade: the successor is listening"))
+        .nth(nth - 1)
+        .unwrap();
+    line.split("successor=")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no successor pid in {line:?}"))
+}
+
+fn signal_pid(sig: &str, pid: u32) {
+    assert!(Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap()
+        .success());
+}
+
+fn wait_gone(pid: u32, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while alive(pid) {
+        assert!(Instant::now() < deadline, "process {pid} did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Every expected line exactly once: (lost, duplicated).
+fn lost_and_duplicated(text: &str, expected: &[String]) -> (usize, usize) {
+    let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for l in text.lines() {
+        *seen.entry(l).or_default() += 1;
+    }
+    let lost = expected
+        .iter()
+        .filter(|e| !seen.contains_key(e.as_str()))
+        .count();
+    let duplicated = seen.values().map(|&n| n.saturating_sub(1)).sum::<usize>();
+    (lost, duplicated)
+}
+
+/// The `field=value` numbers of every log line containing `needle`.
+fn log_field(log: &str, needle: &str, field: &str) -> Vec<u64> {
+    log.lines()
+        .filter(|l| l.contains(needle))
+        .filter_map(|l| {
+            l.split(&format!("{field}="))
+                .nth(1)
+                .and_then(|s| s.split_whitespace().next())
+                .and_then(|s| s.parse().ok())
+        })
+        .collect()
+}
+
+#[test]
+fn issue_19_sigusr2_three_times_hands_over_every_connection() {
+    const SENDERS: usize = 4;
+    const RECORDS: usize = 8_000;
+    let config = r#"{"inputs": {"app": {"type": "tcp", "address": "127.0.0.1:0"}},
+  "outputs": {"file": {"type": "file", "path": "out/app.log", "format": "%(message)s"}},
+  "drain_seconds": 3}"#;
+    let mut relay = Relay::start(config, 1);
+    let port = relay.port("app").to_string();
+    let mut senders: Vec<_> = (0..SENDERS)
+        .map(|s| {
+            steady(&[
+                "tcp",
+                "127.0.0.1",
+                &port,
+                &format!("s{s}"),
+                &RECORDS.to_string(),
+                "2000",
+            ])
+        })
+        .collect();
+    let path = relay.path("out/app.log");
+    // Every sender is connected before the first upgrade.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while (0..SENDERS).any(|s| {
+        !std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .contains(&format!("s{s}-"))
+    }) {
+        assert!(Instant::now() < deadline, "senders did not connect");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut guards = Vec::new();
+    let mut current = relay.child.id();
+    for upgrade in 1..=3 {
+        std::thread::sleep(Duration::from_millis(600));
+        signal_pid("USR2", current);
+        let next = successor_pid(&relay, upgrade);
+        guards.push(KillOnDrop(next));
+        relay.wait_for_log(
+            "Upgrade: took over the previous process's connections.",
+            upgrade,
+            Duration::from_secs(30),
+        );
+        if upgrade == 1 {
+            assert_eq!(wait_timeout(&mut relay.child, Duration::from_secs(20)), 0);
+        } else {
+            wait_gone(current, Duration::from_secs(20));
+        }
+        current = next;
+    }
+    for sender in &mut senders {
+        report_of(sender);
+    }
+    let expected: Vec<String> = (0..SENDERS)
+        .flat_map(|s| (0..RECORDS).map(move |i| format!("s{s}-{i}")))
+        .collect();
+    wait_lines(&path, expected.len(), Duration::from_secs(30));
+    signal_pid("TERM", current);
+    wait_gone(current, Duration::from_secs(20));
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(lost_and_duplicated(&text, &expected), (0, 0));
+    assert_eq!(text.lines().count(), SENDERS * RECORDS);
+    let log = relay.stderr();
+    let handed = "Upgrade: connections handed over";
+    assert_eq!(log_field(&log, handed, "handed_over"), [4, 4, 4], "{log}");
+    assert_eq!(log_field(&log, handed, "stayed"), [0, 0, 0], "{log}");
+    let took = "Upgrade: took over the previous process's connections.";
+    assert_eq!(log_field(&log, took, "adopted"), [4, 4, 4], "{log}");
+    assert_eq!(log_field(&log, took, "refused"), [0, 0, 0], "{log}");
+}
+
+#[test]
+fn issue_19_sigusr2_hands_over_a_unix_connection_and_its_partial_frame() {
+    let config = r#"{"inputs": {"local": {"type": "unix", "path": "run/l.sock"}},
+  "outputs": {"file": {"type": "file", "path": "out/app.log", "format": "%(message)s"}},
+  "drain_seconds": 3}"#;
+    let mut relay = Relay::start(config, 1);
+    let sock = relay.path("run/l.sock");
+    let sock = sock.to_str().unwrap();
+    let mut sender = steady(&["unix", sock, "u", "3000", "1000", "--partial", sock]);
+    let path = relay.path("out/app.log");
+    wait_lines(&path, 100, Duration::from_secs(20));
+    relay.signal("USR2");
+    let pid = successor_pid(&relay, 1);
+    let _guard = KillOnDrop(pid);
+    relay.wait_for_log(
+        "Upgrade: took over the previous process's connections.",
+        1,
+        Duration::from_secs(30),
+    );
+    assert_eq!(wait_timeout(&mut relay.child, Duration::from_secs(20)), 0);
+    // The old process is gone: the rest of the partial frame goes to the
+    // successor.
+    std::io::Write::write_all(sender.stdin.as_mut().unwrap(), b"go\n").unwrap();
+    report_of(&mut sender);
+    let mut expected: Vec<String> = (0..3000).map(|i| format!("u-{i}")).collect();
+    expected.extend((0..3).map(|i| format!("u-raw-{i}")));
+    wait_lines(&path, expected.len(), Duration::from_secs(30));
+    signal_pid("TERM", pid);
+    wait_gone(pid, Duration::from_secs(20));
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(lost_and_duplicated(&text, &expected), (0, 0));
+    assert_eq!(text.lines().count(), expected.len());
+    let log = relay.stderr();
+    let handed = "Upgrade: connections handed over";
+    assert_eq!(log_field(&log, handed, "handed_over"), [2], "{log}");
+    assert_eq!(log_field(&log, handed, "stayed"), [0], "{log}");
+    let took = "Upgrade: took over the previous process's connections.";
+    assert_eq!(log_field(&log, took, "adopted"), [2], "{log}");
+}
+
+#[test]
+fn issue_19_a_connection_the_successor_cannot_take_stays_with_the_old_process() {
+    let port = free_port();
+    let config = |address: &str| {
+        format!(
+            r#"{{"inputs": {{"app": {{"type": "tcp", "address": "{address}"}}}},
+  "outputs": {{"file": {{"type": "file", "path": "out/app.log", "format": "%(message)s"}}}},
+  "drain_seconds": 20}}"#
+        )
+    };
+    let mut relay = Relay::start(&config(&format!("127.0.0.1:{port}")), 1);
+    let mut sender = steady(&["tcp", "127.0.0.1", &port.to_string(), "f", "3000", "1000"]);
+    let path = relay.path("out/app.log");
+    wait_lines(&path, 100, Duration::from_secs(20));
+    // The same socket under another key: this process cannot reload it
+    // (the address is taken, by itself), the successor listens on it
+    // under a key no handed-over connection has.
+    std::fs::write(
+        relay.path("listener.json"),
+        config(&format!("localhost:{port}")),
+    )
+    .unwrap();
+    relay.wait_for_log("Reload rejected", 1, Duration::from_secs(10));
+    relay.signal("USR2");
+    let pid = successor_pid(&relay, 1);
+    let _guard = KillOnDrop(pid);
+    relay.wait_for_log(
+        "Upgrade: took over the previous process's connections.",
+        1,
+        Duration::from_secs(30),
+    );
+    report_of(&mut sender);
+    // It exits once the sender closed its connection.
+    assert_eq!(wait_timeout(&mut relay.child, Duration::from_secs(20)), 0);
+    let expected: Vec<String> = (0..3000).map(|i| format!("f-{i}")).collect();
+    let text = wait_lines(&path, expected.len(), Duration::from_secs(10));
+    assert_eq!(lost_and_duplicated(&text, &expected), (0, 0));
+    signal_pid("TERM", pid);
+    wait_gone(pid, Duration::from_secs(20));
+    let log = relay.stderr();
+    let handed = "Upgrade: connections handed over";
+    assert_eq!(log_field(&log, handed, "handed_over"), [0], "{log}");
+    assert_eq!(log_field(&log, handed, "stayed"), [1], "{log}");
+    let took = "Upgrade: took over the previous process's connections.";
+    assert_eq!(log_field(&log, took, "adopted"), [0], "{log}");
+    assert_eq!(log_field(&log, took, "refused"), [1], "{log}");
+    assert!(
+        log.contains("no input with this address in the new config"),
+        "{log}"
+    );
+}

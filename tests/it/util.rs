@@ -520,3 +520,34 @@ pub fn install_requirements(python: &Path, cache: &Path) -> Result<PyEnv, String
     std::fs::write(&done, b"").map_err(|e| format!("{}: {e}", done.display()))?;
     Ok(env)
 }
+
+/// An outside program a test needs that `cargo test` cannot install itself
+/// (Chromium, openssl, nats-server): its path, or `None` when the test
+/// should skip. The README's test command must pass on a machine with only
+/// Rust and Python, so an absent tool prints one line naming the install
+/// command and the test returns early; under CI (`LOGRELAY_CI=1`, set by
+/// .ci/run, which installs them all) absence is a failure instead, so a
+/// green CI never hides a skipped test. `candidates` are program names
+/// looked up on PATH, or paths (containing `/`) checked as they are.
+pub fn external_tool(what: &str, candidates: &[&str], install: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = candidates.iter().find_map(|c| {
+        if c.contains('/') {
+            return Path::new(c).is_file().then(|| PathBuf::from(c));
+        }
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(c))
+            .find(|p| p.is_file())
+    });
+    if found.is_some() {
+        return found;
+    }
+    let line = format!("skipped: {what} not installed; {install}");
+    if std::env::var("LOGRELAY_CI").as_deref() == Ok("1") {
+        panic!("{line} (LOGRELAY_CI=1: CI must run every test)");
+    }
+    // Straight to the stream: libtest captures print!/eprint! of passing
+    // tests, and a skip nobody sees is a skip nobody fixes.
+    let _ = writeln!(std::io::stderr(), "{line}");
+    None
+}

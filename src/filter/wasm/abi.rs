@@ -16,7 +16,7 @@ use wasmtime::{bail, Caller, ExternType, Linker, Memory, Module, Result, ValType
 use super::instance::HostState;
 use super::FilterError;
 use crate::codec::json;
-use crate::record::{Fields, Str, Value};
+use crate::record::{default_bit, Fields, Str, Value};
 
 /// The import module of ABI v1.
 pub const MODULE_V1: &str = "logrelay";
@@ -197,7 +197,9 @@ fn field_set(
         return Ok(-1);
     };
     state.backup();
-    // As `Record::set`: replaced in place (keeping its position) or appended.
+    // As `Record::set`: replaced in place (keeping its position) or
+    // appended, and a default the decoder added becomes the record's own.
+    state.defaulted &= !default_bit(name);
     match find(&state.fields, name.as_bytes()) {
         Some(i) => state.fields[i].1 = value,
         None => state.fields.push((Str::from(name), value)),
@@ -234,6 +236,17 @@ fn record_set(mut caller: Caller<'_, HostState>, ptr: i32, len: i32) -> Result<i
         return Ok(-1);
     };
     state.backup();
+    if state.defaulted != 0 {
+        // A guest that wrote back what `record_get` gave it did not set
+        // the decoder's defaults: those it left unchanged stay defaults,
+        // those it changed are its own now.
+        let old = &state.fields;
+        let unchanged = fields
+            .iter()
+            .filter(|(k, v)| old.iter().any(|(ok, ov)| ok == k && ov == v))
+            .fold(0, |bits, (k, _)| bits | default_bit(k));
+        state.defaulted &= unchanged;
+    }
     state.fields = fields;
     Ok(0)
 }

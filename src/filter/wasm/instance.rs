@@ -101,6 +101,8 @@ const INIT_FACTOR: u64 = 10;
 pub struct HostState {
     /// The record's fields, moved in for the duration of one call.
     pub fields: Fields,
+    /// The record's [`Record::defaulted`], for the same call.
+    pub defaulted: u32,
     /// The fields as they were before the guest's first change in this call,
     /// so a failed call can hand the record on unchanged. Taken lazily: a
     /// filter that only reads pays no copy.
@@ -155,6 +157,7 @@ impl Instance {
     ) -> Result<Instance, InstantiateError> {
         let state = HostState {
             fields: Fields::new(),
+            defaulted: 0,
             backup: None,
             scratch: Vec::new(),
             memory: None,
@@ -201,9 +204,11 @@ impl Instance {
         // Move the fields in and out rather than lending a pointer: no
         // unsafe, and a Vec move is three words.
         self.store.data_mut().fields = std::mem::take(&mut record.fields);
+        self.store.data_mut().defaulted = record.defaulted;
         let result = self.filter.call(&mut self.store, ());
         let state = self.store.data_mut();
         let changed = std::mem::take(&mut state.fields);
+        let defaulted = state.defaulted;
         let original = state.backup.take();
         if state.scratch.capacity() > 1 << 20 {
             // One huge record should not pin a megabyte per instance.
@@ -217,7 +222,10 @@ impl Instance {
         };
         record.fields = match (&verdict, original) {
             (Err(_), Some(original)) => original,
-            _ => changed,
+            _ => {
+                record.defaulted = defaulted;
+                changed
+            }
         };
         verdict
     }

@@ -169,6 +169,36 @@ fn record_get_and_record_set() {
     assert_eq!(int(&r, "rc_object"), 0);
 }
 
+/// Issue 17: a field the decoder defaulted stops being a default when a
+/// filter sets it (`field_set`, or `record_set` with another value), and
+/// stays one when `record_set` writes back the value it had, so
+/// `encoding: json` writes what the sender or a filter gave.
+#[test]
+fn a_default_a_filter_sets_becomes_the_records_own() {
+    let bit = |k: &str| crate::record::default_bit(k);
+    let set = load("field_set.wat");
+    let mut r = typical();
+    r.defaulted = bit("levelno") | bit("name");
+    set.apply(&mut r);
+    assert_eq!(r.defaulted, bit("name"));
+
+    let record = load("record.wat");
+    // record_set('{"msg":"replaced","n":1}'): msg changed, so it is set.
+    let mut r = Record::of(&[("replace", Value::Bool(true)), ("msg", Value::str(""))]);
+    r.defaulted = bit("msg");
+    record.apply(&mut r);
+    assert_eq!(r.get("msg"), Some(&Value::str("replaced")));
+    assert_eq!(r.defaulted, 0);
+    // The same value written back: still the decoder's default.
+    let mut r = Record::of(&[
+        ("replace", Value::Bool(true)),
+        ("msg", Value::str("replaced")),
+    ]);
+    r.defaulted = bit("msg");
+    record.apply(&mut r);
+    assert_eq!(r.defaulted, bit("msg"));
+}
+
 #[test]
 fn config_get_hands_the_filter_its_config() {
     let mut c = config("config.wat");

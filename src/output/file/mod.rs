@@ -96,6 +96,8 @@ struct FileSink {
     senders: mpsc::WeakSender<OutputMsg>,
     /// When a write first failed after the senders were gone.
     closing_since: Option<Instant>,
+    /// Set when a write gave up on lines (see [`Sink::gave_up`]).
+    gave_up: bool,
     stats: Arc<OutputStats>,
 }
 
@@ -195,6 +197,7 @@ impl FileSink {
             last_check: Instant::now(),
             senders,
             closing_since: None,
+            gave_up: false,
             stats,
         }
     }
@@ -359,6 +362,7 @@ impl FileSink {
                 if since.elapsed() >= RETRY_WHEN_CLOSING {
                     let lost = bytecount_lines(&self.buf[written..]);
                     tracing::error!(output = %self.name, path = %self.path.display(), lines = lost, "Shutting down with the file still failing; the unwritten lines are lost.");
+                    self.gave_up = true;
                     break;
                 }
             }
@@ -519,6 +523,10 @@ impl Sink for FileSink {
 
     fn flush(&mut self) {
         self.write_out();
+    }
+
+    fn gave_up(&mut self) -> bool {
+        std::mem::take(&mut self.gave_up)
     }
 
     fn tick_every(&self) -> Option<Duration> {

@@ -38,6 +38,8 @@ pub(super) struct FilePool {
     /// The path being rendered (reused buffer).
     rendered: String,
     senders: mpsc::WeakSender<OutputMsg>,
+    /// Records given up on since [`Sink::gave_up`] was last asked.
+    gave_up: bool,
     stats: Arc<OutputStats>,
 }
 
@@ -74,6 +76,7 @@ impl FilePool {
             clock: 0,
             rendered: String::new(),
             senders,
+            gave_up: false,
             stats,
         })
     }
@@ -109,6 +112,7 @@ impl FilePool {
             // Dropping the sink closes the file (and waits for its gzip
             // jobs, if any).
             slot.sink.flush();
+            self.gave_up |= slot.sink.gave_up();
         }
     }
 
@@ -186,6 +190,7 @@ impl Sink for FilePool {
                 Some(sink) => sink.records(records),
                 None => {
                     self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                    self.gave_up = true;
                 }
             }
         }
@@ -201,6 +206,14 @@ impl Sink for FilePool {
         for slot in self.open.values_mut() {
             slot.sink.flush();
         }
+    }
+
+    fn gave_up(&mut self) -> bool {
+        let mut any = std::mem::take(&mut self.gave_up);
+        for slot in self.open.values_mut() {
+            any |= slot.sink.gave_up();
+        }
+        any
     }
 
     fn tick_every(&self) -> Option<Duration> {

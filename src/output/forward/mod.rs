@@ -37,7 +37,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::{OutputError, OutputMsg, OutputStats};
+use super::{OutputError, OutputMsg, OutputStats, Receipt};
 use crate::codec::encode;
 use crate::config::{Encoder, ForwardOutputConfig, WhenFull};
 use conn::{Conn, Event, Proto};
@@ -133,6 +133,18 @@ struct Forwarder {
     spool: Option<Spool>,
     /// Records dropped by `drop_newest`.
     dropped: u64,
+    /// Receipts of batches (see `output::receipt`), each with the count
+    /// of records taken into memory once its batch was: it is written
+    /// when `delivered` reaches that count. Records leave memory in the
+    /// order they entered it (a plain write, a confirmation, both in
+    /// order), so the counts say which batches are wholly delivered;
+    /// records that went to the spool are on disk already.
+    receipts: VecDeque<(u64, Receipt)>,
+    /// Records ever put in `queue` (taken, refilled from the spool).
+    entered: u64,
+    /// Records ever delivered from memory (written without `ack`,
+    /// confirmed with it).
+    delivered: u64,
 }
 
 impl Forwarder {
@@ -157,7 +169,31 @@ impl Forwarder {
             next_attempt: Instant::now(),
             spool,
             dropped: 0,
+            receipts: VecDeque::new(),
+            entered: 0,
+            delivered: 0,
         }
+    }
+
+    /// `n` records left memory delivered: give back the receipts of the
+    /// batches now wholly delivered.
+    fn delivered(&mut self, n: usize) {
+        self.delivered += n as u64;
+        while self
+            .receipts
+            .front()
+            .is_some_and(|(upto, _)| *upto <= self.delivered)
+        {
+            if let Some((_, r)) = self.receipts.pop_front() {
+                r.written();
+            }
+        }
+    }
+
+    /// Put a payload in memory, last.
+    fn enter(&mut self, payload: Bytes) {
+        self.queue.push_back(payload);
+        self.entered += 1;
     }
 
     fn buffered(&self) -> usize {
@@ -248,8 +284,14 @@ impl Forwarder {
 
     /// Encode and buffer a batch from the pipeline.
     fn take(&mut self, msg: OutputMsg) {
-        let OutputMsg::Records(batch, _budget) = msg else {
-            return; // Reopen: nothing to reopen.
+        let (batch, receipt) = match msg {
+            OutputMsg::Records(batch, _budget, receipt) => (batch, receipt),
+            // Taken in order: everything before it is in the buffer.
+            OutputMsg::Flush(done) => {
+                let _ = done.send(());
+                return;
+            }
+            _ => return, // Reopen: nothing to reopen.
         };
         let mut buf = Vec::new();
         for record in &batch {
@@ -263,16 +305,21 @@ impl Forwarder {
                 if !spool.is_empty() || full {
                     if let Err(e) = spool.push(&payload) {
                         tracing::error!(output = %self.name, error = %e, "Spool write failed; keeping the record in memory.");
-                        self.queue.push_back(payload);
+                        self.enter(payload);
                     }
                     continue;
                 }
             } else if self.config.when_full == WhenFull::DropNewest && full {
+                // Dropped by the policy the user chose: done with, counted.
                 self.dropped += 1;
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
-            self.queue.push_back(payload);
+            self.enter(payload);
+        }
+        if let Some(r) = receipt {
+            self.receipts.push_back((self.entered, r));
+            self.delivered(0);
         }
     }
 
@@ -283,7 +330,10 @@ impl Forwarder {
             && self.queue.len() + self.inflight_records < self.config.buffer_records
         {
             match spool.pop_segment(self.config.encoder) {
-                Ok(payloads) => self.queue.extend(payloads),
+                Ok(payloads) => {
+                    self.entered += payloads.len() as u64;
+                    self.queue.extend(payloads);
+                }
                 Err(e) => {
                     tracing::error!(output = %self.name, error = %e, "Spool read failed; segment skipped.");
                 }
@@ -355,6 +405,7 @@ impl Forwarder {
                         self.next_seq += 1;
                     }
                     super::count(&self.stats, n, bytes);
+                    self.delivered(n);
                 }
                 true
             }
@@ -391,6 +442,7 @@ impl Forwarder {
                 let bytes = b.payloads.iter().map(Bytes::len).sum();
                 self.inflight_records -= b.payloads.len();
                 super::count(&self.stats, b.payloads.len(), bytes);
+                self.delivered(b.payloads.len());
             }
         }
     }
@@ -427,6 +479,8 @@ impl Forwarder {
             match spool.prepend(&left) {
                 Ok(()) => {
                     tracing::info!(output = %self.name, records = left.len() + spool.on_disk(), "Undelivered records kept in the spool for the next start.");
+                    // On disk: the next start delivers them.
+                    self.receipts.drain(..).for_each(|(_, r)| r.written());
                     return;
                 }
                 Err(e) => {

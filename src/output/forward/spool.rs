@@ -23,7 +23,6 @@ use bytes::Bytes;
 
 use crate::codec::{encode, DecoderKind};
 use crate::config::Encoder;
-use crate::record::Record;
 
 const MAGIC: &[u8; 8] = b"LRSPOOL1";
 /// Number of the first segment: prepends count down from here.
@@ -220,9 +219,9 @@ fn reencode(stored: u8, encoder: Encoder, payloads: Vec<Bytes>) -> Vec<Bytes> {
     let mut buf = Vec::new();
     for p in payloads {
         match decoder.decode(p) {
-            Ok(fields) => {
+            Ok(record) => {
                 buf.clear();
-                encode::payload(encoder, &Record::new(fields), &mut buf);
+                encode::payload(encoder, &record, &mut buf);
                 out.push(Bytes::copy_from_slice(&buf));
             }
             Err(e) => tracing::error!(error = %e, "A spooled record does not decode; dropped."),

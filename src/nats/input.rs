@@ -44,7 +44,6 @@ use crate::codec::DecoderKind;
 use crate::config::NatsInputConfig;
 use crate::input::{refresh, warn_limited, ConnContext};
 use crate::pipeline::Pipeline;
-use crate::record::Record;
 
 /// How long after its dispatch a batch is acknowledged: by then the
 /// outputs have written it (a file output writes within `flush_ms`, 100
@@ -261,7 +260,7 @@ async fn handle(
             _ => DecoderKind::Json,
         };
         match decoder.decode_keeping(m.payload.clone(), stage.keep) {
-            Ok(fields) => records.push(Record::new(fields)),
+            Ok(record) => records.push(record),
             Err(e) => {
                 let mut rejected = ctx.stats.rejected.lock().unwrap_or_else(|p| p.into_inner());
                 *rejected.entry(e.reason()).or_default() += 1;
@@ -273,7 +272,8 @@ async fn handle(
     ctx.stats
         .received
         .fetch_add(records.len() as u64, Ordering::Relaxed);
-    pipeline.dispatch(stage, records).await;
+    // No receipt: the input acknowledges at `Dispatched::written`.
+    pipeline.dispatch(stage, records, None).await;
 }
 
 /// A batch of messages whose records were dispatched to the outputs,

@@ -49,7 +49,6 @@ use crate::config::{Encoder, NatsOutputConfig, WhenFull};
 use crate::output::file::template::PathTemplate;
 use crate::output::forward::spool::Spool;
 use crate::output::{OutputError, OutputMsg, OutputStats};
-use crate::record::Record;
 
 /// How long delivery goes on after the last sender is gone.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -86,6 +85,7 @@ pub fn start(
         path: config.subject.clone(),
         source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()),
     })?;
+    let on_disk = spool.as_ref().map_or(0, |s| s.on_disk() as u64);
     let nats_stats = super::register("output", name);
     let name_owned = name.to_string();
     let config = config.clone();
@@ -126,6 +126,9 @@ pub fn start(
                 spool,
                 dropped: 0,
                 failing: false,
+                entered: on_disk,
+                stored: 0,
+                receipts: VecDeque::new(),
             };
             rt.block_on(out.run(rx));
         })
@@ -193,9 +196,9 @@ impl Entry {
             Encoder::Msgpack => DecoderKind::Msgpack,
             _ => DecoderKind::Pickle,
         };
-        let fields = decoder.decode(self.payload.clone()).ok()?;
+        let record = decoder.decode(self.payload.clone()).ok()?;
         let mut buf = Vec::new();
-        encode::payload(to, &Record::new(fields), &mut buf);
+        encode::payload(to, &record, &mut buf);
         self.payload = Bytes::from(buf);
         self.encoder = to;
         Some(self)
@@ -308,6 +311,12 @@ struct Publisher {
     dropped: u64,
     /// Whether the last publish failed (logged once per episode).
     failing: bool,
+    /// Records entered (this run's, and the spool's found at start) and
+    /// records stored, in entry order; receipts wait for `stored` to
+    /// reach the `entered` count after their batch.
+    entered: u64,
+    stored: u64,
+    receipts: VecDeque<(u64, crate::output::Receipt)>,
 }
 
 impl Publisher {
@@ -416,9 +425,10 @@ impl Publisher {
 
     /// Encode and buffer a batch from the pipeline.
     fn take(&mut self, msg: OutputMsg) {
-        let OutputMsg::Records(batch, _budget) = msg else {
+        let OutputMsg::Records(batch, _budget, receipt) = msg else {
             return; // Reopen: nothing to reopen.
         };
+        let mut lost = 0;
         for record in &batch {
             self.template.render(record, &mut self.subject);
             clean_subject(&mut self.subject);
@@ -445,9 +455,33 @@ impl Publisher {
             } else if self.config.when_full == WhenFull::DropNewest && full {
                 self.dropped += 1;
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                lost += 1;
                 continue;
             }
             self.queue.push_back(entry);
+        }
+        // Dropped records never enter (nor get stored). A batch with one is
+        // never all written: its receipt goes now, unwritten (the
+        // acknowledged sender re-sends it).
+        self.entered += (batch.len() - lost) as u64;
+        if let (Some(r), 0) = (receipt, lost) {
+            self.receipts.push_back((self.entered, r));
+        }
+    }
+
+    /// `n` more records are stored in the stream: give back the receipts
+    /// (see `output::receipt`) of the batches now all stored, counting
+    /// records in the order they entered, as the forward output does.
+    fn stored_receipts(&mut self, n: usize) {
+        self.stored += n as u64;
+        while self
+            .receipts
+            .front()
+            .is_some_and(|(upto, _)| *upto <= self.stored)
+        {
+            if let Some((_, r)) = self.receipts.pop_front() {
+                r.written();
+            }
         }
     }
 
@@ -675,6 +709,7 @@ impl Publisher {
 
     /// `n` messages of `bytes` payload are stored in the stream.
     fn retired(&mut self, n: usize, bytes: usize) {
+        self.stored_receipts(n);
         self.nats
             .acknowledged
             .fetch_add(n as u64, Ordering::Relaxed);
@@ -704,6 +739,7 @@ impl Publisher {
             }
         }
         if stored > 0 {
+            self.stored_receipts(stored);
             self.nats
                 .acknowledged
                 .fetch_add(stored as u64, Ordering::Relaxed);
@@ -797,7 +833,7 @@ mod tests {
         assert_eq!(back.payload, e.payload);
         let msgpack = back.reencode(Encoder::Msgpack).unwrap();
         assert_eq!(msgpack.encoder, Encoder::Msgpack);
-        let fields = DecoderKind::Msgpack.decode(msgpack.payload).unwrap();
-        assert!(fields.iter().any(|(k, _)| &**k == "msg"));
+        let record = DecoderKind::Msgpack.decode(msgpack.payload).unwrap();
+        assert!(record.fields.iter().any(|(k, _)| &**k == "msg"));
     }
 }

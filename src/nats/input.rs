@@ -1,0 +1,342 @@
+//! The `nats` input: a durable pull consumer on a JetStream stream.
+//!
+//! Several logrelays naming the same `consumer` share it: the stream
+//! hands each message to one of them. The consumer is created when
+//! missing (explicit acks, delivering from the start of the stream) and
+//! used as it is otherwise.
+//!
+//! Messages are pulled in batches of up to `batch`; each message is one
+//! record, decoded as its `Logrelay-Encoder` header says (`json`,
+//! `msgpack`, `pickle`; no header: JSON, what other publishers send most).
+//! A batch's records are dispatched to the routes as one batch, and the
+//! messages are acknowledged when [`Dispatched::written`] says so: today
+//! [`ACK_DELAY`] (250 ms) after the dispatch returned. The dispatch
+//! returns once the outputs' queues took the records, and a file output
+//! writes within `flush_ms` (100 ms by default), so what was acknowledged
+//! has been written unless an output was stalled.
+//!
+//! **The ack point.** `Dispatched::written` is the one place that decides
+//! when a batch counts as written. When the pipeline's completion path
+//! lands (a batch's completion fires once every output wrote it), it
+//! becomes "await that completion" and nothing else here changes.
+//!
+//! At-least-once, and the duplicate window: a logrelay killed between
+//! taking messages and acknowledging them leaves them unacknowledged; the
+//! server hands them to another member of the consumer after
+//! `ack_wait_ms` (30 s by default). Records of those messages that this
+//! logrelay had already written are then written twice: the batches of
+//! the last [`ACK_DELAY`] (250 ms) before the kill, plus what it had
+//! pulled and not yet dispatched (up to `batch` messages). With the
+//! completion path the 250 ms becomes the outputs' own write latency. A
+//! graceful stop acknowledges what was dispatched and hands back what
+//! was not (NAK), so it duplicates nothing.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::pull, AckKind};
+use futures_util::{FutureExt, StreamExt};
+
+use super::NatsStats;
+use crate::codec::DecoderKind;
+use crate::config::NatsInputConfig;
+use crate::input::{refresh, warn_limited, ConnContext};
+use crate::pipeline::Pipeline;
+
+/// How long after its dispatch a batch is acknowledged: by then the
+/// outputs have written it (a file output writes within `flush_ms`, 100
+/// ms by default), so a logrelay killed now loses nothing it acknowledged
+/// unless an output was stalled.
+const ACK_DELAY: Duration = Duration::from_millis(250);
+/// How often the consumer lag is read.
+const LAG_EVERY: Duration = Duration::from_secs(2);
+
+/// Start consuming; returns what to show as "listening".
+pub(crate) fn start(
+    name: &str,
+    config: &NatsInputConfig,
+    ctx: ConnContext,
+    tracker: &tokio_util::task::TaskTracker,
+) -> Vec<String> {
+    let stats = super::register("input", name);
+    let what = format!("input {name:?}");
+    let config = config.clone();
+    let shown = format!(
+        "nats {} stream {} consumer {}",
+        config.connect.servers.join(","),
+        config.stream,
+        config.consumer
+    );
+    tracker.spawn(consume(what, config, ctx, stats));
+    vec![shown]
+}
+
+/// Sleep, or return false if the input is stopped first.
+async fn pause(ctx: &ConnContext, d: Duration) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => true,
+        _ = ctx.removed.cancelled() => false,
+    }
+}
+
+async fn consume(
+    what: String,
+    config: NatsInputConfig,
+    mut ctx: ConnContext,
+    stats: Arc<NatsStats>,
+) {
+    let mut attempt = 0u32;
+    let client = loop {
+        match super::connect(&what, &config.connect).await {
+            Ok(c) => break c,
+            Err(e) => {
+                if attempt == 0 {
+                    tracing::error!("{e}; retrying with backoff.");
+                }
+                if !pause(&ctx, super::backoff(attempt)).await {
+                    return;
+                }
+                attempt += 1;
+            }
+        }
+    };
+    let js = jetstream::new(client.clone());
+    let mut pipeline = ctx.pipelines.borrow_and_update().clone();
+    // Dispatched batches, oldest first, waiting to be written.
+    let mut unacked: VecDeque<Dispatched> = VecDeque::new();
+    'setup: loop {
+        if ctx.removed.is_cancelled() {
+            break;
+        }
+        let consumer = match setup(&js, &config).await {
+            Ok(c) => {
+                tracing::info!(stream = %config.stream, consumer = %config.consumer, "{what}: consuming.");
+                attempt = 0;
+                c
+            }
+            Err(why) => {
+                if attempt.is_multiple_of(20) {
+                    tracing::warn!("{what}: {why}; retrying.");
+                }
+                attempt += 1;
+                if !pause(&ctx, super::backoff(attempt)).await {
+                    break;
+                }
+                continue;
+            }
+        };
+        let messages = consumer
+            .stream()
+            .max_messages_per_batch(config.batch)
+            .heartbeat(Duration::from_secs(5))
+            .expires(Duration::from_secs(30))
+            .messages()
+            .await;
+        let mut messages = match messages {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!("{what}: cannot pull messages: {e}; retrying.");
+                if !pause(&ctx, super::backoff(attempt)).await {
+                    break;
+                }
+                attempt += 1;
+                continue;
+            }
+        };
+        let mut lag = tokio::time::interval(LAG_EVERY);
+        let mut consumer = consumer;
+        let mut batch: Vec<jetstream::Message> = Vec::with_capacity(config.batch);
+        loop {
+            ack_written(&what, &stats, &mut unacked, false).await;
+            let first = tokio::select! {
+                m = messages.next() => m,
+                _ = ctx.removed.cancelled() => {
+                    // Hand back what was pulled and not handled: the
+                    // server redelivers it now rather than after ack_wait.
+                    while let Some(Some(Ok(m))) = messages.next().now_or_never() {
+                        let _ = m.ack_with(AckKind::Nak(None)).await;
+                    }
+                    break 'setup;
+                }
+                _ = oldest_written(&mut unacked) => {
+                    if let Some(done) = unacked.pop_front() {
+                        ack(&what, &stats, done).await;
+                    }
+                    continue;
+                }
+                _ = lag.tick() => {
+                    if let Ok(Ok(info)) = tokio::time::timeout(Duration::from_secs(2), consumer.info()).await {
+                        stats.pending.store(info.num_pending, Ordering::Relaxed);
+                        stats.ack_pending.store(info.num_ack_pending as u64, Ordering::Relaxed);
+                    }
+                    continue;
+                }
+            };
+            match first {
+                Some(Ok(m)) => batch.push(m),
+                Some(Err(e)) => {
+                    tracing::debug!("{what}: pull: {e}");
+                    continue;
+                }
+                None => {
+                    tracing::warn!("{what}: the message stream ended; pulling again.");
+                    continue 'setup;
+                }
+            }
+            while batch.len() < config.batch {
+                match messages.next().now_or_never() {
+                    Some(Some(Ok(m))) => batch.push(m),
+                    _ => break,
+                }
+            }
+            let Some(stage) = refresh(&mut ctx, &mut pipeline) else {
+                // Removed by a reload: hand the batch back.
+                for m in batch.drain(..) {
+                    let _ = m.ack_with(AckKind::Nak(None)).await;
+                }
+                break 'setup;
+            };
+            handle(&stage, &ctx, &stats, &pipeline, &mut batch).await;
+            unacked.push_back(Dispatched::new(std::mem::take(&mut batch)));
+        }
+    }
+    // Stopping: everything dispatched is with the outputs, which flush
+    // before the process exits.
+    ack_written(&what, &stats, &mut unacked, true).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), client.flush()).await;
+}
+
+/// Find the stream and get (or create) the durable consumer.
+async fn setup(
+    js: &jetstream::Context,
+    config: &NatsInputConfig,
+) -> Result<jetstream::consumer::Consumer<pull::Config>, String> {
+    let stream = tokio::time::timeout(Duration::from_secs(5), js.get_stream(&config.stream))
+        .await
+        .map_err(|_| format!("looking up stream {} timed out", config.stream))?
+        .map_err(|e| format!("cannot find stream {}: {e}", config.stream))?;
+    let consumer_config = pull::Config {
+        durable_name: Some(config.consumer.clone()),
+        ack_policy: jetstream::consumer::AckPolicy::Explicit,
+        ack_wait: Duration::from_millis(config.ack_wait_ms),
+        max_ack_pending: 100_000,
+        ..Default::default()
+    };
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        stream.get_or_create_consumer(&config.consumer, consumer_config),
+    )
+    .await
+    .map_err(|_| format!("getting consumer {} timed out", config.consumer))?
+    .map_err(|e| format!("cannot get or create consumer {}: {e}", config.consumer))
+}
+
+/// Decode and dispatch one batch of messages.
+async fn handle(
+    stage: &crate::pipeline::InputStage,
+    ctx: &ConnContext,
+    stats: &NatsStats,
+    pipeline: &Pipeline,
+    batch: &mut [jetstream::Message],
+) {
+    let mut records = Vec::with_capacity(batch.len());
+    for m in batch.iter() {
+        if m.info().is_ok_and(|i| i.delivered > 1) {
+            stats.redelivered.fetch_add(1, Ordering::Relaxed);
+        }
+        ctx.stats
+            .bytes
+            .fetch_add(m.payload.len() as u64, Ordering::Relaxed);
+        let decoder = match m
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(super::ENCODER_HEADER))
+            .map(|v| v.as_str())
+        {
+            Some("pickle") => DecoderKind::Pickle,
+            Some("msgpack") => DecoderKind::Msgpack,
+            _ => DecoderKind::Json,
+        };
+        match decoder.decode_keeping(m.payload.clone(), stage.keep) {
+            Ok(record) => records.push(record),
+            Err(e) => {
+                let mut rejected = ctx.stats.rejected.lock().unwrap_or_else(|p| p.into_inner());
+                *rejected.entry(e.reason()).or_default() += 1;
+                drop(rejected);
+                warn_limited(&stage.name, e.reason(), &format!("{e}; record dropped"));
+            }
+        }
+    }
+    ctx.stats
+        .received
+        .fetch_add(records.len() as u64, Ordering::Relaxed);
+    // No receipt: the input acknowledges at `Dispatched::written`.
+    pipeline.dispatch(stage, records, None).await;
+}
+
+/// A batch of messages whose records were dispatched to the outputs,
+/// not yet acknowledged.
+struct Dispatched {
+    /// When the dispatch returned.
+    at: tokio::time::Instant,
+    messages: Vec<jetstream::Message>,
+}
+
+impl Dispatched {
+    fn new(messages: Vec<jetstream::Message>) -> Dispatched {
+        Dispatched {
+            at: tokio::time::Instant::now(),
+            messages,
+        }
+    }
+
+    /// THE ACK POINT: resolves once the batch's records count as written,
+    /// so its messages may be acknowledged. Today: [`ACK_DELAY`] after the
+    /// dispatch (see the module doc for the duplicate window this leaves).
+    /// Switch to the pipeline's completion (every output wrote the batch)
+    /// here, and only here, when it lands.
+    async fn written(&mut self) {
+        tokio::time::sleep_until(self.at + ACK_DELAY).await;
+    }
+}
+
+/// Resolves when the oldest dispatched batch is written; never if none.
+async fn oldest_written(unacked: &mut VecDeque<Dispatched>) {
+    match unacked.front_mut() {
+        Some(d) => d.written().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Acknowledge the dispatched batches already written, oldest first (all
+/// of them if `all`: stopping, the outputs flush before the process
+/// exits). A batch whose `written` is not ready at this poll waits for
+/// the loop's `oldest_written` branch.
+async fn ack_written(what: &str, stats: &NatsStats, unacked: &mut VecDeque<Dispatched>, all: bool) {
+    while let Some(front) = unacked.front_mut() {
+        if !all && front.written().now_or_never().is_none() {
+            break;
+        }
+        let Some(done) = unacked.pop_front() else {
+            break;
+        };
+        ack(what, stats, done).await;
+    }
+}
+
+/// Acknowledge a written batch's messages. A message that did not decode
+/// is acknowledged too: it never will.
+async fn ack(what: &str, stats: &NatsStats, done: Dispatched) {
+    for m in done.messages {
+        match m.ack().await {
+            Ok(()) => {
+                stats.acknowledged.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                tracing::debug!("{what}: ack failed: {e} (the message will be redelivered)")
+            }
+        }
+    }
+}

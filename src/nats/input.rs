@@ -8,28 +8,21 @@
 //! Messages are pulled in batches of up to `batch`; each message is one
 //! record, decoded as its `Logrelay-Encoder` header says (`json`,
 //! `msgpack`, `pickle`; no header: JSON, what other publishers send most).
-//! A batch's records are dispatched to the routes as one batch, and the
-//! messages are acknowledged when [`Dispatched::written`] says so: today
-//! [`ACK_DELAY`] (250 ms) after the dispatch returned. The dispatch
-//! returns once the outputs' queues took the records, and a file output
-//! writes within `flush_ms` (100 ms by default), so what was acknowledged
-//! has been written unless an output was stalled.
-//!
-//! **The ack point.** `Dispatched::written` is the one place that decides
-//! when a batch counts as written. When the pipeline's completion path
-//! lands (a batch's completion fires once every output wrote it), it
-//! becomes "await that completion" and nothing else here changes.
+//! A batch's records are dispatched to the routes as one batch with a
+//! receipt (`output::receipt`), and its messages are acknowledged once
+//! every output the records were routed to wrote them
+//! ([`Dispatched::written`]); a batch an output could not write is handed
+//! back (NAK) and redelivered.
 //!
 //! At-least-once, and the duplicate window: a logrelay killed between
-//! taking messages and acknowledging them leaves them unacknowledged; the
-//! server hands them to another member of the consumer after
-//! `ack_wait_ms` (30 s by default). Records of those messages that this
-//! logrelay had already written are then written twice: the batches of
-//! the last [`ACK_DELAY`] (250 ms) before the kill, plus what it had
-//! pulled and not yet dispatched (up to `batch` messages). With the
-//! completion path the 250 ms becomes the outputs' own write latency. A
-//! graceful stop acknowledges what was dispatched and hands back what
-//! was not (NAK), so it duplicates nothing.
+//! writing records and acknowledging their messages leaves them
+//! unacknowledged; the server hands them to another member of the
+//! consumer after `ack_wait_ms` (30 s by default), and those records are
+//! written twice: the batches written in the moment before the kill whose
+//! acknowledgements had not reached the server. Nothing acknowledged is
+//! unwritten, so a kill loses nothing. A graceful stop acknowledges what
+//! its outputs wrote (waiting up to [`STOP_WAIT`]) and hands back what was
+//! pulled and not dispatched (NAK), so it duplicates nothing.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -45,11 +38,9 @@ use crate::config::NatsInputConfig;
 use crate::input::{refresh, warn_limited, ConnContext};
 use crate::pipeline::Pipeline;
 
-/// How long after its dispatch a batch is acknowledged: by then the
-/// outputs have written it (a file output writes within `flush_ms`, 100
-/// ms by default), so a logrelay killed now loses nothing it acknowledged
-/// unless an output was stalled.
-const ACK_DELAY: Duration = Duration::from_millis(250);
+/// At a graceful stop, how long to wait for the outputs to write what was
+/// dispatched before leaving the rest unacknowledged (redelivered).
+const STOP_WAIT: Duration = Duration::from_secs(5);
 /// How often the consumer lag is read.
 const LAG_EVERY: Duration = Duration::from_secs(2);
 
@@ -198,8 +189,8 @@ async fn consume(
                 }
                 break 'setup;
             };
-            handle(&stage, &ctx, &stats, &pipeline, &mut batch).await;
-            unacked.push_back(Dispatched::new(std::mem::take(&mut batch)));
+            let done = handle(&stage, &ctx, &stats, &pipeline, &mut batch).await;
+            unacked.push_back(Dispatched::new(std::mem::take(&mut batch), done));
         }
     }
     // Stopping: everything dispatched is with the outputs, which flush
@@ -240,7 +231,7 @@ async fn handle(
     stats: &NatsStats,
     pipeline: &Pipeline,
     batch: &mut [jetstream::Message],
-) {
+) -> tokio::sync::oneshot::Receiver<bool> {
     let mut records = Vec::with_capacity(batch.len());
     for m in batch.iter() {
         if m.info().is_ok_and(|i| i.delivered > 1) {
@@ -272,40 +263,57 @@ async fn handle(
     ctx.stats
         .received
         .fetch_add(records.len() as u64, Ordering::Relaxed);
-    // No receipt: the input acknowledges at `Dispatched::written`.
-    pipeline.dispatch(stage, records, None).await;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let receipt = crate::output::Receipt::new(move |ok| {
+        let _ = tx.send(ok);
+    });
+    pipeline.dispatch(stage, records, Some(&receipt)).await;
+    receipt.written();
+    rx
 }
 
 /// A batch of messages whose records were dispatched to the outputs,
 /// not yet acknowledged.
 struct Dispatched {
-    /// When the dispatch returned.
-    at: tokio::time::Instant,
+    /// The batch's receipt came back: `true` if every output wrote it.
+    done: tokio::sync::oneshot::Receiver<bool>,
+    /// Set once `done` answered.
+    outcome: Option<bool>,
     messages: Vec<jetstream::Message>,
 }
 
 impl Dispatched {
-    fn new(messages: Vec<jetstream::Message>) -> Dispatched {
+    fn new(
+        messages: Vec<jetstream::Message>,
+        done: tokio::sync::oneshot::Receiver<bool>,
+    ) -> Dispatched {
         Dispatched {
-            at: tokio::time::Instant::now(),
+            done,
+            outcome: None,
             messages,
         }
     }
 
-    /// THE ACK POINT: resolves once the batch's records count as written,
-    /// so its messages may be acknowledged. Today: [`ACK_DELAY`] after the
-    /// dispatch (see the module doc for the duplicate window this leaves).
-    /// Switch to the pipeline's completion (every output wrote the batch)
-    /// here, and only here, when it lands.
-    async fn written(&mut self) {
-        tokio::time::sleep_until(self.at + ACK_DELAY).await;
+    /// THE ACK POINT: resolves once every output the batch's records went
+    /// to wrote them (`true`), or one could not (`false`: hand them back).
+    async fn written(&mut self) -> bool {
+        if let Some(ok) = self.outcome {
+            return ok;
+        }
+        // A receipt is never dropped without answering; a closed channel
+        // means the process is going down: not written.
+        let ok = (&mut self.done).await.unwrap_or(false);
+        self.outcome = Some(ok);
+        ok
     }
 }
 
 /// Resolves when the oldest dispatched batch is written; never if none.
 async fn oldest_written(unacked: &mut VecDeque<Dispatched>) {
     match unacked.front_mut() {
-        Some(d) => d.written().await,
+        Some(d) => {
+            d.written().await;
+        }
         None => std::future::pending().await,
     }
 }
@@ -315,8 +323,17 @@ async fn oldest_written(unacked: &mut VecDeque<Dispatched>) {
 /// exits). A batch whose `written` is not ready at this poll waits for
 /// the loop's `oldest_written` branch.
 async fn ack_written(what: &str, stats: &NatsStats, unacked: &mut VecDeque<Dispatched>, all: bool) {
+    let stop = tokio::time::Instant::now() + STOP_WAIT;
     while let Some(front) = unacked.front_mut() {
-        if !all && front.written().now_or_never().is_none() {
+        if all {
+            // Stopping: the outputs write what they hold; wait a while.
+            if tokio::time::timeout_at(stop, front.written())
+                .await
+                .is_err()
+            {
+                break; // unacknowledged: redelivered, never lost
+            }
+        } else if front.written().now_or_never().is_none() {
             break;
         }
         let Some(done) = unacked.pop_front() else {
@@ -329,6 +346,13 @@ async fn ack_written(what: &str, stats: &NatsStats, unacked: &mut VecDeque<Dispa
 /// Acknowledge a written batch's messages. A message that did not decode
 /// is acknowledged too: it never will.
 async fn ack(what: &str, stats: &NatsStats, done: Dispatched) {
+    if done.outcome == Some(false) {
+        // An output could not write them: redeliver.
+        for m in done.messages {
+            let _ = m.ack_with(AckKind::Nak(None)).await;
+        }
+        return;
+    }
     for m in done.messages {
         match m.ack().await {
             Ok(()) => {

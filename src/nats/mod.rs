@@ -27,7 +27,7 @@ pub struct NatsStats {
     /// Messages published (re-sends included).
     pub published: AtomicU64,
     /// Messages the stream acknowledged (output) or that this input
-    /// acknowledged after dispatching them (input).
+    /// acknowledged once their records were written (input).
     pub acknowledged: AtomicU64,
     /// Acknowledgements that said the message was a duplicate (output).
     pub duplicates: AtomicU64,
@@ -73,7 +73,7 @@ pub fn render_metrics(out: &mut String) {
         ("logrelay_nats_acknowledged_total", "counter", "output", "Messages the stream acknowledged to a nats output.", |s| &s.acknowledged),
         ("logrelay_nats_duplicates_total", "counter", "output", "Publishes the stream acknowledged as duplicates (Nats-Msg-Id seen before).", |s| &s.duplicates),
         ("logrelay_nats_buffer_records", "gauge", "output", "Records a nats output holds (memory and spool) until the stream acknowledges them.", |s| &s.buffered),
-        ("logrelay_nats_input_acknowledged_total", "counter", "input", "Messages a nats input acknowledged after dispatching their records.", |s| &s.acknowledged),
+        ("logrelay_nats_input_acknowledged_total", "counter", "input", "Messages a nats input acknowledged once their records were written.", |s| &s.acknowledged),
         ("logrelay_nats_redelivered_total", "counter", "input", "Messages delivered to a nats input more than once (a consumer member died or was slow).", |s| &s.redelivered),
         ("logrelay_nats_consumer_pending", "gauge", "input", "Consumer lag: stream messages not yet delivered to the consumer (any member).", |s| &s.pending),
     ];

@@ -68,6 +68,21 @@ impl Node {
 }
 
 /// nats-server processes and their stores.
+/// Ask a node for stream LOGS's state over the raw NATS protocol.
+const STREAM_INFO: &str = r#"
+import json, socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+f = s.makefile("rb")
+f.readline()
+s.sendall(b'CONNECT {"verbose":false}\r\nSUB _INBOX.diag 1\r\nPUB $JS.API.STREAM.INFO.LOGS _INBOX.diag 0\r\n\r\n')
+while True:
+    line = f.readline()
+    if line.startswith(b"MSG"):
+        n = int(line.split()[-1])
+        print(json.dumps(json.loads(f.read(n))["state"]))
+        break
+"#;
+
 struct Cluster {
     nodes: Vec<Node>,
     _dir: tempfile::TempDir,
@@ -275,13 +290,26 @@ fn cluster_r3_every_record_once_and_a_node_killed_mid_stream_loses_nothing() {
     std::thread::sleep(Duration::from_secs(2));
     js.nodes[0].spawn();
     s.join().unwrap();
-    let seen = wait_all(
-        &[&c],
-        "out/app.log",
-        "app.kill",
-        n,
-        Duration::from_secs(120),
-    );
+    // On a loss, say where it happened: how many messages the stream holds
+    // (3,000 warm-up + n when the host delivered every record).
+    let port = js.nodes[1].port;
+    let seen = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_all(
+            &[&c],
+            "out/app.log",
+            "app.kill",
+            n,
+            Duration::from_secs(120),
+        )
+    }))
+    .unwrap_or_else(|e| {
+        let info = python(STREAM_INFO, &[&port.to_string()]);
+        panic!(
+            "stream state: {}\n{}",
+            String::from_utf8_lossy(&info.stdout),
+            e.downcast_ref::<String>().cloned().unwrap_or_default()
+        )
+    });
     let dups = seen
         .iter()
         .filter(|(l, &k)| l.starts_with("app.kill") && k > 1)

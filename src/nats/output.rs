@@ -56,6 +56,10 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest a publish may wait to enter the client's queue.
 const PUBLISH_STALL: Duration = Duration::from_millis(100);
+/// Longest one round of publishing keeps the loop from taking records:
+/// the inputs behind this output must never wait long (a SocketHandler
+/// drops a record whose send waits 1 s).
+const PUBLISH_SLICE: Duration = Duration::from_millis(20);
 /// How often a waiting output looks at the connection again.
 const TICK: Duration = Duration::from_millis(50);
 
@@ -121,6 +125,7 @@ pub fn start(
                 client: None,
                 js: None,
                 stream_ready: false,
+                lookup: None,
                 attempt: 0,
                 next_try: Instant::now(),
                 spool,
@@ -304,6 +309,10 @@ struct Publisher {
     client: Option<async_nats::Client>,
     js: Option<jetstream::Context>,
     stream_ready: bool,
+    /// The stream's look-up (or creation), running beside the loop so that
+    /// records keep being taken while the cluster elects a leader: `Ok(true)`
+    /// when it created the stream.
+    lookup: Option<tokio::task::JoinHandle<Result<bool, String>>>,
     /// Set-up or re-send attempts since the last success (backoff).
     attempt: u32,
     next_try: Instant,
@@ -350,8 +359,12 @@ impl Publisher {
             if self.client.is_none() && Instant::now() >= self.next_try {
                 self.connect().await;
             }
-            if !self.stream_ready && self.connected() && Instant::now() >= self.next_try {
-                self.ensure_stream().await;
+            if !self.stream_ready
+                && self.lookup.is_none()
+                && self.connected()
+                && Instant::now() >= self.next_try
+            {
+                self.start_lookup();
             }
             self.publish_some().await;
             self.report_depth();
@@ -400,6 +413,10 @@ impl Publisher {
                         deadline = Some(Instant::now() + SHUTDOWN_GRACE);
                     }
                 },
+                found = join_lookup(&mut self.lookup), if self.lookup.is_some() => {
+                    self.lookup = None;
+                    self.looked_up(found);
+                }
                 Some(ack) = next_ack(&mut self.acks), if acking => {
                     self.acked(ack);
                     // Take every ack already in.
@@ -547,30 +564,37 @@ impl Publisher {
         }
     }
 
-    /// Look the stream up; create it if it does not exist.
-    async fn ensure_stream(&mut self) {
-        let Some(js) = &self.js else { return };
+    /// Look the stream up, or create it if it does not exist, on a task
+    /// of its own (a request may wait `ACK_TIMEOUT` during an election).
+    fn start_lookup(&mut self) {
+        let Some(js) = self.js.clone() else { return };
         let c = &self.config;
-        let found = tokio::time::timeout(ACK_TIMEOUT, js.get_stream(&c.stream)).await;
-        let result = match found {
-            Ok(Ok(_)) => Ok(false),
-            Ok(Err(e)) if is_not_found(&e) => {
-                let config = jetstream::stream::Config {
-                    name: c.stream.clone(),
-                    subjects: c.stream_subjects.clone(),
-                    storage: jetstream::stream::StorageType::File,
-                    num_replicas: c.replicas,
-                    ..Default::default()
-                };
-                match tokio::time::timeout(ACK_TIMEOUT, js.create_stream(config)).await {
-                    Ok(Ok(_)) => Ok(true),
-                    Ok(Err(e)) => Err(format!("cannot create stream {}: {e}", c.stream)),
-                    Err(_) => Err(format!("creating stream {} timed out", c.stream)),
-                }
-            }
-            Ok(Err(e)) => Err(format!("cannot look up stream {}: {e}", c.stream)),
-            Err(_) => Err(format!("looking up stream {} timed out", c.stream)),
+        let name = c.stream.clone();
+        let config = jetstream::stream::Config {
+            name: c.stream.clone(),
+            subjects: c.stream_subjects.clone(),
+            storage: jetstream::stream::StorageType::File,
+            num_replicas: c.replicas,
+            ..Default::default()
         };
+        self.lookup = Some(tokio::spawn(async move {
+            match tokio::time::timeout(ACK_TIMEOUT, js.get_stream(&name)).await {
+                Ok(Ok(_)) => Ok(false),
+                Ok(Err(e)) if is_not_found(&e) => {
+                    match tokio::time::timeout(ACK_TIMEOUT, js.create_stream(config)).await {
+                        Ok(Ok(_)) => Ok(true),
+                        Ok(Err(e)) => Err(format!("cannot create stream {name}: {e}")),
+                        Err(_) => Err(format!("creating stream {name} timed out")),
+                    }
+                }
+                Ok(Err(e)) => Err(format!("cannot look up stream {name}: {e}")),
+                Err(_) => Err(format!("looking up stream {name} timed out")),
+            }
+        }));
+    }
+
+    fn looked_up(&mut self, result: Result<bool, String>) {
+        let c = &self.config;
         match result {
             Ok(created) => {
                 if created {
@@ -599,8 +623,10 @@ impl Publisher {
             return;
         };
         let now = Instant::now();
-        let mut sent = 0;
-        while self.inflight.len() < self.config.max_in_flight && sent < 4096 && self.connected() {
+        while self.inflight.len() < self.config.max_in_flight
+            && now.elapsed() < PUBLISH_SLICE
+            && self.connected()
+        {
             let Some(entry) = self.queue.pop_front() else {
                 break;
             };
@@ -632,7 +658,6 @@ impl Publisher {
                         acked: false,
                         entry,
                     });
-                    sent += 1;
                 }
                 Ok(Err(e)) => {
                     self.queue.push_front(entry);
@@ -788,6 +813,19 @@ fn is_not_found(e: &jetstream::context::GetStreamError) -> bool {
         jetstream::context::GetStreamErrorKind::JetStream(j)
             if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
     )
+}
+
+/// The look-up's result; never if none runs.
+async fn join_lookup(
+    lookup: &mut Option<tokio::task::JoinHandle<Result<bool, String>>>,
+) -> Result<bool, String> {
+    match lookup {
+        Some(task) => match task.await {
+            Ok(result) => result,
+            Err(e) => Err(format!("the stream look-up failed: {e}")),
+        },
+        None => std::future::pending().await,
+    }
 }
 
 /// The next ack; never if there is no subscription.

@@ -231,8 +231,45 @@ fn wait_all(
     }
 }
 
+/// Python's SocketHandler, saying on stderr when a send fails (it drops the
+/// record silently and reconnects for the next one).
+const PY_SEND_REPORTING: &str = r#"
+import logging, logging.handlers, sys
+class Reporting(logging.handlers.SocketHandler):
+    def send(self, s):
+        if self.sock is None:
+            self.createSocket()
+        if self.sock:
+            try:
+                self.sock.sendall(s)
+            except OSError as e:
+                sys.stderr.write("send failed: %r\n" % (e,))
+                self.sock.close()
+                self.sock = None
+h = Reporting("127.0.0.1", int(sys.argv[1]))
+log = logging.getLogger(sys.argv[3])
+log.propagate = False
+log.setLevel(1)
+log.addHandler(h)
+for i in range(int(sys.argv[2])):
+    log.info("msg %d", i)
+h.close()
+"#;
+
+/// Send through a real SocketHandler on a thread; panics if the handler
+/// itself reported an error (a send timed out: it waits 1 s at most, then
+/// drops that record and reconnects), which says the host's input stalled.
 fn sender(port: u16, n: usize, logger: &'static str) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || send_tcp(port, n, logger))
+    std::thread::spawn(move || {
+        let port = port.to_string();
+        let n = n.to_string();
+        let out = python(PY_SEND_REPORTING, &[&port, &n, logger]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !err.contains("send failed"),
+            "the SocketHandler dropped records: the host stalled its input:\n{err}"
+        );
+    })
 }
 
 #[test]

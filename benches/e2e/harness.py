@@ -1,6 +1,8 @@
 """The steps conns.py, latency.py and run.py's idle check share: write a logrelay
 config, start the binary, wait until it listens, wait until the records stop
-arriving, read /proc/PID/status, stop it.
+arriving, read /proc/PID/status, stop it; and what ack.py and tls.py share:
+pre-built SocketHandler frames, a process's CPU seconds, counting lines, a
+free port.
 
 Processes are ``e2e.Child`` objects from the shared bench (``../shared/bench/e2e.py``,
 reaped with wait4()); pass that module, from ``import_e2e(shared)``, where it is needed.
@@ -89,3 +91,40 @@ def stop(relay, timeout: float = 30.0) -> bool:
     """SIGTERM, then SIGKILL after `timeout`; True if it exited by itself with code 0."""
     return relay.stop(signal.SIGTERM, timeout) and relay.exit_code == 0
 
+
+def frames(n: int, sender: int) -> bytes:
+    """`n` real `SocketHandler.makePickle` frames, shaped like the main
+    scenario's records, numbered for sender `sender`."""
+    import logging
+    import logging.handlers
+    h = logging.handlers.SocketHandler("127.0.0.1", 9)
+    out = []
+    for i in range(n):
+        rec = logging.LogRecord(
+            "app.payments.worker", logging.INFO, "/srv/app/payments/worker.py", 120,
+            "charge %s for customer %d accepted after %d ms", ("EUR 12.50", sender * 1_000_000 + i, 37),
+            None, "process_charge")
+        out.append(h.makePickle(rec))
+    return b"".join(out)
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of `pid`, from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def count_lines(path: str) -> int:
+    """Lines in `path` (0 if it does not exist yet)."""
+    try:
+        with open(path, "rb") as f:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+    except FileNotFoundError:
+        return 0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

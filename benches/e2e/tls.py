@@ -18,8 +18,6 @@ at most 1.3). Python standard library only; needs openssl and a built binary
 
 import argparse
 import json
-import logging
-import logging.handlers
 import multiprocessing
 import os
 import socket
@@ -31,6 +29,8 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import count_lines, cpu_seconds, frames, free_port  # noqa: E402
 
 
 def make_cert(d: str) -> None:
@@ -41,18 +41,6 @@ def make_cert(d: str) -> None:
         cwd=d, check=True, capture_output=True)
 
 
-def frames(n: int, sender: int) -> bytes:
-    h = logging.handlers.SocketHandler("127.0.0.1", 9)
-    out = []
-    for i in range(n):
-        rec = logging.LogRecord(
-            "app.payments.worker", logging.INFO, "/srv/app/payments/worker.py", 120,
-            "charge %s for customer %d accepted after %d ms", ("EUR 12.50", sender * 1_000_000 + i, 37),
-            None, "process_charge")
-        out.append(h.makePickle(rec))
-    return b"".join(out)
-
-
 def send(args) -> None:
     port, tls, blob, cafile = args
     s = socket.create_connection(("127.0.0.1", port))
@@ -61,20 +49,6 @@ def send(args) -> None:
         s = ctx.wrap_socket(s, server_hostname="localhost")
     s.sendall(blob)
     s.close()
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def count_lines(path: str) -> int:
-    try:
-        with open(path, "rb") as f:
-            return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
-    except FileNotFoundError:
-        return 0
 
 
 def main() -> int:
@@ -135,12 +109,6 @@ def main() -> int:
             proc.terminate()
             proc.wait()
     return 0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 if __name__ == "__main__":

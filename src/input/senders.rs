@@ -222,15 +222,12 @@ pub(crate) fn sender(id: &str, state_dir: &Path) -> Arc<Sender> {
     };
     let mut reg = registry();
     for (sid, (seq, seen)) in found {
-        if now.saturating_sub(seen) < FORGET_AFTER.as_secs() {
-            entry(&mut reg, &sid, seen).merge(seq, seen);
-        }
+        entry(&mut reg, &sid, seen).merge(seq, seen);
     }
     if now.saturating_sub(reg.last_prune) >= 3600 {
         reg.last_prune = now;
-        reg.senders.retain(|_, s| {
-            Arc::strong_count(s) > 1 || now.saturating_sub(s.lock().seen) < FORGET_AFTER.as_secs()
-        });
+        reg.senders
+            .retain(|_, s| Arc::strong_count(s) > 1 || recent(s.lock().seen, now));
     }
     let sender = entry(&mut reg, id, now);
     sender.lock().seen = now;
@@ -287,9 +284,7 @@ impl Store {
             tracing::warn!(state_dir = %dir.display(), error = %e, "Cannot create state_dir: acknowledged senders are remembered in memory only; a restart may write a batch twice.");
             return (store, Marks::new());
         }
-        let mut marks = store.read_others();
-        let now = now_secs();
-        marks.retain(|_, (_, seen)| now.saturating_sub(*seen) < FORGET_AFTER.as_secs());
+        let marks = store.read_others();
         store.latest = marks.clone();
         store.rewrite();
         // Journals of processes that are gone are now in ours.
@@ -307,7 +302,8 @@ impl Store {
         (store, marks)
     }
 
-    /// Read what other journals gained since we last looked.
+    /// Read what other journals gained since we last looked: the marks of
+    /// senders seen within [`FORGET_AFTER`].
     fn read_others(&mut self) -> Marks {
         let mut marks = Marks::new();
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
@@ -330,6 +326,8 @@ impl Store {
                 }
             }
         }
+        let now = now_secs();
+        marks.retain(|_, (_, seen)| recent(*seen, now));
         marks
     }
 
@@ -359,8 +357,7 @@ impl Store {
     /// and put it in place of ours.
     fn rewrite(&mut self) {
         let now = now_secs();
-        self.latest
-            .retain(|_, (_, seen)| now.saturating_sub(*seen) < FORGET_AFTER.as_secs());
+        self.latest.retain(|_, (_, seen)| recent(*seen, now));
         let tmp = self.own_path.with_extension("jsonl.tmp");
         let mut text = Vec::new();
         for (id, (seq, t)) in &self.latest {
@@ -467,6 +464,11 @@ fn alive(pid: i32) -> bool {
     // that we may signal it); it sends nothing and touches no memory.
     let r = unsafe { libc::kill(pid, 0) };
     r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// Whether a sender last seen at `seen` (Unix seconds) is still kept.
+fn recent(seen: u64, now: u64) -> bool {
+    now.saturating_sub(seen) < FORGET_AFTER.as_secs()
 }
 
 fn now_secs() -> u64 {

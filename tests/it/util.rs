@@ -199,12 +199,13 @@ pub fn wait_timeout(child: &mut Child, timeout: Duration) -> i32 {
 /// Run a Python script (text) with args; returns its output. Panics on a
 /// non-zero exit with its stderr.
 pub fn python(script: &str, args: &[&str]) -> Output {
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .args(args)
-        .output()
-        .unwrap();
+    run_script(Command::new("python3"), script, args)
+}
+
+/// Run `script` with `args` through the Python command `python`; panics
+/// on a non-zero exit with its stderr and stdout.
+fn run_script(mut python: Command, script: &str, args: &[&str]) -> Output {
+    let out = python.arg("-c").arg(script).args(args).output().unwrap();
     assert!(
         out.status.success(),
         "python failed: {}\n{}",
@@ -398,20 +399,7 @@ pub fn python_env() -> &'static PyEnv {
 /// Run a Python script (text) with args through [`python_env`]; as
 /// [`python`] otherwise.
 pub fn python_deps(script: &str, args: &[&str]) -> Output {
-    let out = python_env()
-        .command()
-        .arg("-c")
-        .arg(script)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "python failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    out
+    run_script(python_env().command(), script, args)
 }
 
 /// The test suite's prerequisite step: make the packages of

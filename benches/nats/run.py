@@ -8,6 +8,7 @@ through one logrelay to
   - a file (the baseline),
   - a nats output on a single node (stream R1),
   - a nats output on a 3-node cluster (stream R3),
+  - both again with records packed into messages (`batch_bytes` 65536),
 and for each: records/s (first frame sent until the output counted every
 record as written: for nats, acknowledged by the stream) and the logrelay
 process's CPU (user + system, from /proc) per record.
@@ -199,6 +200,10 @@ def main():
             ("TCP -> file", {"type": "file", "path": "out.log"}),
             ("TCP -> nats R1", {"type": "nats", "servers": r1.servers(), "stream": "LOGS", "replicas": 1}),
             ("TCP -> nats R3", {"type": "nats", "servers": r3.servers(), "stream": "LOGS", "replicas": 3}),
+            ("TCP -> nats R1, batch_bytes 65536", {"type": "nats", "servers": r1.servers(), "stream": "LOGS",
+                                                  "replicas": 1, "batch_bytes": 65536}),
+            ("TCP -> nats R3, batch_bytes 65536", {"type": "nats", "servers": r3.servers(), "stream": "LOGS",
+                                                  "replicas": 3, "batch_bytes": 65536}),
         ]
         written_r3 = 0
         for label, out in outputs:

@@ -236,13 +236,18 @@ fn output(o: &OutputConfig) -> String {
             )
         }
         OutputConfig::Nats(n) => format!(
-            "nats {}, stream {} (created with subjects {} and {} replica(s) if missing), subject {}, encoder {}, {} publishes in flight, buffer {} records, when full {}{}",
+            "nats {}, stream {} (created with subjects {} and {} replica(s) if missing), subject {}, encoder {}, {}, {} publishes in flight, buffer {} records, when full {}{}",
             n.connect.servers.join(" "),
             n.stream,
             n.stream_subjects.join(" "),
             n.replicas,
             n.subject,
             n.encoder.as_str(),
+            if n.batch_bytes == 0 {
+                "one message per record".to_string()
+            } else {
+                format!("records packed into messages of up to {} bytes", n.batch_bytes)
+            },
             n.max_in_flight,
             n.buffer_records,
             match n.when_full {

@@ -25,6 +25,9 @@ pub const DEFAULT_NATS_SUBJECT: &str = "logs.{name}";
 const MAX_REPLICAS: u64 = 5;
 /// Largest `max_in_flight`.
 const MAX_IN_FLIGHT: u64 = 65_536;
+/// Largest `batch_bytes` of a nats output: NATS servers take messages of
+/// up to 1 MiB by default (`max_payload`).
+pub const MAX_NATS_BATCH_BYTES: u64 = 1024 * 1024;
 /// Largest `batch` of a nats input.
 const MAX_FETCH: u64 = 10_000;
 /// Default `ack_wait_ms` of a nats input.
@@ -69,6 +72,9 @@ pub struct NatsOutputFile {
     pub encoder: Option<EncoderName>,
     /// `"max_in_flight": 1024`: publishes awaiting their ack at once.
     pub max_in_flight: Option<u64>,
+    /// `"batch_bytes": 65536`: pack consecutive records of one subject into
+    /// one message of up to this many bytes (default 0: one message per record).
+    pub batch_bytes: Option<u64>,
     /// `"buffer_records": 100000` (the default): records kept while the cluster is away.
     pub buffer_records: Option<u64>,
     /// `"when_full": "block"` (default) | `"drop_newest"`.
@@ -150,6 +156,9 @@ pub struct NatsOutputConfig {
     pub encoder: Encoder,
     /// Publishes awaiting their ack at once.
     pub max_in_flight: usize,
+    /// Pack records into messages of up to this many bytes; 0: one
+    /// message per record.
+    pub batch_bytes: usize,
     /// Records buffered while the cluster is away.
     pub buffer_records: usize,
     /// What to do when the buffer is full.
@@ -313,6 +322,13 @@ impl Builder<'_, '_> {
             1,
             MAX_IN_FLIGHT,
         );
+        let batch_bytes = self.bounded(
+            &format!("{path}.batch_bytes"),
+            f.batch_bytes,
+            0,
+            0,
+            MAX_NATS_BATCH_BYTES,
+        );
         let buffer_records = self.bounded(
             &format!("{path}.buffer_records"),
             f.buffer_records,
@@ -332,6 +348,7 @@ impl Builder<'_, '_> {
             replicas: replicas as usize,
             encoder,
             max_in_flight: max_in_flight as usize,
+            batch_bytes: usize::try_from(batch_bytes).unwrap_or(0),
             buffer_records: usize::try_from(buffer_records).unwrap_or(DEFAULT_BUFFER_RECORDS),
             when_full: match f.when_full {
                 Some(WhenFullName::DropNewest) => WhenFull::DropNewest,

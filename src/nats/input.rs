@@ -7,7 +7,9 @@
 //!
 //! Messages are pulled in batches of up to `batch`; each message is one
 //! record, decoded as its `Logrelay-Encoder` header says (`json`,
-//! `msgpack`, `pickle`; no header: JSON, what other publishers send most).
+//! `msgpack`, `pickle`; no header: JSON, what other publishers send most),
+//! or, with a `Logrelay-Batch` header (a nats output's `batch_bytes`),
+//! that many records, each framed by a 4-byte big-endian length.
 //! A batch's records are dispatched to the routes as one batch with a
 //! receipt (`output::receipt`), and its messages are acknowledged once
 //! every output the records were routed to wrote them
@@ -240,17 +242,18 @@ async fn handle(
         ctx.stats
             .bytes
             .fetch_add(m.payload.len() as u64, Ordering::Relaxed);
-        let decoder = match m
-            .headers
-            .as_ref()
-            .and_then(|h| h.get(super::ENCODER_HEADER))
-            .map(|v| v.as_str())
-        {
+        let header = |name: &str| {
+            m.headers
+                .as_ref()
+                .and_then(|h| h.get(name))
+                .map(|v| v.as_str())
+        };
+        let decoder = match header(super::ENCODER_HEADER) {
             Some("pickle") => DecoderKind::Pickle,
             Some("msgpack") => DecoderKind::Msgpack,
             _ => DecoderKind::Json,
         };
-        match decoder.decode_keeping(m.payload.clone(), stage.keep) {
+        let mut one = |payload: bytes::Bytes| match decoder.decode_keeping(payload, stage.keep) {
             Ok(record) => records.push(record),
             Err(e) => {
                 let mut rejected = ctx.stats.rejected.lock().unwrap_or_else(|p| p.into_inner());
@@ -258,6 +261,27 @@ async fn handle(
                 drop(rejected);
                 warn_limited(&stage.name, e.reason(), &format!("{e}; record dropped"));
             }
+        };
+        if header(super::BATCH_HEADER).is_none() {
+            one(m.payload.clone());
+            continue;
+        }
+        let mut rest = m.payload.clone();
+        while !rest.is_empty() {
+            let Some(len) = rest
+                .get(..4)
+                .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+                .filter(|&len| len <= rest.len() - 4)
+            else {
+                warn_limited(
+                    &stage.name,
+                    "truncated",
+                    "a packed message ends inside a record; the rest of it dropped",
+                );
+                break;
+            };
+            let _ = rest.split_to(4);
+            one(rest.split_to(len));
         }
     }
     ctx.stats

@@ -21,6 +21,11 @@ use crate::config::NatsConnect;
 /// `pickle`); the input decodes by it.
 pub const ENCODER_HEADER: &str = "Logrelay-Encoder";
 
+/// The header of a packed message (`batch_bytes`): how many records its
+/// payload holds, each framed as SocketHandler frames them (a 4-byte
+/// big-endian length, then the record).
+pub const BATCH_HEADER: &str = "Logrelay-Batch";
+
 /// Counters of one nats output or input.
 #[derive(Debug, Default)]
 pub struct NatsStats {

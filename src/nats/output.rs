@@ -12,6 +12,14 @@
 //!   stores it once (within its duplicate window, 2 minutes by default).
 //!   The id travels with a spooled record, so a re-send after a restart
 //!   dedupes too. (Records carry no sender identity of their own yet.)
+//! - With `batch_bytes`, consecutive records of one subject are packed
+//!   into one message of up to that many bytes: each record framed as
+//!   SocketHandler frames them (a 4-byte big-endian length, then the
+//!   payload), the count in a `Logrelay-Batch` header, the id that of
+//!   its first record. A message once published is never changed, so a
+//!   re-send has the same content and id. One message per record (the
+//!   default) lets any NATS client read the stream; packing divides the
+//!   per-message cost (docs/scale-out.md has the numbers).
 //! - Up to `max_in_flight` publishes await their acks at once. They are
 //!   plain NATS publishes with a reply subject `<inbox>.<token>` on one
 //!   wildcard subscription of this output's, not one request (a oneshot,
@@ -89,7 +97,6 @@ pub fn start(
         path: config.subject.clone(),
         source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()),
     })?;
-    let on_disk = spool.as_ref().map_or(0, |s| s.on_disk() as u64);
     let nats_stats = super::register("output", name);
     let name_owned = name.to_string();
     let config = config.clone();
@@ -131,7 +138,9 @@ pub fn start(
                 spool,
                 dropped: 0,
                 failing: false,
-                entered: on_disk,
+                entered: 0,
+                held: 0,
+                open: None,
                 stored: 0,
                 receipts: VecDeque::new(),
             };
@@ -144,31 +153,46 @@ pub fn start(
         })
 }
 
-/// One record, ready to publish.
+/// One message, ready to publish: one record, or several packed.
 #[derive(Clone, Debug)]
 struct Entry {
     subject: String,
     id: String,
     encoder: Encoder,
+    /// `Some(n)`: `payload` is `n` framed records (`batch_bytes`).
+    packed: Option<u32>,
     payload: Bytes,
 }
 
+/// Set on a spooled entry's encoder byte when it is packed; its record
+/// count follows the id.
+const PACKED: u8 = 0x80;
+
 impl Entry {
-    /// The spool form: encoder byte, subject, id, payload.
+    fn records(&self) -> u64 {
+        self.packed.map_or(1, u64::from)
+    }
+
+    /// The spool form: encoder byte, subject, id, [count,] payload.
     fn blob(&self) -> Vec<u8> {
-        let mut b = Vec::with_capacity(5 + self.subject.len() + self.id.len() + self.payload.len());
-        b.push(encoder_byte(self.encoder));
+        let mut b = Vec::with_capacity(9 + self.subject.len() + self.id.len() + self.payload.len());
+        let flag = if self.packed.is_some() { PACKED } else { 0 };
+        b.push(encoder_byte(self.encoder) | flag);
         for s in [&self.subject, &self.id] {
             let len = u16::try_from(s.len()).unwrap_or(u16::MAX);
             b.extend_from_slice(&len.to_be_bytes());
             b.extend_from_slice(&s.as_bytes()[..usize::from(len)]);
+        }
+        if let Some(n) = self.packed {
+            b.extend_from_slice(&n.to_be_bytes());
         }
         b.extend_from_slice(&self.payload);
         b
     }
 
     fn from_blob(b: Bytes) -> Option<Entry> {
-        let encoder = match *b.first()? {
+        let first = *b.first()?;
+        let encoder = match first & !PACKED {
             0 => Encoder::Pickle,
             1 => Encoder::Json,
             2 => Encoder::Msgpack,
@@ -183,17 +207,27 @@ impl Entry {
         };
         let subject = take()?;
         let id = take()?;
+        let packed = if first & PACKED != 0 {
+            let n = u32::from_be_bytes(b.get(pos..pos + 4)?.try_into().ok()?);
+            pos += 4;
+            Some(n)
+        } else {
+            None
+        };
         Some(Entry {
             subject,
             id,
             encoder,
+            packed,
             payload: b.slice(pos..),
         })
     }
 
     /// Re-encode a spooled entry for another encoder (the config changed).
+    /// A packed one keeps its encoder: its header names it, and logrelay's
+    /// input reads any.
     fn reencode(mut self, to: Encoder) -> Option<Entry> {
-        if self.encoder == to {
+        if self.encoder == to || self.packed.is_some() {
             return Some(self);
         }
         let decoder = match self.encoder {
@@ -320,21 +354,62 @@ struct Publisher {
     dropped: u64,
     /// Whether the last publish failed (logged once per episode).
     failing: bool,
-    /// Records entered (this run's, and the spool's found at start) and
-    /// records stored, in entry order; receipts wait for `stored` to
-    /// reach the `entered` count after their batch.
+    /// This run's records entered and stored, in entry order (a spooled
+    /// message of an earlier run, told by its id, counts in neither);
+    /// receipts wait for `stored` to reach the `entered` count after
+    /// their batch.
     entered: u64,
+    /// Records in memory: the queue, the window and `open`.
+    held: usize,
+    /// The packed message being filled (`batch_bytes`), not yet queued.
+    open: Option<Open>,
     stored: u64,
     receipts: VecDeque<(u64, crate::output::Receipt)>,
 }
 
+/// A packed message being filled.
+struct Open {
+    subject: String,
+    id: String,
+    records: u32,
+    payload: Vec<u8>,
+}
+
 impl Publisher {
     fn buffered(&self) -> usize {
-        self.queue.len() + self.inflight.len()
+        self.held
+    }
+
+    /// Records of `e` this run entered (see `entered`).
+    fn ours(&self, e: &Entry) -> u64 {
+        let mine =
+            e.id.strip_prefix(self.instance.as_str())
+                .is_some_and(|rest| rest.starts_with('-'));
+        if mine {
+            e.records()
+        } else {
+            0
+        }
+    }
+
+    /// Close the packed message being filled and queue it.
+    fn seal(&mut self) {
+        let Some(open) = self.open.take() else {
+            return;
+        };
+        self.held -= open.records as usize;
+        self.enqueue(Entry {
+            subject: open.subject,
+            id: open.id,
+            encoder: self.config.encoder,
+            packed: Some(open.records),
+            payload: Bytes::from(open.payload),
+        })
     }
 
     fn has_work(&self) -> bool {
         !self.queue.is_empty()
+            || self.open.is_some()
             || !self.inflight.is_empty()
             || self.spool.as_ref().is_some_and(|s| !s.is_empty())
     }
@@ -446,36 +521,51 @@ impl Publisher {
             return; // Reopen: nothing to reopen.
         };
         let mut lost = 0;
+        let pack = self.config.batch_bytes;
         for record in &batch {
-            self.template.render(record, &mut self.subject);
-            clean_subject(&mut self.subject);
-            self.buf.clear();
-            encode::payload(self.config.encoder, record, &mut self.buf);
-            let entry = Entry {
-                subject: self.subject.clone(),
-                id: format!("{}-{}", self.instance, self.next_seq),
-                encoder: self.config.encoder,
-                payload: Bytes::copy_from_slice(&self.buf),
-            };
-            self.next_seq += 1;
-            let full = self.buffered() >= self.config.buffer_records;
-            if let Some(spool) = &mut self.spool {
-                // Once anything is on disk, everything newer goes there
-                // too, so order holds.
-                if !spool.is_empty() || full {
-                    if let Err(e) = spool.push(&entry.blob()) {
-                        tracing::error!(output = %self.name, error = %e, "Spool write failed; keeping the record in memory.");
-                        self.queue.push_back(entry);
-                    }
-                    continue;
-                }
-            } else if self.config.when_full == WhenFull::DropNewest && full {
+            if self.spool.is_none()
+                && self.config.when_full == WhenFull::DropNewest
+                && self.held >= self.config.buffer_records
+            {
                 self.dropped += 1;
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
                 lost += 1;
                 continue;
             }
-            self.queue.push_back(entry);
+            self.template.render(record, &mut self.subject);
+            clean_subject(&mut self.subject);
+            self.buf.clear();
+            encode::payload(self.config.encoder, record, &mut self.buf);
+            let id = self.next_seq;
+            self.next_seq += 1;
+            if pack == 0 {
+                self.enqueue(Entry {
+                    subject: self.subject.clone(),
+                    id: format!("{}-{id}", self.instance),
+                    encoder: self.config.encoder,
+                    packed: None,
+                    payload: Bytes::copy_from_slice(&self.buf),
+                });
+                continue;
+            }
+            let fits = self.open.as_ref().is_some_and(|o| {
+                o.subject == self.subject && o.payload.len() + 4 + self.buf.len() <= pack
+            });
+            if !fits {
+                self.seal();
+            }
+            let open = self.open.get_or_insert_with(|| Open {
+                subject: self.subject.clone(),
+                id: format!("{}-{id}", self.instance),
+                records: 0,
+                payload: Vec::with_capacity(pack.min(64 * 1024)),
+            });
+            // Frames no larger than 16 MiB reach an output.
+            let len = u32::try_from(self.buf.len()).unwrap_or(u32::MAX);
+            open.payload.extend_from_slice(&len.to_be_bytes());
+            open.payload.extend_from_slice(&self.buf);
+            open.records += 1;
+            self.held += 1;
         }
         // Dropped records never enter (nor get stored). A batch with one is
         // never all written: its receipt goes now, unwritten (the
@@ -484,6 +574,23 @@ impl Publisher {
         if let (Some(r), 0) = (receipt, lost) {
             self.receipts.push_back((self.entered, r));
         }
+    }
+
+    /// Queue a message, or spool it: once anything is on disk, everything
+    /// newer goes there too, so order holds.
+    fn enqueue(&mut self, entry: Entry) {
+        if let Some(spool) = &mut self.spool {
+            if !spool.is_empty() || self.held >= self.config.buffer_records {
+                match spool.push(&entry.blob()) {
+                    Ok(()) => return,
+                    Err(e) => {
+                        tracing::error!(output = %self.name, error = %e, "Spool write failed; keeping the record in memory.");
+                    }
+                }
+            }
+        }
+        self.held += entry.records() as usize;
+        self.queue.push_back(entry);
     }
 
     /// `n` more records are stored in the stream: give back the receipts
@@ -505,14 +612,15 @@ impl Publisher {
     /// Move spooled records into memory while there is room.
     fn refill_from_spool(&mut self) {
         let Some(spool) = &mut self.spool else { return };
-        while !spool.is_empty()
-            && self.queue.len() + self.inflight.len() < self.config.buffer_records
-        {
+        while !spool.is_empty() && self.held < self.config.buffer_records {
             match spool.pop_segment(Encoder::Pickle) {
                 Ok(blobs) => {
                     for b in blobs {
                         match Entry::from_blob(b).and_then(|e| e.reencode(self.config.encoder)) {
-                            Some(e) => self.queue.push_back(e),
+                            Some(e) => {
+                                self.held += e.records() as usize;
+                                self.queue.push_back(e);
+                            }
                             None => {
                                 tracing::error!(output = %self.name, "A spooled record does not decode; dropped.")
                             }
@@ -623,6 +731,10 @@ impl Publisher {
             return;
         };
         let now = Instant::now();
+        if self.queue.is_empty() && self.inflight.len() < self.config.max_in_flight {
+            // Nothing else waits: the packed message goes as it is.
+            self.seal();
+        }
         while self.inflight.len() < self.config.max_in_flight
             && now.elapsed() < PUBLISH_SLICE
             && self.connected()
@@ -633,6 +745,9 @@ impl Publisher {
             let mut headers = async_nats::HeaderMap::new();
             headers.insert(async_nats::header::NATS_MESSAGE_ID, entry.id.as_str());
             headers.insert(super::ENCODER_HEADER, entry.encoder.as_str());
+            if let Some(n) = entry.packed {
+                headers.insert(super::BATCH_HEADER, n.to_string().as_str());
+            }
             let token = self.next_token;
             let reply = format!("{}.{token}", self.ack_prefix);
             // The client's command queue stops draining while it
@@ -719,31 +834,30 @@ impl Publisher {
                 return;
             }
         }
-        let mut done = 0;
-        let mut bytes = 0;
+        let mut done = Stored::default();
         while self.inflight.front().is_some_and(|f| f.acked) {
             if let Some(f) = self.inflight.pop_front() {
-                done += 1;
-                bytes += f.entry.payload.len();
+                done.add(self, &f.entry);
             }
         }
-        if done > 0 {
-            self.retired(done, bytes);
+        if done.messages > 0 {
+            self.retired(done);
+            if self.failing {
+                tracing::info!(output = %self.name, "Publishing again.");
+                self.failing = false;
+            }
+            self.attempt = 0;
         }
     }
 
-    /// `n` messages of `bytes` payload are stored in the stream.
-    fn retired(&mut self, n: usize, bytes: usize) {
-        self.stored_receipts(n);
+    /// Messages are stored in the stream.
+    fn retired(&mut self, done: Stored) {
+        self.held -= done.records as usize;
+        self.stored_receipts(done.ours as usize);
         self.nats
             .acknowledged
-            .fetch_add(n as u64, Ordering::Relaxed);
-        crate::output::count(&self.stats, n, bytes);
-        if self.failing {
-            tracing::info!(output = %self.name, "Publishing again.");
-            self.failing = false;
-        }
-        self.attempt = 0;
+            .fetch_add(done.messages, Ordering::Relaxed);
+        crate::output::count(&self.stats, done.records as usize, done.bytes);
     }
 
     /// A publish failed: everything in flight goes back in front of the
@@ -753,28 +867,24 @@ impl Publisher {
             tracing::warn!(output = %self.name, reason = %why, unconfirmed = self.inflight.len(), "Publish failed; re-sending after a pause.");
             self.failing = true;
         }
-        let (mut stored, mut bytes) = (0, 0);
+        let mut stored = Stored::default();
         while let Some(f) = self.inflight.pop_back() {
             if f.acked {
                 // Acknowledged out of order: stored, not re-sent.
-                stored += 1;
-                bytes += f.entry.payload.len();
+                stored.add(self, &f.entry);
             } else {
                 self.queue.push_front(f.entry);
             }
         }
-        if stored > 0 {
-            self.stored_receipts(stored);
-            self.nats
-                .acknowledged
-                .fetch_add(stored as u64, Ordering::Relaxed);
-            crate::output::count(&self.stats, stored, bytes);
+        if stored.messages > 0 {
+            self.retired(stored);
         }
         self.retry_later();
     }
 
     /// Shutdown deadline passed: spool what is left, or report it lost.
     fn give_up(&mut self) {
+        self.seal();
         let mut left: Vec<Entry> = self
             .inflight
             .drain(..)
@@ -795,7 +905,8 @@ impl Publisher {
             }
         }
         if !left.is_empty() {
-            tracing::error!(output = %self.name, lost = left.len(), "Shutting down with records the stream did not acknowledge in time.");
+            let lost: u64 = left.iter().map(Entry::records).sum();
+            tracing::error!(output = %self.name, lost, "Shutting down with records the stream did not acknowledge in time.");
         }
     }
 
@@ -804,6 +915,25 @@ impl Publisher {
         let n = (self.buffered() + on_disk) as u64;
         self.stats.buffered.store(n, Ordering::Relaxed);
         self.nats.buffered.store(n, Ordering::Relaxed);
+    }
+}
+
+/// Messages the stream stored, counted as they retire.
+#[derive(Default)]
+struct Stored {
+    messages: u64,
+    records: u64,
+    /// Records of this run's (see `Publisher::entered`).
+    ours: u64,
+    bytes: usize,
+}
+
+impl Stored {
+    fn add(&mut self, p: &Publisher, e: &Entry) {
+        self.messages += 1;
+        self.records += e.records();
+        self.ours += p.ours(e);
+        self.bytes += e.payload.len();
     }
 }
 
@@ -863,6 +993,7 @@ mod tests {
             subject: "logs.x".into(),
             id: "abc-1".into(),
             encoder: Encoder::Json,
+            packed: None,
             payload: Bytes::from_static(b"{\"msg\": \"m\"}"),
         };
         let back = Entry::from_blob(Bytes::from(e.blob())).unwrap();
@@ -873,5 +1004,23 @@ mod tests {
         assert_eq!(msgpack.encoder, Encoder::Msgpack);
         let record = DecoderKind::Msgpack.decode(msgpack.payload).unwrap();
         assert!(record.fields.iter().any(|(k, _)| &**k == "msg"));
+    }
+
+    #[test]
+    fn packed_spool_blobs_keep_their_count_and_encoder() {
+        let e = Entry {
+            subject: "logs.x".into(),
+            id: "abc-7".into(),
+            encoder: Encoder::Msgpack,
+            packed: Some(3),
+            payload: Bytes::from_static(b"\0\0\0\x01a\0\0\0\x01b\0\0\0\x01c"),
+        };
+        let back = Entry::from_blob(Bytes::from(e.blob())).unwrap();
+        assert_eq!(back.packed, Some(3));
+        assert_eq!(back.records(), 3);
+        assert_eq!(back.payload, e.payload);
+        let same = back.reencode(Encoder::Json).unwrap();
+        assert_eq!(same.encoder, Encoder::Msgpack);
+        assert!(Entry::from_blob(Bytes::from_static(b"\x81\0\x01x\0\x01y\0")).is_none());
     }
 }

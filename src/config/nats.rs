@@ -21,6 +21,9 @@ use super::{Encoder, WhenFull, DEFAULT_BUFFER_RECORDS};
 pub const DEFAULT_NATS_IN_FLIGHT: usize = 1024;
 /// Default `subject` of a nats output.
 pub const DEFAULT_NATS_SUBJECT: &str = "logs.{name}";
+/// Default `subject` of a nats output with `batch_bytes`: a packed message
+/// holds records of any logger, so its subject names none.
+pub const DEFAULT_NATS_PACKED_SUBJECT: &str = "logs.packed";
 /// Largest `replicas` JetStream allows.
 const MAX_REPLICAS: u64 = 5;
 /// Largest `max_in_flight`.
@@ -297,11 +300,28 @@ impl Builder<'_, '_> {
             self.report
                 .error(format!("{path}.stream"), format!("the stream name {why}"));
         }
-        let subject = f
-            .subject
-            .clone()
-            .unwrap_or_else(|| DEFAULT_NATS_SUBJECT.to_string());
+        let batch_bytes = self.bounded(
+            &format!("{path}.batch_bytes"),
+            f.batch_bytes,
+            0,
+            0,
+            MAX_NATS_BATCH_BYTES,
+        );
+        let default = if batch_bytes > 0 {
+            DEFAULT_NATS_PACKED_SUBJECT
+        } else {
+            DEFAULT_NATS_SUBJECT
+        };
+        let subject = f.subject.clone().unwrap_or_else(|| default.to_string());
         let stream_subjects = self.nats_subject(&format!("{path}.subject"), &subject);
+        if batch_bytes > 0 && stream_subjects.iter().any(|s| s.ends_with('>')) {
+            self.report.error(
+                format!("{path}.subject"),
+                format!(
+                    "{subject:?} has placeholders, but with batch_bytes one message holds consecutive records of any logger: give a fixed subject (the default with batch_bytes is {DEFAULT_NATS_PACKED_SUBJECT:?})"
+                ),
+            );
+        }
         let replicas = self.bounded(&format!("{path}.replicas"), f.replicas, 1, 1, MAX_REPLICAS);
         let encoder = match f.encoder.unwrap_or(EncoderName::Json) {
             EncoderName::Pickle => Encoder::Pickle,
@@ -321,13 +341,6 @@ impl Builder<'_, '_> {
             DEFAULT_NATS_IN_FLIGHT as u64,
             1,
             MAX_IN_FLIGHT,
-        );
-        let batch_bytes = self.bounded(
-            &format!("{path}.batch_bytes"),
-            f.batch_bytes,
-            0,
-            0,
-            MAX_NATS_BATCH_BYTES,
         );
         let buffer_records = self.bounded(
             &format!("{path}.buffer_records"),

@@ -12,8 +12,9 @@
 //!   stores it once (within its duplicate window, 2 minutes by default).
 //!   The id travels with a spooled record, so a re-send after a restart
 //!   dedupes too. (Records carry no sender identity of their own yet.)
-//! - With `batch_bytes`, consecutive records of one subject are packed
-//!   into one message of up to that many bytes: each record framed as
+//! - With `batch_bytes`, consecutive records are packed into one message
+//!   of up to that many bytes (on a fixed subject, as a message then holds
+//!   any logger's records), each record framed as
 //!   SocketHandler frames them (a 4-byte big-endian length, then the
 //!   payload), the count in a `Logrelay-Batch` header, the id that of
 //!   its first record. A message once published is never changed, so a
@@ -532,8 +533,11 @@ impl Publisher {
                 lost += 1;
                 continue;
             }
-            self.template.render(record, &mut self.subject);
-            clean_subject(&mut self.subject);
+            if pack == 0 || self.subject.is_empty() {
+                // Packed, the subject is fixed: rendered once.
+                self.template.render(record, &mut self.subject);
+                clean_subject(&mut self.subject);
+            }
             self.buf.clear();
             encode::payload(self.config.encoder, record, &mut self.buf);
             let id = self.next_seq;
@@ -548,9 +552,12 @@ impl Publisher {
                 });
                 continue;
             }
-            let fits = self.open.as_ref().is_some_and(|o| {
-                o.subject == self.subject && o.payload.len() + 4 + self.buf.len() <= pack
-            });
+            // The subject is fixed (config checks it), so size alone
+            // decides.
+            let fits = self
+                .open
+                .as_ref()
+                .is_some_and(|o| o.payload.len() + 4 + self.buf.len() <= pack);
             if !fits {
                 self.seal();
             }
@@ -558,7 +565,7 @@ impl Publisher {
                 subject: self.subject.clone(),
                 id: format!("{}-{id}", self.instance),
                 records: 0,
-                payload: Vec::with_capacity(pack.min(64 * 1024)),
+                payload: Vec::with_capacity(pack.min(4096)),
             });
             // Frames no larger than 16 MiB reach an output.
             let len = u32::try_from(self.buf.len()).unwrap_or(u32::MAX);
@@ -731,8 +738,10 @@ impl Publisher {
             return;
         };
         let now = Instant::now();
-        if self.queue.is_empty() && self.inflight.len() < self.config.max_in_flight {
-            // Nothing else waits: the packed message goes as it is.
+        if self.queue.is_empty() && self.inflight.is_empty() {
+            // Nothing in flight: the packed message goes as it is, now.
+            // Otherwise it fills until full or until the acks are in (as
+            // Nagle's algorithm does): under load, messages are full.
             self.seal();
         }
         while self.inflight.len() < self.config.max_in_flight

@@ -161,12 +161,18 @@ impl Drop for Cluster {
 }
 
 fn host(servers: &str, replicas: usize, extra: &str) -> Relay {
+    // Packed messages hold any logger's records: a fixed subject.
+    let subject = if extra.contains("batch_bytes") {
+        "logs.packed"
+    } else {
+        "logs.{name}"
+    };
     Relay::start(
         &format!(
             r#"{{
   "inputs": {{"app": {{"type": "tcp", "address": "127.0.0.1:0"}}}},
   "outputs": {{"js": {{"type": "nats", "servers": {servers}, "stream": "LOGS",
-                       "subject": "logs.{{name}}", "replicas": {replicas}{extra}}}}}
+                       "subject": "{subject}", "replicas": {replicas}{extra}}}}}
 }}"#
         ),
         1,
@@ -498,7 +504,11 @@ fn check_validates_nats_outputs_and_inputs() {
         r#"{
   "inputs": {"n": {"type": "nats", "servers": [], "stream": "a.b", "consumer": "c"}},
   "outputs": {"o": {"type": "nats", "servers": ["nats://127.0.0.1:4222"], "stream": "LOGS",
-                    "subject": "{name}.x", "replicas": 7, "encoder": "fluent"}}
+                    "subject": "{name}.x", "replicas": 7, "encoder": "fluent"},
+              "p": {"type": "nats", "servers": ["nats://127.0.0.1:4222"], "stream": "LOGS",
+                    "subject": "logs.{name}", "batch_bytes": 65536},
+              "q": {"type": "nats", "servers": ["nats://127.0.0.1:4222"], "stream": "LOGS",
+                    "batch_bytes": 2000000}}
 }"#,
     )
     .unwrap();
@@ -514,6 +524,8 @@ fn check_validates_nats_outputs_and_inputs() {
         "outputs.o.subject: \"{name}.x\": start with a literal token",
         "outputs.o.replicas: 7 is out of range (1 to 5)",
         "outputs.o.encoder: a nats output encodes json, msgpack or pickle",
+        "outputs.q.batch_bytes: 2000000 is out of range (0 to 1048576)",
+        "outputs.p.subject: \"logs.{name}\" has placeholders, but with batch_bytes",
     ] {
         assert!(err.contains(want), "missing {want:?} in:\n{err}");
     }

@@ -204,6 +204,8 @@ def main():
                                                   "replicas": 1, "batch_bytes": 65536}),
             ("TCP -> nats R3, batch_bytes 65536", {"type": "nats", "servers": r3.servers(), "stream": "LOGS",
                                                   "replicas": 3, "batch_bytes": 65536}),
+            ("TCP -> nats R3, batch_bytes, msgpack", {"type": "nats", "servers": r3.servers(), "stream": "LOGS",
+                                                     "replicas": 3, "batch_bytes": 65536, "encoder": "msgpack"}),
         ]
         written_r3 = 0
         for label, out in outputs:

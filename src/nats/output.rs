@@ -565,7 +565,8 @@ impl Publisher {
                 subject: self.subject.clone(),
                 id: format!("{}-{id}", self.instance),
                 records: 0,
-                payload: Vec::with_capacity(pack.min(4096)),
+                // Under load messages fill: allocate once, no regrowth.
+                payload: Vec::with_capacity(pack),
             });
             // Frames no larger than 16 MiB reach an output.
             let len = u32::try_from(self.buf.len()).unwrap_or(u32::MAX);

@@ -54,11 +54,37 @@ pub fn preflight(config: &Config) -> Findings {
             }
         }
     }
+    for (name, oc) in &config.outputs {
+        if let OutputConfig::Nats(n) = oc {
+            let at_key = |key: &str| at(vec![format!("outputs.{name}.{key}")]);
+            for (key, what) in nats_files(&n.connect) {
+                f.errors.push(format!("{}: {what}", at_key(key)));
+            }
+            if let Some(dir) = &n.spool_dir {
+                if let Err(what) = writable(&dir.join("spool"), false) {
+                    f.errors.push(format!("{}: {what}", at_key("spool_dir")));
+                }
+            }
+        }
+    }
+    for (name, ic) in &config.inputs {
+        if let InputKind::Nats(n) = &ic.kind {
+            for (key, what) in nats_files(&n.connect) {
+                f.errors.push(format!(
+                    "{}: {what}",
+                    at(vec![format!("inputs.{name}.{key}")])
+                ));
+            }
+        }
+    }
     for (name, ic) in &config.inputs {
         let found = match &ic.kind {
             InputKind::Tcp { address } => try_bind(config, Proto::Tcp, address),
             InputKind::Udp { address } => try_bind(config, Proto::Udp, address),
             InputKind::Unix { path, .. } => try_socket(config, path),
+            // Nothing to bind: the nats input connects out, and its keys
+            // and files were checked when the config loaded.
+            InputKind::Nats(_) => Ok(None),
         };
         match found {
             Ok(None) => {}
@@ -218,6 +244,37 @@ fn static_prefix(template: &Path) -> PathBuf {
 /// directories, as start-up does; tried without writing to it: an
 /// existing file is opened for append and closed, otherwise a probe file
 /// is created and removed in the nearest existing directory.
+/// The credential and TLS files of a nats output or input that start-up
+/// could not read: `(key, what)`. (The servers are not contacted: `check`
+/// runs where the cluster may be unreachable, and the component waits
+/// for it anyway.)
+fn nats_files(c: &crate::config::NatsConnect) -> Vec<(&'static str, String)> {
+    let mut files: Vec<(&'static str, &Path)> = Vec::new();
+    if let Some(p) = &c.token_file {
+        files.push(("token_file", p));
+    }
+    if let Some(p) = &c.creds_file {
+        files.push(("creds_file", p));
+    }
+    if let Some(t) = &c.tls {
+        if let Some(p) = &t.ca {
+            files.push(("tls.ca", p));
+        }
+        if let Some((cert, key)) = &t.cert {
+            files.push(("tls.cert", cert));
+            files.push(("tls.key", key));
+        }
+    }
+    files
+        .into_iter()
+        .filter_map(|(key, path)| {
+            std::fs::read(path)
+                .err()
+                .map(|e| (key, format!("cannot read {}: {e}", path.display())))
+        })
+        .collect()
+}
+
 fn writable(path: &Path, is_file: bool) -> Result<(), String> {
     let shown = path.display();
     if is_file {

@@ -278,7 +278,7 @@ pub fn run(source: &crate::run::ConfigSource, cases_path: &Path) -> ExitCode {
         let enc = match oc {
             OutputConfig::File(c) => LineEncoder::new(name, c.encoding, &c.text),
             OutputConfig::Stream(c) => LineEncoder::new(name, c.encoding, &c.text),
-            OutputConfig::Forward(_) => {
+            OutputConfig::Forward(_) | OutputConfig::Nats(_) => {
                 LineEncoder::new(name, Encoding::Json, &crate::config::TextFormat::default())
             }
         };

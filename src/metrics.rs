@@ -335,6 +335,7 @@ impl Registry {
             &[],
             crate::input::pending::total() as u64,
         );
+        crate::nats::render_metrics(&mut out);
         out
     }
 }

@@ -60,6 +60,20 @@ CONNECT_TIMEOUT = 5.0
 BATCH_RECORDS = 1000
 BATCH_BYTES = 1 << 20
 WINDOW = 16
+#: The queue is a few large buffers, not one object per record: emit()
+#: writes each frame into the current chunk (at most BATCH_RECORDS
+#: records, so a batch is whole chunks); the sender copies whole chunks
+#: into one batch and hands them back for reuse. Keeping a record then
+#: costs no allocation and, with a spare chunk ready, no page fault on the
+#: caller's thread (issue 18).
+CHUNK_BYTES = 256 << 10
+#: Chunks kept ready: the sender allocates (and so faults in) new ones
+#: when emit() takes one, and keeps up to SPARE_MAX of those it recycles.
+SPARE_CHUNKS = 2
+SPARE_MAX = 2
+#: Longest sleep of the sender while records are queued and it waits (to
+#: connect, or for confirmations), so that spare chunks stay ready.
+SPARE_POLL = 0.02
 #: Handshakes closed without a reply before a handler without a token
 #: decides the peer is a plain SocketHandler listener (one could be a
 #: logrelay killed at that moment).
@@ -70,12 +84,25 @@ DROP_REPORT_INTERVAL = 1.0
 #: What SocketHandler.makePickle calls, bound once for emit().
 _dumps = pickle.dumps
 _pack_len = struct.Struct(">L").pack
+_pack_len_into = struct.Struct(">L").pack_into
+_unpack_len_from = struct.Struct(">L").unpack_from
+_pack_batch = struct.Struct(">QL").pack
 _SOCKET_MAKE_PICKLE = logging.handlers.SocketHandler.makePickle
 
 _live = weakref.WeakSet()
 #: Whether forks are noticed by hooks (else emit() compares the pid, which
 #: costs a system call per record).
 _FORK_HOOKS = hasattr(os, "register_at_fork")
+
+
+def _split(buf, pos, end):
+    """The frames (length prefix included) in ``buf[pos:end]``."""
+    frames = []
+    while pos + 4 <= end:
+        (n,) = _unpack_len_from(buf, pos)
+        frames.append(bytes(buf[pos : pos + 4 + n]))
+        pos += 4 + n
+    return frames
 
 
 def _say(msg):
@@ -174,8 +201,21 @@ class RelayHandler(logging.handlers.SocketHandler):
         self._lock = threading.Lock()
         self._not_full = threading.Condition(self._lock)
         self._progress = threading.Condition(self._lock)
-        self._queue = deque()
-        self._inflight = deque()  # (seq, frames) sent, not yet confirmed
+        # The queue: full chunks ([buffer, end, records]) then the chunk
+        # being written (_wbuf, _wend, _wn); the sender's cursor (_rpos,
+        # _rn) is in the first of them. _queued counts the records after it.
+        self._chunks = deque()
+        self._wbuf = None
+        self._wend = CHUNK_BYTES  # no chunk yet: the first record takes one
+        self._wn = 0
+        self._rpos = 0
+        self._rn = 0
+        self._queued = 0
+        self._spare = []
+        self._want_spare = False
+        self._copying = False
+        self._passed = []
+        self._inflight = deque()  # (seq, records, batch bytes) sent, not yet confirmed
         self._inflight_n = 0
         self._backlog = deque()  # claimed spool records, sent first
         self._claims = []  # (Claimed, records left before it is all confirmed)
@@ -257,8 +297,9 @@ class RelayHandler(logging.handlers.SocketHandler):
         This is the application's cost per record, so the common case is
         inlined (issue 18: p99 under 50 us while logrelay is down):
         ``SocketHandler.makePickle`` step for step with its globals bound
-        at import (the same bytes, about 2 us less), then ``_put``'s path
-        for a started handler with room in its queue."""
+        at import (the same bytes), its length prefix and payload written
+        straight into the queue's current chunk (no frame object, no
+        allocation); anything else goes through ``_put``."""
         try:
             if self._inline_pickle:
                 if record.exc_info:
@@ -269,22 +310,35 @@ class RelayHandler(logging.handlers.SocketHandler):
                 d["exc_info"] = None
                 d.pop("message", None)
                 s = _dumps(d, 1)
-                frame = _pack_len(len(s)) + s
+                n = len(s)
+                if self._thread is not None and (_FORK_HOOKS or self._pid == os.getpid()):
+                    with self._lock:
+                        o = self._wend
+                        e = o + 4 + n
+                        if (
+                            e <= CHUNK_BYTES
+                            and self._wn < BATCH_RECORDS
+                            and self._queued + self._inflight_n < self.queue_records
+                            and self._spool is None
+                            and not self._finished
+                        ):
+                            buf = self._wbuf
+                            _pack_len_into(buf, o, n)
+                            buf[o + 4 : e] = s
+                            self._wend = e
+                            self._wn += 1
+                            self._queued += 1
+                            if self._idle:
+                                self._idle = False
+                                self._wake()
+                            return
+                frame = _pack_len(n) + s
             else:
                 frame = self._encode(record)
         except Exception:
             self.handleError(record)
             return
-        if self._thread is not None and (_FORK_HOOKS or self._pid == os.getpid()):
-            with self._lock:
-                q = self._queue
-                if not self._finished and self._spool is None and len(q) + self._inflight_n < self.queue_records:
-                    q.append(frame)
-                    if self._idle:
-                        self._idle = False
-                        self._wake()
-                    return
-        self._put(frame)  # the first record, a fork, a spool, a full queue
+        self._put(frame)  # the first record, a fork, a spool, a full queue or chunk
 
     def _encode(self, record):
         if self.encoder == "pickle":
@@ -305,21 +359,20 @@ class RelayHandler(logging.handlers.SocketHandler):
             if self._finished:
                 self._count_drop()
                 return
-            q = self._queue
             sp = self._spool
-            if bounded and sp is not None and (sp.unread or len(q) + self._inflight_n >= self.queue_records):
+            if bounded and sp is not None and (sp.unread or self._queued + self._inflight_n >= self.queue_records):
                 try:
                     sp.append(frame)
                     return
                 except OSError as e:
                     self._say_once("spool", "cannot write to spool_dir %s (%s); applying when_full" % (self.spool_dir, e))
-            if bounded and len(q) + self._inflight_n >= self.queue_records:
+            if bounded and self._queued + self._inflight_n >= self.queue_records:
                 policy = self.when_full
                 if threading.current_thread() is self._thread:
                     policy = "drop_newest"  # the sender never waits on itself
                 if policy == "drop_oldest":
-                    if q:
-                        q.popleft()
+                    if self._queued:
+                        self._drop_oldest()
                     self._count_drop()
                 elif policy == "drop_newest":
                     self._count_drop()
@@ -328,19 +381,141 @@ class RelayHandler(logging.handlers.SocketHandler):
                     end = time.monotonic() + self.block_timeout
                     self._waiters += 1
                     try:
-                        while len(q) + self._inflight_n >= self.queue_records and not self._finished:
+                        while self._queued + self._inflight_n >= self.queue_records and not self._finished:
                             left = end - time.monotonic()
                             if left <= 0 or not self._not_full.wait(left):
                                 break
                     finally:
                         self._waiters -= 1
-                    if len(q) + self._inflight_n >= self.queue_records or self._finished:
+                    if self._queued + self._inflight_n >= self.queue_records or self._finished:
                         self._count_drop()
                         return
-            q.append(frame)
+            self._append(frame)
             if self._idle:
                 self._idle = False
                 self._wake()
+
+    # ------------------------------------------------------ the queue
+
+    def _append(self, frame):
+        """Queue one whole frame (length prefix included). Lock held."""
+        o = self._wend
+        e = o + len(frame)
+        if e > CHUNK_BYTES or self._wn >= BATCH_RECORDS:
+            if len(frame) > CHUNK_BYTES:
+                # Larger than a chunk: a chunk of its own, never reused.
+                self._retire()
+                self._chunks.append([frame, len(frame), 1])
+                self._queued += 1
+                return
+            if self._spare and self._wbuf is not None and self._chunks:
+                # The common switch, inline (this path runs cold: every
+                # call here costs the caller microseconds).
+                self._chunks.append([self._wbuf, o, self._wn])
+                self._wbuf = self._spare.pop()
+                self._wn = 0
+                if len(self._spare) < SPARE_CHUNKS:
+                    self._want_spare = True
+            else:
+                self._next_chunk()
+            o, e = 0, len(frame)
+        self._wbuf[o:e] = frame
+        self._wend = e
+        self._wn += 1
+        self._queued += 1
+
+    def _retire(self):
+        """The chunk being written is done: it joins the full ones (unless
+        it holds nothing the sender has not taken) and none is current.
+        Lock held."""
+        buf = self._wbuf
+        if buf is not None:
+            if self._chunks or self._rn < self._wn:
+                self._chunks.append([buf, self._wend, self._wn])
+            else:
+                self._recycle(buf)
+                self._rpos = self._rn = 0
+        self._wbuf = None
+        self._wend = CHUNK_BYTES
+        self._wn = 0
+
+    def _next_chunk(self):
+        """Start a new chunk to write (a spare, made ready by the sender).
+        Lock held."""
+        self._retire()
+        if self._spare:
+            self._wbuf = self._spare.pop()
+        else:
+            self._wbuf = bytearray(CHUNK_BYTES)  # the sender fell behind
+        self._wend = 0
+        if len(self._spare) < SPARE_CHUNKS:
+            # No wake-up: the sender looks at least every SPARE_POLL while
+            # records are queued (woken here, it would take the GIL from
+            # the caller to allocate: 100-200 us for this one record).
+            self._want_spare = True
+
+    def _recycle(self, buf):
+        # Lock held. While the sender copies a batch out of chunks, those
+        # it passed wait (emit() must not write into them yet).
+        if type(buf) is bytearray and len(buf) == CHUNK_BYTES:
+            if self._copying:
+                self._passed.append(buf)
+            elif len(self._spare) < SPARE_MAX:
+                self._spare.append(buf)
+
+    def _first(self):
+        """The chunk the sender's cursor is in: (buffer, end, records).
+        Lock held."""
+        if self._chunks:
+            return self._chunks[0]
+        return self._wbuf, self._wend, self._wn
+
+    def _advance(self, end, n):
+        """The sender's cursor moved to ``end``, ``n`` records into the
+        first chunk; a full chunk passed whole is recycled. Lock held."""
+        if self._chunks and n >= self._chunks[0][2]:
+            self._recycle(self._chunks.popleft()[0])
+            self._rpos = self._rn = 0
+        else:
+            self._rpos, self._rn = end, n
+
+    def _drop_oldest(self):
+        """Drop the oldest queued record (when_full="drop_oldest"). Lock
+        held; _queued > 0."""
+        buf = self._first()[0]
+        (n,) = _unpack_len_from(buf, self._rpos)
+        self._advance(self._rpos + 4 + n, self._rn + 1)
+        self._queued -= 1
+
+    def _queue_frames(self):
+        """The queued records as frames, oldest first (lock held; not
+        taken from the queue)."""
+        frames = []
+        pos, first = self._rpos, True
+        for buf, end, _ in list(self._chunks) + [(self._wbuf, self._wend, self._wn)]:
+            if buf is not None:
+                frames.extend(_split(buf, pos if first else 0, end))
+            first = False
+        return frames
+
+    def _clear_queue(self):
+        # Lock held.
+        self._chunks.clear()
+        self._wbuf = None
+        self._wend = CHUNK_BYTES
+        self._wn = self._rpos = self._rn = self._queued = 0
+
+    def _top_up(self):
+        """Sender: make chunks ready for emit() (allocated and touched
+        here, so the caller's thread takes no page fault for them)."""
+        while True:
+            with self._lock:
+                if len(self._spare) >= SPARE_CHUNKS or self._finished:
+                    self._want_spare = False
+                    return
+            buf = bytearray(CHUNK_BYTES)
+            with self._lock:
+                self._spare.append(buf)
 
     def _count_drop(self):
         # Called with the lock held.
@@ -368,7 +543,7 @@ class RelayHandler(logging.handlers.SocketHandler):
 
     def _pending(self):
         # Called with the lock held.
-        n = len(self._queue) + self._inflight_n + len(self._backlog)
+        n = self._queued + self._inflight_n + len(self._backlog)
         if self._spool is not None:
             n += self._spool.unread
         return n
@@ -410,8 +585,8 @@ class RelayHandler(logging.handlers.SocketHandler):
             if thread is None:
                 self._finished = True
                 left = self._pending()
-                self._keep_or_report(list(self._queue), left)
-                self._queue.clear()
+                self._keep_or_report(self._queue_frames(), left)
+                self._clear_queue()
                 return
             if self._deadline is None:
                 self._deadline = time.monotonic() + timeout
@@ -453,6 +628,8 @@ class RelayHandler(logging.handlers.SocketHandler):
                         done = not self._pending()
                     if done or time.monotonic() >= self._deadline:
                         break
+                if self._want_spare:
+                    self._top_up()
                 if self._sock is None:
                     self._wait_and_connect()
                     continue
@@ -472,23 +649,23 @@ class RelayHandler(logging.handlers.SocketHandler):
         """How long the connected sender may sleep: until a confirmation,
         a new record (the wake socket) or the close deadline."""
         with self._lock:
-            if not self._queue and not self._backlog and not (self._spool and self._spool.unread):
+            if not self._queued and not self._backlog and not (self._spool and self._spool.unread):
                 self._idle = True
         if self._stopping:
             return 0.05
-        return 1.0
+        return 1.0 if self._idle else SPARE_POLL
 
     def _finish(self):
         with self._lock:
             self._finished = True
-            frames = [f for _, b in self._inflight for f in b]
+            frames = [f for _, _, b in self._inflight for f in _split(b, 12, len(b))]
             frames.extend(self._backlog)
-            frames.extend(self._queue)
+            frames.extend(self._queue_frames())
             left = self._pending()
             self._inflight.clear()
             self._inflight_n = 0
             self._backlog.clear()
-            self._queue.clear()
+            self._clear_queue()
             self._keep_or_report(frames, left)
             self._not_full.notify_all()
             self._progress.notify_all()
@@ -520,7 +697,7 @@ class RelayHandler(logging.handlers.SocketHandler):
         if left > 0:
             if self._stopping:
                 left = min(left, max(0.0, self._deadline - time.monotonic()))
-            self._sleep(left)
+            self._sleep(min(left, SPARE_POLL))
             if time.monotonic() < self._next_attempt:
                 return
         self._connect()
@@ -612,8 +789,8 @@ class RelayHandler(logging.handlers.SocketHandler):
         # Unconfirmed batches again, under the same numbers: the receiver
         # confirms without writing again any it already has.
         try:
-            for seq, frames in list(self._inflight):
-                sock.sendall(struct.pack(">QL", seq, len(frames)) + b"".join(frames))
+            for _, _, data in list(self._inflight):
+                sock.sendall(data)
         except OSError as e:
             self._close(sock)
             self._lost(e)
@@ -649,9 +826,9 @@ class RelayHandler(logging.handlers.SocketHandler):
         with self._lock:
             # What was sent and unconfirmed goes first, as plain frames.
             while self._inflight:
-                _, frames = self._inflight.pop()
-                self._inflight_n -= len(frames)
-                self._backlog.extendleft(reversed(frames))
+                _, count, data = self._inflight.pop()
+                self._inflight_n -= count
+                self._backlog.extendleft(reversed(_split(data, 12, len(data))))
         self._next_attempt = 0.0
 
     def _recv_exact(self, sock, n):
@@ -664,52 +841,90 @@ class RelayHandler(logging.handlers.SocketHandler):
         return data
 
     def _take(self):
-        """The next frames to send, oldest first, at most a batch."""
-        frames, size = [], 0
+        """The next records to send, oldest first, at most a batch:
+        ``(count, pieces)``, the pieces being claimed frames and views of
+        whole chunks (from the cursor on). Until ``_taken()``, the chunks
+        passed are not reused."""
+        pieces, count, size = [], 0, 0
         with self._lock:
-            for src in (self._backlog, self._queue):
-                while src and len(frames) < BATCH_RECORDS and size < BATCH_BYTES:
-                    f = src.popleft()
-                    frames.append(f)
-                    size += len(f)
+            bl = self._backlog
+            while bl and count < BATCH_RECORDS and size < BATCH_BYTES:
+                f = bl.popleft()
+                pieces.append(f)
+                count += 1
+                size += len(f)
+            self._copying = True
+            while self._queued and size < BATCH_BYTES:
+                buf, end, n = self._first()
+                k = n - self._rn
+                if not k or (count and count + k > BATCH_RECORDS):
+                    break
+                pieces.append(memoryview(buf)[self._rpos : end])
+                count += k
+                size += end - self._rpos
+                self._queued -= k
+                self._advance(end, n)
             sp = self._spool
-            if sp is not None and sp.unread and len(self._queue) < self.queue_records // 2:
+            if sp is not None and sp.unread and self._queued < self.queue_records // 2:
                 try:
-                    self._queue.extend(sp.read(self.queue_records // 2 - len(self._queue)))
+                    for f in sp.read(self.queue_records // 2 - self._queued):
+                        self._append(f)
                 except OSError as e:
                     self._say_once("spoolread", "cannot read spool_dir %s back: %s" % (self.spool_dir, e))
-            if frames and not self._plain:
-                self._inflight_n += len(frames)
-            if frames and self._waiters:
+            if count and not self._plain:
+                self._inflight_n += count
+            if count and self._waiters:
                 self._not_full.notify_all()
-        return frames
+        return count, pieces
+
+    def _taken(self):
+        """The batch is copied out: the chunks it passed can be reused."""
+        if not self._passed:
+            # Without the lock (one less hand-off with emit()): a chunk
+            # passed meanwhile waits for the next batch's _taken().
+            self._copying = False
+            return
+        with self._lock:
+            self._copying = False
+            passed, self._passed = self._passed, []
+            for buf in passed:
+                self._recycle(buf)
 
     def _send_some(self):
         """Send one batch if the window allows. Returns whether it did."""
         if not self._plain and len(self._inflight) >= WINDOW:
             return False
-        frames = self._take()
-        if not frames:
-            return False
+        count, pieces = self._take()
+        try:
+            if not count:
+                return False
+            if self._plain:
+                data = b"".join(pieces)
+            else:
+                seq = self._next_seq
+                self._next_seq += 1
+                pieces.insert(0, _pack_batch(seq, count))
+                data = b"".join(pieces)
+        finally:
+            del pieces
+            self._taken()
         if self._plain:
             try:
-                self._sock.sendall(b"".join(frames))
+                self._sock.sendall(data)
             except OSError:
                 with self._lock:
                     # Sent again whole on the next connection (SocketHandler
                     # would drop it; the start of it may arrive twice).
-                    self._backlog.extendleft(reversed(frames))
+                    self._backlog.extendleft(reversed(_split(data, 0, len(data))))
                 raise
             with self._lock:
-                self.confirmed += len(frames)
-                self._settle_claims(len(frames))
+                self.confirmed += count
+                self._settle_claims(count)
                 if self._waiters:
                     self._progress.notify_all()
             return True
-        seq = self._next_seq
-        self._next_seq += 1
-        self._inflight.append((seq, frames))
-        self._sock.sendall(struct.pack(">QL", seq, len(frames)) + b"".join(frames))
+        self._inflight.append((seq, count, data))
+        self._sock.sendall(data)
         return True
 
     def _read_acks(self, wait):
@@ -740,7 +955,7 @@ class RelayHandler(logging.handlers.SocketHandler):
         done = 0
         inflight = self._inflight
         while inflight and inflight[0][0] <= seq:
-            done += len(inflight.popleft()[1])
+            done += inflight.popleft()[1]
         if done:
             with self._lock:
                 self._inflight_n -= done

@@ -238,7 +238,7 @@ class RoundTrip(unittest.TestCase):
             rec.exc_text = None  # makePickle sets it again, as emit did
             want.append(sock.makePickle(rec))
         with h._lock:
-            got = list(h._queue)
+            got = h._queue_frames()
         self.assertEqual(got, want)
 
         class Own(logrelay.RelayHandler):
@@ -249,7 +249,7 @@ class RoundTrip(unittest.TestCase):
         o.emit(recs[0])
         o.emit(recs[1])
         with o._lock:
-            self.assertEqual(list(o._queue), [b"\0\0\0\x01X"] * 2)
+            self.assertEqual(o._queue_frames(), [b"\0\0\0\x01X"] * 2)
         with redirect_stderr(io.StringIO()):
             h.close()
             o.close()
@@ -372,6 +372,79 @@ class QueueFull(unittest.TestCase):
         self.assertEqual(h.dropped, 0)
         self.assertEqual(len(r.payloads), 3000)
         h.close()
+        r.close()
+
+
+class Chunks(unittest.TestCase):
+    """The queue is a few large buffers (issue 18): records across chunk
+    boundaries, records larger than a chunk, a chunk's record limit, drops
+    in the middle of a chunk and the spool at exit all keep every record,
+    in order, with the same bytes."""
+
+    def test_records_across_chunks_while_down_arrive_in_order(self):
+        from logrelay import relay as lrelay
+
+        port = free_port()  # nothing listens yet
+        h = logrelay.RelayHandler("127.0.0.1", port)
+        log = make_logger(h)
+        big = "x" * (lrelay.CHUNK_BYTES + 10)
+        want = []
+        for i in range(5000):
+            if i % 1700 == 5:
+                log.info("big %d %s", i, big)
+                want.append("big %d %s" % (i, big))
+            else:
+                log.info("m %d", i)  # small: a chunk fills by its record limit
+                want.append("m %d" % i)
+        with h._lock:
+            self.assertGreater(len(h._chunks), 3)
+            self.assertEqual(h._queued, 5000)
+        r = AckReceiver(port)
+        self.assertTrue(h.flush(15))
+        self.assertEqual(r.messages(), want)
+        # Chunks are reused: the queue is empty, a few spares are kept.
+        with h._lock:
+            self.assertEqual(h._queued, 0)
+            self.assertLessEqual(len(h._spare), lrelay.SPARE_MAX)
+        for i in range(3000):
+            log.info("n %d", i)
+        self.assertTrue(h.flush(15))
+        self.assertEqual(r.messages()[5000:], ["n %d" % i for i in range(3000)])
+        h.close()
+        r.close()
+
+    def test_drop_oldest_across_chunks(self):
+        port = free_port()
+        h = logrelay.RelayHandler("127.0.0.1", port, queue_records=2500, when_full="drop_oldest")
+        log = make_logger(h)
+        for i in range(6000):
+            log.info("m %d", i)
+        self.assertEqual(h.dropped, 3500)
+        r = AckReceiver(port)
+        self.assertTrue(r.wait(2501))
+        self.assertTrue(h.flush(10))
+        msgs = r.messages()
+        self.assertEqual(msgs[:2500], ["m %d" % i for i in range(3500, 6000)])
+        self.assertIn("dropped 3500 record(s)", msgs[2500])
+        h.close()
+        r.close()
+
+    def test_unsent_records_in_chunks_go_to_the_spool_at_exit(self):
+        d = tempfile.mkdtemp()
+        port = free_port()
+        h = logrelay.RelayHandler("127.0.0.1", port, spool_dir=d, close_timeout=0.2, queue_records=1000)
+        log = make_logger(h)
+        for i in range(2500):  # 1000 queued in chunks, the rest spooled
+            log.info("m %d", i)
+        with redirect_stderr(io.StringIO()):
+            h.close()
+        r = AckReceiver(port)
+        with redirect_stderr(io.StringIO()):
+            h2 = logrelay.RelayHandler("127.0.0.1", port, spool_dir=d)
+            self.assertTrue(r.wait(2500))
+            self.assertTrue(h2.flush(10))
+            h2.close()
+        self.assertEqual(r.messages(), ["m %d" % i for i in range(2500)])
         r.close()
 
 

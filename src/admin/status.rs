@@ -115,6 +115,7 @@ pub(crate) fn publish(config: &Config, inputs: Vec<(String, String, Vec<String>)
                     InputKind::Tcp { .. } => "tcp",
                     InputKind::Unix { .. } => "unix",
                     InputKind::Udp { .. } => "udp",
+                    InputKind::Nats(_) => "nats",
                 },
                 ic.decoder.as_str(),
             ),
@@ -144,6 +145,7 @@ pub(crate) fn publish(config: &Config, inputs: Vec<(String, String, Vec<String>)
                     ForwardTarget::Unix(p) => p.display().to_string(),
                 }),
             ),
+            OutputConfig::Nats(n) => ("nats", Some(n.stream.clone())),
         };
         view.outputs.push((name.clone(), kind, target));
     }

@@ -14,6 +14,7 @@ fn describe_kind(k: &InputKind) -> String {
     match k {
         InputKind::Tcp { address } | InputKind::Udp { address } => address.clone(),
         InputKind::Unix { path, .. } => path.display().to_string(),
+        InputKind::Nats(n) => format!("{}/{}", n.stream, n.consumer),
     }
 }
 
@@ -37,6 +38,8 @@ impl Builder<'_, '_> {
                 InputKind::Unix { path, .. } => {
                     ("unix", Some(Endpoint::Unix(path.clone())), "path")
                 }
+                // Binds nothing.
+                InputKind::Nats(_) => continue,
             };
             let native = base.starts_with("inputs.");
             let at = if native {

@@ -76,6 +76,10 @@ impl Builder<'_, '_> {
                 };
                 (kind, u.decoder, u.framing, u.max_frame_bytes)
             }
+            InputFile::Nats(n) => {
+                let kind = InputKind::Nats(self.nats_input(path, n));
+                (kind, None, None, None)
+            }
             InputFile::Unix(u) => {
                 let sock = self.socket_path(&format!("{path}.path"), &u.path);
                 let mode = u.mode.as_deref().and_then(|m| {
@@ -265,6 +269,7 @@ impl Builder<'_, '_> {
             }
             OutputFile::File(f) => OutputConfig::File(self.file_output(path, f)),
             OutputFile::Forward(f) => OutputConfig::Forward(self.forward_output(path, f)?),
+            OutputFile::Nats(n) => OutputConfig::Nats(self.nats_output(path, n)),
         })
     }
 

@@ -83,6 +83,14 @@ fn input(i: &InputConfig) -> String {
             Some(m) => format!("unix {} (mode {m:04o})", path.display()),
             None => format!("unix {}", path.display()),
         },
+        InputKind::Nats(n) => {
+            return format!(
+                "nats {}, stream {}, durable consumer {} (explicit acks, encoder from each message's header)",
+                n.connect.servers.join(" "),
+                n.stream,
+                n.consumer
+            )
+        }
     };
     let mut s = format!(
         "{place}, decoder {}, framing {}, max frame {} bytes",
@@ -227,6 +235,30 @@ fn output(o: &OutputConfig) -> String {
                     .unwrap_or_default()
             )
         }
+        OutputConfig::Nats(n) => format!(
+            "nats {}, stream {} (created with subjects {} and {} replica(s) if missing), subject {}, encoder {}, {}, {} publishes in flight, buffer {} records, when full {}{}",
+            n.connect.servers.join(" "),
+            n.stream,
+            n.stream_subjects.join(" "),
+            n.replicas,
+            n.subject,
+            n.encoder.as_str(),
+            if n.batch_bytes == 0 {
+                "one message per record".to_string()
+            } else {
+                format!("records packed into messages of up to {} bytes", n.batch_bytes)
+            },
+            n.max_in_flight,
+            n.buffer_records,
+            match n.when_full {
+                WhenFull::Block => "block",
+                WhenFull::DropNewest => "drop newest",
+            },
+            n.spool_dir
+                .as_ref()
+                .map(|d| format!(", spool {}", d.display()))
+                .unwrap_or_default()
+        ),
     }
 }
 

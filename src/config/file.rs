@@ -99,6 +99,8 @@ pub enum InputType {
     Unix,
     /// `"udp"`.
     Udp,
+    /// `"nats"`.
+    Nats,
 }
 
 /// One input, by type.
@@ -110,6 +112,8 @@ pub enum InputFile {
     Unix(UnixInputFile),
     /// `{"type": "udp", ...}`.
     Udp(UdpInputFile),
+    /// `{"type": "nats", ...}`.
+    Nats(super::nats::NatsInputFile),
 }
 
 impl Typed for InputFile {
@@ -119,6 +123,7 @@ impl Typed for InputFile {
             InputType::Tcp => InputFile::Tcp(map.next_value()?),
             InputType::Unix => InputFile::Unix(map.next_value()?),
             InputType::Udp => InputFile::Udp(map.next_value()?),
+            InputType::Nats => InputFile::Nats(map.next_value()?),
         })
     }
 }
@@ -293,6 +298,8 @@ pub enum OutputType {
     Stdout,
     /// `"forward"`.
     Forward,
+    /// `"nats"`.
+    Nats,
 }
 
 /// One output, by type.
@@ -304,6 +311,8 @@ pub enum OutputFile {
     Stdout(StdoutOutputFile),
     /// `{"type": "forward", ...}`.
     Forward(ForwardOutputFile),
+    /// `{"type": "nats", ...}`.
+    Nats(super::nats::NatsOutputFile),
 }
 
 impl Typed for OutputFile {
@@ -313,6 +322,7 @@ impl Typed for OutputFile {
             OutputType::File => OutputFile::File(map.next_value()?),
             OutputType::Stdout => OutputFile::Stdout(map.next_value()?),
             OutputType::Forward => OutputFile::Forward(map.next_value()?),
+            OutputType::Nats => OutputFile::Nats(map.next_value()?),
         })
     }
 }

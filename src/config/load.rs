@@ -253,6 +253,7 @@ fn kinds(p: &Probes, r: &mut Report) -> Kinds {
                 ("tcp", InputType::Tcp),
                 ("unix", InputType::Unix),
                 ("udp", InputType::Udp),
+                ("nats", InputType::Nats),
             ],
             r,
         ),
@@ -264,6 +265,7 @@ fn kinds(p: &Probes, r: &mut Report) -> Kinds {
                 ("file", OutputType::File),
                 ("stdout", OutputType::Stdout),
                 ("forward", OutputType::Forward),
+                ("nats", OutputType::Nats),
             ],
             r,
         ),
@@ -923,9 +925,9 @@ mod tests {
                 r#""o": {"type": "syslog"}, "p": {"path": "x"}"#,
                 ""
             )),
-            "listener.json:1:29: inputs.app.type: unknown type \"tpc\" (expected tcp, unix or udp)\n\
-             listener.json:2:27: outputs.o.type: unknown type \"syslog\" (expected file, stdout or forward)\n\
-             listener.json:2:43: outputs.p: missing `type` (file, stdout or forward)"
+            "listener.json:1:29: inputs.app.type: unknown type \"tpc\" (expected tcp, unix, udp or nats)\n\
+             listener.json:2:27: outputs.o.type: unknown type \"syslog\" (expected file, stdout, forward or nats)\n\
+             listener.json:2:43: outputs.p: missing `type` (file, stdout, forward or nats)"
         );
     }
 

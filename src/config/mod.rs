@@ -16,6 +16,7 @@ pub mod error;
 pub mod file;
 mod handlers;
 pub mod load;
+pub mod nats;
 mod overlap;
 pub mod schema;
 pub mod seed;
@@ -25,6 +26,7 @@ use std::path::PathBuf;
 
 pub use error::ConfigError;
 pub use load::{load, load_default, parse};
+pub use nats::{NatsConnect, NatsInputConfig, NatsOutputConfig, NatsTls};
 
 use crate::codec::framing::Framing;
 use crate::codec::DecoderKind;
@@ -135,6 +137,9 @@ pub enum InputKind {
         /// `host:port` as written.
         address: String,
     },
+    /// A durable pull consumer on a NATS JetStream stream; each message is
+    /// one record, decoded as its `Logrelay-Encoder` header says.
+    Nats(NatsInputConfig),
 }
 
 /// One filter.
@@ -226,6 +231,8 @@ pub enum OutputConfig {
     Stream(StreamOutputConfig),
     /// Another listener.
     Forward(ForwardOutputConfig),
+    /// A NATS JetStream stream.
+    Nats(NatsOutputConfig),
 }
 
 /// Which standard stream a `stdout` output writes to. dictConfig's

@@ -164,7 +164,7 @@ pub(crate) fn resume(conns: Vec<Parked>, tracker: &TaskTracker) {
             ListenKey::Unix(_) => unix_stream(fd).map(|s| {
                 tracker.spawn(super::serve_stream_from(s, None, ctx, open, buf));
             }),
-            ListenKey::Udp(_) => Ok(()),
+            ListenKey::Udp(_) | ListenKey::Nats(_) => Ok(()),
         };
         if let Err(e) = served {
             tracing::error!(input = %key, peer = %super::peer_name(peer), error = %e, "Upgrade: cannot serve a connection again; closed.");

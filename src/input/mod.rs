@@ -55,6 +55,8 @@ pub enum ListenKey {
     Unix(PathBuf),
     /// A UDP `host:port` as written.
     Udp(String),
+    /// A NATS consumer: `stream/consumer#name` (binds nothing).
+    Nats(String),
 }
 
 impl ListenKey {
@@ -73,6 +75,7 @@ impl ListenKey {
             InputKind::Tcp { address } => ListenKey::Tcp(address.clone()),
             InputKind::Unix { path, .. } => ListenKey::Unix(path.clone()),
             InputKind::Udp { address } => ListenKey::Udp(address.clone()),
+            InputKind::Nats(n) => ListenKey::Nats(format!("{}/{}#{name}", n.stream, n.consumer)),
         }
     }
 }
@@ -83,6 +86,7 @@ impl std::fmt::Display for ListenKey {
             ListenKey::Tcp(a) => write!(f, "tcp://{a}"),
             ListenKey::Unix(p) => write!(f, "unix://{}", p.display()),
             ListenKey::Udp(a) => write!(f, "udp://{a}"),
+            ListenKey::Nats(a) => write!(f, "nats:{a}"),
         }
     }
 }
@@ -293,6 +297,7 @@ pub async fn start(
         InputKind::Tcp { address } => tcp::start(address, ctx, tracker).await.map_err(err)?,
         InputKind::Unix { path, mode } => unix::start(path, *mode, ctx, tracker).map_err(err)?,
         InputKind::Udp { address } => udp::start(address, ctx, tracker).await.map_err(err)?,
+        InputKind::Nats(n) => (crate::nats::input::start(name, n, ctx, tracker), Vec::new()),
     };
     Ok(RunningInput {
         key,
@@ -320,7 +325,7 @@ pub(crate) async fn resolve(address: &str) -> Result<Vec<SocketAddr>, String> {
 /// The current pipeline's stage for this connection's input, switching to
 /// a newer pipeline only if it still has the input (docs/decisions.md,
 /// "Reload": a connection on a removed input stays on the old pipeline).
-fn refresh(
+pub(crate) fn refresh(
     ctx: &mut ConnContext,
     current: &mut Arc<Pipeline>,
 ) -> Option<Arc<crate::pipeline::InputStage>> {

@@ -437,6 +437,7 @@ pub fn start(name: &str, config: &OutputConfig) -> Result<RunningOutput, OutputE
         OutputConfig::File(c) => file::start(name, c, rx, tx.downgrade(), stats.clone())?,
         OutputConfig::Stream(c) => stdout::start(name, c, rx, stats.clone())?,
         OutputConfig::Forward(c) => forward::start(name, c, rx, stats.clone())?,
+        OutputConfig::Nats(c) => crate::nats::output::start(name, c, rx, stats.clone())?,
     };
     Ok(RunningOutput {
         handle: OutputHandle {

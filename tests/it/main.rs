@@ -14,6 +14,7 @@ mod format;
 mod forward;
 mod hostile;
 mod metrics;
+mod nats;
 mod prerequisites;
 mod relay;
 mod reload;

@@ -25,7 +25,7 @@
 //! (`spool_dir`) or is reported lost.
 
 mod conn;
-mod spool;
+pub(crate) mod spool;
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;

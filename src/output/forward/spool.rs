@@ -29,7 +29,7 @@ const MAGIC: &[u8; 8] = b"LRSPOOL1";
 const FIRST: u64 = 1 << 40;
 
 /// A forward output's spool directory.
-pub(super) struct Spool {
+pub(crate) struct Spool {
     dir: PathBuf,
     encoder: Encoder,
     /// Closed segments, oldest first: (number, records).
@@ -43,7 +43,7 @@ pub(super) struct Spool {
 
 impl Spool {
     /// Open (creating) `dir` and find the segments a previous run left.
-    pub(super) fn open(dir: &Path, encoder: Encoder, buffer_records: usize) -> io::Result<Spool> {
+    pub(crate) fn open(dir: &Path, encoder: Encoder, buffer_records: usize) -> io::Result<Spool> {
         std::fs::create_dir_all(dir)?;
         let mut numbers = Vec::new();
         for entry in std::fs::read_dir(dir)? {
@@ -78,12 +78,12 @@ impl Spool {
     }
 
     /// Whether nothing is on disk.
-    pub(super) fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.on_disk == 0
     }
 
     /// Records on disk.
-    pub(super) fn on_disk(&self) -> usize {
+    pub(crate) fn on_disk(&self) -> usize {
         self.on_disk
     }
 
@@ -92,7 +92,7 @@ impl Spool {
     }
 
     /// Append one payload.
-    pub(super) fn push(&mut self, payload: &[u8]) -> io::Result<()> {
+    pub(crate) fn push(&mut self, payload: &[u8]) -> io::Result<()> {
         if self.writing.is_none() {
             let n = self.next_number();
             let mut w = BufWriter::new(File::create(self.path(n))?);
@@ -122,7 +122,7 @@ impl Spool {
 
     /// Take the oldest segment's payloads (re-encoded if it was written
     /// with another encoder) and delete its file.
-    pub(super) fn pop_segment(&mut self, encoder: Encoder) -> io::Result<Vec<Bytes>> {
+    pub(crate) fn pop_segment(&mut self, encoder: Encoder) -> io::Result<Vec<Bytes>> {
         if self.segments.is_empty() {
             self.close_writing()?;
         }
@@ -140,7 +140,7 @@ impl Spool {
     }
 
     /// Put `payloads` before everything on disk (shutdown).
-    pub(super) fn prepend(&mut self, payloads: &[Bytes]) -> io::Result<()> {
+    pub(crate) fn prepend(&mut self, payloads: &[Bytes]) -> io::Result<()> {
         self.close_writing()?;
         if payloads.is_empty() {
             return Ok(());

@@ -15,6 +15,7 @@ pub mod dictfile;
 pub mod error;
 pub mod file;
 mod handlers;
+mod listen_key;
 pub mod load;
 pub mod nats;
 mod overlap;
@@ -25,6 +26,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 pub use error::ConfigError;
+pub use listen_key::ListenKey;
 pub use load::{load, load_default, parse};
 pub use nats::{NatsConnect, NatsInputConfig, NatsOutputConfig, NatsTls};
 

@@ -12,9 +12,9 @@ use std::sync::Arc;
 
 use crate::codec::framing::Framer;
 use crate::codec::{DecoderKind, Keep};
+use crate::config::ListenKey;
 use crate::config::{Config, InputConfig, RouteConfig};
 use crate::filter::{Filter, Verdict};
-use crate::input::ListenKey;
 use crate::output::{OutputHandle, Receipt};
 use crate::record::{logger_matches, Record};
 

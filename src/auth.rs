@@ -1,6 +1,6 @@
 //! Shared-secret tokens (`token_file`): an input that has one accepts only
 //! senders that present it in the acknowledged handshake
-//! (`logrelay-ack/2`, see `input::ack`); a forward output with one
+//! (`logrelay-ack/2`, see `codec::ack`); a forward output with one
 //! presents it.
 //!
 //! The token never appears in a log line or a `Debug` print, and is

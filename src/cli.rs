@@ -62,31 +62,7 @@ pub enum Command {
     Check,
     /// Print the records flowing through a running logrelay, one line
     /// each, until Ctrl-C (the status page's live tail, in a terminal).
-    Tap {
-        /// The admin (metrics) address of the running logrelay. Default:
-        /// `metrics.address` of the config (./listener.json).
-        #[arg(long, value_name = "HOST:PORT")]
-        metrics_address: Option<String>,
-        /// A file holding the admin token. Default: `metrics.token_file`
-        /// of the config.
-        #[arg(long, value_name = "PATH")]
-        token_file: Option<PathBuf>,
-        /// Only records from this input.
-        #[arg(long, value_name = "NAME")]
-        input: Option<String>,
-        /// Only records routed to this output.
-        #[arg(long, value_name = "NAME")]
-        output: Option<String>,
-        /// Only loggers under this prefix (`payments` takes `payments.api`).
-        #[arg(long, value_name = "PREFIX")]
-        logger: Option<String>,
-        /// Only records at this level or above (name or number).
-        #[arg(long, value_name = "LEVEL")]
-        level: Option<String>,
-        /// Print each record's fields as one JSON object per line.
-        #[arg(long)]
-        json: bool,
-    },
+    Tap(TapArgs),
     /// Run LogRecord dicts from CASES.json through the config's routes,
     /// filters and formats (no socket opened, no file written) and check
     /// which outputs get which lines; exit 0, or 1 with a diff.
@@ -97,6 +73,35 @@ pub enum Command {
     },
     /// Print the JSON Schema of listener.json.
     Schema,
+}
+
+// What `tap` was asked for. A plain comment, not a doc comment: clap would
+// read one as the subcommand's help, which the `Tap` variant gives.
+#[derive(Debug, Default, clap::Args)]
+pub struct TapArgs {
+    /// The admin (metrics) address of the running logrelay. Default:
+    /// `metrics.address` of the config (./listener.json).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_address: Option<String>,
+    /// A file holding the admin token. Default: `metrics.token_file`
+    /// of the config.
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+    /// Only records from this input.
+    #[arg(long, value_name = "NAME")]
+    pub input: Option<String>,
+    /// Only records routed to this output.
+    #[arg(long, value_name = "NAME")]
+    pub output: Option<String>,
+    /// Only loggers under this prefix (`payments` takes `payments.api`).
+    #[arg(long, value_name = "PREFIX")]
+    pub logger: Option<String>,
+    /// Only records at this level or above (name or number).
+    #[arg(long, value_name = "LEVEL")]
+    pub level: Option<String>,
+    /// Print each record's fields as one JSON object per line.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[cfg(test)]

@@ -66,26 +66,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some(Command::Test { cases }) => logrelay::dryrun::run(&source, &cases),
-        Some(Command::Tap {
-            metrics_address,
-            token_file,
-            input,
-            output,
-            logger,
-            level,
-            json,
-        }) => logrelay::admin::tap::run(
-            logrelay::admin::tap::TapArgs {
-                metrics_address,
-                token_file,
-                input,
-                output,
-                logger,
-                level,
-                json,
-            },
-            &source,
-        ),
+        Some(Command::Tap(args)) => logrelay::admin::tap::run(args, &source),
         None => match tokio::runtime::Runtime::new() {
             Ok(rt) => rt.block_on(run::run(source)),
             Err(e) => {

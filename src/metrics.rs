@@ -7,6 +7,7 @@
 //! filters); the registry only holds `Arc`s to them, replaced on reload, so
 //! counting costs nothing extra on the hot path.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -91,252 +92,218 @@ impl Registry {
     pub fn render(&self) -> String {
         let s = self.sources.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = String::new();
-        family(
-            &mut out,
-            "logrelay_records_received_total",
-            "counter",
-            "Records decoded by each input.",
-        );
-        for (name, st) in &s.inputs {
-            sample(
-                &mut out,
-                "logrelay_records_received_total",
-                &[("input", name)],
-                st.received.load(Ordering::Relaxed),
-            );
-        }
-        family(
-            &mut out,
-            "logrelay_bytes_received_total",
-            "counter",
-            "Bytes read by each input.",
-        );
-        for (name, st) in &s.inputs {
-            sample(
-                &mut out,
-                "logrelay_bytes_received_total",
-                &[("input", name)],
-                st.bytes.load(Ordering::Relaxed),
-            );
-        }
-        family(
-            &mut out,
-            "logrelay_connections_total",
-            "counter",
-            "Connections accepted by each input.",
-        );
-        for (name, st) in &s.inputs {
-            sample(
-                &mut out,
-                "logrelay_connections_total",
-                &[("input", name)],
-                st.connections.load(Ordering::Relaxed),
-            );
-        }
-        family(
-            &mut out,
-            "logrelay_records_rejected_total",
-            "counter",
-            "Frames or records refused, by input and reason.",
-        );
-        for (name, st) in &s.inputs {
-            let rejected = st.rejected.lock().unwrap_or_else(|e| e.into_inner());
-            let mut reasons: Vec<_> = rejected.iter().collect();
-            reasons.sort();
-            for (reason, n) in reasons {
-                sample(
-                    &mut out,
-                    "logrelay_records_rejected_total",
-                    &[("input", name), ("reason", reason)],
-                    *n,
-                );
-            }
-        }
-        family(
-            &mut out,
-            "logrelay_records_filtered_total",
-            "counter",
-            "Records dropped by each filter.",
-        );
-        for (name, f) in &s.filters {
-            sample(
-                &mut out,
-                "logrelay_records_filtered_total",
-                &[("filter", name)],
-                f.dropped(),
-            );
-        }
-        family(
-            &mut out,
-            "logrelay_filter_calls_total",
-            "counter",
-            "Records each filter was called on.",
-        );
-        for (name, f) in &s.filters {
-            sample(
-                &mut out,
-                "logrelay_filter_calls_total",
-                &[("filter", name)],
-                f.calls(),
-            );
-        }
-        family(
-            &mut out,
-            "logrelay_filter_errors_total",
-            "counter",
-            "Failed filter calls (trap, timeout, memory).",
-        );
-        for (name, f) in &s.filters {
-            sample(
-                &mut out,
-                "logrelay_filter_errors_total",
-                &[("filter", name)],
-                f.errors(),
-            );
-        }
-        family(
-            &mut out,
-            "logrelay_records_written_total",
-            "counter",
-            "Records written by each output.",
-        );
-        for (name, st) in &s.outputs {
-            sample(
-                &mut out,
-                "logrelay_records_written_total",
-                &[("output", name)],
-                st.written.load(Ordering::Relaxed),
-            );
-        }
-        family(
-            &mut out,
-            "logrelay_bytes_written_total",
-            "counter",
-            "Bytes written by each output.",
-        );
-        for (name, st) in &s.outputs {
-            sample(
-                &mut out,
-                "logrelay_bytes_written_total",
-                &[("output", name)],
-                st.bytes.load(Ordering::Relaxed),
-            );
-        }
-        family(
-            &mut out,
-            "logrelay_output_errors_total",
-            "counter",
-            "Write errors seen by each output (each retried).",
-        );
-        for (name, st) in &s.outputs {
-            sample(
-                &mut out,
-                "logrelay_output_errors_total",
-                &[("output", name)],
-                st.errors.load(Ordering::Relaxed),
-            );
-        }
-        family(
-            &mut out,
-            "logrelay_records_dropped_total",
-            "counter",
-            "Records an output dropped by policy (forward when_full: drop_newest).",
-        );
-        for (name, st) in &s.outputs {
-            sample(
-                &mut out,
-                "logrelay_records_dropped_total",
-                &[("output", name)],
-                st.dropped.load(Ordering::Relaxed),
-            );
-        }
-        family(
-            &mut out,
-            "logrelay_forward_buffer_records",
-            "gauge",
-            "Records buffered by each forward output.",
-        );
-        for (name, st) in &s.outputs {
-            if st.is_forward.load(Ordering::Relaxed) {
-                sample(
-                    &mut out,
-                    "logrelay_forward_buffer_records",
-                    &[("output", name)],
-                    st.buffered.load(Ordering::Relaxed),
-                );
-            }
-        }
-        family(
-            &mut out,
+        per_source(&mut out, INPUT_TOTALS, "input", &s.inputs);
+        by_reason(&mut out, &REJECTED, &s.inputs, |st| &st.rejected);
+        per_source(&mut out, FILTER_TOTALS, "filter", &s.filters);
+        per_source(&mut out, OUTPUT_TOTALS, "output", &s.outputs);
+        let reloads = Family::<()>::new(
             "logrelay_reloads_total",
             "counter",
             "Config reloads, by result.",
+            |_| None,
         );
-        sample(
-            &mut out,
-            "logrelay_reloads_total",
-            &[("result", "success")],
-            self.reloads_ok.load(Ordering::Relaxed),
-        );
-        sample(
-            &mut out,
-            "logrelay_reloads_total",
-            &[("result", "failure")],
-            self.reloads_failed.load(Ordering::Relaxed),
-        );
-        sample(
-            &mut out,
-            "logrelay_reloads_total",
-            &[("result", "unchanged")],
-            self.reloads_unchanged.load(Ordering::Relaxed),
-        );
-        family(
-            &mut out,
-            "logrelay_connections_open",
-            "gauge",
-            "Connections open now on each stream input.",
-        );
-        for (name, st) in &s.inputs {
+        reloads.head(&mut out);
+        for (result, n) in [
+            ("success", &self.reloads_ok),
+            ("failure", &self.reloads_failed),
+            ("unchanged", &self.reloads_unchanged),
+        ] {
             sample(
                 &mut out,
-                "logrelay_connections_open",
-                &[("input", name)],
-                st.open.load(Ordering::Relaxed),
+                reloads.name,
+                &[("result", result)],
+                n.load(Ordering::Relaxed),
             );
         }
-        family(
-            &mut out,
-            "logrelay_connections_closed_total",
-            "counter",
-            "Connections logrelay closed, by input and reason (stalled, frame_timeout, max_connections, fd_limit, tls, auth).",
-        );
-        for (name, st) in &s.inputs {
-            let closed = st.closed.lock().unwrap_or_else(|e| e.into_inner());
-            let mut reasons: Vec<_> = closed.iter().collect();
-            reasons.sort();
-            for (reason, n) in reasons {
-                sample(
-                    &mut out,
-                    "logrelay_connections_closed_total",
-                    &[("input", name), ("reason", reason)],
-                    *n,
-                );
-            }
-        }
-        family(
-            &mut out,
+        per_source(&mut out, INPUT_GAUGES, "input", &s.inputs);
+        by_reason(&mut out, &CLOSED, &s.inputs, |st| &st.closed);
+        let pending = Family::<()>::new(
             "logrelay_pending_frame_bytes",
             "gauge",
             "Bytes of partial frames buffered across all connections (bounded by max_pending_bytes).",
+            |_| None,
         );
+        pending.head(&mut out);
         sample(
             &mut out,
-            "logrelay_pending_frame_bytes",
+            pending.name,
             &[],
             crate::input::pending::total() as u64,
         );
         crate::nats::render_metrics(&mut out);
         out
+    }
+}
+
+/// One metric family: its name, type, help, and how to read one source's
+/// sample (`None`: that source has none, e.g. a gauge only forward outputs
+/// keep).
+struct Family<T: ?Sized> {
+    name: &'static str,
+    kind: &'static str,
+    help: &'static str,
+    value: fn(&T) -> Option<u64>,
+}
+
+impl<T: ?Sized> Family<T> {
+    const fn new(
+        name: &'static str,
+        kind: &'static str,
+        help: &'static str,
+        value: fn(&T) -> Option<u64>,
+    ) -> Self {
+        Family {
+            name,
+            kind,
+            help,
+            value,
+        }
+    }
+
+    fn head(&self, out: &mut String) {
+        family(out, self.name, self.kind, self.help);
+    }
+}
+
+fn load(n: &AtomicU64) -> Option<u64> {
+    Some(n.load(Ordering::Relaxed))
+}
+
+/// The counters every input keeps, in the order they are rendered.
+const INPUT_TOTALS: &[Family<InputStats>] = &[
+    Family::new(
+        "logrelay_records_received_total",
+        "counter",
+        "Records decoded by each input.",
+        |st| load(&st.received),
+    ),
+    Family::new(
+        "logrelay_bytes_received_total",
+        "counter",
+        "Bytes read by each input.",
+        |st| load(&st.bytes),
+    ),
+    Family::new(
+        "logrelay_connections_total",
+        "counter",
+        "Connections accepted by each input.",
+        |st| load(&st.connections),
+    ),
+];
+
+/// Rendered after the reloads (the order of the text stays as it was).
+const INPUT_GAUGES: &[Family<InputStats>] = &[Family::new(
+    "logrelay_connections_open",
+    "gauge",
+    "Connections open now on each stream input.",
+    |st| load(&st.open),
+)];
+
+const REJECTED: Family<InputStats> = Family::new(
+    "logrelay_records_rejected_total",
+    "counter",
+    "Frames or records refused, by input and reason.",
+    |_| None,
+);
+
+const CLOSED: Family<InputStats> = Family::new(
+    "logrelay_connections_closed_total",
+    "counter",
+    "Connections logrelay closed, by input and reason (stalled, frame_timeout, max_connections, fd_limit, tls, auth).",
+    |_| None,
+);
+
+const FILTER_TOTALS: &[Family<Filter>] = &[
+    Family::new(
+        "logrelay_records_filtered_total",
+        "counter",
+        "Records dropped by each filter.",
+        |f| Some(f.dropped()),
+    ),
+    Family::new(
+        "logrelay_filter_calls_total",
+        "counter",
+        "Records each filter was called on.",
+        |f| Some(f.calls()),
+    ),
+    Family::new(
+        "logrelay_filter_errors_total",
+        "counter",
+        "Failed filter calls (trap, timeout, memory).",
+        |f| Some(f.errors()),
+    ),
+];
+
+const OUTPUT_TOTALS: &[Family<OutputStats>] = &[
+    Family::new(
+        "logrelay_records_written_total",
+        "counter",
+        "Records written by each output.",
+        |st| load(&st.written),
+    ),
+    Family::new(
+        "logrelay_bytes_written_total",
+        "counter",
+        "Bytes written by each output.",
+        |st| load(&st.bytes),
+    ),
+    Family::new(
+        "logrelay_output_errors_total",
+        "counter",
+        "Write errors seen by each output (each retried).",
+        |st| load(&st.errors),
+    ),
+    Family::new(
+        "logrelay_records_dropped_total",
+        "counter",
+        "Records an output dropped by policy (forward when_full: drop_newest).",
+        |st| load(&st.dropped),
+    ),
+    Family::new(
+        "logrelay_forward_buffer_records",
+        "gauge",
+        "Records buffered by each forward output.",
+        |st| {
+            st.is_forward
+                .load(Ordering::Relaxed)
+                .then(|| st.buffered.load(Ordering::Relaxed))
+        },
+    ),
+];
+
+/// Each family of `families`, with one sample per source labelled
+/// `label="name"`.
+fn per_source<T>(
+    out: &mut String,
+    families: &[Family<T>],
+    label: &str,
+    sources: &[(String, Arc<T>)],
+) {
+    for f in families {
+        f.head(out);
+        for (name, st) in sources {
+            if let Some(v) = (f.value)(st) {
+                sample(out, f.name, &[(label, name)], v);
+            }
+        }
+    }
+}
+
+/// A family counted by input and reason, reasons sorted.
+fn by_reason(
+    out: &mut String,
+    f: &Family<InputStats>,
+    inputs: &[(String, Arc<InputStats>)],
+    counts: fn(&InputStats) -> &Mutex<HashMap<&'static str, u64>>,
+) {
+    f.head(out);
+    for (name, st) in inputs {
+        let counts = counts(st).lock().unwrap_or_else(|e| e.into_inner());
+        let mut reasons: Vec<_> = counts.iter().collect();
+        reasons.sort();
+        for (reason, n) in reasons {
+            sample(out, f.name, &[("input", name), ("reason", reason)], *n);
+        }
     }
 }
 

@@ -16,9 +16,10 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::config::ListenKey;
 use crate::config::{Config, FilterConfig, OutputConfig};
 use crate::filter::Filter;
-use crate::input::{self, ListenKey, RunningInput};
+use crate::input::{self, RunningInput};
 use crate::output::{self, OutputHandle, RunningOutput};
 use crate::pipeline::Pipeline;
 

@@ -4,28 +4,10 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-/// What `tap` was asked for.
-#[derive(Debug, Default)]
-pub struct TapArgs {
-    /// `host:port` of the admin endpoint (default: the config's).
-    pub metrics_address: Option<String>,
-    /// A file holding the token (default: the config's `token_file`).
-    pub token_file: Option<PathBuf>,
-    /// Only this input.
-    pub input: Option<String>,
-    /// Only records routed to this output.
-    pub output: Option<String>,
-    /// Logger-name prefix.
-    pub logger: Option<String>,
-    /// Minimum level (name or number).
-    pub level: Option<String>,
-    /// Print each record's fields as JSON instead of a formatted line.
-    pub json: bool,
-}
+pub use crate::cli::TapArgs;
 
 fn encode(s: &str) -> String {
     let mut out = String::new();

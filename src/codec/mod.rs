@@ -5,6 +5,7 @@
 //! sees a socket, and a frame that fails to decode drops only its record,
 //! while a framing error (a garbage length prefix) ends the connection.
 
+pub mod ack;
 pub mod defaults;
 pub mod encode;
 pub mod framing;

@@ -459,7 +459,6 @@ mod tests {
     use std::process::{Command, Stdio};
 
     use super::*;
-    use crate::config::overlap::route_matches_name;
 
     const NAMES: &[&str] = &[
         "",
@@ -546,7 +545,7 @@ json.dump(got, sys.stdout)
         let mut got = Vec::new();
         for (i, (name, level)) in records().iter().enumerate() {
             for r in &config.routes {
-                if r.min_level.is_none_or(|m| *level >= m) && route_matches_name(r, name) {
+                if r.min_level.is_none_or(|m| *level >= m) && r.matches_name(name) {
                     got.extend(r.to.iter().map(|o| (o.clone(), i)));
                 }
             }

@@ -15,6 +15,7 @@ pub mod dictfile;
 pub mod error;
 pub mod file;
 mod handlers;
+mod listen_key;
 pub mod load;
 pub mod nats;
 mod overlap;
@@ -25,6 +26,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 pub use error::ConfigError;
+pub use listen_key::ListenKey;
 pub use load::{load, load_default, parse};
 pub use nats::{NatsConnect, NatsInputConfig, NatsOutputConfig, NatsTls};
 
@@ -413,6 +415,25 @@ pub struct RouteConfig {
     pub filters: Vec<String>,
     /// Output names.
     pub to: Vec<String>,
+}
+
+impl RouteConfig {
+    /// Whether a record from logger `name` passes the route's logger
+    /// conditions (`loggers`, `exclude_loggers`, `name_filters`,
+    /// `logger_filters`); the one definition the pipeline and the config
+    /// checks share.
+    pub fn matches_name(&self, name: &str) -> bool {
+        use crate::record::logger_matches;
+        self.loggers
+            .as_ref()
+            .is_none_or(|ls| ls.iter().any(|l| logger_matches(l, name)))
+            && !self.exclude_loggers.iter().any(|e| logger_matches(e, name))
+            && self.name_filters.iter().all(|f| logger_matches(f, name))
+            && self
+                .logger_filters
+                .iter()
+                .all(|(l, f)| l != name || logger_matches(f, name))
+    }
 }
 
 /// The metrics endpoint.

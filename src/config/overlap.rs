@@ -148,20 +148,6 @@ pub(crate) fn overlap(a: &RouteConfig, b: &RouteConfig) -> Option<String> {
     }
     candidates
         .into_iter()
-        .find(|n| route_matches_name(a, n) && route_matches_name(b, n))
+        .find(|n| a.matches_name(n) && b.matches_name(n))
         .map(|n| n.replace(&format!(".{FRESH}"), ".x").replace(FRESH, "x"))
-}
-
-/// Whether `r` passes a record from logger `name` on its logger conditions
-/// (the semantics documented on [`RouteConfig`]).
-pub(crate) fn route_matches_name(r: &RouteConfig, name: &str) -> bool {
-    use crate::record::logger_matches;
-    r.loggers
-        .as_ref()
-        .is_none_or(|ls| ls.iter().any(|l| logger_matches(l, name)))
-        && !r.exclude_loggers.iter().any(|e| logger_matches(e, name))
-        && r.name_filters.iter().all(|f| logger_matches(f, name))
-        && r.logger_filters
-            .iter()
-            .all(|(l, f)| l != name || logger_matches(f, name))
 }

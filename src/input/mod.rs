@@ -21,7 +21,6 @@ pub mod unix;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -32,6 +31,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+pub use crate::config::ListenKey;
 use crate::config::{InputConfig, InputKind};
 use crate::pipeline::Pipeline;
 use crate::record::Record;
@@ -45,51 +45,6 @@ const READ_CHUNK: usize = 64 * 1024;
 const SMALL_READ: usize = 4 * 1024;
 /// Quiet time after which a connection is considered drained at shutdown.
 const QUIET: Duration = Duration::from_millis(100);
-
-/// What an input is bound to: its identity across reloads.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub enum ListenKey {
-    /// A TCP `host:port` as written.
-    Tcp(String),
-    /// A Unix socket path.
-    Unix(PathBuf),
-    /// A UDP `host:port` as written.
-    Udp(String),
-    /// A NATS consumer: `stream/consumer#name` (binds nothing).
-    Nats(String),
-}
-
-impl ListenKey {
-    /// The key of the input `name`. An address with port 0 binds a new,
-    /// distinct socket each time, so two such inputs are never the same
-    /// socket: their key includes the name (a reload keeps the socket of a
-    /// port-0 input only under the same name).
-    pub fn of(name: &str, config: &InputConfig) -> ListenKey {
-        match &config.kind {
-            InputKind::Tcp { address } if address.ends_with(":0") => {
-                ListenKey::Tcp(format!("{address}#{name}"))
-            }
-            InputKind::Udp { address } if address.ends_with(":0") => {
-                ListenKey::Udp(format!("{address}#{name}"))
-            }
-            InputKind::Tcp { address } => ListenKey::Tcp(address.clone()),
-            InputKind::Unix { path, .. } => ListenKey::Unix(path.clone()),
-            InputKind::Udp { address } => ListenKey::Udp(address.clone()),
-            InputKind::Nats(n) => ListenKey::Nats(format!("{}/{}#{name}", n.stream, n.consumer)),
-        }
-    }
-}
-
-impl std::fmt::Display for ListenKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ListenKey::Tcp(a) => write!(f, "tcp://{a}"),
-            ListenKey::Unix(p) => write!(f, "unix://{}", p.display()),
-            ListenKey::Udp(a) => write!(f, "udp://{a}"),
-            ListenKey::Nats(a) => write!(f, "nats:{a}"),
-        }
-    }
-}
 
 /// Counters of one input (survive reloads with the socket).
 #[derive(Debug, Default)]

@@ -12,11 +12,11 @@ use std::sync::Arc;
 
 use crate::codec::framing::Framer;
 use crate::codec::{DecoderKind, Keep};
+use crate::config::ListenKey;
 use crate::config::{Config, InputConfig, RouteConfig};
 use crate::filter::{Filter, Verdict};
-use crate::input::ListenKey;
 use crate::output::{OutputHandle, Receipt};
-use crate::record::{logger_matches, Record};
+use crate::record::Record;
 
 /// What a connection of one input needs to turn bytes into records.
 #[derive(Debug)]
@@ -100,21 +100,7 @@ pub fn route_matches(spec: &RouteConfig, record: &Record) -> bool {
             return false;
         }
     }
-    let name = record.name();
-    if let Some(loggers) = &spec.loggers {
-        if !loggers.iter().any(|p| logger_matches(p, name)) {
-            return false;
-        }
-    }
-    if spec.exclude_loggers.iter().any(|p| logger_matches(p, name)) {
-        return false;
-    }
-    if !spec.name_filters.iter().all(|f| logger_matches(f, name)) {
-        return false;
-    }
-    spec.logger_filters
-        .iter()
-        .all(|(logger, f)| logger != name || logger_matches(f, name))
+    spec.matches_name(record.name())
 }
 
 /// The wiring of one config generation.

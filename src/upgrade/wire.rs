@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 
-use crate::input::ListenKey;
+use crate::config::ListenKey;
 
 const CONN: &[u8; 4] = b"LRC1";
 const PART: &[u8; 4] = b"LRP1";

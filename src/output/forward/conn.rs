@@ -10,8 +10,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::codec::ack::{GOODBYE, MAGIC, MAGIC_V2};
 use crate::config::{Encoder, ForwardOutputConfig, ForwardTarget};
-use crate::input::ack::{GOODBYE, MAGIC, MAGIC_V2};
 
 /// Longest wait for a connect or the handshake reply.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

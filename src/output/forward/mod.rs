@@ -518,7 +518,7 @@ async fn sleep_until(at: Option<Instant>) {
 /// The handshake byte for an encoder in acknowledged mode.
 fn ack_encoder_byte(encoder: Encoder) -> u8 {
     use crate::codec::DecoderKind;
-    crate::input::ack::encoder_byte(match encoder {
+    crate::codec::ack::encoder_byte(match encoder {
         Encoder::Json => DecoderKind::Json,
         Encoder::Msgpack => DecoderKind::Msgpack,
         Encoder::Pickle | Encoder::Fluent => DecoderKind::Pickle,

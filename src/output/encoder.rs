@@ -1,0 +1,59 @@
+//! The line encoders of file and stream outputs: a compiled text template
+//! or JSON, one line per record.
+
+use super::OutputError;
+use crate::codec::{json, Keep};
+use crate::config::{Encoding, TextFormat};
+use crate::format::Template;
+use crate::record::Record;
+
+/// Turns a record into bytes: a compiled text template or JSON.
+#[derive(Clone, Debug)]
+pub(crate) enum LineEncoder {
+    Text(Box<Template>),
+    Json,
+}
+
+impl LineEncoder {
+    pub(crate) fn new(
+        name: &str,
+        encoding: Encoding,
+        text: &TextFormat,
+    ) -> Result<LineEncoder, OutputError> {
+        Ok(match encoding {
+            Encoding::Json => LineEncoder::Json,
+            Encoding::Text => {
+                let mut template =
+                    Template::compile(text).map_err(|source| OutputError::Format {
+                        name: name.to_string(),
+                        source,
+                    })?;
+                // Missing-attribute warnings name the output.
+                template.set_output_name(name);
+                LineEncoder::Text(Box::new(template))
+            }
+        })
+    }
+
+    /// The record fields [`LineEncoder::encode`] reads.
+    pub(super) fn reads(&self) -> Keep {
+        match self {
+            LineEncoder::Text(t) => t.reads(),
+            LineEncoder::Json => Keep::ALL,
+        }
+    }
+
+    /// Append one line (with its `\n`).
+    pub(crate) fn encode(&mut self, record: &Record, out: &mut Vec<u8>) {
+        match self {
+            LineEncoder::Text(t) => t.format(record, out),
+            LineEncoder::Json => {
+                // What was sent (and set by filters), not the decoder's
+                // defaults: docs/decisions.md, "Records and encoding": nothing
+                // added.
+                json::write_record(record, out);
+                out.push(b'\n');
+            }
+        }
+    }
+}

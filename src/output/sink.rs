@@ -1,0 +1,190 @@
+//! The output thread: the [`Sink`] it drives (a file, a stream, a
+//! forward or NATS connection) and its loop, which drains the queue,
+//! writes when it runs empty and ticks the sink.
+
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use super::receipt::Held;
+use super::{Lines, OutputError, OutputMsg, OutputStats};
+use crate::record::Record;
+
+/// Count one written batch.
+pub(crate) fn count(stats: &OutputStats, records: usize, bytes: usize) {
+    stats.written.fetch_add(records as u64, Ordering::Relaxed);
+    stats.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+}
+
+/// What an output thread drives: a file or a stream.
+pub(crate) trait Sink {
+    /// Format and buffer (or write) a batch.
+    fn records(&mut self, batch: Vec<Record>);
+    /// Buffer (or write) a batch formatted by the sender. Only the sinks
+    /// of outputs that [`start`](super::start) gives a
+    /// [`Preformat`](super::Preformat) receive these.
+    fn lines(&mut self, lines: Lines) {
+        tracing::error!(
+            lines = lines.ends.len(),
+            "Bug: formatted lines sent to an output that formats itself; dropped."
+        );
+    }
+    /// Reopen files.
+    fn reopen(&mut self);
+    /// Take new settings for the same file (see
+    /// [`OutputMsg::Reconfigure`]); only a literal-path file output is
+    /// sent one.
+    fn reconfigure(&mut self, _config: &crate::config::FileOutputConfig) {
+        tracing::error!("Bug: settings sent to an output that cannot take them; ignored.");
+    }
+    /// Write everything buffered.
+    fn flush(&mut self);
+    /// Whether a write gave up on records since the last call (a file
+    /// still failing at shutdown, a closed stdout): the receipts held for
+    /// them then fail instead of confirming what was not written.
+    fn gave_up(&mut self) -> bool {
+        false
+    }
+    /// How often [`Sink::tick`] wants to run, even while no record comes
+    /// (`None`: never).
+    fn tick_every(&self) -> Option<Duration> {
+        None
+    }
+    /// Periodic housekeeping (the file output checks whether its file was
+    /// moved or removed under it).
+    fn tick(&mut self) {}
+}
+
+/// Handle one message and everything queued behind it, then write, and
+/// give back the receipts of what was written.
+fn drain(sink: &mut impl Sink, rx: &mut mpsc::Receiver<OutputMsg>, msg: OutputMsg) {
+    let mut held = Held::default();
+    let mut next = Some(msg);
+    let mut flushed = Vec::new();
+    while let Some(msg) = next.take() {
+        match msg {
+            OutputMsg::Records(batch, _budget, receipt) => {
+                sink.records(batch);
+                held.push(receipt);
+            }
+            OutputMsg::Lines(lines, _budget, receipt) => {
+                sink.lines(lines);
+                held.push(receipt);
+            }
+            OutputMsg::Reopen => sink.reopen(),
+            OutputMsg::Reconfigure(config) => sink.reconfigure(&config),
+            OutputMsg::Flush(done) => flushed.push(done),
+        }
+        next = rx.try_recv().ok();
+    }
+    sink.flush();
+    if sink.gave_up() {
+        held.lost();
+    } else {
+        held.written();
+    }
+    for done in flushed {
+        let _ = done.send(());
+    }
+}
+
+/// How long an output thread that just wrote naps before it looks at its
+/// queue again, instead of blocking on it. Under load the inputs then hand
+/// over batches without waking it (a futex call and a context switch per
+/// batch, about as much CPU as formatting the batch) and it writes bigger
+/// chunks. Far below `flush_ms`; an idle output blocks as before.
+const NAP: Duration = Duration::from_millis(1);
+
+/// Handle `msg`, then nap and drain again for as long as records keep
+/// coming. Returns false once every sender is gone.
+fn busy_drain(
+    sink: &mut impl Sink,
+    rx: &mut mpsc::Receiver<OutputMsg>,
+    msg: OutputMsg,
+    every: Option<Duration>,
+    last_tick: &mut Instant,
+) -> bool {
+    drain(sink, rx, msg);
+    loop {
+        std::thread::sleep(NAP);
+        match rx.try_recv() {
+            Ok(msg) => drain(sink, rx, msg),
+            Err(mpsc::error::TryRecvError::Empty) => return true,
+            Err(mpsc::error::TryRecvError::Disconnected) => return false,
+        }
+        if let Some(every) = every {
+            tick_if_due(sink, every, last_tick);
+        }
+    }
+}
+
+/// Run the sink's periodic check if `every` has passed since the last.
+fn tick_if_due(sink: &mut impl Sink, every: Duration, last_tick: &mut Instant) {
+    if last_tick.elapsed() >= every {
+        sink.tick();
+        *last_tick = Instant::now();
+    }
+}
+
+/// The output thread's loop: take every queued message, write when the
+/// queue runs empty, and exit (flushed) once every sender is gone. A sink
+/// that wants ticks gets them at least every `tick_every`, busy or idle.
+pub(crate) fn run_sink(mut sink: impl Sink, mut rx: mpsc::Receiver<OutputMsg>) {
+    // tokio's mpsc has no blocking receive with a timeout; a tiny
+    // current-thread runtime (timer only) gives us one on this thread.
+    let timed = sink.tick_every().and_then(|_| {
+        match tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+        {
+            Ok(rt) => Some(rt),
+            Err(e) => {
+                tracing::warn!(error = %e, "No timer for an output thread; periodic checks are off.");
+                None
+            }
+        }
+    });
+    let mut last_tick = Instant::now();
+    loop {
+        // Asked each time: a reload may change `flush_ms`.
+        let every = timed.as_ref().and(sink.tick_every());
+        let msg = match (&timed, every) {
+            (Some(rt), Some(every)) => {
+                match rt.block_on(async { tokio::time::timeout(every, rx.recv()).await }) {
+                    Ok(msg) => msg,
+                    Err(_) => {
+                        tick_if_due(&mut sink, every, &mut last_tick);
+                        continue;
+                    }
+                }
+            }
+            _ => rx.blocking_recv(),
+        };
+        let Some(msg) = msg else { break };
+        if !busy_drain(&mut sink, &mut rx, msg, every, &mut last_tick) {
+            break;
+        }
+        if let Some(every) = every {
+            tick_if_due(&mut sink, every, &mut last_tick);
+        }
+    }
+    sink.flush();
+}
+
+/// Spawn a named output thread.
+pub(crate) fn spawn_thread(
+    name: &str,
+    sink: impl Sink + Send + 'static,
+    rx: mpsc::Receiver<OutputMsg>,
+) -> Result<JoinHandle<()>, OutputError> {
+    std::thread::Builder::new()
+        .name(format!("output-{name}"))
+        .spawn(move || run_sink(sink, rx))
+        .map_err(|source| OutputError::Open {
+            name: name.to_string(),
+            path: "(thread)".to_string(),
+            source,
+        })
+}

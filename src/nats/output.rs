@@ -117,7 +117,7 @@ pub fn start(
             let out = Publisher {
                 what: format!("output {name_owned:?}"),
                 name: name_owned,
-                instance: format!("{:016x}", random_u64()),
+                instance: format!("{:016x}", crate::output::forward::conn::random_u64()),
                 next_seq: 1,
                 config,
                 stats,
@@ -251,21 +251,6 @@ fn encoder_byte(e: Encoder) -> u8 {
         Encoder::Msgpack => 2,
         _ => 0,
     }
-}
-
-/// A random-enough id without a dependency: time and pid through the std
-/// hasher's random keys.
-fn random_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    h.write_u32(std::process::id());
-    h.finish()
 }
 
 /// Make a rendered subject valid: no whitespace, `*`, `>` or NUL (a value

@@ -78,7 +78,7 @@ impl Proto {
 
 /// A random-enough id without a dependency: time, pid and a stack address
 /// through the std hasher's random keys.
-fn random_u64() -> u64 {
+pub(crate) fn random_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(

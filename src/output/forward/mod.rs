@@ -24,7 +24,7 @@
 //! [`SHUTDOWN_GRACE`]; what is still undelivered then goes to the spool
 //! (`spool_dir`) or is reported lost.
 
-mod conn;
+pub(crate) mod conn;
 pub(crate) mod spool;
 
 use std::collections::VecDeque;

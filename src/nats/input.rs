@@ -45,6 +45,9 @@ use crate::pipeline::Pipeline;
 const STOP_WAIT: Duration = Duration::from_secs(5);
 /// How often the consumer lag is read.
 const LAG_EVERY: Duration = Duration::from_secs(2);
+/// How long a member waits without a message, while the consumer has
+/// messages waiting, before it pulls afresh.
+const IDLE_REPULL: Duration = Duration::from_secs(6);
 
 /// Start consuming; returns what to show as "listening".
 pub(crate) fn start(
@@ -139,6 +142,10 @@ async fn consume(
             }
         };
         let mut lag = tokio::time::interval(LAG_EVERY);
+        // When a message last arrived (or the pull started): a member that
+        // started pulling while the consumer's leader was being elected can
+        // sit idle with messages waiting; it then pulls afresh.
+        let mut last_message = tokio::time::Instant::now();
         let mut consumer = consumer;
         let mut batch: Vec<jetstream::Message> = Vec::with_capacity(config.batch);
         loop {
@@ -163,12 +170,19 @@ async fn consume(
                     if let Ok(Ok(info)) = tokio::time::timeout(Duration::from_secs(2), consumer.info()).await {
                         stats.pending.store(info.num_pending, Ordering::Relaxed);
                         stats.ack_pending.store(info.num_ack_pending as u64, Ordering::Relaxed);
+                        if info.num_pending > 0 && last_message.elapsed() >= IDLE_REPULL {
+                            tracing::warn!(pending = info.num_pending, "{what}: no message for {} s while the consumer has some waiting; pulling afresh.", IDLE_REPULL.as_secs());
+                            continue 'setup;
+                        }
                     }
                     continue;
                 }
             };
             match first {
-                Some(Ok(m)) => batch.push(m),
+                Some(Ok(m)) => {
+                    last_message = tokio::time::Instant::now();
+                    batch.push(m);
+                }
                 Some(Err(e)) => {
                     tracing::debug!("{what}: pull: {e}");
                     continue;

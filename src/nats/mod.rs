@@ -73,7 +73,7 @@ pub fn render_metrics(out: &mut String) {
         return;
     }
     type Read = fn(&NatsStats) -> &AtomicU64;
-    let families: [(&str, &str, &str, &str, Read); 7] = [
+    let families: [(&str, &str, &str, &str, Read); 8] = [
         ("logrelay_nats_published_total", "counter", "output", "Messages a nats output published (re-sends included).", |s| &s.published),
         ("logrelay_nats_acknowledged_total", "counter", "output", "Messages the stream acknowledged to a nats output.", |s| &s.acknowledged),
         ("logrelay_nats_duplicates_total", "counter", "output", "Publishes the stream acknowledged as duplicates (Nats-Msg-Id seen before).", |s| &s.duplicates),
@@ -81,6 +81,7 @@ pub fn render_metrics(out: &mut String) {
         ("logrelay_nats_input_acknowledged_total", "counter", "input", "Messages a nats input acknowledged once their records were written.", |s| &s.acknowledged),
         ("logrelay_nats_redelivered_total", "counter", "input", "Messages delivered to a nats input more than once (a consumer member died or was slow).", |s| &s.redelivered),
         ("logrelay_nats_consumer_pending", "gauge", "input", "Consumer lag: stream messages not yet delivered to the consumer (any member).", |s| &s.pending),
+        ("logrelay_nats_consumer_ack_pending", "gauge", "input", "Messages delivered to the consumer's members and not yet acknowledged.", |s| &s.ack_pending),
     ];
     for (family, kind, label, help, read) in families {
         let mut header = false;
@@ -99,22 +100,6 @@ pub fn render_metrics(out: &mut String) {
                 read(stats).load(Ordering::Relaxed)
             );
         }
-    }
-    let mut header = false;
-    for (k, name, stats) in &live {
-        if *k != "input" {
-            continue;
-        }
-        if !header {
-            let _ = writeln!(out, "# HELP logrelay_nats_consumer_ack_pending Messages delivered to the consumer's members and not yet acknowledged.\n# TYPE logrelay_nats_consumer_ack_pending gauge");
-            header = true;
-        }
-        let name = name.replace('\\', "\\\\").replace('"', "\\\"");
-        let _ = writeln!(
-            out,
-            "logrelay_nats_consumer_ack_pending{{input=\"{name}\"}} {}",
-            stats.ack_pending.load(Ordering::Relaxed)
-        );
     }
 }
 

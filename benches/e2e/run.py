@@ -166,7 +166,8 @@ def listener_command(row: Row, binary: str, tmp: str, rawsink: str, cookbook: st
                 f"--out {{out}} --max-bytes {MAX_BYTES} --backup-count {BACKUPS}")
     # logrelay reads its address from the config file, so a shell fills the
     # template and then *execs* the binary: same pid, so e2e.py's wait4() CPU
-    # and VmHWM are logrelay's (plus ~2 ms for sh and sed, noted in the README).
+    # and VmHWM are logrelay's (plus ~2 ms for sh and sed, noted in
+    # benches/e2e/README.md).
     template = os.path.join(tmp, f"{row.label()}.json.in")
     with open(template, "w") as f:
         json.dump(logrelay_config(row), f, indent=1)

@@ -18,7 +18,8 @@
 //!   its `chunk` / `ack` option when `require_ack` is set.
 //!
 //! Without acknowledgements, records the kernel accepted before the peer
-//! died are lost (TCP cannot tell which): the README says so.
+//! died are lost (TCP cannot tell which): docs/configuration.md
+//! ("Forwarding") says so.
 //!
 //! At shutdown (every sender gone) it keeps delivering for up to
 //! [`SHUTDOWN_GRACE`]; what is still undelivered then goes to the spool

@@ -252,7 +252,7 @@ pub(super) fn try_decode(frame: &Bytes, keep: Keep) -> Option<Fields> {
 /// the `Value` is built once, where it is pushed (building it earlier and
 /// moving it through the stack cost a stalled reload of each pair).
 #[derive(Clone, Copy)]
-enum Scalar {
+pub(super) enum Scalar {
     None,
     Bool(bool),
     Int(i64),
@@ -267,7 +267,7 @@ enum Scalar {
 /// loads, which stalled on every field (the loads could not be forwarded
 /// from the stores): about a quarter of the decoder's time.
 #[inline(always)]
-fn push_pair(fields: &mut Fields, k: Str, value: Scalar, frame: &Bytes) {
+pub(super) fn push_pair(fields: &mut Fields, k: Str, value: Scalar, frame: &Bytes) {
     fields.reserve(1);
     let len = fields.len();
     let slot = fields.as_mut_ptr().wrapping_add(len);
@@ -306,7 +306,7 @@ fn skip_frame(b: &[u8], pos: usize) -> Option<usize> {
 /// A decimal `int` that fits i64, written plainly (optional `-`, digits, no
 /// leading zero); anything else goes to the general path, which knows
 /// Python's full `int()` syntax and big integers.
-fn plain_int(t: &[u8]) -> Option<Scalar> {
+pub(super) fn plain_int(t: &[u8]) -> Option<Scalar> {
     let (neg, digits) = match t.split_first() {
         Some((b'-', rest)) => (true, rest),
         _ => (false, t),

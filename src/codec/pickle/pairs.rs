@@ -20,12 +20,13 @@
 
 use bytes::Bytes;
 
-use super::fast::{plain_int, push_pair, Scalar};
+use super::fast::{plain_int, push_pair};
 use super::machine::{
     BINFLOAT, BININT, BININT1, BININT2, BINPUT, BINUNICODE, EMPTY_DICT, INT, LONG, LONG_BINPUT,
     MARK, NEWFALSE, NEWTRUE, NONE, SETITEMS, STOP,
 };
 use super::scalar;
+use crate::codec::pair::Scalar;
 use crate::codec::{defaults, Keep, Repeats};
 use crate::record::{Fields, Str};
 

@@ -38,7 +38,7 @@ use crate::config::{InputConfig, InputKind};
 use crate::pipeline::Pipeline;
 use crate::record::Record;
 use accept::spare_fd;
-pub(crate) use accept::{accept_failed, admit, Open};
+pub(crate) use accept::{admit, Open};
 pub(crate) use read::{Readable, READ_CHUNK};
 pub(crate) use stream::{
     close_stalled, frame_timeout_of, peer_name, serve_stream, serve_stream_from,

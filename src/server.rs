@@ -244,7 +244,7 @@ impl Server {
         for (name, restyle) in restyled {
             if let Some(ro) = outputs.get_mut(&name) {
                 match &restyle.config {
-                    OutputConfig::File(c) if restyle.reconfigure => ro.handle.reconfigure(c).await,
+                    OutputConfig::File(c) if restyle.reconfigure => ro.handle.retune(c).await,
                     _ => {
                         tracing::info!(output = %name, "Output format changed by reload; same file and queue.");
                     }

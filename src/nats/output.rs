@@ -503,7 +503,7 @@ impl Publisher {
 
     /// Encode and buffer a batch from the pipeline.
     fn take(&mut self, msg: OutputMsg) {
-        let OutputMsg::Records(batch, _budget, receipt) = msg else {
+        let OutputMsg::Batch(batch, _budget, receipt) = msg else {
             return; // Reopen: nothing to reopen.
         };
         let mut lost = 0;

@@ -285,7 +285,7 @@ impl Forwarder {
     /// Encode and buffer a batch from the pipeline.
     fn take(&mut self, msg: OutputMsg) {
         let (batch, receipt) = match msg {
-            OutputMsg::Records(batch, _budget, receipt) => (batch, receipt),
+            OutputMsg::Batch(batch, _budget, receipt) => (batch, receipt),
             // Taken in order: everything before it is in the buffer.
             OutputMsg::Flush(done) => {
                 let _ = done.send(());

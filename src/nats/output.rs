@@ -57,7 +57,7 @@ use crate::codec::{encode, DecoderKind};
 use crate::config::{Encoder, NatsOutputConfig, WhenFull};
 use crate::output::file::template::PathTemplate;
 use crate::output::forward::spool::Spool;
-use crate::output::{OutputError, OutputMsg, OutputStats};
+use crate::output::{spawn_runtime_thread, OutputError, OutputMsg, OutputStats};
 
 /// How long delivery goes on after the last sender is gone.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -101,57 +101,40 @@ pub fn start(
     let nats_stats = super::register("output", name);
     let name_owned = name.to_string();
     let config = config.clone();
-    std::thread::Builder::new()
-        .name(format!("output-{name}"))
-        .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    tracing::error!(output = %name_owned, error = %e, "Cannot start the nats runtime.");
-                    return;
-                }
-            };
-            let out = Publisher {
-                what: format!("output {name_owned:?}"),
-                name: name_owned,
-                instance: format!("{:016x}", crate::output::forward::conn::random_u64()),
-                next_seq: 1,
-                config,
-                stats,
-                nats: nats_stats,
-                template,
-                subject: String::new(),
-                buf: Vec::new(),
-                queue: VecDeque::new(),
-                inflight: VecDeque::new(),
-                next_token: 0,
-                acks: None,
-                ack_prefix: String::new(),
-                client: None,
-                js: None,
-                stream_ready: false,
-                lookup: None,
-                attempt: 0,
-                next_try: Instant::now(),
-                spool,
-                dropped: 0,
-                failing: false,
-                entered: 0,
-                held: 0,
-                open: None,
-                stored: 0,
-                receipts: VecDeque::new(),
-            };
-            rt.block_on(out.run(rx));
-        })
-        .map_err(|source| OutputError::Open {
-            name: name.to_string(),
-            path: "(thread)".to_string(),
-            source,
-        })
+    spawn_runtime_thread(name, "nats", move || {
+        let out = Publisher {
+            what: format!("output {name_owned:?}"),
+            name: name_owned,
+            instance: format!("{:016x}", crate::output::forward::conn::random_u64()),
+            next_seq: 1,
+            config,
+            stats,
+            nats: nats_stats,
+            template,
+            subject: String::new(),
+            buf: Vec::new(),
+            queue: VecDeque::new(),
+            inflight: VecDeque::new(),
+            next_token: 0,
+            acks: None,
+            ack_prefix: String::new(),
+            client: None,
+            js: None,
+            stream_ready: false,
+            lookup: None,
+            attempt: 0,
+            next_try: Instant::now(),
+            spool,
+            dropped: 0,
+            failing: false,
+            entered: 0,
+            held: 0,
+            open: None,
+            stored: 0,
+            receipts: VecDeque::new(),
+        };
+        out.run(rx)
+    })
 }
 
 /// One message, ready to publish: one record, or several packed.

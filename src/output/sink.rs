@@ -3,6 +3,7 @@
 //! and ticks the sink. (The forward and NATS outputs run their own loops,
 //! on a runtime, over the same messages.)
 
+use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -187,15 +188,53 @@ pub(crate) fn run_sink<S: Sink>(mut sink: S, mut rx: mpsc::Receiver<MsgFor<S>>) 
     sink.flush();
 }
 
-/// Spawn a named output thread.
+/// Spawn a named output thread that drives `sink`.
 pub(crate) fn spawn_thread<S: Sink + Send + 'static>(
     name: &str,
     sink: S,
     rx: mpsc::Receiver<MsgFor<S>>,
 ) -> Result<JoinHandle<()>, OutputError> {
+    spawn_named(name, move || run_sink(sink, rx))
+}
+
+/// Spawn a named output thread that runs the future `run` makes on a
+/// current-thread tokio runtime of its own: the forward and nats outputs
+/// connect, back off and wait for acks there, on their own thread as
+/// every output, beside the pipeline's runtime. `kind` names the output
+/// in the error logged if the runtime cannot start.
+pub(crate) fn spawn_runtime_thread<F, Fut>(
+    name: &str,
+    kind: &'static str,
+    run: F,
+) -> Result<JoinHandle<()>, OutputError>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = ()>,
+{
+    let owned = name.to_string();
+    spawn_named(name, move || {
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                tracing::error!(output = %owned, error = %e, "Cannot start the {kind} runtime.");
+                return;
+            }
+        };
+        rt.block_on(run());
+    })
+}
+
+/// Spawn the thread `output-<name>`.
+fn spawn_named(
+    name: &str,
+    f: impl FnOnce() + Send + 'static,
+) -> Result<JoinHandle<()>, OutputError> {
     std::thread::Builder::new()
         .name(format!("output-{name}"))
-        .spawn(move || run_sink(sink, rx))
+        .spawn(f)
         .map_err(|source| OutputError::Open {
             name: name.to_string(),
             path: "(thread)".to_string(),

@@ -6,7 +6,9 @@
 //! (filters load, outputs open, new sockets bind); if any step fails the
 //! old pipeline keeps going untouched. Components whose config is equal are
 //! kept: inputs by what they are bound to (so no listening gap), outputs
-//! and filters by name.
+//! and filters by name. What a reload does to each is a value, the
+//! `Plan` (plan.rs), computed from the old config and the new one;
+//! `Server::reload` reads plan, bind, publish, retire.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,12 +18,15 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+mod plan;
+
 use crate::config::ListenKey;
 use crate::config::{Config, FilterConfig, OutputConfig};
 use crate::filter::Filter;
 use crate::input::{self, RunningInput};
 use crate::output::{self, OutputHandle, RunningOutput};
 use crate::pipeline::Pipeline;
+use plan::{InputStep, MetricsStep, OutputStep, Plan};
 
 /// Why a config could not be put into service.
 #[derive(Debug, thiserror::Error)]
@@ -62,7 +67,10 @@ impl Server {
         let config = Arc::new(config);
         input::pending::set_limit(config.max_pending_bytes);
         let filters = load_filters(&config, &HashMap::new())?;
-        let (outputs, _) = start_outputs(&config, &mut HashMap::new())?;
+        let mut outputs = HashMap::new();
+        for (name, oc) in &config.outputs {
+            outputs.insert(name.clone(), output::start(name, oc)?);
+        }
         let pipeline = Arc::new(Pipeline::new(
             config.clone(),
             &filter_map(&filters),
@@ -80,7 +88,8 @@ impl Server {
             tracker: TaskTracker::new(),
             metrics: None,
         };
-        server.serve_metrics().await?;
+        let metrics = MetricsStep::between(None, config.metrics.as_ref());
+        server.serve_metrics(&metrics).await?;
         for (name, ic) in &config.inputs {
             let running = input::start(
                 name,
@@ -97,14 +106,11 @@ impl Server {
         Ok(server)
     }
 
-    /// Start, move or stop the metrics endpoint to match the config.
-    async fn serve_metrics(&mut self) -> Result<(), StartError> {
-        let want = self.config.metrics.clone();
-        if self.metrics.as_ref().map(|(a, _)| a) == want.as_ref() {
-            return Ok(());
-        }
-        let started = match want {
-            Some(m) => {
+    /// Start, move or stop the metrics endpoint.
+    async fn serve_metrics(&mut self, step: &MetricsStep) -> Result<(), StartError> {
+        let started = match step {
+            MetricsStep::Keep => return Ok(()),
+            MetricsStep::Serve(m) => {
                 let address = &m.address;
                 let token = match &m.token_file {
                     Some(path) => {
@@ -124,9 +130,9 @@ impl Server {
                 let stop = CancellationToken::new();
                 tokio::spawn(crate::admin::serve(listener, stop.clone(), token));
                 tracing::info!(input = %"metrics", listen = ?[local], "Listening (metrics and status page).");
-                Some((m, stop))
+                Some((m.clone(), stop))
             }
-            None => None,
+            MetricsStep::Stop => None,
         };
         if let Some((_, old)) = std::mem::replace(&mut self.metrics, started) {
             old.cancel();
@@ -187,30 +193,80 @@ impl Server {
     }
 
     /// Replace the running config with `new`, keeping every component whose
-    /// config did not change. On error nothing running was touched.
-    /// `reload_filters` reloads every filter even if its config is equal
-    /// (its plugin file changed).
+    /// config allows it (see `plan::Plan`). On error nothing running was
+    /// touched. `reload_filters` reloads every filter even if its config
+    /// is equal (its plugin file changed).
     pub async fn reload(&mut self, new: Config, reload_filters: bool) -> Result<(), StartError> {
         let new = Arc::new(new);
-        let keep = if reload_filters {
-            HashMap::new()
-        } else {
-            self.filters.clone()
-        };
-        let filters = load_filters(&new, &keep)?;
-        let mut kept_outputs = std::mem::take(&mut self.outputs);
-        let (mut outputs, restyled) = match start_outputs(&new, &mut kept_outputs) {
+        let serving = self.metrics.as_ref().map(|(m, _)| m);
+        let plan = Plan::new(&self.config, &new, serving, reload_filters);
+        let staged = self.bind(&new, &plan).await?;
+        // Point of no return.
+        let old_outputs = self.publish(&new, &plan, staged).await;
+        self.retire(&plan, old_outputs);
+        self.config = new;
+        if let Err(e) = self.serve_metrics(&plan.metrics).await {
+            tracing::error!("{e}; the previous metrics endpoint keeps running.");
+        }
+        self.publish_metrics();
+        Ok(())
+    }
+
+    /// Build what `plan` needs before anything running changes: load the
+    /// filters, start (or restyle) the outputs, and bind the new inputs
+    /// (before anything old stops: no gap). On error, what was started is
+    /// dropped and the running outputs are put back.
+    async fn bind(&mut self, new: &Arc<Config>, plan: &Plan) -> Result<Staged, StartError> {
+        let keep: HashMap<String, (FilterConfig, Arc<Filter>)> = self
+            .filters
+            .iter()
+            .filter(|(name, _)| plan.keeps_filter(name))
+            .map(|(name, f)| (name.clone(), f.clone()))
+            .collect();
+        let filters = load_filters(new, &keep)?;
+        let mut old_outputs = std::mem::take(&mut self.outputs);
+        let (mut outputs, restyled) = match start_outputs(new, &plan.outputs, &mut old_outputs) {
             Ok(o) => o,
             Err(e) => {
-                self.outputs = kept_outputs;
+                self.outputs = old_outputs;
                 return Err(e);
             }
         };
-        // Bind new inputs before anything old stops: no gap.
-        let mut started = Vec::new();
-        for (name, ic) in &new.inputs {
-            let key = ListenKey::of(name, ic);
-            if self.inputs.contains_key(&key) {
+        let bound = match self.bind_inputs(new, plan).await {
+            Ok(bound) => bound,
+            Err(e) => {
+                // Put the unchanged outputs back; drop the new ones.
+                let reused: Vec<String> = outputs
+                    .iter()
+                    .filter(|(n, ro)| self.config.outputs.get(*n) == Some(&ro.config))
+                    .map(|(n, _)| n.clone())
+                    .collect();
+                give_back(&mut old_outputs, &mut outputs, &reused);
+                self.outputs = old_outputs;
+                return Err(e);
+            }
+        };
+        Ok(Staged {
+            filters,
+            outputs,
+            restyled,
+            old_outputs,
+            bound,
+        })
+    }
+
+    /// Bind the inputs the plan binds. On error, those bound already stop.
+    async fn bind_inputs(
+        &self,
+        new: &Config,
+        plan: &Plan,
+    ) -> Result<Vec<(String, RunningInput)>, StartError> {
+        let mut bound = Vec::new();
+        for (name, step) in &plan.inputs {
+            let Some(ic) = new.inputs.get(name) else {
+                continue;
+            };
+            if *step == InputStep::Keep {
                 continue;
             }
             match input::start(
@@ -222,29 +278,39 @@ impl Server {
             )
             .await
             {
-                Ok(running) => started.push((name.clone(), running)),
+                Ok(running) => bound.push((name.clone(), running)),
                 Err(e) => {
-                    for (_, r) in started {
+                    for (_, r) in bound {
                         r.removed.cancel();
                     }
-                    // Put the unchanged outputs back; drop the new ones.
-                    let mut outputs = outputs;
-                    let reused: Vec<String> = outputs
-                        .iter()
-                        .filter(|(n, ro)| self.config.outputs.get(*n) == Some(&ro.config))
-                        .map(|(n, _)| n.clone())
-                        .collect();
-                    give_back(&mut kept_outputs, &mut outputs, &reused);
-                    self.outputs = kept_outputs;
                     return Err(e.into());
                 }
             }
         }
-        // Point of no return: publish the new pipeline.
+        Ok(bound)
+    }
+
+    /// Put what [`Server::bind`] built into service: hand restyled
+    /// outputs their new format (and settings), publish the new pipeline,
+    /// take in the new inputs and apply the sockets' modes. Gives back the
+    /// old outputs not carried over, to retire.
+    async fn publish(
+        &mut self,
+        new: &Arc<Config>,
+        plan: &Plan,
+        staged: Staged,
+    ) -> HashMap<String, RunningOutput> {
+        let Staged {
+            filters,
+            mut outputs,
+            restyled,
+            old_outputs,
+            bound,
+        } = staged;
         for (name, restyle) in restyled {
             if let Some(ro) = outputs.get_mut(&name) {
                 match &restyle.config {
-                    OutputConfig::File(c) if restyle.reconfigure => ro.handle.retune(c).await,
+                    OutputConfig::File(c) if restyle.retune => ro.handle.retune(c).await,
                     _ => {
                         tracing::info!(output = %name, "Output format changed by reload; same file and queue.");
                     }
@@ -260,53 +326,46 @@ impl Server {
         ));
         self.pipelines.send_replace(pipeline);
         input::pending::set_limit(new.max_pending_bytes);
-        for (name, running) in started {
+        for (name, running) in bound {
             tracing::info!(input = %name, listen = ?running.local, "Listening (added by reload).");
             self.inputs.insert(running.key.clone(), running);
         }
-        let keys: Vec<ListenKey> = new
-            .inputs
-            .iter()
-            .map(|(name, ic)| ListenKey::of(name, ic))
-            .collect();
-        // A kept Unix socket keeps its file; a `mode` edited in the config
-        // still applies to it, as it would to a freshly bound one.
-        for ic in new.inputs.values() {
-            if let crate::config::InputKind::Unix {
-                path,
-                mode: Some(mode),
-            } = &ic.kind
-            {
-                use std::os::unix::fs::PermissionsExt;
-                if let Err(e) =
-                    std::fs::set_permissions(path, std::fs::Permissions::from_mode(*mode))
-                {
-                    tracing::warn!(path = %path.display(), error = %e, "Cannot set the socket's mode.");
-                }
+        for (path, mode) in &plan.socket_modes {
+            use std::os::unix::fs::PermissionsExt;
+            if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(*mode)) {
+                tracing::warn!(path = %path.display(), error = %e, "Cannot set the socket's mode.");
             }
-        }
-        self.inputs.retain(|key, running| {
-            let keep = keys.contains(key);
-            if !keep {
-                tracing::info!(input = %key, "Input removed by reload; draining its connections.");
-                running.removed.cancel();
-            }
-            keep
-        });
-        for (name, ro) in kept_outputs.drain() {
-            // Removed or changed: its thread ends once the old pipeline's
-            // last connection lets go of its handle.
-            tracing::info!(output = %name, "Output retired by reload.");
-            self.retired.push(ro.thread);
         }
         self.outputs = outputs;
         self.filters = filters;
-        self.config = new;
-        if let Err(e) = self.serve_metrics().await {
-            tracing::error!("{e}; the previous metrics endpoint keeps running.");
+        old_outputs
+    }
+
+    /// Stop what the new config no longer has: inputs stop accepting and
+    /// drain their connections; old output threads end once the old
+    /// pipeline's last connection lets go of their handles.
+    fn retire(&mut self, plan: &Plan, old_outputs: HashMap<String, RunningOutput>) {
+        for key in &plan.retire_inputs {
+            if let Some(running) = self.inputs.remove(key) {
+                tracing::info!(input = %key, "Input removed by reload; draining its connections.");
+                running.removed.cancel();
+            }
         }
-        self.publish_metrics();
-        Ok(())
+        // The outputs not carried over are the ones the plan retires.
+        debug_assert!(
+            old_outputs.len() == plan.retire_outputs.len()
+                && plan
+                    .retire_outputs
+                    .iter()
+                    .all(|n| old_outputs.contains_key(n)),
+            "{:?} vs {:?}",
+            old_outputs.keys(),
+            plan.retire_outputs
+        );
+        for (name, ro) in old_outputs {
+            tracing::info!(output = %name, "Output retired by reload.");
+            self.retired.push(ro.thread);
+        }
     }
 
     /// Every listening socket's fd (for an upgrade's successor).
@@ -452,36 +511,61 @@ fn load_filters(
     Ok(out)
 }
 
-/// Outputs that keep their thread though their config changed (see
-/// [`restyle`]), to switch over once the reload cannot fail.
+/// Outputs that keep their thread though their config changed
+/// ([`OutputStep::Restyle`], [`OutputStep::Retune`]), to switch over once
+/// the reload cannot fail.
 type Restyled = Vec<(String, Restyle)>;
 
-/// Start the outputs of `config`, taking the unchanged ones (and those
-/// that keep their thread, see [`restyle`]) out of `current` (what is left
-/// there afterwards is to be retired). On error, the unchanged ones are
-/// put back into `current` and the new ones dropped.
+/// What a reload built before its point of no return (see
+/// [`Server::bind`]); nothing running has changed yet.
+struct Staged {
+    /// The new config's filters, kept or loaded.
+    filters: HashMap<String, (FilterConfig, Arc<Filter>)>,
+    /// The new config's outputs: the kept ones (taken out of the server),
+    /// the new ones started.
+    outputs: HashMap<String, RunningOutput>,
+    /// Kept outputs to hand a new format (and settings).
+    restyled: Restyled,
+    /// The old outputs not carried over, to retire.
+    old_outputs: HashMap<String, RunningOutput>,
+    /// Inputs bound for the new config.
+    bound: Vec<(String, RunningInput)>,
+}
+
+/// Carry out the plan's `steps` for the outputs of `config`, taking the
+/// kept ones (and those that keep their thread) out of `current`: what is
+/// left there afterwards is to be retired. On error, the kept ones are put
+/// back into `current` and the new ones dropped.
 fn start_outputs(
     config: &Config,
+    steps: &[(String, OutputStep)],
     current: &mut HashMap<String, RunningOutput>,
 ) -> Result<(HashMap<String, RunningOutput>, Restyled), StartError> {
     let mut out = HashMap::new();
     let mut reused = Vec::new();
     let mut restyled = Vec::new();
-    for (name, oc) in &config.outputs {
-        if current.get(name).is_some_and(|ro| &ro.config == oc) {
-            if let Some(ro) = current.remove(name) {
-                out.insert(name.clone(), ro);
-                reused.push(name.clone());
-            }
+    for (name, step) in steps {
+        let Some(oc) = config.outputs.get(name) else {
             continue;
-        }
-        let kept = match current.get(name).map(|ro| restyle(ro, oc)) {
-            Some(Ok(kept)) => kept,
-            Some(Err(e)) => {
-                give_back(current, &mut out, &reused);
-                return Err(e.into());
+        };
+        let kept = match (step, current.get(name)) {
+            (OutputStep::Keep, Some(_)) => {
+                if let Some(ro) = current.remove(name) {
+                    out.insert(name.clone(), ro);
+                    reused.push(name.clone());
+                }
+                continue;
             }
-            None => None,
+            (OutputStep::Restyle | OutputStep::Retune, Some(ro)) => {
+                match restyle(ro, oc, *step == OutputStep::Retune) {
+                    Ok(kept) => kept,
+                    Err(e) => {
+                        give_back(current, &mut out, &reused);
+                        return Err(e.into());
+                    }
+                }
+            }
+            _ => None,
         };
         if let (Some(kept), Some(ro)) = (kept, current.remove(name)) {
             out.insert(name.clone(), ro);
@@ -509,48 +593,29 @@ struct Restyle {
     /// The new config.
     config: OutputConfig,
     /// Whether more than the format changed, so the (file) output's
-    /// thread must be told the new settings.
-    reconfigure: bool,
+    /// thread must be handed the new settings.
+    retune: bool,
 }
 
-/// If `running` can take `new` on the same thread: the same stream, or
-/// the same literal file path (and open mode) with any other setting
-/// changed — format, rotation, compression, flushing. Keeping the thread
-/// keeps one writer per file and its queue in order: every line a
-/// connection sent before it switched to the new pipeline is written
-/// (and rotated) before its first new one.
+/// A handle to `running`'s thread that formats as `new` says (the same
+/// stream, or the same file with one path), or `None` if its handle does
+/// not format. Keeping the thread keeps one writer per file and its queue
+/// in order: every line a connection sent before it switched to the new
+/// pipeline is written (and rotated) before its first new one.
 fn restyle(
     running: &RunningOutput,
     new: &OutputConfig,
+    retune: bool,
 ) -> Result<Option<Restyle>, output::OutputError> {
-    let (handle, reconfigure) = match (&running.config, new) {
-        (OutputConfig::File(old), OutputConfig::File(c))
-            if old.path == c.path
-                && old.truncate == c.truncate
-                && old.max_open_files.is_none()
-                && c.max_open_files.is_none() =>
-        {
-            let mut format_only = old.clone();
-            format_only.encoding = c.encoding;
-            // `utc` also sets the clock of a timed rotation.
-            format_only.text = crate::config::TextFormat {
-                utc: old.text.utc,
-                ..c.text.clone()
-            };
-            (
-                running.handle.with_format(c.encoding, &c.text)?,
-                format_only != *c,
-            )
-        }
-        (OutputConfig::Stream(old), OutputConfig::Stream(c)) if old.stream == c.stream => {
-            (running.handle.with_format(c.encoding, &c.text)?, false)
-        }
-        _ => return Ok(None),
+    let handle = match new {
+        OutputConfig::File(c) => running.handle.with_format(c.encoding, &c.text)?,
+        OutputConfig::Stream(c) => running.handle.with_format(c.encoding, &c.text)?,
+        _ => None,
     };
     Ok(handle.map(|handle| Restyle {
         handle,
         config: new.clone(),
-        reconfigure,
+        retune,
     }))
 }
 

@@ -31,9 +31,10 @@ const ESCAPED: u32 = u32::MAX;
 /// the fields `keep` names, and the `own_name` bits of every LogRecord
 /// attribute among the keys, kept or not.
 pub(super) fn try_decode(frame: &Bytes, keep: Keep) -> Option<(Fields, u32)> {
-    // A JSON text is UTF-8 throughout: one check of the whole frame, after
-    // which every slice between two ASCII quotes is UTF-8 too.
-    std::str::from_utf8(frame).ok()?;
+    // A JSON text is UTF-8 throughout. Outside strings only ASCII tokens
+    // are read (any other byte answers None), and a string with a byte
+    // above 0x7f is checked on its own where it is found
+    // (`Reader::plain_string`): no separate pass over the frame.
     let mut p = Reader {
         b: frame,
         pos: 0,
@@ -94,24 +95,33 @@ pub(super) fn try_decode(frame: &Bytes, keep: Keep) -> Option<(Fields, u32)> {
     Some((fields, seen))
 }
 
-/// Where the first `"`, `\\` or control character of `b` is: eight bytes
-/// at a time (the lowest flagged byte of a word is exact), the last few
-/// byte by byte.
+/// Where the first `"`, `\\` or control character of `b` is, and whether
+/// a byte above 0x7f comes before it: eight bytes at a time (the lowest
+/// flagged byte of a word is exact), the last few byte by byte.
 #[inline]
-fn special(b: &[u8]) -> Option<usize> {
+fn special(b: &[u8]) -> Option<(usize, bool)> {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut high = 0u64;
     let mut i = 0;
     while let Some(word) = b.get(i..i + 8) {
-        let mask = super::json::escape_mask(u64::from_le_bytes(word.try_into().ok()?));
+        let w = u64::from_le_bytes(word.try_into().ok()?);
+        let mask = super::json::escape_mask(w);
         if mask != 0 {
-            return Some(i + (mask.trailing_zeros() / 8) as usize);
+            // The flagged byte's high bit is bit 8k+7: bytes 0..k precede it.
+            let before = (1u64 << (mask.trailing_zeros() - 7)) - 1;
+            high |= w & HIGH & before;
+            return Some((i + (mask.trailing_zeros() / 8) as usize, high != 0));
         }
+        high |= w & HIGH;
         i += 8;
     }
-    let at = b
-        .get(i..)?
-        .iter()
-        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
-    Some(i + at)
+    for (at, &c) in b.get(i..)?.iter().enumerate() {
+        if c == b'"' || c == b'\\' || c < 0x20 {
+            return Some((i + at, high != 0));
+        }
+        high |= u64::from(c & 0x80);
+    }
+    None
 }
 
 /// A cursor over the frame.
@@ -146,26 +156,27 @@ impl Reader<'_> {
     /// The frame's bytes `start..end` as a string, borrowed.
     fn str_at(&self, start: usize, end: usize) -> Str {
         let slice = self.b.slice(start..end);
-        // SAFETY: the whole frame was checked to be UTF-8 on entry, and
-        // `start` and `end` are each next to an ASCII `"` byte (just after
-        // the opening quote, at the closing one), so both are character
-        // boundaries and the bytes between are UTF-8, all that
-        // `from_bytes_unchecked` requires.
+        // SAFETY: every caller passes the span of a string that
+        // `plain_string` found: all ASCII, or checked with `from_utf8`
+        // there, so the bytes are UTF-8, all that `from_bytes_unchecked`
+        // requires.
         unsafe { Str::from_bytes_unchecked(slice) }
     }
 
     /// A string with no escape (the cursor at its opening quote): its
-    /// span, the cursor past its closing quote. `None` for an escape or a
-    /// raw control character (which JSON forbids).
+    /// span, UTF-8, the cursor past its closing quote. `None` for an
+    /// escape, a raw control character (which JSON forbids) or bytes that
+    /// are not UTF-8.
     fn plain_string(&mut self) -> Option<(usize, usize)> {
         self.expect(b'"')?;
         let start = self.pos;
-        let len = special(self.b.get(start..)?)?;
-        if self.b[start + len] != b'"' {
+        let (len, high) = special(self.b.get(start..)?)?;
+        let end = start + len;
+        if self.b[end] != b'"' || (high && std::str::from_utf8(&self.b[start..end]).is_err()) {
             return None;
         }
-        self.pos = start + len + 1;
-        Some((start, start + len))
+        self.pos = end + 1;
+        Some((start, end))
     }
 
     /// A string value, the cursor at its opening quote: borrowed when it
@@ -180,7 +191,7 @@ impl Reader<'_> {
         let mut out: Vec<u8> = Vec::new();
         loop {
             let rest = self.b.get(self.pos..)?;
-            let len = special(rest)?;
+            let (len, _) = special(rest)?;
             out.extend_from_slice(&rest[..len]);
             self.pos += len;
             match self.next()? {
@@ -408,7 +419,8 @@ mod tests {
             prop_oneof![Just(b'"'), Just(b'\\'), 0u8..0x20, 0x20u8..=0xff, Just(b'a')], 0..40)
         ) {
             let want = b.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20);
-            prop_assert_eq!(special(&b), want);
+            let high = |at: usize| b[..at].iter().any(|&c| c >= 0x80);
+            prop_assert_eq!(special(&b), want.map(|at| (at, high(at))));
         }
 
         /// Generated flat objects (LogRecord names and others, repeated

@@ -12,7 +12,7 @@ use super::load::{
     MAX_FRAME_BYTES, MAX_FRAME_TIMEOUT_MS, MAX_OPEN_FILES, WASM32_MAX_MEMORY, WASM_PAGE,
 };
 use super::*;
-use crate::output::file::template::{classify, escape, PathKind};
+use crate::format::path::{classify, escape, PathKind};
 use crate::record::level_from_name;
 
 impl Builder<'_, '_> {

@@ -374,7 +374,7 @@ impl Builder<'_, '_> {
     /// Check a subject template; returns the subjects of a stream created
     /// for it: the literal tokens before the first placeholder, then `>`.
     fn nats_subject(&mut self, path: &str, subject: &str) -> Vec<String> {
-        if let Err(e) = crate::output::file::template::classify(subject) {
+        if let Err(e) = crate::format::path::classify(subject) {
             self.report.error(path, e.to_string());
             return Vec::new();
         }

@@ -21,6 +21,7 @@ pub mod brace;
 pub(crate) mod clock;
 pub mod dollar;
 pub mod numfmt;
+pub mod path;
 mod percent;
 mod printable;
 pub mod printf;

@@ -55,7 +55,7 @@ use tokio::time::Instant;
 use super::NatsStats;
 use crate::codec::{encode, DecoderKind};
 use crate::config::{Encoder, NatsOutputConfig, WhenFull};
-use crate::output::file::template::PathTemplate;
+use crate::format::path::PathTemplate;
 use crate::output::forward::spool::Spool;
 use crate::output::{OutputError, OutputMsg, OutputStats};
 

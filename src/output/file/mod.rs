@@ -19,7 +19,6 @@
 mod compress;
 mod pool;
 mod size;
-pub mod template;
 mod timed;
 
 use std::fs::{File, OpenOptions};

@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::template::PathTemplate;
 use super::{open, Compressor, FileSink, CHECK_MOVED_EVERY};
 use crate::config::FileOutputConfig;
+use crate::format::path::PathTemplate;
 use crate::output::{LineEncoder, OutputError, OutputMsg, OutputStats, Sink};
 use crate::record::Record;
 

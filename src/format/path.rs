@@ -212,7 +212,7 @@ impl PathTemplate {
     fn update_tm(&mut self, record: &Record) {
         let secs = match record.get("created").and_then(|v| v.as_f64()) {
             Some(c) if c.is_finite() => c.floor() as i64,
-            _ => super::now_secs(),
+            _ => crate::output::file::now_secs(),
         };
         if self.tm.as_ref().is_some_and(|(s, _)| *s == secs) {
             return;

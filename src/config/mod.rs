@@ -30,11 +30,14 @@ pub use listen_key::ListenKey;
 pub use load::{load, load_default, parse};
 pub use nats::{NatsConnect, NatsInputConfig, NatsOutputConfig, NatsTls};
 
-use crate::codec::framing::Framing;
-use crate::codec::DecoderKind;
+// Option types owned by the libraries below config (codec, format): config
+// resolves the file into them, and names them here too so that the stages
+// above find every option in one place.
+pub use crate::codec::encode::Encoder;
+pub use crate::codec::framing::Framing;
+pub use crate::codec::DecoderKind;
+pub use crate::format::{Style, TextFormat, DEFAULT_FORMAT};
 
-/// The embedded default output format (docs/decisions.md, "Command line").
-pub const DEFAULT_FORMAT: &str = "%(asctime)s %(levelname)-8s %(name)s %(message)s";
 /// Python's `logging.handlers.DEFAULT_TCP_LOGGING_PORT`.
 pub const DEFAULT_TCP_PORT: u16 = 9020;
 /// Default `max_frame_bytes`: 16 MiB.
@@ -188,42 +191,6 @@ pub enum Encoding {
     Json,
 }
 
-/// Python `logging.Formatter` style.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Style {
-    /// `%(name)s` (the default).
-    #[default]
-    Percent,
-    /// `{name}`, str.format.
-    Brace,
-    /// `$name`, string.Template.
-    Dollar,
-}
-
-/// The text layout of an output: `logging.Formatter(format, datefmt, style)`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TextFormat {
-    /// The format string.
-    pub format: String,
-    /// strftime format for `asctime`; `None` = `%Y-%m-%d %H:%M:%S,mmm`.
-    pub datefmt: Option<String>,
-    /// Which placeholder syntax `format` uses.
-    pub style: Style,
-    /// Render times in UTC instead of local time.
-    pub utc: bool,
-}
-
-impl Default for TextFormat {
-    fn default() -> TextFormat {
-        TextFormat {
-            format: DEFAULT_FORMAT.to_string(),
-            datefmt: None,
-            style: Style::Percent,
-            utc: false,
-        }
-    }
-}
-
 /// One output.
 #[derive(Clone, Debug, PartialEq)]
 pub enum OutputConfig {
@@ -313,33 +280,6 @@ pub struct FileOutputConfig {
     /// `Some(bound on open files)` when `path` is a template (`{field}`
     /// or `%` fields, kept escaped); `None` for a literal path.
     pub max_open_files: Option<usize>,
-}
-
-/// `encoder` of a forward output.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Encoder {
-    /// SocketHandler-compatible pickle frames (the default).
-    #[default]
-    Pickle,
-    /// JSON frames.
-    Json,
-    /// msgpack frames.
-    Msgpack,
-    /// The Fluentd forward protocol (Forward mode), for a Fluentd / Fluent
-    /// Bit aggregation tier.
-    Fluent,
-}
-
-impl Encoder {
-    /// The config spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Encoder::Pickle => "pickle",
-            Encoder::Json => "json",
-            Encoder::Msgpack => "msgpack",
-            Encoder::Fluent => "fluent",
-        }
-    }
 }
 
 /// `when_full` of a forward output.

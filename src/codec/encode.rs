@@ -21,17 +21,19 @@ use crate::record::{Fields, Record, Value};
 
 /// How a record becomes a payload (`"encoder"` of a forward or nats
 /// output in the config).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Encoder {
-    /// SocketHandler-compatible pickle frames (the default).
+    /// `"pickle"`: SocketHandler-compatible pickle frames (the default of
+    /// a forward output).
     #[default]
     Pickle,
-    /// JSON frames.
+    /// `"json"`: JSON frames.
     Json,
-    /// msgpack frames.
+    /// `"msgpack"`: msgpack frames.
     Msgpack,
-    /// The Fluentd forward protocol (Forward mode), for a Fluentd / Fluent
-    /// Bit aggregation tier.
+    /// `"fluent"`: the Fluentd forward protocol (Forward mode), for a
+    /// Fluentd / Fluent Bit aggregation tier.
     Fluent,
 }
 

@@ -92,15 +92,8 @@ impl Builder<'_, '_> {
                 (kind, u.decoder, u.framing, u.max_frame_bytes)
             }
         };
-        let decoder = match decoder.unwrap_or(DecoderName::Pickle) {
-            DecoderName::Pickle => DecoderKind::Pickle,
-            DecoderName::Json => DecoderKind::Json,
-            DecoderName::Msgpack => DecoderKind::Msgpack,
-        };
-        let framing = match framing.unwrap_or(FramingName::LengthPrefixed) {
-            FramingName::LengthPrefixed => Framing::LengthPrefixed,
-            FramingName::Newline => Framing::Newline,
-        };
+        let decoder = decoder.unwrap_or_default();
+        let framing = framing.unwrap_or_default();
         if framing == Framing::Newline && decoder != DecoderKind::Json {
             self.report.error(
                 format!("{path}.framing"),
@@ -247,10 +240,7 @@ impl Builder<'_, '_> {
             fuel: w.fuel,
             timeout_ms,
             max_memory_bytes: w.max_memory_bytes,
-            on_error: match w.on_error {
-                Some(OnErrorName::Drop) => OnError::Drop,
-                Some(OnErrorName::Pass) | None => OnError::Pass,
-            },
+            on_error: w.on_error.unwrap_or_default(),
         }
     }
 
@@ -258,7 +248,7 @@ impl Builder<'_, '_> {
     pub(super) fn output(&mut self, path: &str, o: &OutputFile) -> Option<OutputConfig> {
         Some(match o {
             OutputFile::Stdout(s) => {
-                let encoding = encoding(s.encoding);
+                let encoding = s.encoding.unwrap_or_default();
                 let text = text_format(&s.format, &s.datefmt, s.style, s.utc, DEFAULT_FORMAT);
                 self.check_text(path, encoding, s.format.is_some(), &text);
                 OutputConfig::Stream(StreamOutputConfig {
@@ -306,7 +296,7 @@ impl Builder<'_, '_> {
 
     /// A file output: size or time rotation, never both.
     pub(super) fn file_output(&mut self, path: &str, f: &FileOutputFile) -> FileOutputConfig {
-        let encoding = encoding(f.encoding);
+        let encoding = f.encoding.unwrap_or_default();
         let text = text_format(&f.format, &f.datefmt, f.style, f.utc, DEFAULT_FORMAT);
         self.check_text(path, encoding, f.format.is_some(), &text);
         let (file, max_open_files) = self.file_path(path, f);
@@ -352,7 +342,7 @@ impl Builder<'_, '_> {
             when,
             interval: interval.max(1),
             at_time,
-            compress: f.compress.map(|CompressName::Gzip| Compress::Gzip),
+            compress: f.compress,
             flush_ms: self.bounded(
                 &format!("{path}.flush_ms"),
                 f.flush_ms,
@@ -470,12 +460,7 @@ impl Builder<'_, '_> {
             1,
             MAX_BUFFER_RECORDS,
         );
-        let encoder = match f.encoder.unwrap_or(EncoderName::Pickle) {
-            EncoderName::Pickle => Encoder::Pickle,
-            EncoderName::Json => Encoder::Json,
-            EncoderName::Msgpack => Encoder::Msgpack,
-            EncoderName::Fluent => Encoder::Fluent,
-        };
+        let encoder = f.encoder.unwrap_or_default();
         if encoder != Encoder::Fluent {
             for (key, given) in [
                 ("tag", f.tag.is_some()),
@@ -526,10 +511,7 @@ impl Builder<'_, '_> {
             target,
             encoder,
             buffer_records: usize::try_from(buffer_records).unwrap_or(DEFAULT_BUFFER_RECORDS),
-            when_full: match f.when_full {
-                Some(WhenFullName::DropNewest) => WhenFull::DropNewest,
-                Some(WhenFullName::Block) | None => WhenFull::Block,
-            },
+            when_full: f.when_full.unwrap_or_default(),
             ack: f.ack.unwrap_or(false),
             tag: f
                 .tag
@@ -665,29 +647,18 @@ fn tls_field(path: &str, field: &str) -> String {
     }
 }
 
-pub(super) fn encoding(e: Option<EncodingName>) -> Encoding {
-    match e {
-        Some(EncodingName::Json) => Encoding::Json,
-        Some(EncodingName::Text) | None => Encoding::Text,
-    }
-}
-
 /// A [`TextFormat`] from the keys of an output or a dictConfig formatter.
 pub(super) fn text_format(
     format: &Option<String>,
     datefmt: &Option<String>,
-    style: Option<StyleName>,
+    style: Option<Style>,
     utc: Option<bool>,
     default: &str,
 ) -> TextFormat {
     TextFormat {
         format: format.clone().unwrap_or_else(|| default.to_string()),
         datefmt: datefmt.clone(),
-        style: match style {
-            Some(StyleName::Brace) => Style::Brace,
-            Some(StyleName::Dollar) => Style::Dollar,
-            Some(StyleName::Percent) | None => Style::Percent,
-        },
+        style: style.unwrap_or_default(),
         utc: utc.unwrap_or(false),
     }
 }

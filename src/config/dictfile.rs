@@ -10,8 +10,9 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 
-use super::file::{LevelFile, StyleName};
+use super::file::LevelFile;
 use super::seed::{untagged_typed, Kinds, Named, NamedSeed, Typed};
+use super::Style;
 
 /// Reads `"logging"` with the handler classes found in pass 1.
 pub struct DictSeed<'a> {
@@ -126,7 +127,7 @@ pub struct FormatterFile {
     /// `"datefmt": "%Y-%m-%d %H:%M:%S"`.
     pub datefmt: Option<String>,
     /// `"style": "%"` (default) | `"{"` | `"$"`.
-    pub style: Option<StyleName>,
+    pub style: Option<Style>,
     /// `"validate": true`: accepted; logrelay always checks the format.
     pub validate: Option<bool>,
     /// `"class": "logging.Formatter"`: the only class supported.

@@ -24,6 +24,7 @@ use serde::Deserialize;
 
 pub use super::dictfile::*;
 use super::seed::Typed;
+use super::{Compress, DecoderKind, Encoder, Encoding, Framing, OnError, Style, WhenFull};
 
 // ---------------------------------------------------------------------------
 // The file.
@@ -66,28 +67,6 @@ pub struct FileConfig {
     /// Cookbook: a `logging.config.dictConfig` dictionary:
     /// `"logging": {"version": 1, "handlers": {...}, "root": {...}}`.
     pub logging: Option<DictConfig>,
-}
-
-/// `"decoder"` of an input.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum DecoderName {
-    /// `"pickle"`: SocketHandler's frames (the default).
-    Pickle,
-    /// `"json"`: a JSON object per frame.
-    Json,
-    /// `"msgpack"`: a msgpack map per frame.
-    Msgpack,
-}
-
-/// `"framing"` of an input.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum FramingName {
-    /// `"length_prefixed"`: 4-byte big-endian length (the default).
-    LengthPrefixed,
-    /// `"newline"`: JSON lines (json decoder only).
-    Newline,
 }
 
 /// The `type` of an input.
@@ -141,9 +120,9 @@ pub struct TcpInputFile {
     /// (docs/decisions.md, "Config and files").
     pub address: String,
     /// `"decoder": "pickle"` (default) | `"json"` | `"msgpack"`.
-    pub decoder: Option<DecoderName>,
+    pub decoder: Option<DecoderKind>,
     /// `"framing": "length_prefixed"` (default) | `"newline"` (json only).
-    pub framing: Option<FramingName>,
+    pub framing: Option<Framing>,
     /// `"max_frame_bytes": 16777216` (default 16 MiB); a larger frame
     /// closes the connection.
     pub max_frame_bytes: Option<u64>,
@@ -201,9 +180,9 @@ pub struct UnixInputFile {
     /// `"mode": "0660"`: socket file permissions, an octal string.
     pub mode: Option<String>,
     /// `"decoder": "pickle"` (default) | `"json"` | `"msgpack"`.
-    pub decoder: Option<DecoderName>,
+    pub decoder: Option<DecoderKind>,
     /// `"framing": "length_prefixed"` (default) | `"newline"` (json only).
-    pub framing: Option<FramingName>,
+    pub framing: Option<Framing>,
     /// `"max_frame_bytes": 16777216` (default 16 MiB).
     pub max_frame_bytes: Option<u64>,
     /// `"frame_timeout_ms": 60000` (the default): close a connection
@@ -227,9 +206,9 @@ pub struct UdpInputFile {
     /// `"address": "127.0.0.1:9021"`: host:port.
     pub address: String,
     /// `"decoder": "pickle"` (default) | `"json"` | `"msgpack"`.
-    pub decoder: Option<DecoderName>,
+    pub decoder: Option<DecoderKind>,
     /// `"framing": "length_prefixed"` (default) | `"newline"` (json only).
-    pub framing: Option<FramingName>,
+    pub framing: Option<Framing>,
     /// `"max_frame_bytes": 65535`: a datagram is never larger than 64 KiB anyway.
     pub max_frame_bytes: Option<u64>,
 }
@@ -257,16 +236,6 @@ impl Typed for FilterFile {
     }
 }
 
-/// `"on_error"` of a filter.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum OnErrorName {
-    /// `"pass"`: keep the record (the default).
-    Pass,
-    /// `"drop"`: drop the record.
-    Drop,
-}
-
 /// A WebAssembly filter plugin.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a wasm filter object")]
@@ -286,7 +255,7 @@ pub struct WasmFilterFile {
     /// `"max_memory_bytes": 16777216`: cap on the guest's memory.
     pub max_memory_bytes: Option<u64>,
     /// `"on_error": "pass"` (default) | `"drop"`.
-    pub on_error: Option<OnErrorName>,
+    pub on_error: Option<OnError>,
 }
 
 /// The `type` of an output.
@@ -327,38 +296,6 @@ impl Typed for OutputFile {
     }
 }
 
-/// `"encoding"` of a file or stdout output.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum EncodingName {
-    /// `"text"`: formatted by `format` (the default).
-    Text,
-    /// `"json"`: one JSON object per line.
-    Json,
-}
-
-/// `"style"` of a format, as `logging.Formatter(style=...)`.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
-pub enum StyleName {
-    /// `"%"`: `%(name)s` (the default).
-    #[serde(rename = "%")]
-    Percent,
-    /// `"{"`: `{name}`.
-    #[serde(rename = "{")]
-    Brace,
-    /// `"$"`: `$name`.
-    #[serde(rename = "$")]
-    Dollar,
-}
-
-/// `"compress"` of a file output.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum CompressName {
-    /// `"gzip"`: rotated files become `app.log.1.gz`.
-    Gzip,
-}
-
 /// A (rotating) file output.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a file output object")]
@@ -370,14 +307,14 @@ pub struct FileOutputFile {
     /// directories are created.
     pub path: String,
     /// `"encoding": "text"` (default) | `"json"`.
-    pub encoding: Option<EncodingName>,
+    pub encoding: Option<Encoding>,
     /// `"format": "%(asctime)s %(levelname)-8s %(name)s %(message)s"` (the default).
     pub format: Option<String>,
     /// `"datefmt": "%Y-%m-%dT%H:%M:%S"`: strftime for `asctime` (default
     /// Python's `%Y-%m-%d %H:%M:%S,mmm`).
     pub datefmt: Option<String>,
     /// `"style": "%"` (default) | `"{"` | `"$"`.
-    pub style: Option<StyleName>,
+    pub style: Option<Style>,
     /// `"utc": true`: times (formatting and timed rotation) in UTC (default false).
     pub utc: Option<bool>,
     /// `"max_bytes": 10485760`: rotate by size, as RotatingFileHandler
@@ -393,7 +330,7 @@ pub struct FileOutputFile {
     /// `"at_time": "03:00"`: time of day for `midnight`/`W0`..`W6` rollover (`HH:MM[:SS]`).
     pub at_time: Option<String>,
     /// `"compress": "gzip"`: compress rotated files.
-    pub compress: Option<CompressName>,
+    pub compress: Option<Compress>,
     /// `"flush_ms": 100`: longest a record waits before it is written (default 100).
     pub flush_ms: Option<u64>,
     /// `"fsync": true`: fsync after each write batch (default false).
@@ -416,39 +353,15 @@ pub struct StdoutOutputFile {
     #[serde(rename = "type")]
     pub kind: IgnoredAny,
     /// `"encoding": "text"` (default) | `"json"`.
-    pub encoding: Option<EncodingName>,
+    pub encoding: Option<Encoding>,
     /// `"format": "%(levelname)s %(message)s"` (default: the embedded default format).
     pub format: Option<String>,
     /// `"datefmt": "%H:%M:%S"`.
     pub datefmt: Option<String>,
     /// `"style": "{"`.
-    pub style: Option<StyleName>,
+    pub style: Option<Style>,
     /// `"utc": true`.
     pub utc: Option<bool>,
-}
-
-/// `"encoder"` of a forward output.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum EncoderName {
-    /// `"pickle"`: byte-compatible with SocketHandler (the default).
-    Pickle,
-    /// `"json"`.
-    Json,
-    /// `"msgpack"`.
-    Msgpack,
-    /// `"fluent"`: the Fluentd forward protocol.
-    Fluent,
-}
-
-/// `"when_full"` of a forward output.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum WhenFullName {
-    /// `"block"`: backpressure (the default).
-    Block,
-    /// `"drop_newest"`: drop and count.
-    DropNewest,
 }
 
 /// A forward output: another listener.
@@ -463,11 +376,11 @@ pub struct ForwardOutputFile {
     /// `"path": "run/central.sock"`: the peer's Unix socket (or give `address`).
     pub path: Option<String>,
     /// `"encoder": "pickle"` (default) | `"json"` | `"msgpack"` | `"fluent"`.
-    pub encoder: Option<EncoderName>,
+    pub encoder: Option<Encoder>,
     /// `"buffer_records": 100000` (the default): records kept while the peer is away.
     pub buffer_records: Option<u64>,
     /// `"when_full": "block"` (default) | `"drop_newest"`.
-    pub when_full: Option<WhenFullName>,
+    pub when_full: Option<WhenFull>,
     /// `"ack": true`: acknowledged delivery to another logrelay (default false).
     pub ack: Option<bool>,
     /// `"tag": "app.python"`: the Fluentd tag (`encoder: "fluent"` only;

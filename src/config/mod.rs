@@ -25,6 +25,8 @@ pub mod seed;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use serde::Deserialize;
+
 pub use error::ConfigError;
 pub use listen_key::ListenKey;
 pub use load::{load, load_default, parse};
@@ -172,22 +174,24 @@ pub struct WasmFilterConfig {
 }
 
 /// `on_error` of a filter.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum OnError {
-    /// Keep the record unchanged (the default).
+    /// `"pass"`: keep the record unchanged (the default).
     #[default]
     Pass,
-    /// Drop the record.
+    /// `"drop"`: drop the record.
     Drop,
 }
 
-/// How a record becomes bytes in a file or on stdout.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// How a record becomes bytes in a file or on stdout (`encoding`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Encoding {
-    /// A line formatted by `format` (the default).
+    /// `"text"`: a line formatted by `format` (the default).
     #[default]
     Text,
-    /// One JSON object per line.
+    /// `"json"`: one JSON object per line.
     Json,
 }
 
@@ -243,10 +247,11 @@ pub enum When {
     Weekday(u8),
 }
 
-/// Compression of rotated files.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Compression of rotated files (`compress`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Compress {
-    /// gzip, `.gz`.
+    /// `"gzip"`: rotated files become `app.log.1.gz`.
     Gzip,
 }
 
@@ -282,13 +287,14 @@ pub struct FileOutputConfig {
     pub max_open_files: Option<usize>,
 }
 
-/// `when_full` of a forward output.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// `when_full` of a forward or nats output.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum WhenFull {
-    /// Backpressure to the inputs (the default).
+    /// `"block"`: backpressure to the inputs (the default).
     #[default]
     Block,
-    /// Drop the newest records, counted.
+    /// `"drop_newest"`: drop the newest records, counted.
     DropNewest,
 }
 

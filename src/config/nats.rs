@@ -13,7 +13,6 @@ use std::path::PathBuf;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
-use super::file::{EncoderName, WhenFullName};
 use super::load::{Builder, MAX_BUFFER_RECORDS};
 use super::{Encoder, WhenFull, DEFAULT_BUFFER_RECORDS};
 
@@ -72,7 +71,7 @@ pub struct NatsOutputFile {
     /// `"replicas": 3`: replicas of the stream when logrelay creates it (default 1).
     pub replicas: Option<u64>,
     /// `"encoder": "json"` (default) | `"msgpack"` | `"pickle"`.
-    pub encoder: Option<EncoderName>,
+    pub encoder: Option<Encoder>,
     /// `"max_in_flight": 1024`: publishes awaiting their ack at once.
     pub max_in_flight: Option<u64>,
     /// `"batch_bytes": 65536`: pack consecutive records of one subject into
@@ -81,7 +80,7 @@ pub struct NatsOutputFile {
     /// `"buffer_records": 100000` (the default): records kept while the cluster is away.
     pub buffer_records: Option<u64>,
     /// `"when_full": "block"` (default) | `"drop_newest"`.
-    pub when_full: Option<WhenFullName>,
+    pub when_full: Option<WhenFull>,
     /// `"spool_dir": "spool/nats"`: overflow to disk, keep across restarts.
     pub spool_dir: Option<String>,
     /// `"token_file": "secrets/nats.token"`: a file holding the token.
@@ -323,17 +322,15 @@ impl Builder<'_, '_> {
             );
         }
         let replicas = self.bounded(&format!("{path}.replicas"), f.replicas, 1, 1, MAX_REPLICAS);
-        let encoder = match f.encoder.unwrap_or(EncoderName::Json) {
-            EncoderName::Pickle => Encoder::Pickle,
-            EncoderName::Json => Encoder::Json,
-            EncoderName::Msgpack => Encoder::Msgpack,
-            EncoderName::Fluent => {
+        let encoder = match f.encoder.unwrap_or(Encoder::Json) {
+            Encoder::Fluent => {
                 self.report.error(
                     format!("{path}.encoder"),
                     "a nats output encodes json, msgpack or pickle",
                 );
                 Encoder::Json
             }
+            other => other,
         };
         let max_in_flight = self.bounded(
             &format!("{path}.max_in_flight"),
@@ -363,10 +360,7 @@ impl Builder<'_, '_> {
             max_in_flight: max_in_flight as usize,
             batch_bytes: usize::try_from(batch_bytes).unwrap_or(0),
             buffer_records: usize::try_from(buffer_records).unwrap_or(DEFAULT_BUFFER_RECORDS),
-            when_full: match f.when_full {
-                Some(WhenFullName::DropNewest) => WhenFull::DropNewest,
-                Some(WhenFullName::Block) | None => WhenFull::Block,
-            },
+            when_full: f.when_full.unwrap_or_default(),
             spool_dir,
         }
     }

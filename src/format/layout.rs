@@ -7,15 +7,19 @@
 /// The embedded default output format (docs/decisions.md, "Command line").
 pub const DEFAULT_FORMAT: &str = "%(asctime)s %(levelname)-8s %(name)s %(message)s";
 
-/// Python `logging.Formatter` style.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Python `logging.Formatter` style, spelled as Python spells it
+/// (`"style": "{"`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
 pub enum Style {
-    /// `%(name)s` (the default).
+    /// `"%"`: `%(name)s` (the default).
     #[default]
+    #[serde(rename = "%")]
     Percent,
-    /// `{name}`, str.format.
+    /// `"{"`: `{name}`, str.format.
+    #[serde(rename = "{")]
     Brace,
-    /// `$name`, string.Template.
+    /// `"$"`: `$name`, string.Template.
+    #[serde(rename = "$")]
     Dollar,
 }
 

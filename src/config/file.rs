@@ -22,7 +22,7 @@ use std::fmt;
 use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 
-pub use super::dictfile::*;
+pub use super::cookbook::dict::*;
 use super::seed::Typed;
 use super::{Compress, DecoderKind, Encoder, Encoding, Framing, OnError, Style, WhenFull};
 

@@ -9,7 +9,7 @@ use std::marker::PhantomData;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 
-use super::dictfile::{DictSeed, HandlerClass};
+use super::cookbook::dict::{DictSeed, HandlerClass};
 use super::file::*;
 
 // ---------------------------------------------------------------------------

@@ -4,12 +4,12 @@
 
 use std::collections::BTreeMap;
 
-use super::address::split_host_port;
-use super::check::parse_when;
-use super::cookbook::{join_host_port, PYTHON_DEFAULT_FORMAT};
-use super::file::*;
-use super::load::Builder;
-use super::*;
+use super::{join_host_port, PYTHON_DEFAULT_FORMAT};
+use crate::config::address::split_host_port;
+use crate::config::check::parse_when;
+use crate::config::file::*;
+use crate::config::load::Builder;
+use crate::config::*;
 
 /// A handler, resolved.
 pub(super) struct Handler {

@@ -17,15 +17,18 @@
 //! meet no handler at all go, as in Python, to `logging.lastResort`
 //! (stderr, WARNING and above): an output named [`LAST_RESORT`].
 
+pub mod dict;
+mod handlers;
+
 use std::collections::BTreeMap;
 
 use super::check::text_format;
 use super::file::*;
-use super::handlers::{handler, Handler};
 use super::load::{one_of, Builder, Origin};
 use super::seed::{Kinds, LoggingProbes};
 use super::*;
 use crate::config::error::Report;
+use handlers::{handler, Handler};
 
 /// The name of the input the cookbook keys define.
 pub const INPUT_NAME: &str = "cookbook";
@@ -585,7 +588,7 @@ json.dump(got, sys.stdout)
 
     #[test]
     fn cookbook_listener_json_matches_python() {
-        let text = include_str!("../../config/cookbook.json");
+        let text = include_str!("../../../config/cookbook.json");
         let file: serde_json::Value = serde_json::from_str(text).expect("valid JSON");
         let config = compare(file["logging"].clone());
         assert_eq!(config.routes.len(), 1);
@@ -715,7 +718,7 @@ json.dump(got, sys.stdout)
             })
         );
         // Python's cookbook config gives root a handler: no lastResort.
-        let text = include_str!("../../config/cookbook.json");
+        let text = include_str!("../../../config/cookbook.json");
         let c = crate::config::parse(text, Path::new("l.json")).unwrap_or_else(|e| panic!("{e}"));
         assert!(!c.outputs.contains_key(LAST_RESORT));
     }

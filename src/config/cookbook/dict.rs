@@ -10,9 +10,9 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 
-use super::file::LevelFile;
-use super::seed::{untagged_typed, Kinds, Named, NamedSeed, Typed};
-use super::Style;
+use crate::config::file::LevelFile;
+use crate::config::seed::{untagged_typed, Kinds, Named, NamedSeed, Typed};
+use crate::config::Style;
 
 /// Reads `"logging"` with the handler classes found in pass 1.
 pub struct DictSeed<'a> {

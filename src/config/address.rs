@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
+use super::builder::Builder;
 use super::file::MetricsFile;
-use super::load::Builder;
 use super::*;
 
 /// Where an input listens, as written.

@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::address::split_host_port;
-use super::file::*;
-use super::load::{
+use super::builder::{
     Builder, Origin, MAX_BUFFER_RECORDS, MAX_CONNECTIONS, MAX_FILTER_TIMEOUT_MS, MAX_FLUSH_MS,
     MAX_FRAME_BYTES, MAX_FRAME_TIMEOUT_MS, MAX_OPEN_FILES, WASM32_MAX_MEMORY, WASM_PAGE,
 };
+use super::file::*;
 use super::*;
 use crate::format::path::{classify, escape, PathKind};
 use crate::record::level_from_name;
@@ -138,14 +138,6 @@ impl Builder<'_, '_> {
             tls,
             token,
         }
-    }
-
-    /// A `token_file`, read now so a missing or empty file is reported.
-    pub(super) fn token(&mut self, path: &str, file: &str) -> Option<crate::auth::Token> {
-        let resolved = self.resolve(path, file);
-        crate::auth::Token::load(&resolved)
-            .map_err(|what| self.report.error(path, what))
-            .ok()
     }
 
     /// The `tls` of a tcp input, its files loaded now so a bad one is

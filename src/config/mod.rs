@@ -8,6 +8,7 @@
 //! by name and keeps the ones whose config is equal.
 
 mod address;
+mod builder;
 mod check;
 pub mod cookbook;
 pub mod describe;

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
-use super::load::{Builder, MAX_BUFFER_RECORDS};
+use super::builder::{Builder, MAX_BUFFER_RECORDS};
 use super::{Encoder, WhenFull, DEFAULT_BUFFER_RECORDS};
 
 /// Default `max_in_flight` of a nats output: publishes awaiting their ack.

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 
 use super::{join_host_port, PYTHON_DEFAULT_FORMAT};
 use crate::config::address::split_host_port;
+use crate::config::builder::Builder;
 use crate::config::check::parse_when;
 use crate::config::file::*;
-use crate::config::load::Builder;
 use crate::config::*;
 
 /// A handler, resolved.

@@ -22,12 +22,12 @@ mod handlers;
 
 use std::collections::BTreeMap;
 
+use super::builder::{Builder, Origin};
 use super::check::text_format;
 use super::file::*;
-use super::load::{one_of, Builder, Origin};
 use super::seed::{Kinds, LoggingProbes};
 use super::*;
-use crate::config::error::Report;
+use crate::config::error::{one_of, Report};
 use handlers::{handler, Handler};
 
 /// The name of the input the cookbook keys define.

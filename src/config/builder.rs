@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::error::Report;
-use super::seed::Kinds;
+use super::read::Kinds;
 use super::RouteConfig;
 
 // Upper bounds on numbers, so a typo (an extra zero or three) is caught at

@@ -11,6 +11,7 @@ use super::builder::{
     MAX_FRAME_BYTES, MAX_FRAME_TIMEOUT_MS, MAX_OPEN_FILES, WASM32_MAX_MEMORY, WASM_PAGE,
 };
 use super::file::*;
+use super::seed::LevelFile;
 use super::*;
 use crate::format::path::{classify, escape, PathKind};
 use crate::record::level_from_name;

@@ -6,24 +6,24 @@
 //! would buffer each object and lose the position and the field path of
 //! errors, so the file is read in two passes over the same text:
 //!
-//! 1. [`Probes`](super::seed::Probes) reads only the tags (and dictConfig
-//!    `()` factories),
+//! 1. `read::Probes` reads only the tags (and dictConfig `()` factories),
 //!    ignoring every other key;
-//! 2. [`FileSeed`](super::seed::FileSeed) reads the whole file through `serde_path_to_error`,
+//! 2. `read::FileSeed` reads the whole file through `serde_path_to_error`,
 //!    deserializing each component straight into the struct of its kind
-//!    ([`NamedSeed`](super::seed::NamedSeed)), so an error inside it still carries serde_json's
-//!    line:column and the full path (`outputs.file.max_bytes`).
+//!    ([`NamedSeed`](super::seed::NamedSeed)), so an error inside it still
+//!    carries serde_json's line:column and the full path
+//!    (`outputs.file.max_bytes`).
 //!
 //! Every struct denies unknown fields. No `flatten` (it disables
-//! `deny_unknown_fields`): keys shared by several kinds are repeated.
+//! `deny_unknown_fields`): keys shared by several kinds are repeated. The
+//! `"logging"` key (a dictConfig) has its own mirror, in
+//! [`cookbook::dict`](super::cookbook::dict).
 
-use std::fmt;
-
-use serde::de::{self, IgnoredAny, MapAccess, Visitor};
+use serde::de::{IgnoredAny, MapAccess};
 use serde::Deserialize;
 
-pub use super::cookbook::dict::*;
-use super::seed::Typed;
+use super::cookbook::dict::DictConfig;
+use super::seed::{LevelFile, Typed};
 use super::{Compress, DecoderKind, Encoder, Encoding, Framing, OnError, Style, WhenFull};
 
 // ---------------------------------------------------------------------------
@@ -397,39 +397,6 @@ pub struct ForwardOutputFile {
     /// `"token_file": "secrets/relay.token"`: the shared secret the
     /// receiving input requires (needs `"ack": true`).
     pub token_file: Option<String>,
-}
-
-/// A level: a standard name (`"WARNING"`) or a number (`30`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LevelFile {
-    /// `"WARNING"`.
-    Name(String),
-    /// `30`.
-    Number(i64),
-}
-
-impl<'de> Deserialize<'de> for LevelFile {
-    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<LevelFile, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = LevelFile;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a level name like \"WARNING\" or a number")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<LevelFile, E> {
-                Ok(LevelFile::Name(v.to_string()))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<LevelFile, E> {
-                Ok(LevelFile::Number(v))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<LevelFile, E> {
-                i64::try_from(v)
-                    .map(LevelFile::Number)
-                    .map_err(|_| E::invalid_value(de::Unexpected::Unsigned(v), &self))
-            }
-        }
-        d.deserialize_any(V)
-    }
 }
 
 /// One route.

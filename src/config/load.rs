@@ -7,15 +7,14 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::de::DeserializeSeed;
-
 use super::builder::{
     Builder, Origin, Origins, Routes, MAX_DRAIN_SECONDS, MAX_PENDING_BYTES, MAX_SHUTDOWN_TIMEOUT_MS,
 };
 use super::cookbook;
-use super::error::{one_of, Report};
+use super::cookbook::dict::DictConfig;
+use super::error::Report;
 use super::file::*;
-use super::seed::{FileSeed, Kinds, Named, Probe, Probes};
+use super::read::read;
 use super::*;
 
 /// The embedded default: TCP 127.0.0.1:9020, pickle, one stdout output
@@ -79,11 +78,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     // Some Windows editors start UTF-8 files with a byte order mark.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut report = Report::new(path, text);
-    let Some(probes) = collect(text, &mut report, std::marker::PhantomData::<Probes>) else {
-        return Err(report.into_error());
-    };
-    let kinds = kinds(&probes, &mut report);
-    let Some(file) = collect(text, &mut report, FileSeed { kinds: &kinds }) else {
+    let Some((file, kinds)) = read(text, &mut report) else {
         return Err(report.into_error());
     };
     let dir = path.parent().unwrap_or(Path::new("")).to_path_buf();
@@ -96,188 +91,6 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     config.source = Some(path.to_path_buf());
     config.warnings = b.report.finish()?;
     Ok(config)
-}
-
-/// Deserialize the whole text through `seed`, tracking the path of errors,
-/// and refuse trailing characters.
-fn run<'de, S: DeserializeSeed<'de>>(
-    text: &'de str,
-    seed: S,
-) -> Result<S::Value, serde_path_to_error::Error<serde_json::Error>> {
-    let mut de = serde_json::Deserializer::from_str(text);
-    let mut track = serde_path_to_error::Track::new();
-    let value = seed
-        .deserialize(serde_path_to_error::Deserializer::new(&mut de, &mut track))
-        .map_err(|e| serde_path_to_error::Error::new(track.path(), e))?;
-    de.end().map_err(|e| {
-        serde_path_to_error::Error::new(serde_path_to_error::Track::new().path(), e)
-    })?;
-    Ok(value)
-}
-
-/// The most type errors listed for one file: past this, the rest are
-/// likely one mistake repeated.
-const MAX_TYPE_ERRORS: usize = 20;
-
-/// Deserialize the text through `seed`, or report every type error in it
-/// (None). serde stops at the first error; to list the others, the text
-/// (once it is valid JSON) is read again as a tree without each field
-/// already reported, until it deserializes. A later error about a value
-/// that contains a removed field (`missing field` of the object whose
-/// field was wrong) follows from the removal, so that value goes too,
-/// unreported. Array elements are never removed (the later indexes would
-/// shift): an error about an element as a whole ends the list. Each round
-/// removes something, so this ends.
-fn collect<'de, S>(text: &'de str, report: &mut Report, seed: S) -> Option<S::Value>
-where
-    S: DeserializeSeed<'de> + Clone,
-{
-    let first = match run(text, seed.clone()) {
-        Ok(v) => return Some(v),
-        Err(e) => e,
-    };
-    let syntax = first.inner().is_syntax() || first.inner().is_eof();
-    let mut reported = vec![report.serde(first)];
-    if syntax {
-        return None;
-    }
-    let Ok(mut tree) = serde_json::from_str::<serde_json::Value>(text) else {
-        return None;
-    };
-    let mut cut = reported[0].clone();
-    while reported.len() < MAX_TYPE_ERRORS && remove(&mut tree, &cut) {
-        let mut track = serde_path_to_error::Track::new();
-        let de = serde_path_to_error::Deserializer::new(tree.clone(), &mut track);
-        let Err(e) = seed.clone().deserialize(de) else {
-            break;
-        };
-        let e = serde_path_to_error::Error::new(track.path(), e);
-        let path = report_path(&e);
-        if path.is_empty() {
-            break;
-        }
-        if !reported.iter().any(|r| within(r, &path)) {
-            reported.push(report.serde(e));
-        }
-        cut = path;
-    }
-    None
-}
-
-/// A serde error's JSON path as [`Report::serde`] spells it.
-fn report_path(e: &serde_path_to_error::Error<serde_json::Error>) -> String {
-    let path = e.path().to_string();
-    let path = path.trim_end_matches('?').trim_end_matches('.');
-    if path == "." {
-        String::new()
-    } else {
-        path.to_string()
-    }
-}
-
-/// Whether `path` is `inner` or one of the values containing it.
-fn within(inner: &str, path: &str) -> bool {
-    inner == path
-        || inner
-            .strip_prefix(path)
-            .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
-}
-
-/// Remove the object member at `path` (`outputs.f.max_bytes`) from
-/// `tree`; false when there is none (or it is an array element).
-fn remove(tree: &mut serde_json::Value, path: &str) -> bool {
-    let (parent, key) = path.rsplit_once('.').unwrap_or(("", path));
-    if key.is_empty() || key.ends_with(']') {
-        return false;
-    }
-    let mut node = tree;
-    for seg in parent.split('.').filter(|s| !s.is_empty()) {
-        let (name, indexes) = match seg.find('[') {
-            Some(i) => (&seg[..i], &seg[i..]),
-            None => (seg, ""),
-        };
-        let Some(next) = node.get_mut(name) else {
-            return false;
-        };
-        node = next;
-        for index in indexes.split(['[', ']']).filter(|s| !s.is_empty()) {
-            let Some(next) = index.parse::<usize>().ok().and_then(|i| node.get_mut(i)) else {
-                return false;
-            };
-            node = next;
-        }
-    }
-    node.as_object_mut()
-        .is_some_and(|o| o.shift_remove(key).is_some())
-}
-
-/// Resolve the tags pass 1 found; a wrong tag is reported and its
-/// component skipped by pass 2.
-fn kinds(p: &Probes, r: &mut Report) -> Kinds {
-    fn tagged<K: Copy>(
-        section: &str,
-        probes: &Option<Named<Probe>>,
-        allowed: &[(&str, K)],
-        r: &mut Report,
-    ) -> Vec<(String, Option<K>)> {
-        let names: Vec<&str> = allowed.iter().map(|(n, _)| *n).collect();
-        let list = one_of(&names);
-        let Some(probes) = probes else {
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        for (name, probe) in &probes.0 {
-            let path = format!("{section}.{name}");
-            let kind = match &probe.kind {
-                None => {
-                    r.error(&path, format!("missing `type` ({list})"));
-                    None
-                }
-                Some(t) => match allowed.iter().find(|(n, _)| n == t) {
-                    Some((_, k)) => Some(*k),
-                    None => {
-                        r.error(
-                            format!("{path}.type"),
-                            format!("unknown type {t:?} (expected {list})"),
-                        );
-                        None
-                    }
-                },
-            };
-            out.push((name.clone(), kind));
-        }
-        out
-    }
-    let mut k = Kinds {
-        inputs: tagged(
-            "inputs",
-            &p.inputs,
-            &[
-                ("tcp", InputType::Tcp),
-                ("unix", InputType::Unix),
-                ("udp", InputType::Udp),
-                ("nats", InputType::Nats),
-            ],
-            r,
-        ),
-        filters: tagged("filters", &p.filters, &[("wasm", FilterType::Wasm)], r),
-        outputs: tagged(
-            "outputs",
-            &p.outputs,
-            &[
-                ("file", OutputType::File),
-                ("stdout", OutputType::Stdout),
-                ("forward", OutputType::Forward),
-                ("nats", OutputType::Nats),
-            ],
-            r,
-        ),
-        ..Kinds::default()
-    };
-    if let Some(l) = &p.logging {
-        cookbook::kinds(l, &mut k, r);
-    }
-    k
 }
 
 impl Builder<'_, '_> {

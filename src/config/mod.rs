@@ -18,6 +18,7 @@ mod listen_key;
 pub mod load;
 pub mod nats;
 mod overlap;
+mod read;
 pub mod schema;
 pub mod seed;
 

@@ -4,11 +4,11 @@
 
 use std::collections::BTreeMap;
 
+use super::dict::{HandlerFile, SocketHandlerFile, TimedHandlerFile};
 use super::{join_host_port, PYTHON_DEFAULT_FORMAT};
 use crate::config::address::split_host_port;
 use crate::config::builder::Builder;
 use crate::config::check::parse_when;
-use crate::config::file::*;
 use crate::config::*;
 
 /// A handler, resolved.
@@ -47,7 +47,7 @@ pub(super) fn handler(
         match formats.get(f.as_str()) {
             Some(t) => text = t.clone(),
             // Skipped in pass 1 (an unsupported class), already reported.
-            None if b.kinds.formatters.iter().any(|(n, _)| n == f) => {}
+            None if b.kinds.logging.formatters.iter().any(|(n, _)| n == f) => {}
             None => b.report.error(
                 format!("{path}.formatter"),
                 format!("no formatter named {f:?}"),
@@ -58,7 +58,7 @@ pub(super) fn handler(
     for (i, f) in flt.iter().flatten().enumerate() {
         match filters.get(f.as_str()) {
             Some(n) => names.push(n.clone()),
-            None if b.kinds.dict_filters.iter().any(|(n, _)| n == f) => {}
+            None if b.kinds.logging.filters.iter().any(|(n, _)| n == f) => {}
             None => b.report.error(
                 format!("{path}.filters[{i}]"),
                 format!("no filter named {f:?}"),

@@ -24,10 +24,9 @@ use std::collections::BTreeMap;
 
 use super::builder::{Builder, Origin};
 use super::check::text_format;
-use super::file::*;
-use super::seed::{Kinds, LoggingProbes};
+use super::file::FileConfig;
 use super::*;
-use crate::config::error::{one_of, Report};
+use dict::{DictConfig, LoggerFile};
 use handlers::{handler, Handler};
 
 /// The name of the input the cookbook keys define.
@@ -43,75 +42,6 @@ pub const LAST_RESORT: &str = "lastResort";
 
 /// `logging.lastResort.level`: WARNING.
 const LAST_RESORT_LEVEL: i64 = 30;
-
-/// Pass 1 inside `logging`: check the `class` and `()` keys, so pass 2
-/// knows which struct each handler is and skips what is reported.
-pub(super) fn kinds(p: &LoggingProbes, k: &mut Kinds, r: &mut Report) {
-    for (name, probe) in p.handlers.iter().flat_map(|n| &n.0) {
-        let path = format!("logging.handlers.{name}");
-        let classes: Vec<&str> = HandlerClass::ALL.iter().map(|(n, _)| *n).collect();
-        let kind = match (&probe.factory, &probe.class) {
-            (Some(f), _) => {
-                r.error(
-                    format!("{path}.()"),
-                    format!(
-                        "handler factory {f:?} is not supported (use a class: {})",
-                        one_of(&classes)
-                    ),
-                );
-                None
-            }
-            (None, None) => {
-                r.error(&path, format!("missing `class` ({})", one_of(&classes)));
-                None
-            }
-            (None, Some(c)) => {
-                let kind = HandlerClass::from_name(c);
-                if kind.is_none() {
-                    r.error(
-                        format!("{path}.class"),
-                        format!(
-                            "handler class {c:?} is not supported (supported: {})",
-                            one_of(&classes)
-                        ),
-                    );
-                }
-                kind
-            }
-        };
-        k.handlers.push((name.clone(), kind));
-    }
-    for (name, probe) in p.formatters.iter().flat_map(|n| &n.0) {
-        let path = format!("logging.formatters.{name}");
-        let mut ok = true;
-        for (key, value) in [("()", &probe.factory), ("class", &probe.class)] {
-            if let Some(v) = value {
-                if v != "logging.Formatter" {
-                    r.error(
-                        format!("{path}.{key}"),
-                        format!("formatter {v:?} is not supported (only logging.Formatter)"),
-                    );
-                    ok = false;
-                }
-            }
-        }
-        k.formatters.push((name.clone(), ok.then_some(())));
-    }
-    for (name, probe) in p.filters.iter().flat_map(|n| &n.0) {
-        let path = format!("logging.filters.{name}");
-        let ok = match &probe.factory {
-            Some(f) if f != "logging.Filter" => {
-                r.error(
-                    format!("{path}.()"),
-                    format!("filter factory {f:?} is not supported (only logging.Filter, as {{\"name\": ...}})"),
-                );
-                false
-            }
-            _ => true,
-        };
-        k.dict_filters.push((name.clone(), ok.then_some(())));
-    }
-}
 
 /// The `cookbook` input, if the file has any cookbook key, with the JSON
 /// path that defines it.
@@ -263,7 +193,12 @@ pub(super) fn translate(d: &DictConfig, b: &mut Builder) -> Generated {
         }
     }
     let last_resort = last_resort(&loggers);
-    let taken = b.kinds.handlers.iter().any(|(n, _)| n == LAST_RESORT);
+    let taken = b
+        .kinds
+        .logging
+        .handlers
+        .iter()
+        .any(|(n, _)| n == LAST_RESORT);
     if !last_resort.is_empty() && !taken {
         let origin = || Origin {
             path: "logging".to_string(),
@@ -325,7 +260,13 @@ fn last_resort(all: &[Logger]) -> Vec<RouteConfig> {
 /// order in which `callHandlers` reaches them for one record.
 fn loggers(b: &mut Builder, d: &DictConfig, filters: &BTreeMap<&str, String>) -> Vec<Logger> {
     // Pass 1 knows every handler name, including those it reported.
-    let handler_names: Vec<String> = b.kinds.handlers.iter().map(|(n, _)| n.clone()).collect();
+    let handler_names: Vec<String> = b
+        .kinds
+        .logging
+        .handlers
+        .iter()
+        .map(|(n, _)| n.clone())
+        .collect();
     let mut out: Vec<Logger> = Vec::new();
     let logger = |b: &mut Builder, name: &str, path: String, l: &LoggerFile| -> Logger {
         if let Some(level) = &l.level {
@@ -336,7 +277,7 @@ fn loggers(b: &mut Builder, d: &DictConfig, filters: &BTreeMap<&str, String>) ->
         for (i, f) in l.filters.iter().flatten().enumerate() {
             match filters.get(f.as_str()) {
                 Some(n) => flt.push(n.clone()),
-                None if b.kinds.dict_filters.iter().any(|(n, _)| n == f) => {}
+                None if b.kinds.logging.filters.iter().any(|(n, _)| n == f) => {}
                 None => b.report.error(
                     format!("{path}.filters[{i}]"),
                     format!("no filter named {f:?}"),

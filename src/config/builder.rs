@@ -124,3 +124,12 @@ impl Builder<'_, '_> {
             .ok()
     }
 }
+
+/// The JSON path of a `tls` field (`inputs.app.tls.cert`), or of `tls`.
+pub(super) fn tls_field(path: &str, field: &str) -> String {
+    if field.is_empty() {
+        format!("{path}.tls")
+    } else {
+        format!("{path}.tls.{field}")
+    }
+}

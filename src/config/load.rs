@@ -830,7 +830,8 @@ mod tests {
     #[test]
     fn parse_helpers() {
         use crate::config::address::split_host_port;
-        use crate::config::check::{parse_mode, parse_when};
+        use crate::config::inputs::parse_mode;
+        use crate::config::outputs::parse_when;
         assert_eq!(split_host_port("[::1]:9020"), Ok(("::1".into(), 9020)));
         assert_eq!(split_host_port("localhost:0"), Ok(("localhost".into(), 0)));
         assert!(split_host_port(":9020").is_err());

@@ -9,16 +9,19 @@
 
 mod address;
 mod builder;
-mod check;
 pub mod cookbook;
 pub mod describe;
 pub mod error;
 pub mod file;
+mod filters;
+mod inputs;
 mod listen_key;
 pub mod load;
 pub mod nats;
+mod outputs;
 mod overlap;
 mod read;
+mod routes;
 pub mod schema;
 pub mod seed;
 

@@ -5,11 +5,14 @@
 use std::collections::BTreeMap;
 
 use super::dict::{HandlerFile, SocketHandlerFile, TimedHandlerFile};
-use super::{join_host_port, PYTHON_DEFAULT_FORMAT};
-use crate::config::address::split_host_port;
+use crate::config::address::{join_host_port, split_host_port};
 use crate::config::builder::Builder;
-use crate::config::check::parse_when;
+use crate::config::outputs::parse_when;
 use crate::config::*;
+
+/// The format of a dictConfig handler without a formatter, as Python's
+/// `logging.Formatter()`.
+pub const PYTHON_DEFAULT_FORMAT: &str = "%(message)s";
 
 /// A handler, resolved.
 pub(super) struct Handler {

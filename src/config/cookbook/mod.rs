@@ -22,19 +22,17 @@ mod handlers;
 
 use std::collections::BTreeMap;
 
+use super::address::join_host_port;
 use super::builder::{Builder, Origin};
-use super::check::text_format;
 use super::file::FileConfig;
+use super::outputs::text_format;
 use super::*;
 use dict::{DictConfig, LoggerFile};
+pub use handlers::PYTHON_DEFAULT_FORMAT;
 use handlers::{handler, Handler};
 
 /// The name of the input the cookbook keys define.
 pub const INPUT_NAME: &str = "cookbook";
-
-/// The format of a dictConfig handler without a formatter, as Python's
-/// `logging.Formatter()`.
-pub const PYTHON_DEFAULT_FORMAT: &str = "%(message)s";
 
 /// The output standing for Python's `logging.lastResort` (stderr,
 /// `%(message)s`), added when some records would meet no handler.
@@ -90,15 +88,6 @@ pub(super) fn shorthand(f: &FileConfig, b: &mut Builder) -> Option<(InputConfig,
         },
         path.to_string(),
     ))
-}
-
-/// `host:port`, with brackets around an IPv6 host.
-pub(super) fn join_host_port(host: &str, port: u16) -> String {
-    if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    }
 }
 
 /// What a dictConfig becomes.

@@ -92,7 +92,7 @@ pub enum InputFile {
     /// `{"type": "udp", ...}`.
     Udp(UdpInputFile),
     /// `{"type": "nats", ...}`.
-    Nats(super::nats::NatsInputFile),
+    Nats(NatsInputFile),
 }
 
 impl Typed for InputFile {
@@ -213,6 +213,34 @@ pub struct UdpInputFile {
     pub max_frame_bytes: Option<u64>,
 }
 
+/// A nats input: a durable pull consumer on a JetStream stream.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a nats input object")]
+pub struct NatsInputFile {
+    /// `"type": "nats"`.
+    #[serde(rename = "type")]
+    pub kind: IgnoredAny,
+    /// `"servers": ["nats://127.0.0.1:4222", ...]`.
+    pub servers: Vec<String>,
+    /// `"stream": "LOGS"`.
+    pub stream: String,
+    /// `"consumer": "central"`: the durable consumer, shared by every
+    /// logrelay that names it.
+    pub consumer: String,
+    /// `"batch": 512`: messages asked for per pull.
+    pub batch: Option<u64>,
+    /// `"ack_wait_ms": 30000`: how long the server waits for a member's
+    /// ack before handing the message to another (when it creates the
+    /// consumer).
+    pub ack_wait_ms: Option<u64>,
+    /// `"token_file"`, as the output's.
+    pub token_file: Option<String>,
+    /// `"creds_file"`, as the output's.
+    pub creds_file: Option<String>,
+    /// `"tls"`, as the output's.
+    pub tls: Option<NatsTlsFile>,
+}
+
 /// The `type` of a filter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FilterType {
@@ -281,7 +309,7 @@ pub enum OutputFile {
     /// `{"type": "forward", ...}`.
     Forward(ForwardOutputFile),
     /// `{"type": "nats", ...}`.
-    Nats(super::nats::NatsOutputFile),
+    Nats(NatsOutputFile),
 }
 
 impl Typed for OutputFile {
@@ -415,6 +443,58 @@ pub struct RouteFile {
     pub filters: Option<Vec<String>>,
     /// `"to": ["file", "console"]`: output names (required).
     pub to: Option<Vec<String>>,
+}
+
+/// A nats output: publishes every record to a JetStream stream.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a nats output object")]
+pub struct NatsOutputFile {
+    /// `"type": "nats"`.
+    #[serde(rename = "type")]
+    pub kind: IgnoredAny,
+    /// `"servers": ["nats://127.0.0.1:4222", ...]`: any of the cluster's servers.
+    pub servers: Vec<String>,
+    /// `"stream": "LOGS"`: the JetStream stream.
+    pub stream: String,
+    /// `"subject": "logs.{name}"` (the default): placeholders as in file path templates.
+    pub subject: Option<String>,
+    /// `"replicas": 3`: replicas of the stream when logrelay creates it (default 1).
+    pub replicas: Option<u64>,
+    /// `"encoder": "json"` (default) | `"msgpack"` | `"pickle"`.
+    pub encoder: Option<Encoder>,
+    /// `"max_in_flight": 1024`: publishes awaiting their ack at once.
+    pub max_in_flight: Option<u64>,
+    /// `"batch_bytes": 65536`: pack consecutive records of one subject into
+    /// one message of up to this many bytes (default 0: one message per record).
+    pub batch_bytes: Option<u64>,
+    /// `"buffer_records": 100000` (the default): records kept while the cluster is away.
+    pub buffer_records: Option<u64>,
+    /// `"when_full": "block"` (default) | `"drop_newest"`.
+    pub when_full: Option<WhenFull>,
+    /// `"spool_dir": "spool/nats"`: overflow to disk, keep across restarts.
+    pub spool_dir: Option<String>,
+    /// `"token_file": "secrets/nats.token"`: a file holding the token.
+    pub token_file: Option<String>,
+    /// `"creds_file": "secrets/logrelay.creds"`: NATS credentials (JWT + nkey seed).
+    pub creds_file: Option<String>,
+    /// `"tls": {"ca": ..., "cert": ..., "key": ...}`.
+    pub tls: Option<NatsTlsFile>,
+}
+
+/// `"tls"` of a nats output or input: the keys of the forward output's.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a tls object")]
+pub struct NatsTlsFile {
+    /// `"ca": "certs/ca.pem"`: the CA that signed the servers' certificates
+    /// (default: the system's roots).
+    pub ca: Option<String>,
+    /// `"cert": "certs/client.pem"`: a client certificate (with `key`).
+    pub cert: Option<String>,
+    /// `"key": "certs/client.key"`: its private key.
+    pub key: Option<String>,
+    /// `"server_name"`: not supported by the NATS client (each server's
+    /// host name is checked); a config error names it.
+    pub server_name: Option<String>,
 }
 
 /// The metrics endpoint.

@@ -33,7 +33,6 @@ use serde::Deserialize;
 pub use error::ConfigError;
 pub use listen_key::ListenKey;
 pub use load::{load, load_default, parse};
-pub use nats::{NatsConnect, NatsInputConfig, NatsOutputConfig, NatsTls};
 
 // Option types owned by the libraries below config (codec, format): config
 // resolves the file into them, and names them here too so that the stages
@@ -150,6 +149,21 @@ pub enum InputKind {
     /// A durable pull consumer on a NATS JetStream stream; each message is
     /// one record, decoded as its `Logrelay-Encoder` header says.
     Nats(NatsInputConfig),
+}
+
+/// A `nats` input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NatsInputConfig {
+    /// The cluster.
+    pub connect: NatsConnect,
+    /// The stream.
+    pub stream: String,
+    /// The durable consumer.
+    pub consumer: String,
+    /// Messages per pull.
+    pub batch: usize,
+    /// Redelivery delay of an unacknowledged message (consumer creation).
+    pub ack_wait_ms: u64,
 }
 
 /// One filter.
@@ -336,6 +350,56 @@ pub struct ForwardOutputConfig {
     /// The shared secret to present in the acknowledged handshake
     /// (`token_file`; needs `ack`).
     pub token: Option<crate::auth::Token>,
+}
+
+/// A `nats` output.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NatsOutputConfig {
+    /// The cluster.
+    pub connect: NatsConnect,
+    /// The stream.
+    pub stream: String,
+    /// The subject template.
+    pub subject: String,
+    /// The subjects of the stream when logrelay creates it.
+    pub stream_subjects: Vec<String>,
+    /// Replicas when logrelay creates the stream.
+    pub replicas: usize,
+    /// Payload encoding.
+    pub encoder: Encoder,
+    /// Publishes awaiting their ack at once.
+    pub max_in_flight: usize,
+    /// Pack records into messages of up to this many bytes; 0: one
+    /// message per record.
+    pub batch_bytes: usize,
+    /// Records buffered while the cluster is away.
+    pub buffer_records: usize,
+    /// What to do when the buffer is full.
+    pub when_full: WhenFull,
+    /// Overflow and shutdown spool.
+    pub spool_dir: Option<PathBuf>,
+}
+
+/// TLS towards the NATS servers.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct NatsTls {
+    /// Extra root CA file.
+    pub ca: Option<PathBuf>,
+    /// Client certificate and key files.
+    pub cert: Option<(PathBuf, PathBuf)>,
+}
+
+/// How to reach a NATS cluster: shared by the output and the input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NatsConnect {
+    /// Server URLs as written.
+    pub servers: Vec<String>,
+    /// A file holding the token.
+    pub token_file: Option<PathBuf>,
+    /// A `.creds` file.
+    pub creds_file: Option<PathBuf>,
+    /// TLS, if asked for.
+    pub tls: Option<NatsTls>,
 }
 
 /// Default Fluentd `tag` of a forward output with `encoder: fluent`.

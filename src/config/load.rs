@@ -1,8 +1,9 @@
 //! Reading and checking a config file into a [`Config`].
 //!
-//! Two passes of serde over the text (see [`super::file`]) give the file's
-//! structure with exact positions for type errors; then the checks that
-//! span fields run over the whole file and report every problem at once.
+//! Two passes of serde over the text (`read.rs`, see [`super::file`]) give
+//! the file's structure with exact positions for type errors; then the
+//! checks run over the whole file, section by section, and report every
+//! problem at once.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -138,7 +139,7 @@ impl Builder<'_, '_> {
                 .token_file
                 .as_deref()
                 .map(|t| self.resolve("metrics.token_file", t));
-            if token_file.is_none() && !is_loopback_host(&host) {
+            if token_file.is_none() && !crate::tls::is_loopback_host(&host) {
                 self.report.error(
                     "metrics.address",
                     format!(
@@ -312,16 +313,6 @@ impl Builder<'_, '_> {
         }
         routes.extend(generated.routes);
     }
-}
-
-/// Whether `host` (as split from `host:port`) can only be reached from
-/// this machine: `localhost`, 127.0.0.0/8 or `::1`.
-fn is_loopback_host(host: &str) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]

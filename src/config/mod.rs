@@ -1,8 +1,23 @@
 //! The configuration, in two layers (as ripgrep's `LowArgs`/`HiArgs`):
-//! `file` mirrors `listener.json` for serde, `load` reads and checks it and
-//! produces the resolved [`Config`] below, which is what the pipeline
-//! builds from. Everything here is plain data: no socket is bound and no
-//! file opened until `pipeline::build`.
+//! [`file`](mod@file) mirrors `listener.json` for serde,
+//! [`load`](mod@load) reads and checks it and produces the resolved
+//! [`Config`] below, which is what the pipeline builds from. Everything here is plain data: no socket is bound and no
+//! file opened until `pipeline::build`. Config sits under the stages that
+//! run (input, pipeline, filter, output) and imports none of them; the
+//! option types of the libraries it uses (codec, format) are theirs.
+//!
+//! - Reading: `read.rs` runs the two serde passes over the text into the
+//!   mirror ([`file`](mod@file), built from [`seed`]'s pieces), reporting
+//!   every type error.
+//! - Checking: `load.rs` resolves the whole file with a `Builder`
+//!   (`builder.rs`), whose work on each section sits in the file named
+//!   after it: `inputs.rs`, `filters.rs`, `outputs.rs`, `routes.rs`,
+//!   `nats.rs`, `address.rs` (addresses and their clashes) and
+//!   `overlap.rs` (warnings that span routes).
+//! - [`cookbook`]: the Python cookbook listener's keys and its dictConfig,
+//!   with its own mirror ([`cookbook::dict`]).
+//! - [`error`] words every problem; [`describe`] and [`schema`] serve
+//!   `logrelay check` and `logrelay schema`.
 //!
 //! Resolved configs compare with `PartialEq`: hot reload diffs components
 //! by name and keeps the ones whose config is equal.

@@ -6,7 +6,7 @@
 //! here too (`deny_unknown_fields`).
 //!
 //! It is read in the native file's two passes (`config::read`):
-//! [`LoggingProbes`] and [`kinds`] are pass 1 inside `logging` (which
+//! [`LoggingProbes`] and `kinds` are pass 1 inside `logging` (which
 //! struct each handler is), [`DictSeed`] is pass 2.
 
 use std::fmt;

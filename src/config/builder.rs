@@ -45,7 +45,8 @@ pub(super) const WASM_PAGE: u64 = 65_536;
 /// All a 32-bit WebAssembly memory can address: 4 GiB.
 pub(super) const WASM32_MAX_MEMORY: u64 = 1 << 32;
 
-/// Checks the parsed file and builds the [`Config`], reporting as it goes.
+/// Checks the parsed file and builds the [`Config`](super::Config),
+/// reporting as it goes.
 pub(super) struct Builder<'a, 'k> {
     pub(super) report: Report<'a>,
     /// The config file's directory, for relative paths.

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Latency under load: how long a record sent takes to be in the file (issue 8:
-"within flush_ms + 50 ms at the 99th percentile under load").
+"""Latency under load: how long a record sent takes to be in the file (issue 23:
+"p99 send-to-file latency under load at most 5 ms").
 
 Two parts:
 
@@ -54,6 +54,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402  (benches/e2e/harness.py)
 
 MARK = b"latprobe "
+
+# Issue 23: p99 from send to in the file, under load.
+TARGET_MS = 5.0
 
 
 # --------------------------------------------------------------------------
@@ -200,7 +203,7 @@ def measure(binary: str, config: dict, records: int, procs: int = 4,
     token = os.urandom(4).hex()
     run_id = f"lat{token}"
     result: dict = {"records": records, "procs": procs, "flush_ms": flush_ms,
-                    "target_ms": flush_ms + 50, "interval_ms": interval * 1000}
+                    "target_ms": TARGET_MS, "interval_ms": interval * 1000}
     probe = loadgen = None
     try:
         if not harness.wait_listening(e2e, relay, port):
@@ -253,7 +256,7 @@ def measure(binary: str, config: dict, records: int, procs: int = 4,
     result["idle"] = stats(lat(idle))
     p99 = result["under_load"]["p99_ms"]
     result["met"] = (isinstance(p99, float) and len(under) >= 100
-                     and p99 <= flush_ms + 50)
+                     and p99 <= TARGET_MS)
     v = subprocess.run([sys.executable, harness.tool("verify.py"), out + "*",
                         "--run-id", run_id, "--procs", str(procs), "--records", str(records),
                         *(verify_args or [])], capture_output=True, text=True)

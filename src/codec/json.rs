@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::codec::{DecodeError, MAX_VALUES};
+use crate::codec::{DecodeError, Keep, MAX_VALUES};
 use crate::format::pyrepr::bytes_repr;
 use crate::record::{Fields, Record, Str, Value};
 
@@ -32,6 +32,24 @@ use crate::record::{Fields, Record, Str, Value};
 /// `surrogatepass` (docs/decisions.md, "Records and encoding": a record
 /// fully received is written). Only a frame that failed pays for that.
 pub fn decode(frame: &Bytes) -> Result<(Fields, u32), DecodeError> {
+    decode_keeping(frame, Keep::ALL)
+}
+
+/// [`decode`] for a reader of only the fields `keep` names. A flat object
+/// of scalars (every real record) takes the fast path
+/// ([`super::json_flat`]), which leaves the other fields out and adds no
+/// defaults for them; anything else takes serde_json, which keeps every
+/// field. Which frames decode does not depend on `keep`.
+pub fn decode_keeping(frame: &Bytes, keep: Keep) -> Result<(Fields, u32), DecodeError> {
+    let keep = crate::codec::defaults::keep_for_fill(keep);
+    match super::json_flat::try_decode(frame, keep) {
+        Some((fields, seen)) => Ok(crate::codec::defaults::fill_known(fields, seen)),
+        None => decode_full(frame),
+    }
+}
+
+/// [`decode`] by serde_json, for every frame the fast path leaves.
+pub(super) fn decode_full(frame: &Bytes) -> Result<(Fields, u32), DecodeError> {
     decode_frame(frame).or_else(|e| match replace_lone_surrogates(frame) {
         Some(fixed) => decode_frame(&Bytes::from(fixed)),
         None => Err(e),
@@ -519,11 +537,20 @@ fn any_needs_escape(b: &[u8]) -> bool {
 /// form, which only err in which byte they flag, never in whether one is.
 #[inline]
 fn needs_escape(w: u64) -> bool {
+    escape_mask(w) != 0
+}
+
+/// The high bit of each byte of `w` (read little-endian) that the tests
+/// of [`needs_escape`] flag. A byte can be flagged wrongly only by a
+/// borrow from a flagged byte below it, so the lowest flagged byte is
+/// always the first control character, `"` or `\\`.
+#[inline]
+pub(super) fn escape_mask(w: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
     let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
-    (control | zero(w ^ (ONES * u64::from(b'"'))) | zero(w ^ (ONES * u64::from(b'\\')))) != 0
+    control | zero(w ^ (ONES * u64::from(b'"'))) | zero(w ^ (ONES * u64::from(b'\\')))
 }
 
 #[cfg(test)]

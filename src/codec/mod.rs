@@ -10,7 +10,9 @@ pub mod defaults;
 pub mod encode;
 pub mod framing;
 pub mod json;
+mod json_flat;
 pub mod msgpack;
+pub(crate) mod pair;
 pub mod pickle;
 
 use std::collections::HashMap;
@@ -57,7 +59,7 @@ impl DecoderKind {
     pub fn decode_keeping(self, frame: Bytes, keep: Keep) -> Result<Record, DecodeError> {
         let (fields, defaulted) = match self {
             DecoderKind::Pickle => return Ok(Record::new(pickle::decode_keeping(&frame, keep)?)),
-            DecoderKind::Json => json::decode(&frame)?,
+            DecoderKind::Json => json::decode_keeping(&frame, keep)?,
             DecoderKind::Msgpack => msgpack::decode_keeping(&frame, keep)?,
         };
         Ok(Record::with_defaults(fields, defaulted))

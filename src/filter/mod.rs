@@ -33,6 +33,22 @@ impl Filter {
         }
     }
 
+    /// The record fields the filter reads: every field, unless it has no
+    /// way to read one.
+    pub fn reads(&self) -> crate::codec::Keep {
+        match self {
+            Filter::Wasm(f) if !f.reads_record() => crate::codec::Keep::NONE,
+            Filter::Wasm(_) => crate::codec::Keep::ALL,
+        }
+    }
+
+    /// Run the filter on every record of `batch`, keeping those it keeps.
+    pub fn retain(&self, batch: &mut Vec<Record>) {
+        match self {
+            Filter::Wasm(f) => f.retain(batch),
+        }
+    }
+
     /// Run the filter on one record. May be called from many tasks at once.
     pub fn apply(&self, record: &mut Record) -> Verdict {
         match self {

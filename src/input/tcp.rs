@@ -1,15 +1,15 @@
 //! The `tcp` input: SocketHandler's transport.
 
 use std::os::fd::{AsRawFd, RawFd};
-use std::task::Poll;
 
 use std::net::SocketAddr;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::task::TaskTracker;
 
+use super::accept::listen;
 use super::tls::Acceptors;
-use super::{accept_failed, admit, serve_stream, ConnContext};
+use super::{admit, serve_stream, ConnContext};
 
 /// Resolve `address` (every address it names: `localhost` is both
 /// 127.0.0.1 and ::1, as the cookbook's `host` default) and bind each.
@@ -69,34 +69,11 @@ fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 async fn accept_loop(listener: TcpListener, ctx: ConnContext, tracker: TaskTracker) {
-    // An upgrade's handover waits for the connections taken below too.
-    let live = super::handoff::Live::register();
     let mut tls = Acceptors::default();
-    loop {
-        tokio::select! {
-            r = listener.accept() => match r {
-                Ok((stream, peer)) => take(stream, peer, &ctx, &tracker, &mut tls),
-                Err(e) => {
-                    // Accept one waiting client and drop it at once; the
-                    // loop's next accept registers the real waker again.
-                    let shed = || {
-                        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-                        matches!(listener.poll_accept(&mut cx), Poll::Ready(Ok(_)))
-                    };
-                    accept_failed(&ctx, &e, shed).await;
-                }
-            },
-            _ = ctx.removed.cancelled() => break,
-        }
-    }
-    // Stop accepting, but take what is already in the backlog: those
-    // clients' connect() succeeded and they may have sent records.
-    while let Poll::Ready(Ok((stream, peer))) =
-        std::future::poll_fn(|cx| Poll::Ready(listener.poll_accept(cx))).await
-    {
-        take(stream, peer, &ctx, &tracker, &mut tls);
-    }
-    drop(live);
+    listen(&listener, &ctx, |stream, peer| {
+        take(stream, peer, &ctx, &tracker, &mut tls)
+    })
+    .await;
 }
 
 /// Serve a connection just accepted, unless the input is at

@@ -4,12 +4,12 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::Poll;
 
 use tokio::net::UnixListener;
 use tokio_util::task::TaskTracker;
 
-use super::{accept_failed, admit, serve_stream, ConnContext};
+use super::accept::listen;
+use super::{admit, serve_stream, ConnContext};
 
 /// Set during an upgrade: the successor listens on our socket files, so
 /// shutting down must not remove them.
@@ -72,31 +72,7 @@ async fn accept_loop(
     ctx: ConnContext,
     tracker: TaskTracker,
 ) {
-    // An upgrade's handover waits for the connections taken below too.
-    let live = super::handoff::Live::register();
-    loop {
-        tokio::select! {
-            r = listener.accept() => match r {
-                Ok((stream, _)) => take(stream, &ctx, &tracker),
-                Err(e) => {
-                    // Accept one waiting client and drop it at once; the
-                    // loop's next accept registers the real waker again.
-                    let shed = || {
-                        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-                        matches!(listener.poll_accept(&mut cx), Poll::Ready(Ok(_)))
-                    };
-                    accept_failed(&ctx, &e, shed).await;
-                }
-            },
-            _ = ctx.removed.cancelled() => break,
-        }
-    }
-    while let Poll::Ready(Ok((stream, _))) =
-        std::future::poll_fn(|cx| Poll::Ready(listener.poll_accept(cx))).await
-    {
-        take(stream, &ctx, &tracker);
-    }
-    drop(live);
+    listen(&listener, &ctx, |stream, _| take(stream, &ctx, &tracker)).await;
     drop(listener);
     // tokio leaves the socket file behind; remove it so the next start
     // (or a cookbook client) does not meet a stale file — unless we are

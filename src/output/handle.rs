@@ -7,9 +7,11 @@ use std::thread::JoinHandle;
 use tokio::sync::mpsc;
 
 use super::Receipt;
-use super::{file, forward, stdout, LineEncoder, OutputError, OutputMsg, OutputStats, Preformat};
+use super::{
+    file, forward, stdout, LineEncoder, Lines, OutputError, OutputMsg, OutputStats, Preformat,
+};
 use crate::codec::Keep;
-use crate::config::{Encoding, OutputConfig, TextFormat};
+use crate::config::{Encoding, FileOutputConfig, OutputConfig, TextFormat};
 use crate::record::Record;
 
 /// Records queued per output before senders wait. Records borrow from
@@ -26,11 +28,36 @@ const QUEUE_BATCHES: usize = 1024;
 #[derive(Clone, Debug)]
 pub struct OutputHandle {
     name: Arc<str>,
-    tx: mpsc::Sender<OutputMsg>,
+    queue: Queue,
     budget: Arc<tokio::sync::Semaphore>,
     stats: Arc<OutputStats>,
-    /// Set when the sender formats the records (see `Preformat`).
-    preformat: Option<Arc<Preformat>>,
+}
+
+/// Where a handle's messages go: one kind of queue per kind of sink, each
+/// typed by what its sink takes (see [`Sink`](super::Sink)).
+#[derive(Clone, Debug)]
+enum Queue {
+    /// An output that formats or encodes records on its own thread: a file
+    /// with a templated path (or `max_open_files`), forward, nats.
+    Records(mpsc::Sender<OutputMsg>),
+    /// An output whose senders format its lines: a stream.
+    Lines(mpsc::Sender<OutputMsg<Lines>>, Arc<Preformat>),
+    /// The same for a file with one path, whose settings a reload can
+    /// change on the same thread.
+    File(
+        mpsc::Sender<OutputMsg<Lines, Box<FileOutputConfig>>>,
+        Arc<Preformat>,
+    ),
+}
+
+impl Queue {
+    /// The encoder of an output whose senders format.
+    fn preformat(&self) -> Option<&Arc<Preformat>> {
+        match self {
+            Queue::Records(_) => None,
+            Queue::Lines(_, pre) | Queue::File(_, pre) => Some(pre),
+        }
+    }
 }
 
 impl OutputHandle {
@@ -47,13 +74,13 @@ impl OutputHandle {
     /// The record fields this output reads: those its format names for a
     /// text output that formats in the sender, else all of them.
     pub fn reads(&self) -> Keep {
-        self.preformat.as_ref().map_or(Keep::ALL, |p| p.reads)
+        self.queue.preformat().map_or(Keep::ALL, |p| p.reads)
     }
 
     /// Whether this output takes the records themselves (and so needs its
     /// own copy of a batch), rather than lines formatted from them.
     pub fn takes_records(&self) -> bool {
-        self.preformat.is_none()
+        matches!(self.queue, Queue::Records(_))
     }
 
     /// Queue a batch, waiting while the output is saturated. An output
@@ -61,14 +88,14 @@ impl OutputHandle {
     /// they are dropped by the caller, on its thread. `receipt`: given
     /// back once the output wrote the batch.
     pub async fn send(&self, batch: Vec<Record>, receipt: Option<Receipt>) {
-        match &self.preformat {
-            Some(_) => self.send_ref(&batch, receipt).await,
-            None => {
-                self.queue(batch.len(), |permit| {
-                    OutputMsg::Records(batch, permit, receipt)
+        match &self.queue {
+            Queue::Records(tx) => {
+                self.queue(tx, batch.len(), |permit| {
+                    OutputMsg::Batch(batch, permit, receipt)
                 })
                 .await
             }
+            _ => self.send_ref(&batch, receipt).await,
         }
     }
 
@@ -76,34 +103,39 @@ impl OutputHandle {
     /// ([`OutputHandle::takes_records`] is false); one that does gets a
     /// clone of the batch.
     pub async fn send_ref(&self, batch: &[Record], receipt: Option<Receipt>) {
-        match &self.preformat {
-            Some(pre) => {
-                let lines = pre.lines(batch);
-                self.queue(batch.len(), |permit| {
-                    OutputMsg::Lines(lines, permit, receipt)
-                })
-                .await;
-            }
-            None => {
-                self.queue(batch.len(), |permit| {
-                    OutputMsg::Records(batch.to_vec(), permit, receipt)
+        let n = batch.len();
+        match &self.queue {
+            Queue::Records(tx) => {
+                self.queue(tx, n, |permit| {
+                    OutputMsg::Batch(batch.to_vec(), permit, receipt)
                 })
                 .await
+            }
+            Queue::Lines(tx, pre) => {
+                let lines = pre.lines(batch);
+                self.queue(tx, n, |permit| OutputMsg::Batch(lines, permit, receipt))
+                    .await;
+            }
+            Queue::File(tx, pre) => {
+                let lines = pre.lines(batch);
+                self.queue(tx, n, |permit| OutputMsg::Batch(lines, permit, receipt))
+                    .await;
             }
         }
     }
 
     /// Take `records` of the queue budget and queue the message.
-    async fn queue(
+    async fn queue<B, S>(
         &self,
+        tx: &mpsc::Sender<OutputMsg<B, S>>,
         records: usize,
-        msg: impl FnOnce(Option<tokio::sync::OwnedSemaphorePermit>) -> OutputMsg,
+        msg: impl FnOnce(Option<tokio::sync::OwnedSemaphorePermit>) -> OutputMsg<B, S>,
     ) {
         // A batch larger than the whole budget takes all of it.
         let n = records.clamp(1, QUEUE_RECORDS) as u32;
         // The semaphore is never closed; without a permit, send anyway.
         let permit = self.budget.clone().acquire_many_owned(n).await.ok();
-        if self.tx.send(msg(permit)).await.is_err() {
+        if tx.send(msg(permit)).await.is_err() {
             // Only possible if the output thread died; it logged why.
             tracing::error!(output = %self.name, "Output is gone; batch not written.");
         }
@@ -120,39 +152,47 @@ impl OutputHandle {
         encoding: Encoding,
         text: &TextFormat,
     ) -> Result<Option<OutputHandle>, OutputError> {
-        if self.preformat.is_none() {
-            return Ok(None);
-        }
-        let encoder = LineEncoder::new(&self.name, encoding, text)?;
+        let queue = match &self.queue {
+            Queue::Records(_) => return Ok(None),
+            Queue::Lines(tx, _) => Queue::Lines(tx.clone(), preformat(&self.name, encoding, text)?),
+            Queue::File(tx, _) => Queue::File(tx.clone(), preformat(&self.name, encoding, text)?),
+        };
         Ok(Some(OutputHandle {
-            preformat: Some(Arc::new(Preformat::new(encoder))),
+            queue,
             ..self.clone()
         }))
     }
 
     /// Ask the output to reopen its files.
     pub async fn reopen(&self) {
-        let _ = self.tx.send(OutputMsg::Reopen).await;
+        let _ = match &self.queue {
+            Queue::Records(tx) => tx.send(OutputMsg::Reopen).await.is_ok(),
+            Queue::Lines(tx, _) => tx.send(OutputMsg::Reopen).await.is_ok(),
+            Queue::File(tx, _) => tx.send(OutputMsg::Reopen).await.is_ok(),
+        };
     }
 
     /// Wait until the output has written everything queued before this
     /// call (a forward output: taken into its buffer). False if the output
     /// is gone.
     pub async fn flush(&self) -> bool {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        if self.tx.send(OutputMsg::Flush(tx)).await.is_err() {
-            return false;
-        }
-        rx.await.is_ok()
+        let (done, rx) = tokio::sync::oneshot::channel();
+        let sent = match &self.queue {
+            Queue::Records(tx) => tx.send(OutputMsg::Flush(done)).await.is_ok(),
+            Queue::Lines(tx, _) => tx.send(OutputMsg::Flush(done)).await.is_ok(),
+            Queue::File(tx, _) => tx.send(OutputMsg::Flush(done)).await.is_ok(),
+        };
+        sent && rx.await.is_ok()
     }
 
-    /// Ask a file output to take `config` (same path) after what is
-    /// queued.
-    pub async fn reconfigure(&self, config: &crate::config::FileOutputConfig) {
-        let _ = self
-            .tx
-            .send(OutputMsg::Reconfigure(Box::new(config.clone())))
-            .await;
+    /// Hand a file output with one path new settings for the same file
+    /// (see [`OutputMsg::Retune`]), applied after what is queued. Only
+    /// its queue carries settings: any other output has none to take, and
+    /// nothing is sent.
+    pub async fn retune(&self, config: &FileOutputConfig) {
+        if let Queue::File(tx, _) = &self.queue {
+            let _ = tx.send(OutputMsg::Retune(Box::new(config.clone()))).await;
+        }
     }
 }
 
@@ -167,30 +207,63 @@ pub struct RunningOutput {
     pub thread: JoinHandle<()>,
 }
 
-/// Start the output `name`: open its file or stream and spawn its thread.
+/// The sender-side encoder of an output whose senders format its lines.
+fn preformat(
+    name: &str,
+    encoding: Encoding,
+    text: &TextFormat,
+) -> Result<Arc<Preformat>, OutputError> {
+    let encoder = LineEncoder::new(name, encoding, text)?;
+    Ok(Arc::new(Preformat::new(encoder)))
+}
+
+/// Start the output `name`: open its file or stream and spawn its thread
+/// (the format is checked before anything opens).
 pub fn start(name: &str, config: &OutputConfig) -> Result<RunningOutput, OutputError> {
-    let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
     let stats = Arc::new(OutputStats::default());
-    let preformat = match config {
-        OutputConfig::File(c) if c.max_open_files.is_none() => {
-            Some(LineEncoder::new(name, c.encoding, &c.text)?)
+    let (queue, thread) = match config {
+        OutputConfig::File(c) => match c.max_open_files {
+            None => {
+                let pre = preformat(name, c.encoding, &c.text)?;
+                let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
+                let senders = Arc::new(tx.downgrade());
+                let thread = file::start(name, c, rx, senders, stats.clone())?;
+                (Queue::File(tx, pre), thread)
+            }
+            Some(max_open) => {
+                let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
+                let senders = Arc::new(tx.downgrade());
+                let thread = file::start_pool(name, c, max_open, rx, senders, stats.clone())?;
+                (Queue::Records(tx), thread)
+            }
+        },
+        OutputConfig::Stream(c) => {
+            let pre = preformat(name, c.encoding, &c.text)?;
+            let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
+            (
+                Queue::Lines(tx, pre),
+                stdout::start(name, c, rx, stats.clone())?,
+            )
         }
-        OutputConfig::Stream(c) => Some(LineEncoder::new(name, c.encoding, &c.text)?),
-        _ => None,
-    };
-    let thread = match config {
-        OutputConfig::File(c) => file::start(name, c, rx, tx.downgrade(), stats.clone())?,
-        OutputConfig::Stream(c) => stdout::start(name, c, rx, stats.clone())?,
-        OutputConfig::Forward(c) => forward::start(name, c, rx, stats.clone())?,
-        OutputConfig::Nats(c) => crate::nats::output::start(name, c, rx, stats.clone())?,
+        OutputConfig::Forward(c) => {
+            let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
+            (
+                Queue::Records(tx),
+                forward::start(name, c, rx, stats.clone())?,
+            )
+        }
+        OutputConfig::Nats(c) => {
+            let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
+            let thread = crate::nats::output::start(name, c, rx, stats.clone())?;
+            (Queue::Records(tx), thread)
+        }
     };
     Ok(RunningOutput {
         handle: OutputHandle {
             name: name.into(),
-            tx,
+            queue,
             budget: Arc::new(tokio::sync::Semaphore::new(QUEUE_RECORDS)),
             stats,
-            preformat: preformat.map(|p| Arc::new(Preformat::new(p))),
         },
         config: config.clone(),
         thread,

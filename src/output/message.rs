@@ -2,35 +2,35 @@
 //! queue ([`OutputMsg`], with batches of records or of preformatted
 //! [`Lines`]), why an output cannot start, and the counters it keeps.
 
+use std::convert::Infallible;
 use std::sync::atomic::AtomicU64;
 
 use super::Receipt;
 use crate::format::FormatError;
 use crate::record::Record;
 
-/// A message to an output thread.
+/// A message to an output thread. `B` is what its queue carries: records
+/// for an output that formats or encodes them itself, or [`Lines`] its
+/// senders formatted (see `Preformat`). `S` is what a reload may hand it
+/// on the same thread; `Infallible` (the default) for an output that takes
+/// nothing, so that no such message can be built for it.
 #[derive(Debug)]
-pub enum OutputMsg {
-    /// Records to write, in order, with their share of the output's queue
+pub enum OutputMsg<B = Vec<Record>, S = Infallible> {
+    /// A batch to write, in order, with its share of the output's queue
     /// budget (released when the message is dropped, after the output has
-    /// taken the records in), and the batch's receipt if its sender waits
+    /// taken the batch in), and the batch's receipt if its sender waits
     /// for the write (see [`receipt`](super::receipt)).
-    Records(
-        Vec<Record>,
-        Option<tokio::sync::OwnedSemaphorePermit>,
-        Option<Receipt>,
-    ),
-    /// The same, already formatted by the sender (see `Preformat`).
-    Lines(
-        Lines,
+    Batch(
+        B,
         Option<tokio::sync::OwnedSemaphorePermit>,
         Option<Receipt>,
     ),
     /// Close and reopen files (SIGHUP, for external logrotate).
     Reopen,
-    /// A reload changed this file output's settings but not its path:
-    /// apply them after what is queued, on the same file.
-    Reconfigure(Box<crate::config::FileOutputConfig>),
+    /// A reload changed this output's settings but not what it writes to
+    /// (a file output's path): apply them after what is queued, on the
+    /// same file.
+    Retune(S),
     /// Answer once everything queued before it is written (an upgrade
     /// hands connections over only after their records reached the files).
     Flush(tokio::sync::oneshot::Sender<()>),

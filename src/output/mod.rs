@@ -24,7 +24,7 @@ pub use handle::{start, OutputHandle, RunningOutput};
 pub use message::{Lines, OutputError, OutputMsg, OutputStats};
 pub(crate) use preformat::Preformat;
 pub use receipt::Receipt;
-pub(crate) use sink::{count, spawn_thread, Sink};
+pub(crate) use sink::{count, spawn_runtime_thread, spawn_thread, Senders, Sink};
 
 /// Bytes formatted before an output writes even if more are queued.
 pub(crate) const WRITE_CHUNK: usize = 256 * 1024;

@@ -1,7 +1,9 @@
-//! The output thread: the [`Sink`] it drives (a file, a stream, a
-//! forward or NATS connection) and its loop, which drains the queue,
-//! writes when it runs empty and ticks the sink.
+//! The output thread: the [`Sink`] it drives (a file, a pool of files, a
+//! stream) and its loop, which drains the queue, writes when it runs empty
+//! and ticks the sink. (The forward and NATS outputs run their own loops,
+//! on a runtime, over the same messages.)
 
+use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -9,8 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use super::receipt::Held;
-use super::{Lines, OutputError, OutputMsg, OutputStats};
-use crate::record::Record;
+use super::{OutputError, OutputMsg, OutputStats};
 
 /// Count one written batch.
 pub(crate) fn count(stats: &OutputStats, records: usize, bytes: usize) {
@@ -18,27 +19,28 @@ pub(crate) fn count(stats: &OutputStats, records: usize, bytes: usize) {
     stats.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
 }
 
-/// What an output thread drives: a file or a stream.
+/// What an output thread drives: a file, a pool of files or a stream.
+///
+/// Every sink writes batches, reopens, flushes and ticks. What a batch is
+/// and whether a reload can hand it settings differ by sink, so they are
+/// its types, and its queue carries [`OutputMsg<Self::Batch,
+/// Self::Settings>`](OutputMsg): a sink that formats its own lines cannot
+/// be sent preformatted ones, and one that takes no settings cannot be
+/// sent any.
 pub(crate) trait Sink {
+    /// What it writes: records it formats itself, or [`Lines`](super::Lines)
+    /// its senders formatted (see [`Preformat`](super::Preformat)).
+    type Batch: Send + 'static;
+    /// Settings a reload hands it on the same thread, after what is
+    /// queued (a file output with one path); `Infallible` for a sink that
+    /// takes none.
+    type Settings: Send + 'static;
     /// Format and buffer (or write) a batch.
-    fn records(&mut self, batch: Vec<Record>);
-    /// Buffer (or write) a batch formatted by the sender. Only the sinks
-    /// of outputs that [`start`](super::start) gives a
-    /// [`Preformat`](super::Preformat) receive these.
-    fn lines(&mut self, lines: Lines) {
-        tracing::error!(
-            lines = lines.ends.len(),
-            "Bug: formatted lines sent to an output that formats itself; dropped."
-        );
-    }
+    fn write(&mut self, batch: Self::Batch);
+    /// Take new settings for the same file (see [`OutputMsg::Retune`]).
+    fn retune(&mut self, settings: Self::Settings);
     /// Reopen files.
     fn reopen(&mut self);
-    /// Take new settings for the same file (see
-    /// [`OutputMsg::Reconfigure`]); only a literal-path file output is
-    /// sent one.
-    fn reconfigure(&mut self, _config: &crate::config::FileOutputConfig) {
-        tracing::error!("Bug: settings sent to an output that cannot take them; ignored.");
-    }
     /// Write everything buffered.
     fn flush(&mut self);
     /// Whether a write gave up on records since the last call (a file
@@ -57,24 +59,37 @@ pub(crate) trait Sink {
     fn tick(&mut self) {}
 }
 
+/// A message to the thread that drives `S`.
+pub(crate) type MsgFor<S> = OutputMsg<<S as Sink>::Batch, <S as Sink>::Settings>;
+
+/// Whether anyone can still send to an output, whatever its queue
+/// carries (a file sink retries a failing write forever while someone
+/// can: backpressure).
+pub(crate) trait Senders: Send + Sync {
+    /// True once every sender is gone.
+    fn gone(&self) -> bool;
+}
+
+impl<M: Send> Senders for mpsc::WeakSender<M> {
+    fn gone(&self) -> bool {
+        self.upgrade().is_none()
+    }
+}
+
 /// Handle one message and everything queued behind it, then write, and
 /// give back the receipts of what was written.
-fn drain(sink: &mut impl Sink, rx: &mut mpsc::Receiver<OutputMsg>, msg: OutputMsg) {
+fn drain<S: Sink>(sink: &mut S, rx: &mut mpsc::Receiver<MsgFor<S>>, msg: MsgFor<S>) {
     let mut held = Held::default();
     let mut next = Some(msg);
     let mut flushed = Vec::new();
     while let Some(msg) = next.take() {
         match msg {
-            OutputMsg::Records(batch, _budget, receipt) => {
-                sink.records(batch);
-                held.push(receipt);
-            }
-            OutputMsg::Lines(lines, _budget, receipt) => {
-                sink.lines(lines);
+            OutputMsg::Batch(batch, _budget, receipt) => {
+                sink.write(batch);
                 held.push(receipt);
             }
             OutputMsg::Reopen => sink.reopen(),
-            OutputMsg::Reconfigure(config) => sink.reconfigure(&config),
+            OutputMsg::Retune(settings) => sink.retune(settings),
             OutputMsg::Flush(done) => flushed.push(done),
         }
         next = rx.try_recv().ok();
@@ -99,10 +114,10 @@ const NAP: Duration = Duration::from_millis(1);
 
 /// Handle `msg`, then nap and drain again for as long as records keep
 /// coming. Returns false once every sender is gone.
-fn busy_drain(
-    sink: &mut impl Sink,
-    rx: &mut mpsc::Receiver<OutputMsg>,
-    msg: OutputMsg,
+fn busy_drain<S: Sink>(
+    sink: &mut S,
+    rx: &mut mpsc::Receiver<MsgFor<S>>,
+    msg: MsgFor<S>,
     every: Option<Duration>,
     last_tick: &mut Instant,
 ) -> bool {
@@ -131,7 +146,7 @@ fn tick_if_due(sink: &mut impl Sink, every: Duration, last_tick: &mut Instant) {
 /// The output thread's loop: take every queued message, write when the
 /// queue runs empty, and exit (flushed) once every sender is gone. A sink
 /// that wants ticks gets them at least every `tick_every`, busy or idle.
-pub(crate) fn run_sink(mut sink: impl Sink, mut rx: mpsc::Receiver<OutputMsg>) {
+pub(crate) fn run_sink<S: Sink>(mut sink: S, mut rx: mpsc::Receiver<MsgFor<S>>) {
     // tokio's mpsc has no blocking receive with a timeout; a tiny
     // current-thread runtime (timer only) gives us one on this thread.
     let timed = sink.tick_every().and_then(|_| {
@@ -173,15 +188,53 @@ pub(crate) fn run_sink(mut sink: impl Sink, mut rx: mpsc::Receiver<OutputMsg>) {
     sink.flush();
 }
 
-/// Spawn a named output thread.
-pub(crate) fn spawn_thread(
+/// Spawn a named output thread that drives `sink`.
+pub(crate) fn spawn_thread<S: Sink + Send + 'static>(
     name: &str,
-    sink: impl Sink + Send + 'static,
-    rx: mpsc::Receiver<OutputMsg>,
+    sink: S,
+    rx: mpsc::Receiver<MsgFor<S>>,
+) -> Result<JoinHandle<()>, OutputError> {
+    spawn_named(name, move || run_sink(sink, rx))
+}
+
+/// Spawn a named output thread that runs the future `run` makes on a
+/// current-thread tokio runtime of its own: the forward and nats outputs
+/// connect, back off and wait for acks there, on their own thread as
+/// every output, beside the pipeline's runtime. `kind` names the output
+/// in the error logged if the runtime cannot start.
+pub(crate) fn spawn_runtime_thread<F, Fut>(
+    name: &str,
+    kind: &'static str,
+    run: F,
+) -> Result<JoinHandle<()>, OutputError>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = ()>,
+{
+    let owned = name.to_string();
+    spawn_named(name, move || {
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                tracing::error!(output = %owned, error = %e, "Cannot start the {kind} runtime.");
+                return;
+            }
+        };
+        rt.block_on(run());
+    })
+}
+
+/// Spawn the thread `output-<name>`.
+fn spawn_named(
+    name: &str,
+    f: impl FnOnce() + Send + 'static,
 ) -> Result<JoinHandle<()>, OutputError> {
     std::thread::Builder::new()
         .name(format!("output-{name}"))
-        .spawn(move || run_sink(sink, rx))
+        .spawn(f)
         .map_err(|source| OutputError::Open {
             name: name.to_string(),
             path: "(thread)".to_string(),

@@ -1,20 +1,17 @@
 //! The `stdout` output (and stderr, for dictConfig's StreamHandler).
 
+use std::convert::Infallible;
 use std::io::Write;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use tokio::sync::mpsc;
 
-use super::{
-    count, spawn_thread, LineEncoder, Lines, OutputError, OutputMsg, OutputStats, Sink, WRITE_CHUNK,
-};
+use super::{count, spawn_thread, Lines, OutputError, OutputMsg, OutputStats, Sink, WRITE_CHUNK};
 use crate::config::{StreamKind, StreamOutputConfig};
-use crate::record::Record;
 
 struct StreamSink {
     stream: StreamKind,
-    encoder: LineEncoder,
     buf: Vec<u8>,
     pending: usize,
     /// A write failed since [`Sink::gave_up`] was last asked.
@@ -22,16 +19,16 @@ struct StreamSink {
     stats: Arc<OutputStats>,
 }
 
-/// Start a stream output thread.
+/// Start a stream output thread. Its senders format the lines (see
+/// `Preformat`), with the format the output's handle checked.
 pub fn start(
     name: &str,
     config: &StreamOutputConfig,
-    rx: mpsc::Receiver<OutputMsg>,
+    rx: mpsc::Receiver<OutputMsg<Lines>>,
     stats: Arc<OutputStats>,
 ) -> Result<JoinHandle<()>, OutputError> {
     let sink = StreamSink {
         stream: config.stream,
-        encoder: LineEncoder::new(name, config.encoding, &config.text)?,
         buf: Vec::with_capacity(WRITE_CHUNK),
         pending: 0,
         gave_up: false,
@@ -50,19 +47,22 @@ impl StreamSink {
     }
 }
 
+/// A stream output: its senders format the lines, and it takes no
+/// settings (a reload that changes only the format gives its handle a new
+/// encoder; see `OutputHandle::with_format`).
 impl Sink for StreamSink {
-    fn records(&mut self, batch: Vec<Record>) {
-        for r in &batch {
-            self.encoder.encode(r, &mut self.buf);
-            self.line_added();
-        }
-    }
+    type Batch = Lines;
+    type Settings = Infallible;
 
-    fn lines(&mut self, lines: Lines) {
+    fn write(&mut self, lines: Lines) {
         for line in lines.iter() {
             self.buf.extend_from_slice(line);
             self.line_added();
         }
+    }
+
+    fn retune(&mut self, settings: Infallible) {
+        match settings {}
     }
 
     fn reopen(&mut self) {}

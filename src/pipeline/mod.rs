@@ -51,15 +51,15 @@ struct Route {
 }
 
 impl Route {
-    /// The record fields this route reads: its conditions', and every
-    /// field if it has a filter (a plugin sees the whole record), else its
+    /// The record fields this route reads: its conditions', its filters'
+    /// (every field for a plugin that can read the record) and its
     /// outputs'.
     fn reads(&self) -> Keep {
-        if !self.filters.is_empty() {
-            return Keep::ALL;
-        }
         let spec = &self.spec;
-        let mut keep = Keep::NONE;
+        let mut keep = self
+            .filters
+            .iter()
+            .fold(Keep::NONE, |keep, f| keep.and(f.reads()));
         if spec.min_level.is_some() {
             keep = keep.and(Keep::field("levelno"));
         }
@@ -352,7 +352,7 @@ fn apply_filters(filters: &[Arc<Filter>], mut batch: Vec<Record>) -> Vec<Record>
         if batch.is_empty() {
             break;
         }
-        batch.retain_mut(|r| filter.apply(r) == Verdict::Keep);
+        filter.retain(&mut batch);
     }
     batch
 }

@@ -28,7 +28,8 @@ fn get(addr: &str, path: &str, headers: &str) -> String {
 
 /// The status page, driven in headless Chromium by tests/tools/page_check.py
 /// with real SocketHandler senders. The screenshot goes to a temp dir, or
-/// to docs/status-page.png (the README's) with LOGRELAY_UPDATE_SCREENSHOT=1.
+/// to docs/status-page.png (shown in docs/operations.md) with
+/// LOGRELAY_UPDATE_SCREENSHOT=1.
 #[test]
 fn status_page_in_headless_chromium() {
     // The same candidates as page_check.py's find_chromium.

@@ -13,7 +13,7 @@ check mode (the test):
   2. a record logged after the page opened must appear in the live tail;
   3. with the logger filter set to "payments", a payments record appears
      and a record of another logger logged at the same time does not;
-  4. a full-page screenshot is written (for the README).
+  4. a full-page screenshot is written (for docs/operations.md).
 soak mode (the memory measurement):
   page_check.py soak --page URL --tcp HOST:PORT --seconds N --rate 10000
   tails everything while sender processes log RATE records/s, and prints

@@ -30,8 +30,9 @@ use super::machine::{
     SHORT_BINUNICODE, STOP,
 };
 use super::scalar;
+use crate::codec::pair::Scalar;
 use crate::codec::Keep;
-use crate::record::{Fields, Str, Value};
+use crate::record::{Fields, Str};
 
 /// Memo slots the fast path tracks. A record memoizes every key and every
 /// string value, about 30 entries; a frame needing more takes the general
@@ -248,51 +249,13 @@ pub(super) fn try_decode(frame: &Bytes, keep: Keep) -> Option<Fields> {
     }
 }
 
-/// A value as the loop reads it: small enough to stay in registers, so
-/// the `Value` is built once, where it is pushed (building it earlier and
-/// moving it through the stack cost a stalled reload of each pair).
-#[derive(Clone, Copy)]
-enum Scalar {
-    None,
-    Bool(bool),
-    Int(i64),
-    Float(f64),
-    /// A string's span in the frame.
-    Str(u32, u32),
-}
-
-/// Append `(k, value)` to `fields`, each part written straight into the
-/// vector's next slot. `fields.push((k, value))` built the 72-byte pair
-/// in a stack temporary out of narrow stores and copied it with wide
-/// loads, which stalled on every field (the loads could not be forwarded
-/// from the stores): about a quarter of the decoder's time.
+/// [`crate::codec::pair::push_pair`] with the pickle decoder's strings
+/// (UTF-8, or lossily so).
 #[inline(always)]
-fn push_pair(fields: &mut Fields, k: Str, value: Scalar, frame: &Bytes) {
-    fields.reserve(1);
-    let len = fields.len();
-    let slot = fields.as_mut_ptr().wrapping_add(len);
-    // SAFETY: `reserve(1)` made room for one more element, so `slot`
-    // (index `len`) is inside the allocation and holds no element: writing
-    // it drops nothing. Both halves of the pair are written before
-    // `set_len` counts the slot, so the vector never sees it
-    // uninitialised; if building the value panicked, the key would only
-    // leak (the length is unchanged).
-    unsafe {
-        std::ptr::addr_of_mut!((*slot).0).write(k);
-        let v = std::ptr::addr_of_mut!((*slot).1);
-        match value {
-            Scalar::None => v.write(Value::None),
-            Scalar::Bool(b) => v.write(Value::Bool(b)),
-            Scalar::Int(i) => v.write(Value::Int(i)),
-            Scalar::Float(f) => v.write(Value::Float(f)),
-            Scalar::Str(start, end) => v.write(Value::Str(scalar::utf8(
-                frame,
-                start as usize,
-                end as usize,
-            ))),
-        }
-        fields.set_len(len + 1);
-    }
+pub(super) fn push_pair(fields: &mut Fields, k: Str, value: Scalar, frame: &Bytes) {
+    crate::codec::pair::push_pair(fields, k, value, |start, end| {
+        scalar::utf8(frame, start, end)
+    });
 }
 
 /// Past a protocol 4 `FRAME` opcode's argument (at `pos`), if the frame
@@ -306,7 +269,7 @@ fn skip_frame(b: &[u8], pos: usize) -> Option<usize> {
 /// A decimal `int` that fits i64, written plainly (optional `-`, digits, no
 /// leading zero); anything else goes to the general path, which knows
 /// Python's full `int()` syntax and big integers.
-fn plain_int(t: &[u8]) -> Option<Scalar> {
+pub(super) fn plain_int(t: &[u8]) -> Option<Scalar> {
     let (neg, digits) = match t.split_first() {
         Some((b'-', rest)) => (true, rest),
         _ => (false, t),

@@ -50,6 +50,7 @@ mod convert;
 mod fast;
 mod machine;
 mod objects;
+mod pairs;
 mod scalar;
 
 pub(crate) use scalar::lossy;
@@ -244,6 +245,9 @@ pub fn decode(frame: &Bytes) -> Result<Fields, PickleError> {
 /// leaves the others out (the general machine keeps every field). Whether
 /// the frame decodes does not depend on `keep`.
 pub fn decode_keeping(frame: &Bytes, keep: Keep) -> Result<Fields, PickleError> {
+    if let Some(fields) = pairs::try_decode(frame, keep) {
+        return Ok(fields);
+    }
     match fast::try_decode(frame, keep) {
         Some(fields) => Ok(fields),
         None => decode_general(frame),

@@ -33,6 +33,15 @@ pub const FUNCTIONS_V1: &[(&str, usize, bool)] = &[
     ("log", 3, false),
 ];
 
+/// Whether `module` imports a host function that tells it what the
+/// record holds: `field_get`, `record_get`, and `field_remove` (whose
+/// answer says whether the field was there).
+pub fn reads_record(module: &Module) -> bool {
+    module.imports().any(|i| {
+        i.module() == MODULE_V1 && matches!(i.name(), "field_get" | "record_get" | "field_remove")
+    })
+}
+
 /// A readable signature, for error messages: `(i32, i32) -> i32`.
 fn signature(params: usize, result: bool) -> String {
     let params = vec!["i32"; params].join(", ");

@@ -146,6 +146,9 @@ pub struct WasmFilter {
     limits: Limits,
     on_error: OnError,
     pool: Mutex<Vec<Instance>>,
+    /// Whether the module imports a function that reads the record; see
+    /// [`WasmFilter::reads_record`].
+    reads_record: bool,
     calls: AtomicU64,
     dropped: AtomicU64,
     errors: AtomicU64,
@@ -226,6 +229,7 @@ impl WasmFilter {
             limits,
             on_error: config.on_error,
             pool: Mutex::new(vec![first]),
+            reads_record: abi::reads_record(&module),
             calls: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             errors: AtomicU64::new(0),
@@ -236,9 +240,33 @@ impl WasmFilter {
     /// Run the guest's `filter()` on one record. Safe to call from many
     /// threads at once; errors apply `on_error` and never reach the caller.
     pub fn apply(&self, record: &mut Record) -> Verdict {
+        let mut slot = None;
+        let verdict = self.apply_with(&mut slot, record);
+        if let Some(instance) = slot {
+            self.put_back(instance);
+        }
+        verdict
+    }
+
+    /// [`WasmFilter::apply`] to every record of `batch`, keeping those it
+    /// keeps: one instance from the pool serves the whole batch, rather
+    /// than a round trip through the pool's lock per record (about a
+    /// third of a no-op filter's cost).
+    pub fn retain(&self, batch: &mut Vec<Record>) {
+        let mut slot = None;
+        batch.retain_mut(|record| self.apply_with(&mut slot, record) == Verdict::Keep);
+        if let Some(instance) = slot {
+            self.put_back(instance);
+        }
+    }
+
+    /// Run the guest on `record` with the instance in `slot` (taken from
+    /// the pool, or built, when empty). The instance stays in `slot` for
+    /// the next record unless the call trapped: a trapped instance is
+    /// dropped, and the next call builds a new one.
+    fn apply_with(&self, slot: &mut Option<Instance>, record: &mut Record) -> Verdict {
         self.calls.fetch_add(1, Relaxed);
-        let idle = self.lock_pool().pop();
-        let mut instance = match idle {
+        let mut instance = match slot.take().or_else(|| self.lock_pool().pop()) {
             Some(instance) => instance,
             None => match Instance::new(&self.pre, &self.shared, &self.limits) {
                 Ok(instance) => instance,
@@ -253,14 +281,14 @@ impl WasmFilter {
         };
         match instance.call(record, &self.limits) {
             Ok(verdict) => {
-                self.put_back(instance);
+                *slot = Some(instance);
                 if verdict == Verdict::Drop {
                     self.dropped.fetch_add(1, Relaxed);
                 }
                 verdict
             }
             Err(CallError::BadReturn(code)) => {
-                self.put_back(instance);
+                *slot = Some(instance);
                 self.fail(&format!(
                     "filter() returned {code}; expected 0 (keep) or 1 (drop)"
                 ))
@@ -302,6 +330,15 @@ impl WasmFilter {
         if pool.len() < MAX_IDLE_INSTANCES {
             pool.push(instance);
         }
+    }
+
+    /// Whether the guest can learn what the record holds: only through
+    /// the `field_get`, `record_get` and `field_remove` imports, so a
+    /// module that imports none of them (one that drops or keeps by
+    /// itself, counts, logs or only sets fields) needs no field decoded
+    /// for it, and the decoder then decodes only what the outputs read.
+    pub fn reads_record(&self) -> bool {
+        self.reads_record
     }
 
     /// The plugin file; a change to it should reload this filter.

@@ -514,3 +514,49 @@ fn example_enrich_adds_config_fields_without_overwriting() {
         .to_string();
     assert!(e.contains("init() returned 1"), "{e}");
 }
+
+#[test]
+fn a_module_reads_the_record_only_through_field_get_or_record_get() {
+    // Nothing is decoded for a filter that cannot read it; one that can
+    // read any field by a name it computes gets every field.
+    for (name, reads) in [
+        ("noop.wat", false),
+        ("drop_all.wat", false),
+        ("field_set.wat", false),
+        ("counter.wat", false),
+        ("log.wat", false),
+        ("field_get.wat", true),
+        ("field_remove.wat", true),
+        ("record.wat", true),
+    ] {
+        let f = load(name);
+        assert_eq!(f.reads_record(), reads, "{name}");
+        let filter = crate::filter::Filter::Wasm(f);
+        let keep = filter.reads();
+        assert_eq!(keep.keeps_name("funcName"), reads, "{name}");
+        assert_eq!(keep.keeps_name("request_id"), reads, "{name}");
+    }
+}
+
+#[test]
+fn a_batch_shares_one_instance_and_a_trap_costs_only_its_record() {
+    // retain(): records before and after a trapping one are filtered as
+    // apply() would; the trapped instance is replaced mid-batch, and the
+    // one left at the end goes back to the pool.
+    let mut c = config("misbehave.wat");
+    c.on_error = OnError::Drop;
+    let f = WasmFilter::load("t", &c).unwrap();
+    let mut batch = vec![
+        Record::of(&[("msg", Value::str("a"))]),
+        Record::of(&[("do", Value::str("t")), ("msg", Value::str("b"))]),
+        Record::of(&[("msg", Value::str("c"))]),
+        Record::of(&[("do", Value::str("r")), ("msg", Value::str("d"))]),
+        Record::of(&[("msg", Value::str("e"))]),
+    ];
+    f.retain(&mut batch);
+    let kept: Vec<_> = batch.iter().map(|r| r.get("msg").cloned()).collect();
+    assert_eq!(kept, ["a", "c", "e"].map(|m| Some(Value::str(m))));
+    assert!(batch.iter().all(|r| r.get("ok") == Some(&Value::Int(1))));
+    assert_eq!((f.calls(), f.errors(), f.dropped()), (5, 2, 2));
+    assert_eq!(f.lock_pool().len(), 1);
+}

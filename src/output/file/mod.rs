@@ -33,7 +33,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use super::{
-    count, spawn_thread, LineEncoder, Lines, OutputError, OutputMsg, OutputStats, Sink, WRITE_CHUNK,
+    count, spawn_thread, LineEncoder, Lines, OutputError, OutputMsg, OutputStats, Senders, Sink,
+    WRITE_CHUNK,
 };
 use crate::config::FileOutputConfig;
 use crate::format::clock::now_secs;
@@ -93,7 +94,7 @@ struct FileSink {
     /// Tells whether anyone can still send to us: a failing write is
     /// retried forever while they can (backpressure), and only for
     /// [`RETRY_WHEN_CLOSING`] once they are all gone.
-    senders: mpsc::WeakSender<OutputMsg>,
+    senders: Arc<dyn Senders>,
     /// When a write first failed after the senders were gone.
     closing_since: Option<Instant>,
     /// Set when a write gave up on lines (see [`Sink::gave_up`]).
@@ -101,28 +102,33 @@ struct FileSink {
     stats: Arc<OutputStats>,
 }
 
-/// Open the file (creating parent directories) and start its thread. A
-/// templated path starts a `pool::FilePool` instead, which opens one
-/// `FileSink` per rendered path as records need them.
-pub fn start(
+/// Open the file (creating parent directories) and start its thread.
+pub(crate) fn start(
     name: &str,
     config: &FileOutputConfig,
-    rx: mpsc::Receiver<OutputMsg>,
-    senders: mpsc::WeakSender<OutputMsg>,
+    rx: mpsc::Receiver<OutputMsg<Lines, Box<FileOutputConfig>>>,
+    senders: Arc<dyn Senders>,
     stats: Arc<OutputStats>,
 ) -> Result<JoinHandle<()>, OutputError> {
-    match config.max_open_files {
-        Some(max_open) => {
-            let pool = pool::FilePool::new(name, config, max_open, senders, stats)?;
-            spawn_thread(name, pool, rx)
-        }
-        None => {
-            let mut sink = FileSink::new(name, config, senders, stats)?;
-            // One file takes all the load: start with a full chunk.
-            sink.buf.reserve(WRITE_CHUNK + 4096);
-            spawn_thread(name, sink, rx)
-        }
-    }
+    let mut sink = FileSink::new(name, config, senders, stats)?;
+    // One file takes all the load: start with a full chunk.
+    sink.buf.reserve(WRITE_CHUNK + 4096);
+    spawn_thread(name, sink, rx)
+}
+
+/// Start the thread of a file output with a templated path (or
+/// `max_open_files`): a `pool::FilePool`, which opens one `FileSink` per
+/// rendered path as records need them.
+pub(crate) fn start_pool(
+    name: &str,
+    config: &FileOutputConfig,
+    max_open: usize,
+    rx: mpsc::Receiver<OutputMsg>,
+    senders: Arc<dyn Senders>,
+    stats: Arc<OutputStats>,
+) -> Result<JoinHandle<()>, OutputError> {
+    let pool = pool::FilePool::new(name, config, max_open, senders, stats)?;
+    spawn_thread(name, pool, rx)
 }
 
 impl FileSink {
@@ -130,7 +136,7 @@ impl FileSink {
     fn new(
         name: &str,
         config: &FileOutputConfig,
-        senders: mpsc::WeakSender<OutputMsg>,
+        senders: Arc<dyn Senders>,
         stats: Arc<OutputStats>,
     ) -> Result<FileSink, OutputError> {
         let open_error = |source| OutputError::Open {
@@ -171,7 +177,7 @@ impl FileSink {
         size: u64,
         mtime: Option<i64>,
         compressor: Option<Compressor>,
-        senders: mpsc::WeakSender<OutputMsg>,
+        senders: Arc<dyn Senders>,
         stats: Arc<OutputStats>,
     ) -> FileSink {
         let rotation = match config.when {
@@ -348,7 +354,7 @@ impl FileSink {
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => self.write_failed(&e, &mut delay),
             }
-            if self.senders.upgrade().is_none() {
+            if self.senders.gone() {
                 let since = *self.closing_since.get_or_insert_with(Instant::now);
                 if since.elapsed() >= RETRY_WHEN_CLOSING {
                     let lost = bytecount_lines(&self.buf[written..]);
@@ -434,9 +440,9 @@ impl FileSink {
             self.check_moved();
         }
     }
-}
 
-impl Sink for FileSink {
+    /// Format and buffer a batch (a pool's sink: the pool renders each
+    /// record's path, so it gets records, not lines).
     fn records(&mut self, batch: Vec<Record>) {
         self.batch_starts();
         for r in &batch {
@@ -446,8 +452,15 @@ impl Sink for FileSink {
         }
         self.batch_done();
     }
+}
 
-    fn lines(&mut self, lines: Lines) {
+/// A file output with one path: its senders format the lines, and a
+/// reload can hand it new settings for the same file.
+impl Sink for FileSink {
+    type Batch = Lines;
+    type Settings = Box<FileOutputConfig>;
+
+    fn write(&mut self, lines: Lines) {
         self.batch_starts();
         for line in lines.iter() {
             let start = self.buf.len();
@@ -461,7 +474,8 @@ impl Sink for FileSink {
     /// flushing or format changed), keeping the open file, after writing
     /// out everything queued before it: one writer per file, so lines stay
     /// in order and two threads never rotate the same file.
-    fn reconfigure(&mut self, config: &FileOutputConfig) {
+    fn retune(&mut self, config: Box<FileOutputConfig>) {
+        let config: &FileOutputConfig = &config;
         self.write_out();
         let encoder = match LineEncoder::new(&self.name, config.encoding, &config.text) {
             Ok(e) => e,

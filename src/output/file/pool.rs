@@ -6,18 +6,17 @@
 //! so nothing is lost or written twice.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
-
 use super::{open, Compressor, FileSink, CHECK_MOVED_EVERY};
 use crate::config::FileOutputConfig;
 use crate::format::path::PathTemplate;
-use crate::output::{LineEncoder, OutputError, OutputMsg, OutputStats, Sink};
+use crate::output::{LineEncoder, OutputError, OutputStats, Senders, Sink};
 use crate::record::Record;
 
 /// One open file and when it was last used (a logical clock).
@@ -37,7 +36,7 @@ pub(super) struct FilePool {
     clock: u64,
     /// The path being rendered (reused buffer).
     rendered: String,
-    senders: mpsc::WeakSender<OutputMsg>,
+    senders: Arc<dyn Senders>,
     /// Records given up on since [`Sink::gave_up`] was last asked.
     gave_up: bool,
     stats: Arc<OutputStats>,
@@ -49,7 +48,7 @@ impl FilePool {
         name: &str,
         config: &FileOutputConfig,
         max_open: usize,
-        senders: mpsc::WeakSender<OutputMsg>,
+        senders: Arc<dyn Senders>,
         stats: Arc<OutputStats>,
     ) -> Result<FilePool, OutputError> {
         let invalid = |what: String| OutputError::Open {
@@ -168,8 +167,13 @@ impl FilePool {
     }
 }
 
+/// A templated file output: it renders each record's path, so it takes
+/// records, and it takes no settings (a reload starts a new pool).
 impl Sink for FilePool {
-    fn records(&mut self, batch: Vec<Record>) {
+    type Batch = Vec<Record>;
+    type Settings = Infallible;
+
+    fn write(&mut self, batch: Vec<Record>) {
         // Group by file, keeping each file's records in arrival order.
         let mut groups: Vec<(PathBuf, Vec<Record>)> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
@@ -194,6 +198,10 @@ impl Sink for FilePool {
                 }
             }
         }
+    }
+
+    fn retune(&mut self, settings: Infallible) {
+        match settings {}
     }
 
     fn reopen(&mut self) {

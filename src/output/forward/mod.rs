@@ -18,7 +18,8 @@
 //!   its `chunk` / `ack` option when `require_ack` is set.
 //!
 //! Without acknowledgements, records the kernel accepted before the peer
-//! died are lost (TCP cannot tell which): the README says so.
+//! died are lost (TCP cannot tell which): docs/configuration.md
+//! ("Forwarding") says so.
 //!
 //! At shutdown (every sender gone) it keeps delivering for up to
 //! [`SHUTDOWN_GRACE`]; what is still undelivered then goes to the spool
@@ -37,7 +38,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::{OutputError, OutputMsg, OutputStats, Receipt};
+use super::{spawn_runtime_thread, OutputError, OutputMsg, OutputStats, Receipt};
 use crate::codec::encode;
 use crate::config::{Encoder, ForwardOutputConfig, WhenFull};
 use conn::{Conn, Event, Proto};
@@ -79,27 +80,9 @@ pub fn start(
     stats.is_forward.store(true, Ordering::Relaxed);
     let name_owned = name.to_string();
     let config = config.clone();
-    std::thread::Builder::new()
-        .name(format!("output-{name}"))
-        .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    tracing::error!(output = %name_owned, error = %e, "Cannot start the forward runtime.");
-                    return;
-                }
-            };
-            let fwd = Forwarder::new(name_owned, config, stats, spool);
-            rt.block_on(fwd.run(rx));
-        })
-        .map_err(|source| OutputError::Open {
-            name: name.to_string(),
-            path: "(thread)".to_string(),
-            source,
-        })
+    spawn_runtime_thread(name, "forward", move || {
+        Forwarder::new(name_owned, config, stats, spool).run(rx)
+    })
 }
 
 /// What woke the output loop.
@@ -285,7 +268,7 @@ impl Forwarder {
     /// Encode and buffer a batch from the pipeline.
     fn take(&mut self, msg: OutputMsg) {
         let (batch, receipt) = match msg {
-            OutputMsg::Records(batch, _budget, receipt) => (batch, receipt),
+            OutputMsg::Batch(batch, _budget, receipt) => (batch, receipt),
             // Taken in order: everything before it is in the buffer.
             OutputMsg::Flush(done) => {
                 let _ = done.send(());

@@ -6,7 +6,9 @@
 //! (filters load, outputs open, new sockets bind); if any step fails the
 //! old pipeline keeps going untouched. Components whose config is equal are
 //! kept: inputs by what they are bound to (so no listening gap), outputs
-//! and filters by name.
+//! and filters by name. What a reload does to each is a value, the
+//! `Plan` (plan.rs), computed from the old config and the new one, and
+//! `Server::reload` (reload.rs) reads plan, bind, publish, retire.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,12 +18,16 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+mod plan;
+mod reload;
+
 use crate::config::ListenKey;
-use crate::config::{Config, FilterConfig, OutputConfig};
+use crate::config::{Config, FilterConfig};
 use crate::filter::Filter;
 use crate::input::{self, RunningInput};
 use crate::output::{self, OutputHandle, RunningOutput};
 use crate::pipeline::Pipeline;
+use plan::MetricsStep;
 
 /// Why a config could not be put into service.
 #[derive(Debug, thiserror::Error)]
@@ -62,7 +68,10 @@ impl Server {
         let config = Arc::new(config);
         input::pending::set_limit(config.max_pending_bytes);
         let filters = load_filters(&config, &HashMap::new())?;
-        let (outputs, _) = start_outputs(&config, &mut HashMap::new())?;
+        let mut outputs = HashMap::new();
+        for (name, oc) in &config.outputs {
+            outputs.insert(name.clone(), output::start(name, oc)?);
+        }
         let pipeline = Arc::new(Pipeline::new(
             config.clone(),
             &filter_map(&filters),
@@ -80,7 +89,8 @@ impl Server {
             tracker: TaskTracker::new(),
             metrics: None,
         };
-        server.serve_metrics().await?;
+        let metrics = MetricsStep::between(None, config.metrics.as_ref());
+        server.serve_metrics(&metrics).await?;
         for (name, ic) in &config.inputs {
             let running = input::start(
                 name,
@@ -97,14 +107,11 @@ impl Server {
         Ok(server)
     }
 
-    /// Start, move or stop the metrics endpoint to match the config.
-    async fn serve_metrics(&mut self) -> Result<(), StartError> {
-        let want = self.config.metrics.clone();
-        if self.metrics.as_ref().map(|(a, _)| a) == want.as_ref() {
-            return Ok(());
-        }
-        let started = match want {
-            Some(m) => {
+    /// Start, move or stop the metrics endpoint.
+    async fn serve_metrics(&mut self, step: &MetricsStep) -> Result<(), StartError> {
+        let started = match step {
+            MetricsStep::Keep => return Ok(()),
+            MetricsStep::Serve(m) => {
                 let address = &m.address;
                 let token = match &m.token_file {
                     Some(path) => {
@@ -124,9 +131,9 @@ impl Server {
                 let stop = CancellationToken::new();
                 tokio::spawn(crate::admin::serve(listener, stop.clone(), token));
                 tracing::info!(input = %"metrics", listen = ?[local], "Listening (metrics and status page).");
-                Some((m, stop))
+                Some((m.clone(), stop))
             }
-            None => None,
+            MetricsStep::Stop => None,
         };
         if let Some((_, old)) = std::mem::replace(&mut self.metrics, started) {
             old.cancel();
@@ -184,129 +191,6 @@ impl Server {
             .values()
             .map(|i| (i.key.to_string(), i.local.clone()))
             .collect()
-    }
-
-    /// Replace the running config with `new`, keeping every component whose
-    /// config did not change. On error nothing running was touched.
-    /// `reload_filters` reloads every filter even if its config is equal
-    /// (its plugin file changed).
-    pub async fn reload(&mut self, new: Config, reload_filters: bool) -> Result<(), StartError> {
-        let new = Arc::new(new);
-        let keep = if reload_filters {
-            HashMap::new()
-        } else {
-            self.filters.clone()
-        };
-        let filters = load_filters(&new, &keep)?;
-        let mut kept_outputs = std::mem::take(&mut self.outputs);
-        let (mut outputs, restyled) = match start_outputs(&new, &mut kept_outputs) {
-            Ok(o) => o,
-            Err(e) => {
-                self.outputs = kept_outputs;
-                return Err(e);
-            }
-        };
-        // Bind new inputs before anything old stops: no gap.
-        let mut started = Vec::new();
-        for (name, ic) in &new.inputs {
-            let key = ListenKey::of(name, ic);
-            if self.inputs.contains_key(&key) {
-                continue;
-            }
-            match input::start(
-                name,
-                ic,
-                self.pipelines.subscribe(),
-                self.shutdown.clone(),
-                &self.tracker,
-            )
-            .await
-            {
-                Ok(running) => started.push((name.clone(), running)),
-                Err(e) => {
-                    for (_, r) in started {
-                        r.removed.cancel();
-                    }
-                    // Put the unchanged outputs back; drop the new ones.
-                    let mut outputs = outputs;
-                    let reused: Vec<String> = outputs
-                        .iter()
-                        .filter(|(n, ro)| self.config.outputs.get(*n) == Some(&ro.config))
-                        .map(|(n, _)| n.clone())
-                        .collect();
-                    give_back(&mut kept_outputs, &mut outputs, &reused);
-                    self.outputs = kept_outputs;
-                    return Err(e.into());
-                }
-            }
-        }
-        // Point of no return: publish the new pipeline.
-        for (name, restyle) in restyled {
-            if let Some(ro) = outputs.get_mut(&name) {
-                match &restyle.config {
-                    OutputConfig::File(c) if restyle.reconfigure => ro.handle.reconfigure(c).await,
-                    _ => {
-                        tracing::info!(output = %name, "Output format changed by reload; same file and queue.");
-                    }
-                }
-                ro.handle = restyle.handle;
-                ro.config = restyle.config;
-            }
-        }
-        let pipeline = Arc::new(Pipeline::new(
-            new.clone(),
-            &filter_map(&filters),
-            &handle_map(&outputs),
-        ));
-        self.pipelines.send_replace(pipeline);
-        input::pending::set_limit(new.max_pending_bytes);
-        for (name, running) in started {
-            tracing::info!(input = %name, listen = ?running.local, "Listening (added by reload).");
-            self.inputs.insert(running.key.clone(), running);
-        }
-        let keys: Vec<ListenKey> = new
-            .inputs
-            .iter()
-            .map(|(name, ic)| ListenKey::of(name, ic))
-            .collect();
-        // A kept Unix socket keeps its file; a `mode` edited in the config
-        // still applies to it, as it would to a freshly bound one.
-        for ic in new.inputs.values() {
-            if let crate::config::InputKind::Unix {
-                path,
-                mode: Some(mode),
-            } = &ic.kind
-            {
-                use std::os::unix::fs::PermissionsExt;
-                if let Err(e) =
-                    std::fs::set_permissions(path, std::fs::Permissions::from_mode(*mode))
-                {
-                    tracing::warn!(path = %path.display(), error = %e, "Cannot set the socket's mode.");
-                }
-            }
-        }
-        self.inputs.retain(|key, running| {
-            let keep = keys.contains(key);
-            if !keep {
-                tracing::info!(input = %key, "Input removed by reload; draining its connections.");
-                running.removed.cancel();
-            }
-            keep
-        });
-        for (name, ro) in kept_outputs.drain() {
-            // Removed or changed: its thread ends once the old pipeline's
-            // last connection lets go of its handle.
-            tracing::info!(output = %name, "Output retired by reload.");
-            self.retired.push(ro.thread);
-        }
-        self.outputs = outputs;
-        self.filters = filters;
-        self.config = new;
-        if let Err(e) = self.serve_metrics().await {
-            tracing::error!("{e}; the previous metrics endpoint keeps running.");
-        }
-        self.publish_metrics();
-        Ok(())
     }
 
     /// Every listening socket's fd (for an upgrade's successor).
@@ -450,123 +334,6 @@ fn load_filters(
         out.insert(name.clone(), (fc.clone(), filter));
     }
     Ok(out)
-}
-
-/// Outputs that keep their thread though their config changed (see
-/// [`restyle`]), to switch over once the reload cannot fail.
-type Restyled = Vec<(String, Restyle)>;
-
-/// Start the outputs of `config`, taking the unchanged ones (and those
-/// that keep their thread, see [`restyle`]) out of `current` (what is left
-/// there afterwards is to be retired). On error, the unchanged ones are
-/// put back into `current` and the new ones dropped.
-fn start_outputs(
-    config: &Config,
-    current: &mut HashMap<String, RunningOutput>,
-) -> Result<(HashMap<String, RunningOutput>, Restyled), StartError> {
-    let mut out = HashMap::new();
-    let mut reused = Vec::new();
-    let mut restyled = Vec::new();
-    for (name, oc) in &config.outputs {
-        if current.get(name).is_some_and(|ro| &ro.config == oc) {
-            if let Some(ro) = current.remove(name) {
-                out.insert(name.clone(), ro);
-                reused.push(name.clone());
-            }
-            continue;
-        }
-        let kept = match current.get(name).map(|ro| restyle(ro, oc)) {
-            Some(Ok(kept)) => kept,
-            Some(Err(e)) => {
-                give_back(current, &mut out, &reused);
-                return Err(e.into());
-            }
-            None => None,
-        };
-        if let (Some(kept), Some(ro)) = (kept, current.remove(name)) {
-            out.insert(name.clone(), ro);
-            reused.push(name.clone());
-            restyled.push((name.clone(), kept));
-            continue;
-        }
-        match output::start(name, oc) {
-            Ok(ro) => {
-                out.insert(name.clone(), ro);
-            }
-            Err(e) => {
-                give_back(current, &mut out, &reused);
-                return Err(e.into());
-            }
-        }
-    }
-    Ok((out, restyled))
-}
-
-/// How an output keeps its thread through a reload.
-struct Restyle {
-    /// The handle that formats as the new config says.
-    handle: OutputHandle,
-    /// The new config.
-    config: OutputConfig,
-    /// Whether more than the format changed, so the (file) output's
-    /// thread must be told the new settings.
-    reconfigure: bool,
-}
-
-/// If `running` can take `new` on the same thread: the same stream, or
-/// the same literal file path (and open mode) with any other setting
-/// changed — format, rotation, compression, flushing. Keeping the thread
-/// keeps one writer per file and its queue in order: every line a
-/// connection sent before it switched to the new pipeline is written
-/// (and rotated) before its first new one.
-fn restyle(
-    running: &RunningOutput,
-    new: &OutputConfig,
-) -> Result<Option<Restyle>, output::OutputError> {
-    let (handle, reconfigure) = match (&running.config, new) {
-        (OutputConfig::File(old), OutputConfig::File(c))
-            if old.path == c.path
-                && old.truncate == c.truncate
-                && old.max_open_files.is_none()
-                && c.max_open_files.is_none() =>
-        {
-            let mut format_only = old.clone();
-            format_only.encoding = c.encoding;
-            // `utc` also sets the clock of a timed rotation.
-            format_only.text = crate::config::TextFormat {
-                utc: old.text.utc,
-                ..c.text.clone()
-            };
-            (
-                running.handle.with_format(c.encoding, &c.text)?,
-                format_only != *c,
-            )
-        }
-        (OutputConfig::Stream(old), OutputConfig::Stream(c)) if old.stream == c.stream => {
-            (running.handle.with_format(c.encoding, &c.text)?, false)
-        }
-        _ => return Ok(None),
-    };
-    Ok(handle.map(|handle| Restyle {
-        handle,
-        config: new.clone(),
-        reconfigure,
-    }))
-}
-
-/// Undo [`start_outputs`]: move the reused outputs back into `current`;
-/// the newly started ones are dropped (their threads end).
-fn give_back(
-    current: &mut HashMap<String, RunningOutput>,
-    started: &mut HashMap<String, RunningOutput>,
-    reused: &[String],
-) {
-    for name in reused {
-        if let Some(ro) = started.remove(name) {
-            current.insert(name.clone(), ro);
-        }
-    }
-    started.clear();
 }
 
 fn filter_map(

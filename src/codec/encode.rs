@@ -17,8 +17,37 @@
 //! one-character Latin-1 strings are singletons).
 
 use crate::codec::{json, msgpack};
-use crate::config::Encoder;
 use crate::record::{Fields, Record, Value};
+
+/// How a record becomes a payload (`"encoder"` of a forward or nats
+/// output in the config).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Encoder {
+    /// `"pickle"`: SocketHandler-compatible pickle frames (the default of
+    /// a forward output).
+    #[default]
+    Pickle,
+    /// `"json"`: JSON frames.
+    Json,
+    /// `"msgpack"`: msgpack frames.
+    Msgpack,
+    /// `"fluent"`: the Fluentd forward protocol (Forward mode), for a
+    /// Fluentd / Fluent Bit aggregation tier.
+    Fluent,
+}
+
+impl Encoder {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Encoder::Pickle => "pickle",
+            Encoder::Json => "json",
+            Encoder::Msgpack => "msgpack",
+            Encoder::Fluent => "fluent",
+        }
+    }
+}
 
 /// Append the payload of one record in `encoder`'s format. For
 /// [`Encoder::Fluent`] it is one Forward-mode entry, `[time, record]`.

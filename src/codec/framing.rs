@@ -9,12 +9,14 @@
 use bytes::{Buf, Bytes, BytesMut};
 
 /// How an input cuts its stream into frames (`"framing"` in the config).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Framing {
-    /// A 4-byte big-endian length, then the payload (SocketHandler).
+    /// `"length_prefixed"`: a 4-byte big-endian length, then the payload
+    /// (SocketHandler; the default).
     #[default]
     LengthPrefixed,
-    /// One payload per line, `\n`-terminated (JSON lines).
+    /// `"newline"`: one payload per line, `\n`-terminated (JSON lines).
     Newline,
 }
 

@@ -18,18 +18,20 @@ pub mod pickle;
 use std::collections::HashMap;
 
 use bytes::Bytes;
+use serde::Deserialize;
 
 use crate::record::{Fields, Record, Str};
 
 /// Which decoder an input uses (`"decoder"` in the config).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum DecoderKind {
-    /// Python's pickle, as `SocketHandler.makePickle` sends (the default).
+    /// `"pickle"`: Python's pickle, as `SocketHandler.makePickle` sends (the default).
     #[default]
     Pickle,
-    /// A JSON object per frame.
+    /// `"json"`: a JSON object per frame.
     Json,
-    /// A msgpack map per frame.
+    /// `"msgpack"`: a msgpack map per frame.
     Msgpack,
 }
 

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
+use super::builder::Builder;
 use super::file::MetricsFile;
-use super::load::Builder;
 use super::*;
 
 /// Where an input listens, as written.
@@ -19,6 +19,28 @@ fn describe_kind(k: &InputKind) -> String {
 }
 
 impl Builder<'_, '_> {
+    /// Check `host:port`; `Some((host, port))` when well formed.
+    /// `port 0` (any free port) is allowed for listeners only.
+    pub(super) fn host_port(
+        &mut self,
+        path: &str,
+        address: &str,
+        connect: bool,
+    ) -> Option<(String, u16)> {
+        match split_host_port(address) {
+            Ok((_, 0)) if connect => {
+                self.report
+                    .error(path, format!("{address:?}: port 0 cannot be connected to"));
+                None
+            }
+            Ok(hp) => Some(hp),
+            Err(what) => {
+                self.report.error(path, format!("{address:?}: {what}"));
+                None
+            }
+        }
+    }
+
     /// Two inputs (or an input and the metrics endpoint) on one address
     /// would fail at bind time, after the config was accepted: catch it now.
     pub(super) fn check_addresses(
@@ -78,6 +100,15 @@ impl Builder<'_, '_> {
             }
             seen.push((proto, ep, owner, at));
         }
+    }
+}
+
+/// `host:port`, with brackets around an IPv6 host.
+pub(super) fn join_host_port(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
     }
 }
 

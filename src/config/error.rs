@@ -397,6 +397,15 @@ impl Scanner<'_> {
     }
 }
 
+/// `a`, `a or b`, `a, b or c`: the choices a message offers.
+pub(super) fn one_of(names: &[&str]) -> String {
+    match names {
+        [] => String::new(),
+        [one] => one.to_string(),
+        [init @ .., last] => format!("{} or {last}", init.join(", ")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

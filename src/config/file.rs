@@ -6,24 +6,25 @@
 //! would buffer each object and lose the position and the field path of
 //! errors, so the file is read in two passes over the same text:
 //!
-//! 1. [`Probes`](super::seed::Probes) reads only the tags (and dictConfig
-//!    `()` factories),
+//! 1. `read::Probes` reads only the tags (and dictConfig `()` factories),
 //!    ignoring every other key;
-//! 2. [`FileSeed`](super::seed::FileSeed) reads the whole file through `serde_path_to_error`,
+//! 2. `read::FileSeed` reads the whole file through `serde_path_to_error`,
 //!    deserializing each component straight into the struct of its kind
-//!    ([`NamedSeed`](super::seed::NamedSeed)), so an error inside it still carries serde_json's
-//!    line:column and the full path (`outputs.file.max_bytes`).
+//!    ([`NamedSeed`](super::seed::NamedSeed)), so an error inside it still
+//!    carries serde_json's line:column and the full path
+//!    (`outputs.file.max_bytes`).
 //!
 //! Every struct denies unknown fields. No `flatten` (it disables
-//! `deny_unknown_fields`): keys shared by several kinds are repeated.
+//! `deny_unknown_fields`): keys shared by several kinds are repeated. The
+//! `"logging"` key (a dictConfig) has its own mirror, in
+//! [`cookbook::dict`](super::cookbook::dict).
 
-use std::fmt;
-
-use serde::de::{self, IgnoredAny, MapAccess, Visitor};
+use serde::de::{IgnoredAny, MapAccess};
 use serde::Deserialize;
 
-pub use super::dictfile::*;
-use super::seed::Typed;
+use super::cookbook::dict::DictConfig;
+use super::seed::{LevelFile, Typed};
+use super::{Compress, DecoderKind, Encoder, Encoding, Framing, OnError, Style, WhenFull};
 
 // ---------------------------------------------------------------------------
 // The file.
@@ -68,28 +69,6 @@ pub struct FileConfig {
     pub logging: Option<DictConfig>,
 }
 
-/// `"decoder"` of an input.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum DecoderName {
-    /// `"pickle"`: SocketHandler's frames (the default).
-    Pickle,
-    /// `"json"`: a JSON object per frame.
-    Json,
-    /// `"msgpack"`: a msgpack map per frame.
-    Msgpack,
-}
-
-/// `"framing"` of an input.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum FramingName {
-    /// `"length_prefixed"`: 4-byte big-endian length (the default).
-    LengthPrefixed,
-    /// `"newline"`: JSON lines (json decoder only).
-    Newline,
-}
-
 /// The `type` of an input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InputType {
@@ -113,7 +92,7 @@ pub enum InputFile {
     /// `{"type": "udp", ...}`.
     Udp(UdpInputFile),
     /// `{"type": "nats", ...}`.
-    Nats(super::nats::NatsInputFile),
+    Nats(NatsInputFile),
 }
 
 impl Typed for InputFile {
@@ -141,9 +120,9 @@ pub struct TcpInputFile {
     /// (docs/decisions.md, "Config and files").
     pub address: String,
     /// `"decoder": "pickle"` (default) | `"json"` | `"msgpack"`.
-    pub decoder: Option<DecoderName>,
+    pub decoder: Option<DecoderKind>,
     /// `"framing": "length_prefixed"` (default) | `"newline"` (json only).
-    pub framing: Option<FramingName>,
+    pub framing: Option<Framing>,
     /// `"max_frame_bytes": 16777216` (default 16 MiB); a larger frame
     /// closes the connection.
     pub max_frame_bytes: Option<u64>,
@@ -201,9 +180,9 @@ pub struct UnixInputFile {
     /// `"mode": "0660"`: socket file permissions, an octal string.
     pub mode: Option<String>,
     /// `"decoder": "pickle"` (default) | `"json"` | `"msgpack"`.
-    pub decoder: Option<DecoderName>,
+    pub decoder: Option<DecoderKind>,
     /// `"framing": "length_prefixed"` (default) | `"newline"` (json only).
-    pub framing: Option<FramingName>,
+    pub framing: Option<Framing>,
     /// `"max_frame_bytes": 16777216` (default 16 MiB).
     pub max_frame_bytes: Option<u64>,
     /// `"frame_timeout_ms": 60000` (the default): close a connection
@@ -227,11 +206,39 @@ pub struct UdpInputFile {
     /// `"address": "127.0.0.1:9021"`: host:port.
     pub address: String,
     /// `"decoder": "pickle"` (default) | `"json"` | `"msgpack"`.
-    pub decoder: Option<DecoderName>,
+    pub decoder: Option<DecoderKind>,
     /// `"framing": "length_prefixed"` (default) | `"newline"` (json only).
-    pub framing: Option<FramingName>,
+    pub framing: Option<Framing>,
     /// `"max_frame_bytes": 65535`: a datagram is never larger than 64 KiB anyway.
     pub max_frame_bytes: Option<u64>,
+}
+
+/// A nats input: a durable pull consumer on a JetStream stream.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a nats input object")]
+pub struct NatsInputFile {
+    /// `"type": "nats"`.
+    #[serde(rename = "type")]
+    pub kind: IgnoredAny,
+    /// `"servers": ["nats://127.0.0.1:4222", ...]`.
+    pub servers: Vec<String>,
+    /// `"stream": "LOGS"`.
+    pub stream: String,
+    /// `"consumer": "central"`: the durable consumer, shared by every
+    /// logrelay that names it.
+    pub consumer: String,
+    /// `"batch": 512`: messages asked for per pull.
+    pub batch: Option<u64>,
+    /// `"ack_wait_ms": 30000`: how long the server waits for a member's
+    /// ack before handing the message to another (when it creates the
+    /// consumer).
+    pub ack_wait_ms: Option<u64>,
+    /// `"token_file"`, as the output's.
+    pub token_file: Option<String>,
+    /// `"creds_file"`, as the output's.
+    pub creds_file: Option<String>,
+    /// `"tls"`, as the output's.
+    pub tls: Option<NatsTlsFile>,
 }
 
 /// The `type` of a filter.
@@ -257,16 +264,6 @@ impl Typed for FilterFile {
     }
 }
 
-/// `"on_error"` of a filter.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum OnErrorName {
-    /// `"pass"`: keep the record (the default).
-    Pass,
-    /// `"drop"`: drop the record.
-    Drop,
-}
-
 /// A WebAssembly filter plugin.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a wasm filter object")]
@@ -286,7 +283,7 @@ pub struct WasmFilterFile {
     /// `"max_memory_bytes": 16777216`: cap on the guest's memory.
     pub max_memory_bytes: Option<u64>,
     /// `"on_error": "pass"` (default) | `"drop"`.
-    pub on_error: Option<OnErrorName>,
+    pub on_error: Option<OnError>,
 }
 
 /// The `type` of an output.
@@ -312,7 +309,7 @@ pub enum OutputFile {
     /// `{"type": "forward", ...}`.
     Forward(ForwardOutputFile),
     /// `{"type": "nats", ...}`.
-    Nats(super::nats::NatsOutputFile),
+    Nats(NatsOutputFile),
 }
 
 impl Typed for OutputFile {
@@ -327,38 +324,6 @@ impl Typed for OutputFile {
     }
 }
 
-/// `"encoding"` of a file or stdout output.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum EncodingName {
-    /// `"text"`: formatted by `format` (the default).
-    Text,
-    /// `"json"`: one JSON object per line.
-    Json,
-}
-
-/// `"style"` of a format, as `logging.Formatter(style=...)`.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
-pub enum StyleName {
-    /// `"%"`: `%(name)s` (the default).
-    #[serde(rename = "%")]
-    Percent,
-    /// `"{"`: `{name}`.
-    #[serde(rename = "{")]
-    Brace,
-    /// `"$"`: `$name`.
-    #[serde(rename = "$")]
-    Dollar,
-}
-
-/// `"compress"` of a file output.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum CompressName {
-    /// `"gzip"`: rotated files become `app.log.1.gz`.
-    Gzip,
-}
-
 /// A (rotating) file output.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a file output object")]
@@ -370,14 +335,14 @@ pub struct FileOutputFile {
     /// directories are created.
     pub path: String,
     /// `"encoding": "text"` (default) | `"json"`.
-    pub encoding: Option<EncodingName>,
+    pub encoding: Option<Encoding>,
     /// `"format": "%(asctime)s %(levelname)-8s %(name)s %(message)s"` (the default).
     pub format: Option<String>,
     /// `"datefmt": "%Y-%m-%dT%H:%M:%S"`: strftime for `asctime` (default
     /// Python's `%Y-%m-%d %H:%M:%S,mmm`).
     pub datefmt: Option<String>,
     /// `"style": "%"` (default) | `"{"` | `"$"`.
-    pub style: Option<StyleName>,
+    pub style: Option<Style>,
     /// `"utc": true`: times (formatting and timed rotation) in UTC (default false).
     pub utc: Option<bool>,
     /// `"max_bytes": 10485760`: rotate by size, as RotatingFileHandler
@@ -393,7 +358,7 @@ pub struct FileOutputFile {
     /// `"at_time": "03:00"`: time of day for `midnight`/`W0`..`W6` rollover (`HH:MM[:SS]`).
     pub at_time: Option<String>,
     /// `"compress": "gzip"`: compress rotated files.
-    pub compress: Option<CompressName>,
+    pub compress: Option<Compress>,
     /// `"flush_ms": 100`: longest a record waits before it is written (default 100).
     pub flush_ms: Option<u64>,
     /// `"fsync": true`: fsync after each write batch (default false).
@@ -416,39 +381,15 @@ pub struct StdoutOutputFile {
     #[serde(rename = "type")]
     pub kind: IgnoredAny,
     /// `"encoding": "text"` (default) | `"json"`.
-    pub encoding: Option<EncodingName>,
+    pub encoding: Option<Encoding>,
     /// `"format": "%(levelname)s %(message)s"` (default: the embedded default format).
     pub format: Option<String>,
     /// `"datefmt": "%H:%M:%S"`.
     pub datefmt: Option<String>,
     /// `"style": "{"`.
-    pub style: Option<StyleName>,
+    pub style: Option<Style>,
     /// `"utc": true`.
     pub utc: Option<bool>,
-}
-
-/// `"encoder"` of a forward output.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum EncoderName {
-    /// `"pickle"`: byte-compatible with SocketHandler (the default).
-    Pickle,
-    /// `"json"`.
-    Json,
-    /// `"msgpack"`.
-    Msgpack,
-    /// `"fluent"`: the Fluentd forward protocol.
-    Fluent,
-}
-
-/// `"when_full"` of a forward output.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum WhenFullName {
-    /// `"block"`: backpressure (the default).
-    Block,
-    /// `"drop_newest"`: drop and count.
-    DropNewest,
 }
 
 /// A forward output: another listener.
@@ -463,11 +404,11 @@ pub struct ForwardOutputFile {
     /// `"path": "run/central.sock"`: the peer's Unix socket (or give `address`).
     pub path: Option<String>,
     /// `"encoder": "pickle"` (default) | `"json"` | `"msgpack"` | `"fluent"`.
-    pub encoder: Option<EncoderName>,
+    pub encoder: Option<Encoder>,
     /// `"buffer_records": 100000` (the default): records kept while the peer is away.
     pub buffer_records: Option<u64>,
     /// `"when_full": "block"` (default) | `"drop_newest"`.
-    pub when_full: Option<WhenFullName>,
+    pub when_full: Option<WhenFull>,
     /// `"ack": true`: acknowledged delivery to another logrelay (default false).
     pub ack: Option<bool>,
     /// `"tag": "app.python"`: the Fluentd tag (`encoder: "fluent"` only;
@@ -486,39 +427,6 @@ pub struct ForwardOutputFile {
     pub token_file: Option<String>,
 }
 
-/// A level: a standard name (`"WARNING"`) or a number (`30`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LevelFile {
-    /// `"WARNING"`.
-    Name(String),
-    /// `30`.
-    Number(i64),
-}
-
-impl<'de> Deserialize<'de> for LevelFile {
-    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<LevelFile, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = LevelFile;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a level name like \"WARNING\" or a number")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<LevelFile, E> {
-                Ok(LevelFile::Name(v.to_string()))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<LevelFile, E> {
-                Ok(LevelFile::Number(v))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<LevelFile, E> {
-                i64::try_from(v)
-                    .map(LevelFile::Number)
-                    .map_err(|_| E::invalid_value(de::Unexpected::Unsigned(v), &self))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
 /// One route.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a route object")]
@@ -535,6 +443,58 @@ pub struct RouteFile {
     pub filters: Option<Vec<String>>,
     /// `"to": ["file", "console"]`: output names (required).
     pub to: Option<Vec<String>>,
+}
+
+/// A nats output: publishes every record to a JetStream stream.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a nats output object")]
+pub struct NatsOutputFile {
+    /// `"type": "nats"`.
+    #[serde(rename = "type")]
+    pub kind: IgnoredAny,
+    /// `"servers": ["nats://127.0.0.1:4222", ...]`: any of the cluster's servers.
+    pub servers: Vec<String>,
+    /// `"stream": "LOGS"`: the JetStream stream.
+    pub stream: String,
+    /// `"subject": "logs.{name}"` (the default): placeholders as in file path templates.
+    pub subject: Option<String>,
+    /// `"replicas": 3`: replicas of the stream when logrelay creates it (default 1).
+    pub replicas: Option<u64>,
+    /// `"encoder": "json"` (default) | `"msgpack"` | `"pickle"`.
+    pub encoder: Option<Encoder>,
+    /// `"max_in_flight": 1024`: publishes awaiting their ack at once.
+    pub max_in_flight: Option<u64>,
+    /// `"batch_bytes": 65536`: pack consecutive records of one subject into
+    /// one message of up to this many bytes (default 0: one message per record).
+    pub batch_bytes: Option<u64>,
+    /// `"buffer_records": 100000` (the default): records kept while the cluster is away.
+    pub buffer_records: Option<u64>,
+    /// `"when_full": "block"` (default) | `"drop_newest"`.
+    pub when_full: Option<WhenFull>,
+    /// `"spool_dir": "spool/nats"`: overflow to disk, keep across restarts.
+    pub spool_dir: Option<String>,
+    /// `"token_file": "secrets/nats.token"`: a file holding the token.
+    pub token_file: Option<String>,
+    /// `"creds_file": "secrets/logrelay.creds"`: NATS credentials (JWT + nkey seed).
+    pub creds_file: Option<String>,
+    /// `"tls": {"ca": ..., "cert": ..., "key": ...}`.
+    pub tls: Option<NatsTlsFile>,
+}
+
+/// `"tls"` of a nats output or input: the keys of the forward output's.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a tls object")]
+pub struct NatsTlsFile {
+    /// `"ca": "certs/ca.pem"`: the CA that signed the servers' certificates
+    /// (default: the system's roots).
+    pub ca: Option<String>,
+    /// `"cert": "certs/client.pem"`: a client certificate (with `key`).
+    pub cert: Option<String>,
+    /// `"key": "certs/client.key"`: its private key.
+    pub key: Option<String>,
+    /// `"server_name"`: not supported by the NATS client (each server's
+    /// host name is checked); a config error names it.
+    pub server_name: Option<String>,
 }
 
 /// The metrics endpoint.

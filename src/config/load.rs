@@ -1,18 +1,21 @@
 //! Reading and checking a config file into a [`Config`].
 //!
-//! Two passes of serde over the text (see [`super::file`]) give the file's
-//! structure with exact positions for type errors; then the checks that
-//! span fields run over the whole file and report every problem at once.
+//! Two passes of serde over the text (`read.rs`, see [`super::file`]) give
+//! the file's structure with exact positions for type errors; then the
+//! checks run over the whole file, section by section, and report every
+//! problem at once.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::de::DeserializeSeed;
-
+use super::builder::{
+    Builder, Origin, Origins, Routes, MAX_DRAIN_SECONDS, MAX_PENDING_BYTES, MAX_SHUTDOWN_TIMEOUT_MS,
+};
 use super::cookbook;
+use super::cookbook::dict::DictConfig;
 use super::error::Report;
 use super::file::*;
-use super::seed::{FileSeed, Kinds, Named, Probe, Probes};
+use super::read::read;
 use super::*;
 
 /// The embedded default: TCP 127.0.0.1:9020, pickle, one stdout output
@@ -76,11 +79,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     // Some Windows editors start UTF-8 files with a byte order mark.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut report = Report::new(path, text);
-    let Some(probes) = collect(text, &mut report, std::marker::PhantomData::<Probes>) else {
-        return Err(report.into_error());
-    };
-    let kinds = kinds(&probes, &mut report);
-    let Some(file) = collect(text, &mut report, FileSeed { kinds: &kinds }) else {
+    let Some((file, kinds)) = read(text, &mut report) else {
         return Err(report.into_error());
     };
     let dir = path.parent().unwrap_or(Path::new("")).to_path_buf();
@@ -93,243 +92,6 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     config.source = Some(path.to_path_buf());
     config.warnings = b.report.finish()?;
     Ok(config)
-}
-
-/// Deserialize the whole text through `seed`, tracking the path of errors,
-/// and refuse trailing characters.
-fn run<'de, S: DeserializeSeed<'de>>(
-    text: &'de str,
-    seed: S,
-) -> Result<S::Value, serde_path_to_error::Error<serde_json::Error>> {
-    let mut de = serde_json::Deserializer::from_str(text);
-    let mut track = serde_path_to_error::Track::new();
-    let value = seed
-        .deserialize(serde_path_to_error::Deserializer::new(&mut de, &mut track))
-        .map_err(|e| serde_path_to_error::Error::new(track.path(), e))?;
-    de.end().map_err(|e| {
-        serde_path_to_error::Error::new(serde_path_to_error::Track::new().path(), e)
-    })?;
-    Ok(value)
-}
-
-/// The most type errors listed for one file: past this, the rest are
-/// likely one mistake repeated.
-const MAX_TYPE_ERRORS: usize = 20;
-
-/// Deserialize the text through `seed`, or report every type error in it
-/// (None). serde stops at the first error; to list the others, the text
-/// (once it is valid JSON) is read again as a tree without each field
-/// already reported, until it deserializes. A later error about a value
-/// that contains a removed field (`missing field` of the object whose
-/// field was wrong) follows from the removal, so that value goes too,
-/// unreported. Array elements are never removed (the later indexes would
-/// shift): an error about an element as a whole ends the list. Each round
-/// removes something, so this ends.
-fn collect<'de, S>(text: &'de str, report: &mut Report, seed: S) -> Option<S::Value>
-where
-    S: DeserializeSeed<'de> + Clone,
-{
-    let first = match run(text, seed.clone()) {
-        Ok(v) => return Some(v),
-        Err(e) => e,
-    };
-    let syntax = first.inner().is_syntax() || first.inner().is_eof();
-    let mut reported = vec![report.serde(first)];
-    if syntax {
-        return None;
-    }
-    let Ok(mut tree) = serde_json::from_str::<serde_json::Value>(text) else {
-        return None;
-    };
-    let mut cut = reported[0].clone();
-    while reported.len() < MAX_TYPE_ERRORS && remove(&mut tree, &cut) {
-        let mut track = serde_path_to_error::Track::new();
-        let de = serde_path_to_error::Deserializer::new(tree.clone(), &mut track);
-        let Err(e) = seed.clone().deserialize(de) else {
-            break;
-        };
-        let e = serde_path_to_error::Error::new(track.path(), e);
-        let path = report_path(&e);
-        if path.is_empty() {
-            break;
-        }
-        if !reported.iter().any(|r| within(r, &path)) {
-            reported.push(report.serde(e));
-        }
-        cut = path;
-    }
-    None
-}
-
-/// A serde error's JSON path as [`Report::serde`] spells it.
-fn report_path(e: &serde_path_to_error::Error<serde_json::Error>) -> String {
-    let path = e.path().to_string();
-    let path = path.trim_end_matches('?').trim_end_matches('.');
-    if path == "." {
-        String::new()
-    } else {
-        path.to_string()
-    }
-}
-
-/// Whether `path` is `inner` or one of the values containing it.
-fn within(inner: &str, path: &str) -> bool {
-    inner == path
-        || inner
-            .strip_prefix(path)
-            .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
-}
-
-/// Remove the object member at `path` (`outputs.f.max_bytes`) from
-/// `tree`; false when there is none (or it is an array element).
-fn remove(tree: &mut serde_json::Value, path: &str) -> bool {
-    let (parent, key) = path.rsplit_once('.').unwrap_or(("", path));
-    if key.is_empty() || key.ends_with(']') {
-        return false;
-    }
-    let mut node = tree;
-    for seg in parent.split('.').filter(|s| !s.is_empty()) {
-        let (name, indexes) = match seg.find('[') {
-            Some(i) => (&seg[..i], &seg[i..]),
-            None => (seg, ""),
-        };
-        let Some(next) = node.get_mut(name) else {
-            return false;
-        };
-        node = next;
-        for index in indexes.split(['[', ']']).filter(|s| !s.is_empty()) {
-            let Some(next) = index.parse::<usize>().ok().and_then(|i| node.get_mut(i)) else {
-                return false;
-            };
-            node = next;
-        }
-    }
-    node.as_object_mut()
-        .is_some_and(|o| o.shift_remove(key).is_some())
-}
-
-/// Resolve the tags pass 1 found; a wrong tag is reported and its
-/// component skipped by pass 2.
-fn kinds(p: &Probes, r: &mut Report) -> Kinds {
-    fn tagged<K: Copy>(
-        section: &str,
-        probes: &Option<Named<Probe>>,
-        allowed: &[(&str, K)],
-        r: &mut Report,
-    ) -> Vec<(String, Option<K>)> {
-        let names: Vec<&str> = allowed.iter().map(|(n, _)| *n).collect();
-        let list = one_of(&names);
-        let Some(probes) = probes else {
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        for (name, probe) in &probes.0 {
-            let path = format!("{section}.{name}");
-            let kind = match &probe.kind {
-                None => {
-                    r.error(&path, format!("missing `type` ({list})"));
-                    None
-                }
-                Some(t) => match allowed.iter().find(|(n, _)| n == t) {
-                    Some((_, k)) => Some(*k),
-                    None => {
-                        r.error(
-                            format!("{path}.type"),
-                            format!("unknown type {t:?} (expected {list})"),
-                        );
-                        None
-                    }
-                },
-            };
-            out.push((name.clone(), kind));
-        }
-        out
-    }
-    let mut k = Kinds {
-        inputs: tagged(
-            "inputs",
-            &p.inputs,
-            &[
-                ("tcp", InputType::Tcp),
-                ("unix", InputType::Unix),
-                ("udp", InputType::Udp),
-                ("nats", InputType::Nats),
-            ],
-            r,
-        ),
-        filters: tagged("filters", &p.filters, &[("wasm", FilterType::Wasm)], r),
-        outputs: tagged(
-            "outputs",
-            &p.outputs,
-            &[
-                ("file", OutputType::File),
-                ("stdout", OutputType::Stdout),
-                ("forward", OutputType::Forward),
-                ("nats", OutputType::Nats),
-            ],
-            r,
-        ),
-        ..Kinds::default()
-    };
-    if let Some(l) = &p.logging {
-        cookbook::kinds(l, &mut k, r);
-    }
-    k
-}
-
-/// `a`, `a or b`, `a, b or c`.
-pub(super) fn one_of(names: &[&str]) -> String {
-    match names {
-        [] => String::new(),
-        [one] => one.to_string(),
-        [init @ .., last] => format!("{} or {last}", init.join(", ")),
-    }
-}
-
-// Upper bounds on numbers, so a typo (an extra zero or three) is caught at
-// load instead of as a 100 GB allocation.
-/// Largest `max_frame_bytes`: 1 GiB.
-pub(super) const MAX_FRAME_BYTES: u64 = 1 << 30;
-/// Largest `max_pending_bytes`: 64 GiB.
-pub(super) const MAX_PENDING_BYTES: u64 = 64 << 30;
-/// Largest `frame_timeout_ms`: a day.
-pub(super) const MAX_FRAME_TIMEOUT_MS: u64 = 86_400_000;
-/// Largest `max_connections`.
-pub(super) const MAX_CONNECTIONS: u64 = 10_000_000;
-/// Largest `buffer_records`.
-pub(super) const MAX_BUFFER_RECORDS: u64 = 10_000_000;
-/// Largest `flush_ms`: an hour.
-pub(super) const MAX_FLUSH_MS: u64 = 3_600_000;
-/// Largest `max_open_files`: beyond this the fd limit bites first.
-pub(super) const MAX_OPEN_FILES: u64 = 65_536;
-/// Largest `drain_seconds`: a day.
-pub(super) const MAX_DRAIN_SECONDS: u64 = 86_400;
-/// Largest `shutdown_timeout_ms`: an hour.
-pub(super) const MAX_SHUTDOWN_TIMEOUT_MS: u64 = 3_600_000;
-/// Largest `timeout_ms` of a filter call: a minute.
-pub(super) const MAX_FILTER_TIMEOUT_MS: u64 = 60_000;
-/// Linux `sun_path` holds 108 bytes including the terminating NUL.
-pub(super) const MAX_UNIX_PATH: usize = 107;
-/// One WebAssembly page: a smaller memory cap can never instantiate.
-pub(super) const WASM_PAGE: u64 = 65_536;
-/// All a 32-bit WebAssembly memory can address: 4 GiB.
-pub(super) const WASM32_MAX_MEMORY: u64 = 1 << 32;
-
-/// Checks the parsed file and builds the [`Config`], reporting as it goes.
-pub(super) struct Builder<'a, 'k> {
-    pub(super) report: Report<'a>,
-    /// The config file's directory, for relative paths.
-    pub(super) dir: PathBuf,
-    /// What pass 1 found: every component name, even those skipped.
-    pub(super) kinds: &'k Kinds,
-}
-
-/// Where in the file a built output or route came from, for messages.
-pub(super) struct Origin {
-    /// JSON path (`outputs.file`, `routes[2]`, `logging.root.handlers[0]`).
-    pub(super) path: String,
-    /// Whether `check` should warn when nothing routes to it.
-    pub(super) warn_unused: bool,
 }
 
 impl Builder<'_, '_> {
@@ -377,7 +139,7 @@ impl Builder<'_, '_> {
                 .token_file
                 .as_deref()
                 .map(|t| self.resolve("metrics.token_file", t));
-            if token_file.is_none() && !is_loopback_host(&host) {
+            if token_file.is_none() && !crate::tls::is_loopback_host(&host) {
                 self.report.error(
                     "metrics.address",
                     format!(
@@ -551,69 +313,6 @@ impl Builder<'_, '_> {
         }
         routes.extend(generated.routes);
     }
-
-    /// `value` (or `default`) if it is within `min..=max`, else reported.
-    pub(super) fn bounded(
-        &mut self,
-        path: &str,
-        value: Option<u64>,
-        default: u64,
-        min: u64,
-        max: u64,
-    ) -> u64 {
-        let v = value.unwrap_or(default);
-        if v < min || v > max {
-            self.report
-                .error(path, format!("{v} is out of range ({min} to {max})"));
-            return default;
-        }
-        v
-    }
-
-    /// Resolve a path from the config against the config's directory.
-    pub(super) fn resolve(&mut self, path: &str, p: &str) -> PathBuf {
-        if p.is_empty() {
-            self.report.error(path, "the path is empty");
-        }
-        let p = Path::new(p);
-        if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            self.dir.join(p)
-        }
-    }
-
-    /// A Unix socket path, resolved and checked against the kernel's limit.
-    pub(super) fn socket_path(&mut self, path: &str, p: &str) -> PathBuf {
-        let resolved = self.resolve(path, p);
-        let len = resolved.as_os_str().len();
-        if len > MAX_UNIX_PATH {
-            self.report.error(
-                path,
-                format!(
-                    "the socket path {} is {len} bytes long; Unix sockets allow at most {MAX_UNIX_PATH}",
-                    resolved.display()
-                ),
-            );
-        }
-        resolved
-    }
-}
-
-/// Named things as built so far, with the JSON path each came from.
-type Origins = BTreeMap<String, Origin>;
-
-/// Routes with the JSON path each came from.
-type Routes = Vec<(RouteConfig, Origin)>;
-
-/// Whether `host` (as split from `host:port`) can only be reached from
-/// this machine: `localhost`, 127.0.0.0/8 or `::1`.
-fn is_loopback_host(host: &str) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]
@@ -1122,7 +821,8 @@ mod tests {
     #[test]
     fn parse_helpers() {
         use crate::config::address::split_host_port;
-        use crate::config::check::{parse_mode, parse_when};
+        use crate::config::inputs::parse_mode;
+        use crate::config::outputs::parse_when;
         assert_eq!(split_host_port("[::1]:9020"), Ok(("::1".into(), 9020)));
         assert_eq!(split_host_port("localhost:0"), Ok(("localhost".into(), 0)));
         assert!(split_host_port(":9020").is_err());

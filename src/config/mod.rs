@@ -1,40 +1,62 @@
 //! The configuration, in two layers (as ripgrep's `LowArgs`/`HiArgs`):
-//! `file` mirrors `listener.json` for serde, `load` reads and checks it and
-//! produces the resolved [`Config`] below, which is what the pipeline
-//! builds from. Everything here is plain data: no socket is bound and no
-//! file opened until `pipeline::build`.
+//! [`file`](mod@file) mirrors `listener.json` for serde,
+//! [`load`](mod@load) reads and checks it and produces the resolved
+//! [`Config`] below, which is what the pipeline builds from. Everything here is plain data: no socket is bound and no
+//! file opened until `pipeline::build`. Config sits under the stages that
+//! run (input, pipeline, filter, output) and imports none of them; the
+//! option types of the libraries it uses (codec, format) are theirs.
+//!
+//! - Reading: `read.rs` runs the two serde passes over the text into the
+//!   mirror ([`file`](mod@file), built from [`seed`]'s pieces), reporting
+//!   every type error.
+//! - Checking: `load.rs` resolves the whole file with a `Builder`
+//!   (`builder.rs`), whose work on each section sits in the file named
+//!   after it: `inputs.rs`, `filters.rs`, `outputs.rs`, `routes.rs`,
+//!   `nats.rs`, `address.rs` (addresses and their clashes) and
+//!   `overlap.rs` (warnings that span routes).
+//! - [`cookbook`]: the Python cookbook listener's keys and its dictConfig,
+//!   with its own mirror ([`cookbook::dict`]).
+//! - [`error`] words every problem; [`describe`] and [`schema`] serve
+//!   `logrelay check` and `logrelay schema`.
 //!
 //! Resolved configs compare with `PartialEq`: hot reload diffs components
 //! by name and keeps the ones whose config is equal.
 
 mod address;
-mod check;
+mod builder;
 pub mod cookbook;
 pub mod describe;
-pub mod dictfile;
 pub mod error;
 pub mod file;
-mod handlers;
+mod filters;
+mod inputs;
 mod listen_key;
 pub mod load;
 pub mod nats;
+mod outputs;
 mod overlap;
+mod read;
+mod routes;
 pub mod schema;
 pub mod seed;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use serde::Deserialize;
+
 pub use error::ConfigError;
 pub use listen_key::ListenKey;
 pub use load::{load, load_default, parse};
-pub use nats::{NatsConnect, NatsInputConfig, NatsOutputConfig, NatsTls};
 
-use crate::codec::framing::Framing;
-use crate::codec::DecoderKind;
+// Option types owned by the libraries below config (codec, format): config
+// resolves the file into them, and names them here too so that the stages
+// above find every option in one place.
+pub use crate::codec::encode::Encoder;
+pub use crate::codec::framing::Framing;
+pub use crate::codec::DecoderKind;
+pub use crate::format::{Style, TextFormat, DEFAULT_FORMAT};
 
-/// The embedded default output format (docs/decisions.md, "Command line").
-pub const DEFAULT_FORMAT: &str = "%(asctime)s %(levelname)-8s %(name)s %(message)s";
 /// Python's `logging.handlers.DEFAULT_TCP_LOGGING_PORT`.
 pub const DEFAULT_TCP_PORT: u16 = 9020;
 /// Default `max_frame_bytes`: 16 MiB.
@@ -144,6 +166,21 @@ pub enum InputKind {
     Nats(NatsInputConfig),
 }
 
+/// A `nats` input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NatsInputConfig {
+    /// The cluster.
+    pub connect: NatsConnect,
+    /// The stream.
+    pub stream: String,
+    /// The durable consumer.
+    pub consumer: String,
+    /// Messages per pull.
+    pub batch: usize,
+    /// Redelivery delay of an unacknowledged message (consumer creation).
+    pub ack_wait_ms: u64,
+}
+
 /// One filter.
 #[derive(Clone, Debug, PartialEq)]
 pub enum FilterConfig {
@@ -169,59 +206,25 @@ pub struct WasmFilterConfig {
 }
 
 /// `on_error` of a filter.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum OnError {
-    /// Keep the record unchanged (the default).
+    /// `"pass"`: keep the record unchanged (the default).
     #[default]
     Pass,
-    /// Drop the record.
+    /// `"drop"`: drop the record.
     Drop,
 }
 
-/// How a record becomes bytes in a file or on stdout.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// How a record becomes bytes in a file or on stdout (`encoding`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Encoding {
-    /// A line formatted by `format` (the default).
+    /// `"text"`: a line formatted by `format` (the default).
     #[default]
     Text,
-    /// One JSON object per line.
+    /// `"json"`: one JSON object per line.
     Json,
-}
-
-/// Python `logging.Formatter` style.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Style {
-    /// `%(name)s` (the default).
-    #[default]
-    Percent,
-    /// `{name}`, str.format.
-    Brace,
-    /// `$name`, string.Template.
-    Dollar,
-}
-
-/// The text layout of an output: `logging.Formatter(format, datefmt, style)`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TextFormat {
-    /// The format string.
-    pub format: String,
-    /// strftime format for `asctime`; `None` = `%Y-%m-%d %H:%M:%S,mmm`.
-    pub datefmt: Option<String>,
-    /// Which placeholder syntax `format` uses.
-    pub style: Style,
-    /// Render times in UTC instead of local time.
-    pub utc: bool,
-}
-
-impl Default for TextFormat {
-    fn default() -> TextFormat {
-        TextFormat {
-            format: DEFAULT_FORMAT.to_string(),
-            datefmt: None,
-            style: Style::Percent,
-            utc: false,
-        }
-    }
 }
 
 /// One output.
@@ -276,10 +279,11 @@ pub enum When {
     Weekday(u8),
 }
 
-/// Compression of rotated files.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Compression of rotated files (`compress`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Compress {
-    /// gzip, `.gz`.
+    /// `"gzip"`: rotated files become `app.log.1.gz`.
     Gzip,
 }
 
@@ -315,40 +319,14 @@ pub struct FileOutputConfig {
     pub max_open_files: Option<usize>,
 }
 
-/// `encoder` of a forward output.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Encoder {
-    /// SocketHandler-compatible pickle frames (the default).
-    #[default]
-    Pickle,
-    /// JSON frames.
-    Json,
-    /// msgpack frames.
-    Msgpack,
-    /// The Fluentd forward protocol (Forward mode), for a Fluentd / Fluent
-    /// Bit aggregation tier.
-    Fluent,
-}
-
-impl Encoder {
-    /// The config spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Encoder::Pickle => "pickle",
-            Encoder::Json => "json",
-            Encoder::Msgpack => "msgpack",
-            Encoder::Fluent => "fluent",
-        }
-    }
-}
-
-/// `when_full` of a forward output.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// `when_full` of a forward or nats output.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum WhenFull {
-    /// Backpressure to the inputs (the default).
+    /// `"block"`: backpressure to the inputs (the default).
     #[default]
     Block,
-    /// Drop the newest records, counted.
+    /// `"drop_newest"`: drop the newest records, counted.
     DropNewest,
 }
 
@@ -387,6 +365,56 @@ pub struct ForwardOutputConfig {
     /// The shared secret to present in the acknowledged handshake
     /// (`token_file`; needs `ack`).
     pub token: Option<crate::auth::Token>,
+}
+
+/// A `nats` output.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NatsOutputConfig {
+    /// The cluster.
+    pub connect: NatsConnect,
+    /// The stream.
+    pub stream: String,
+    /// The subject template.
+    pub subject: String,
+    /// The subjects of the stream when logrelay creates it.
+    pub stream_subjects: Vec<String>,
+    /// Replicas when logrelay creates the stream.
+    pub replicas: usize,
+    /// Payload encoding.
+    pub encoder: Encoder,
+    /// Publishes awaiting their ack at once.
+    pub max_in_flight: usize,
+    /// Pack records into messages of up to this many bytes; 0: one
+    /// message per record.
+    pub batch_bytes: usize,
+    /// Records buffered while the cluster is away.
+    pub buffer_records: usize,
+    /// What to do when the buffer is full.
+    pub when_full: WhenFull,
+    /// Overflow and shutdown spool.
+    pub spool_dir: Option<PathBuf>,
+}
+
+/// TLS towards the NATS servers.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct NatsTls {
+    /// Extra root CA file.
+    pub ca: Option<PathBuf>,
+    /// Client certificate and key files.
+    pub cert: Option<(PathBuf, PathBuf)>,
+}
+
+/// How to reach a NATS cluster: shared by the output and the input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NatsConnect {
+    /// Server URLs as written.
+    pub servers: Vec<String>,
+    /// A file holding the token.
+    pub token_file: Option<PathBuf>,
+    /// A `.creds` file.
+    pub creds_file: Option<PathBuf>,
+    /// TLS, if asked for.
+    pub tls: Option<NatsTls>,
 }
 
 /// Default Fluentd `tag` of a forward output with `encoder: fluent`.

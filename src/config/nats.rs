@@ -1,5 +1,6 @@
-//! The `nats` output and input: their keys in `listener.json`, their
-//! checks, and their resolved form.
+//! Resolving the `nats` output and input: their defaults, bounds and
+//! checks. Their keys in `listener.json` are mirrored in `file.rs`, and
+//! their resolved form is in `mod.rs`, as for every other component.
 //!
 //! ```json
 //! "outputs": {"stream": {"type": "nats", "servers": ["nats://10.0.0.1:4222"],
@@ -8,14 +9,11 @@
 //!                         "stream": "LOGS", "consumer": "central"}}
 //! ```
 
-use std::path::PathBuf;
-
-use serde::de::IgnoredAny;
-use serde::Deserialize;
-
-use super::file::{EncoderName, WhenFullName};
-use super::load::{Builder, MAX_BUFFER_RECORDS};
-use super::{Encoder, WhenFull, DEFAULT_BUFFER_RECORDS};
+use super::builder::{Builder, MAX_BUFFER_RECORDS};
+use super::file::{NatsInputFile, NatsOutputFile, NatsTlsFile};
+use super::{
+    Encoder, NatsConnect, NatsInputConfig, NatsOutputConfig, NatsTls, DEFAULT_BUFFER_RECORDS,
+};
 
 /// Default `max_in_flight` of a nats output: publishes awaiting their ack.
 pub const DEFAULT_NATS_IN_FLIGHT: usize = 1024;
@@ -39,151 +37,6 @@ pub const DEFAULT_NATS_ACK_WAIT_MS: u64 = 30_000;
 const MAX_ACK_WAIT_MS: u64 = 3_600_000;
 /// Default `batch` of a nats input: messages asked for per pull.
 pub const DEFAULT_NATS_FETCH: usize = 512;
-
-/// `"tls"` of a nats output or input: the keys of the forward output's.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a tls object")]
-pub struct NatsTlsFile {
-    /// `"ca": "certs/ca.pem"`: the CA that signed the servers' certificates
-    /// (default: the system's roots).
-    pub ca: Option<String>,
-    /// `"cert": "certs/client.pem"`: a client certificate (with `key`).
-    pub cert: Option<String>,
-    /// `"key": "certs/client.key"`: its private key.
-    pub key: Option<String>,
-    /// `"server_name"`: not supported by the NATS client (each server's
-    /// host name is checked); a config error names it.
-    pub server_name: Option<String>,
-}
-
-/// A nats output: publishes every record to a JetStream stream.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a nats output object")]
-pub struct NatsOutputFile {
-    /// `"type": "nats"`.
-    #[serde(rename = "type")]
-    pub kind: IgnoredAny,
-    /// `"servers": ["nats://127.0.0.1:4222", ...]`: any of the cluster's servers.
-    pub servers: Vec<String>,
-    /// `"stream": "LOGS"`: the JetStream stream.
-    pub stream: String,
-    /// `"subject": "logs.{name}"` (the default): placeholders as in file path templates.
-    pub subject: Option<String>,
-    /// `"replicas": 3`: replicas of the stream when logrelay creates it (default 1).
-    pub replicas: Option<u64>,
-    /// `"encoder": "json"` (default) | `"msgpack"` | `"pickle"`.
-    pub encoder: Option<EncoderName>,
-    /// `"max_in_flight": 1024`: publishes awaiting their ack at once.
-    pub max_in_flight: Option<u64>,
-    /// `"batch_bytes": 65536`: pack consecutive records of one subject into
-    /// one message of up to this many bytes (default 0: one message per record).
-    pub batch_bytes: Option<u64>,
-    /// `"buffer_records": 100000` (the default): records kept while the cluster is away.
-    pub buffer_records: Option<u64>,
-    /// `"when_full": "block"` (default) | `"drop_newest"`.
-    pub when_full: Option<WhenFullName>,
-    /// `"spool_dir": "spool/nats"`: overflow to disk, keep across restarts.
-    pub spool_dir: Option<String>,
-    /// `"token_file": "secrets/nats.token"`: a file holding the token.
-    pub token_file: Option<String>,
-    /// `"creds_file": "secrets/logrelay.creds"`: NATS credentials (JWT + nkey seed).
-    pub creds_file: Option<String>,
-    /// `"tls": {"ca": ..., "cert": ..., "key": ...}`.
-    pub tls: Option<NatsTlsFile>,
-}
-
-/// A nats input: a durable pull consumer on a JetStream stream.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a nats input object")]
-pub struct NatsInputFile {
-    /// `"type": "nats"`.
-    #[serde(rename = "type")]
-    pub kind: IgnoredAny,
-    /// `"servers": ["nats://127.0.0.1:4222", ...]`.
-    pub servers: Vec<String>,
-    /// `"stream": "LOGS"`.
-    pub stream: String,
-    /// `"consumer": "central"`: the durable consumer, shared by every
-    /// logrelay that names it.
-    pub consumer: String,
-    /// `"batch": 512`: messages asked for per pull.
-    pub batch: Option<u64>,
-    /// `"ack_wait_ms": 30000`: how long the server waits for a member's
-    /// ack before handing the message to another (when it creates the
-    /// consumer).
-    pub ack_wait_ms: Option<u64>,
-    /// `"token_file"`, as the output's.
-    pub token_file: Option<String>,
-    /// `"creds_file"`, as the output's.
-    pub creds_file: Option<String>,
-    /// `"tls"`, as the output's.
-    pub tls: Option<NatsTlsFile>,
-}
-
-/// TLS towards the NATS servers.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub struct NatsTls {
-    /// Extra root CA file.
-    pub ca: Option<PathBuf>,
-    /// Client certificate and key files.
-    pub cert: Option<(PathBuf, PathBuf)>,
-}
-
-/// How to reach a NATS cluster: shared by the output and the input.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NatsConnect {
-    /// Server URLs as written.
-    pub servers: Vec<String>,
-    /// A file holding the token.
-    pub token_file: Option<PathBuf>,
-    /// A `.creds` file.
-    pub creds_file: Option<PathBuf>,
-    /// TLS, if asked for.
-    pub tls: Option<NatsTls>,
-}
-
-/// A `nats` output.
-#[derive(Clone, Debug, PartialEq)]
-pub struct NatsOutputConfig {
-    /// The cluster.
-    pub connect: NatsConnect,
-    /// The stream.
-    pub stream: String,
-    /// The subject template.
-    pub subject: String,
-    /// The subjects of the stream when logrelay creates it.
-    pub stream_subjects: Vec<String>,
-    /// Replicas when logrelay creates the stream.
-    pub replicas: usize,
-    /// Payload encoding.
-    pub encoder: Encoder,
-    /// Publishes awaiting their ack at once.
-    pub max_in_flight: usize,
-    /// Pack records into messages of up to this many bytes; 0: one
-    /// message per record.
-    pub batch_bytes: usize,
-    /// Records buffered while the cluster is away.
-    pub buffer_records: usize,
-    /// What to do when the buffer is full.
-    pub when_full: WhenFull,
-    /// Overflow and shutdown spool.
-    pub spool_dir: Option<PathBuf>,
-}
-
-/// A `nats` input.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NatsInputConfig {
-    /// The cluster.
-    pub connect: NatsConnect,
-    /// The stream.
-    pub stream: String,
-    /// The durable consumer.
-    pub consumer: String,
-    /// Messages per pull.
-    pub batch: usize,
-    /// Redelivery delay of an unacknowledged message (consumer creation).
-    pub ack_wait_ms: u64,
-}
 
 /// Whether `name` is a valid stream or consumer name.
 fn name_problem(name: &str) -> Option<&'static str> {
@@ -323,17 +176,15 @@ impl Builder<'_, '_> {
             );
         }
         let replicas = self.bounded(&format!("{path}.replicas"), f.replicas, 1, 1, MAX_REPLICAS);
-        let encoder = match f.encoder.unwrap_or(EncoderName::Json) {
-            EncoderName::Pickle => Encoder::Pickle,
-            EncoderName::Json => Encoder::Json,
-            EncoderName::Msgpack => Encoder::Msgpack,
-            EncoderName::Fluent => {
+        let encoder = match f.encoder.unwrap_or(Encoder::Json) {
+            Encoder::Fluent => {
                 self.report.error(
                     format!("{path}.encoder"),
                     "a nats output encodes json, msgpack or pickle",
                 );
                 Encoder::Json
             }
+            other => other,
         };
         let max_in_flight = self.bounded(
             &format!("{path}.max_in_flight"),
@@ -363,10 +214,7 @@ impl Builder<'_, '_> {
             max_in_flight: max_in_flight as usize,
             batch_bytes: usize::try_from(batch_bytes).unwrap_or(0),
             buffer_records: usize::try_from(buffer_records).unwrap_or(DEFAULT_BUFFER_RECORDS),
-            when_full: match f.when_full {
-                Some(WhenFullName::DropNewest) => WhenFull::DropNewest,
-                Some(WhenFullName::Block) | None => WhenFull::Block,
-            },
+            when_full: f.when_full.unwrap_or_default(),
             spool_dir,
         }
     }
@@ -374,7 +222,7 @@ impl Builder<'_, '_> {
     /// Check a subject template; returns the subjects of a stream created
     /// for it: the literal tokens before the first placeholder, then `>`.
     fn nats_subject(&mut self, path: &str, subject: &str) -> Vec<String> {
-        if let Err(e) = crate::output::file::template::classify(subject) {
+        if let Err(e) = crate::format::path::classify(subject) {
             self.report.error(path, e.to_string());
             return Vec::new();
         }

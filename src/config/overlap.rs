@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Component, PathBuf};
 
-use super::load::{Builder, Origin};
+use super::builder::{Builder, Origin};
 use super::*;
 
 impl Builder<'_, '_> {

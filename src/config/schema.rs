@@ -2,7 +2,7 @@
 //! validator for the subset of JSON Schema it uses, so the tests can hold
 //! every example config to it without a dependency.
 //!
-//! The schema is maintained by hand next to `file.rs` and `dictfile.rs`;
+//! The schema is maintained by hand next to `file.rs` and `cookbook/dict.rs`;
 //! the tests check that every object in it names exactly the keys the
 //! loader accepts (from the loader's own "expected one of" errors).
 

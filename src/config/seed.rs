@@ -1,16 +1,14 @@
-//! The two passes that read `listener.json` (see [`super::file`]):
-//! [`Probes`] reads only the tags of components, [`FileSeed`] then reads
-//! the whole file, each component straight into the struct of its kind,
-//! so serde_json's positions and the field paths survive.
+//! The serde building blocks of the two passes that read `listener.json`
+//! (see [`super::file`]), shared by the native mirror and the dictConfig's:
+//! [`Probe`] reads only the tags of one component in pass 1, [`NamedSeed`]
+//! reads each named component into the struct its tag chose in pass 2, so
+//! serde_json's positions and the field paths survive.
 
 use std::fmt;
 use std::marker::PhantomData;
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
-
-use super::dictfile::{DictSeed, HandlerClass};
-use super::file::*;
 
 // ---------------------------------------------------------------------------
 // Pass 1: tags only.
@@ -88,39 +86,6 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Named<T> {
     }
 }
 
-/// Pass 1 over the whole file: the tags of every component.
-#[derive(Debug, Default, Deserialize)]
-#[serde(expecting = "a JSON object (the listener config)")]
-pub struct Probes {
-    /// Tags of `inputs`.
-    #[serde(default)]
-    pub inputs: Option<Named<Probe>>,
-    /// Tags of `filters`.
-    #[serde(default)]
-    pub filters: Option<Named<Probe>>,
-    /// Tags of `outputs`.
-    #[serde(default)]
-    pub outputs: Option<Named<Probe>>,
-    /// Tags inside the dictConfig.
-    #[serde(default)]
-    pub logging: Option<LoggingProbes>,
-}
-
-/// Pass 1 inside `logging`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(expecting = "a logging.config.dictConfig object")]
-pub struct LoggingProbes {
-    /// `formatters`: `()` / `class`.
-    #[serde(default)]
-    pub formatters: Option<Named<Probe>>,
-    /// `filters`: `()`.
-    #[serde(default)]
-    pub filters: Option<Named<Probe>>,
-    /// `handlers`: `class` / `()`.
-    #[serde(default)]
-    pub handlers: Option<Named<Probe>>,
-}
-
 // ---------------------------------------------------------------------------
 // Pass 2: dispatch on the kinds found in pass 1.
 
@@ -187,54 +152,13 @@ macro_rules! untagged_typed {
 }
 pub(crate) use untagged_typed;
 
-/// The tags found in pass 1, resolved, that pass 2 dispatches on.
-#[derive(Debug, Default)]
-pub struct Kinds {
-    /// Input kinds by name.
-    pub inputs: Vec<(String, Option<InputType>)>,
-    /// Filter kinds by name.
-    pub filters: Vec<(String, Option<FilterType>)>,
-    /// Output kinds by name.
-    pub outputs: Vec<(String, Option<OutputType>)>,
-    /// dictConfig formatters to read (`None`: a factory, reported).
-    pub formatters: Vec<(String, Option<()>)>,
-    /// dictConfig filters to read.
-    pub dict_filters: Vec<(String, Option<()>)>,
-    /// dictConfig handler classes.
-    pub handlers: Vec<(String, Option<HandlerClass>)>,
-}
-
-/// Pass 2 over the whole file, given the kinds from pass 1.
-#[derive(Clone, Copy)]
-pub struct FileSeed<'a> {
-    /// What pass 1 found.
-    pub kinds: &'a Kinds,
-}
-
-#[derive(Deserialize)]
-#[serde(field_identifier, rename_all = "snake_case")]
-enum TopKey {
-    Inputs,
-    Filters,
-    Outputs,
-    Routes,
-    DrainSeconds,
-    ShutdownTimeoutMs,
-    MaxPendingBytes,
-    StateDir,
-    Metrics,
-    Port,
-    Host,
-    Socket,
-    Logging,
-    /// `"$schema"`: for editors (see `logrelay schema`); ignored.
-    #[serde(rename = "$schema")]
-    Schema,
-}
-
 /// Store `value` in `slot`, refusing a key given twice (serde_json keeps
 /// the last; a config that says two things should say which).
-fn once<E: de::Error, T>(slot: &mut Option<T>, value: T, key: &'static str) -> Result<(), E> {
+pub(crate) fn once<E: de::Error, T>(
+    slot: &mut Option<T>,
+    value: T,
+    key: &'static str,
+) -> Result<(), E> {
     if slot.is_some() {
         return Err(E::duplicate_field(key));
     }
@@ -242,67 +166,35 @@ fn once<E: de::Error, T>(slot: &mut Option<T>, value: T, key: &'static str) -> R
     Ok(())
 }
 
-impl<'de> DeserializeSeed<'de> for FileSeed<'_> {
-    type Value = FileConfig;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<FileConfig, D::Error> {
-        d.deserialize_map(self)
-    }
+/// A level: a standard name (`"WARNING"`) or a number (`30`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LevelFile {
+    /// `"WARNING"`.
+    Name(String),
+    /// `30`.
+    Number(i64),
 }
 
-impl<'de> Visitor<'de> for FileSeed<'_> {
-    type Value = FileConfig;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON object (the listener config)")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<FileConfig, A::Error> {
-        let k = self.kinds;
-        let mut c = FileConfig::default();
-        while let Some(key) = map.next_key::<TopKey>()? {
-            match key {
-                TopKey::Inputs => {
-                    let v = map.next_value_seed(NamedSeed { kinds: &k.inputs })?;
-                    once(&mut c.inputs, v, "inputs")?
-                }
-                TopKey::Filters => {
-                    let v = map.next_value_seed(NamedSeed { kinds: &k.filters })?;
-                    once(&mut c.filters, v, "filters")?
-                }
-                TopKey::Outputs => {
-                    let v = map.next_value_seed(NamedSeed { kinds: &k.outputs })?;
-                    once(&mut c.outputs, v, "outputs")?
-                }
-                TopKey::Routes => once(&mut c.routes, map.next_value()?, "routes")?,
-                TopKey::DrainSeconds => {
-                    once(&mut c.drain_seconds, map.next_value()?, "drain_seconds")?
-                }
-                TopKey::ShutdownTimeoutMs => once(
-                    &mut c.shutdown_timeout_ms,
-                    map.next_value()?,
-                    "shutdown_timeout_ms",
-                )?,
-                TopKey::MaxPendingBytes => once(
-                    &mut c.max_pending_bytes,
-                    map.next_value()?,
-                    "max_pending_bytes",
-                )?,
-                TopKey::StateDir => once(&mut c.state_dir, map.next_value()?, "state_dir")?,
-                TopKey::Metrics => once(&mut c.metrics, map.next_value()?, "metrics")?,
-                // `null` means "not given" for the cookbook keys, as
-                // `config.get(...)` would see it in Python.
-                TopKey::Port => once(&mut c.port, map.next_value::<Option<u16>>()?, "port")?,
-                TopKey::Host => once(&mut c.host, map.next_value::<Option<String>>()?, "host")?,
-                TopKey::Socket => {
-                    once(&mut c.socket, map.next_value::<Option<String>>()?, "socket")?
-                }
-                TopKey::Logging => {
-                    let v = map.next_value_seed(DictSeed { kinds: k })?;
-                    once(&mut c.logging, v, "logging")?
-                }
-                TopKey::Schema => {
-                    map.next_value::<IgnoredAny>()?;
-                }
+impl<'de> Deserialize<'de> for LevelFile {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<LevelFile, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = LevelFile;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a level name like \"WARNING\" or a number")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<LevelFile, E> {
+                Ok(LevelFile::Name(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<LevelFile, E> {
+                Ok(LevelFile::Number(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<LevelFile, E> {
+                i64::try_from(v)
+                    .map(LevelFile::Number)
+                    .map_err(|_| E::invalid_value(de::Unexpected::Unsigned(v), &self))
             }
         }
-        Ok(c)
+        d.deserialize_any(V)
     }
 }

@@ -1,10 +1,23 @@
 //! `Formatter.formatTime`: `created` to a broken-down time in the output's
 //! zone (`time.localtime`, or `time.gmtime` with `utc`), then `strftime`.
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
 
 use super::strftime::Tm;
+
+/// `int(time.time())`, floored before 1970 too. Timed rotation reads it
+/// (Python's timed rotation looks at the clock when it emits, not at the
+/// record's `created`), and so does a path template for a record without
+/// `created`.
+pub(crate) fn now_secs() -> i64 {
+    match SystemTime::now().duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_secs() as i64,
+        Err(e) => -(e.duration().as_secs_f64().ceil() as i64),
+    }
+}
 
 /// Broken-down time of whole second `secs` (Python floors `created`).
 /// `None` outside the range jiff (and, in practice, Python) handles.

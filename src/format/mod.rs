@@ -20,7 +20,9 @@
 pub mod brace;
 pub(crate) mod clock;
 pub mod dollar;
+mod layout;
 pub mod numfmt;
+pub mod path;
 mod percent;
 mod printable;
 pub mod printf;
@@ -35,8 +37,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use jiff::tz::TimeZone;
 
 use crate::codec::Keep;
-use crate::config::{Style, TextFormat};
 use crate::record::{Record, Value};
+pub use layout::{Style, TextFormat, DEFAULT_FORMAT};
 
 /// A format string that can never work.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -26,7 +26,7 @@ fn default_format_with_asctime() {
         ("created", Value::Float(1772690889.5)),
         ("msecs", Value::Float(500.0)),
     ]);
-    let got = line(crate::config::DEFAULT_FORMAT, Style::Percent, None, &r);
+    let got = line(crate::format::DEFAULT_FORMAT, Style::Percent, None, &r);
     assert_eq!(got, "2026-03-05 07:08:09,500 INFO     app hi\n");
 }
 

@@ -60,7 +60,7 @@ use tokio::time::Instant;
 
 use super::NatsStats;
 use crate::config::{Encoder, NatsOutputConfig, WhenFull};
-use crate::output::file::template::PathTemplate;
+use crate::format::path::PathTemplate;
 use crate::output::forward::spool::Spool;
 use crate::output::{spawn_runtime_thread, OutputError, OutputMsg, OutputStats};
 use entry::Entry;

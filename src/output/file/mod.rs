@@ -19,7 +19,6 @@
 mod compress;
 mod pool;
 mod size;
-pub mod template;
 mod timed;
 
 use std::fs::{File, OpenOptions};
@@ -29,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
@@ -38,6 +37,7 @@ use super::{
     WRITE_CHUNK,
 };
 use crate::config::FileOutputConfig;
+use crate::format::clock::now_secs;
 use crate::record::Record;
 use compress::Compressor;
 use size::SizeRotation;
@@ -233,15 +233,6 @@ fn open(path: &Path, truncate: bool) -> std::io::Result<(OpenFile, u64)> {
         regular: meta.is_file(),
     };
     Ok((open, meta.len()))
-}
-
-/// `int(time.time())`: Python's timed rotation looks at the clock when it
-/// emits, not at the record's `created`.
-pub(crate) fn now_secs() -> i64 {
-    match SystemTime::now().duration_since(UNIX_EPOCH) {
-        Ok(d) => d.as_secs() as i64,
-        Err(e) => -(e.duration().as_secs_f64().ceil() as i64),
-    }
 }
 
 /// The number of characters (not bytes) of UTF-8 text, as Python's `len`.

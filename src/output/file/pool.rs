@@ -13,9 +13,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::template::PathTemplate;
 use super::{open, Compressor, FileSink, CHECK_MOVED_EVERY};
 use crate::config::FileOutputConfig;
+use crate::format::path::PathTemplate;
 use crate::output::{LineEncoder, OutputError, OutputStats, Senders, Sink};
 use crate::record::Record;
 

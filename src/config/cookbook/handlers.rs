@@ -4,12 +4,15 @@
 
 use std::collections::BTreeMap;
 
-use super::address::split_host_port;
-use super::check::parse_when;
-use super::cookbook::{join_host_port, PYTHON_DEFAULT_FORMAT};
-use super::file::*;
-use super::load::Builder;
-use super::*;
+use super::dict::{HandlerFile, SocketHandlerFile, TimedHandlerFile};
+use crate::config::address::{join_host_port, split_host_port};
+use crate::config::builder::Builder;
+use crate::config::outputs::parse_when;
+use crate::config::*;
+
+/// The format of a dictConfig handler without a formatter, as Python's
+/// `logging.Formatter()`.
+pub const PYTHON_DEFAULT_FORMAT: &str = "%(message)s";
 
 /// A handler, resolved.
 pub(super) struct Handler {
@@ -47,7 +50,7 @@ pub(super) fn handler(
         match formats.get(f.as_str()) {
             Some(t) => text = t.clone(),
             // Skipped in pass 1 (an unsupported class), already reported.
-            None if b.kinds.formatters.iter().any(|(n, _)| n == f) => {}
+            None if b.kinds.logging.formatters.iter().any(|(n, _)| n == f) => {}
             None => b.report.error(
                 format!("{path}.formatter"),
                 format!("no formatter named {f:?}"),
@@ -58,7 +61,7 @@ pub(super) fn handler(
     for (i, f) in flt.iter().flatten().enumerate() {
         match filters.get(f.as_str()) {
             Some(n) => names.push(n.clone()),
-            None if b.kinds.dict_filters.iter().any(|(n, _)| n == f) => {}
+            None if b.kinds.logging.filters.iter().any(|(n, _)| n == f) => {}
             None => b.report.error(
                 format!("{path}.filters[{i}]"),
                 format!("no filter named {f:?}"),

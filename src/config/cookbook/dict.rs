@@ -4,19 +4,24 @@
 //! dictConfig passes them to the handler's constructor as keyword
 //! arguments; a key Python would reject with a `TypeError` is an error
 //! here too (`deny_unknown_fields`).
+//!
+//! It is read in the native file's two passes (`config::read`):
+//! [`LoggingProbes`] and `kinds` are pass 1 inside `logging` (which
+//! struct each handler is), [`DictSeed`] is pass 2.
 
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 
-use super::file::{LevelFile, StyleName};
-use super::seed::{untagged_typed, Kinds, Named, NamedSeed, Typed};
+use crate::config::error::{one_of, Report};
+use crate::config::seed::{once, untagged_typed, LevelFile, Named, NamedSeed, Probe, Typed};
+use crate::config::Style;
 
 /// Reads `"logging"` with the handler classes found in pass 1.
 pub struct DictSeed<'a> {
     /// What pass 1 found.
-    pub kinds: &'a Kinds,
+    pub kinds: &'a DictKinds,
 }
 
 #[derive(Deserialize)]
@@ -30,14 +35,6 @@ enum DictKey {
     Handlers,
     Loggers,
     Root,
-}
-
-fn once<E: de::Error, T>(slot: &mut Option<T>, value: T, key: &'static str) -> Result<(), E> {
-    if slot.is_some() {
-        return Err(E::duplicate_field(key));
-    }
-    *slot = Some(value);
-    Ok(())
 }
 
 impl<'de> DeserializeSeed<'de> for DictSeed<'_> {
@@ -71,9 +68,7 @@ impl<'de> Visitor<'de> for DictSeed<'_> {
                     once(&mut c.formatters, v, "formatters")?
                 }
                 DictKey::Filters => {
-                    let v = map.next_value_seed(NamedSeed {
-                        kinds: &k.dict_filters,
-                    })?;
+                    let v = map.next_value_seed(NamedSeed { kinds: &k.filters })?;
                     once(&mut c.filters, v, "filters")?
                 }
                 DictKey::Handlers => {
@@ -89,6 +84,103 @@ impl<'de> Visitor<'de> for DictSeed<'_> {
         }
         Ok(c)
     }
+}
+
+/// Pass 1 inside `logging`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(expecting = "a logging.config.dictConfig object")]
+pub struct LoggingProbes {
+    /// `formatters`: `()` / `class`.
+    #[serde(default)]
+    pub formatters: Option<Named<Probe>>,
+    /// `filters`: `()`.
+    #[serde(default)]
+    pub filters: Option<Named<Probe>>,
+    /// `handlers`: `class` / `()`.
+    #[serde(default)]
+    pub handlers: Option<Named<Probe>>,
+}
+
+/// The tags found in pass 1 inside `logging`, resolved.
+#[derive(Debug, Default)]
+pub struct DictKinds {
+    /// Formatters to read (`None`: a factory, reported).
+    pub formatters: Vec<(String, Option<()>)>,
+    /// Filters to read.
+    pub filters: Vec<(String, Option<()>)>,
+    /// Handler classes.
+    pub handlers: Vec<(String, Option<HandlerClass>)>,
+}
+
+/// Pass 1 inside `logging`: check the `class` and `()` keys, so pass 2
+/// knows which struct each handler is and skips what is reported.
+pub(crate) fn kinds(p: &LoggingProbes, r: &mut Report) -> DictKinds {
+    let mut k = DictKinds::default();
+    for (name, probe) in p.handlers.iter().flat_map(|n| &n.0) {
+        let path = format!("logging.handlers.{name}");
+        let classes: Vec<&str> = HandlerClass::ALL.iter().map(|(n, _)| *n).collect();
+        let kind = match (&probe.factory, &probe.class) {
+            (Some(f), _) => {
+                r.error(
+                    format!("{path}.()"),
+                    format!(
+                        "handler factory {f:?} is not supported (use a class: {})",
+                        one_of(&classes)
+                    ),
+                );
+                None
+            }
+            (None, None) => {
+                r.error(&path, format!("missing `class` ({})", one_of(&classes)));
+                None
+            }
+            (None, Some(c)) => {
+                let kind = HandlerClass::from_name(c);
+                if kind.is_none() {
+                    r.error(
+                        format!("{path}.class"),
+                        format!(
+                            "handler class {c:?} is not supported (supported: {})",
+                            one_of(&classes)
+                        ),
+                    );
+                }
+                kind
+            }
+        };
+        k.handlers.push((name.clone(), kind));
+    }
+    for (name, probe) in p.formatters.iter().flat_map(|n| &n.0) {
+        let path = format!("logging.formatters.{name}");
+        let mut ok = true;
+        for (key, value) in [("()", &probe.factory), ("class", &probe.class)] {
+            if let Some(v) = value {
+                if v != "logging.Formatter" {
+                    r.error(
+                        format!("{path}.{key}"),
+                        format!("formatter {v:?} is not supported (only logging.Formatter)"),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        k.formatters.push((name.clone(), ok.then_some(())));
+    }
+    for (name, probe) in p.filters.iter().flat_map(|n| &n.0) {
+        let path = format!("logging.filters.{name}");
+        let ok = match &probe.factory {
+            Some(f) if f != "logging.Filter" => {
+                r.error(
+                    format!("{path}.()"),
+                    format!("filter factory {f:?} is not supported (only logging.Filter, as {{\"name\": ...}})"),
+                );
+                false
+            }
+            _ => true,
+        };
+        k.filters.push((name.clone(), ok.then_some(())));
+    }
+    k
 }
 
 /// A `logging.config.dictConfig` dictionary.
@@ -126,7 +218,7 @@ pub struct FormatterFile {
     /// `"datefmt": "%Y-%m-%d %H:%M:%S"`.
     pub datefmt: Option<String>,
     /// `"style": "%"` (default) | `"{"` | `"$"`.
-    pub style: Option<StyleName>,
+    pub style: Option<Style>,
     /// `"validate": true`: accepted; logrelay always checks the format.
     pub validate: Option<bool>,
     /// `"class": "logging.Formatter"`: the only class supported.

@@ -3,8 +3,9 @@
 //! fields (from the record's `created`), so one output can write
 //! `run/{name}.log` or `run/%Y-%m-%d/{levelname}.log`.
 //!
-//! This module parses and renders; `pool.rs` keeps one file per rendered
-//! path. A rendered value can never leave the directory the template
+//! This module parses and renders (config checks a template with
+//! [`classify`]); the file output's pool keeps one file per rendered path,
+//! and the nats output renders its subjects with it. A rendered value can never leave the directory the template
 //! names: `/` and NUL in a value become `_`, and a path component that a
 //! value turned into `.` or `..` has its dots replaced.
 
@@ -212,7 +213,7 @@ impl PathTemplate {
     fn update_tm(&mut self, record: &Record) {
         let secs = match record.get("created").and_then(|v| v.as_f64()) {
             Some(c) if c.is_finite() => c.floor() as i64,
-            _ => super::now_secs(),
+            _ => super::clock::now_secs(),
         };
         if self.tm.as_ref().is_some_and(|(s, _)| *s == secs) {
             return;

@@ -17,22 +17,22 @@
 //! meet no handler at all go, as in Python, to `logging.lastResort`
 //! (stderr, WARNING and above): an output named [`LAST_RESORT`].
 
+pub mod dict;
+mod handlers;
+
 use std::collections::BTreeMap;
 
-use super::check::text_format;
-use super::file::*;
-use super::handlers::{handler, Handler};
-use super::load::{one_of, Builder, Origin};
-use super::seed::{Kinds, LoggingProbes};
+use super::address::join_host_port;
+use super::builder::{Builder, Origin};
+use super::file::FileConfig;
+use super::outputs::text_format;
 use super::*;
-use crate::config::error::Report;
+use dict::{DictConfig, LoggerFile};
+pub use handlers::PYTHON_DEFAULT_FORMAT;
+use handlers::{handler, Handler};
 
 /// The name of the input the cookbook keys define.
 pub const INPUT_NAME: &str = "cookbook";
-
-/// The format of a dictConfig handler without a formatter, as Python's
-/// `logging.Formatter()`.
-pub const PYTHON_DEFAULT_FORMAT: &str = "%(message)s";
 
 /// The output standing for Python's `logging.lastResort` (stderr,
 /// `%(message)s`), added when some records would meet no handler.
@@ -40,75 +40,6 @@ pub const LAST_RESORT: &str = "lastResort";
 
 /// `logging.lastResort.level`: WARNING.
 const LAST_RESORT_LEVEL: i64 = 30;
-
-/// Pass 1 inside `logging`: check the `class` and `()` keys, so pass 2
-/// knows which struct each handler is and skips what is reported.
-pub(super) fn kinds(p: &LoggingProbes, k: &mut Kinds, r: &mut Report) {
-    for (name, probe) in p.handlers.iter().flat_map(|n| &n.0) {
-        let path = format!("logging.handlers.{name}");
-        let classes: Vec<&str> = HandlerClass::ALL.iter().map(|(n, _)| *n).collect();
-        let kind = match (&probe.factory, &probe.class) {
-            (Some(f), _) => {
-                r.error(
-                    format!("{path}.()"),
-                    format!(
-                        "handler factory {f:?} is not supported (use a class: {})",
-                        one_of(&classes)
-                    ),
-                );
-                None
-            }
-            (None, None) => {
-                r.error(&path, format!("missing `class` ({})", one_of(&classes)));
-                None
-            }
-            (None, Some(c)) => {
-                let kind = HandlerClass::from_name(c);
-                if kind.is_none() {
-                    r.error(
-                        format!("{path}.class"),
-                        format!(
-                            "handler class {c:?} is not supported (supported: {})",
-                            one_of(&classes)
-                        ),
-                    );
-                }
-                kind
-            }
-        };
-        k.handlers.push((name.clone(), kind));
-    }
-    for (name, probe) in p.formatters.iter().flat_map(|n| &n.0) {
-        let path = format!("logging.formatters.{name}");
-        let mut ok = true;
-        for (key, value) in [("()", &probe.factory), ("class", &probe.class)] {
-            if let Some(v) = value {
-                if v != "logging.Formatter" {
-                    r.error(
-                        format!("{path}.{key}"),
-                        format!("formatter {v:?} is not supported (only logging.Formatter)"),
-                    );
-                    ok = false;
-                }
-            }
-        }
-        k.formatters.push((name.clone(), ok.then_some(())));
-    }
-    for (name, probe) in p.filters.iter().flat_map(|n| &n.0) {
-        let path = format!("logging.filters.{name}");
-        let ok = match &probe.factory {
-            Some(f) if f != "logging.Filter" => {
-                r.error(
-                    format!("{path}.()"),
-                    format!("filter factory {f:?} is not supported (only logging.Filter, as {{\"name\": ...}})"),
-                );
-                false
-            }
-            _ => true,
-        };
-        k.dict_filters.push((name.clone(), ok.then_some(())));
-    }
-}
 
 /// The `cookbook` input, if the file has any cookbook key, with the JSON
 /// path that defines it.
@@ -157,15 +88,6 @@ pub(super) fn shorthand(f: &FileConfig, b: &mut Builder) -> Option<(InputConfig,
         },
         path.to_string(),
     ))
-}
-
-/// `host:port`, with brackets around an IPv6 host.
-pub(super) fn join_host_port(host: &str, port: u16) -> String {
-    if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    }
 }
 
 /// What a dictConfig becomes.
@@ -260,7 +182,12 @@ pub(super) fn translate(d: &DictConfig, b: &mut Builder) -> Generated {
         }
     }
     let last_resort = last_resort(&loggers);
-    let taken = b.kinds.handlers.iter().any(|(n, _)| n == LAST_RESORT);
+    let taken = b
+        .kinds
+        .logging
+        .handlers
+        .iter()
+        .any(|(n, _)| n == LAST_RESORT);
     if !last_resort.is_empty() && !taken {
         let origin = || Origin {
             path: "logging".to_string(),
@@ -322,7 +249,13 @@ fn last_resort(all: &[Logger]) -> Vec<RouteConfig> {
 /// order in which `callHandlers` reaches them for one record.
 fn loggers(b: &mut Builder, d: &DictConfig, filters: &BTreeMap<&str, String>) -> Vec<Logger> {
     // Pass 1 knows every handler name, including those it reported.
-    let handler_names: Vec<String> = b.kinds.handlers.iter().map(|(n, _)| n.clone()).collect();
+    let handler_names: Vec<String> = b
+        .kinds
+        .logging
+        .handlers
+        .iter()
+        .map(|(n, _)| n.clone())
+        .collect();
     let mut out: Vec<Logger> = Vec::new();
     let logger = |b: &mut Builder, name: &str, path: String, l: &LoggerFile| -> Logger {
         if let Some(level) = &l.level {
@@ -333,7 +266,7 @@ fn loggers(b: &mut Builder, d: &DictConfig, filters: &BTreeMap<&str, String>) ->
         for (i, f) in l.filters.iter().flatten().enumerate() {
             match filters.get(f.as_str()) {
                 Some(n) => flt.push(n.clone()),
-                None if b.kinds.dict_filters.iter().any(|(n, _)| n == f) => {}
+                None if b.kinds.logging.filters.iter().any(|(n, _)| n == f) => {}
                 None => b.report.error(
                     format!("{path}.filters[{i}]"),
                     format!("no filter named {f:?}"),
@@ -585,7 +518,7 @@ json.dump(got, sys.stdout)
 
     #[test]
     fn cookbook_listener_json_matches_python() {
-        let text = include_str!("../../config/cookbook.json");
+        let text = include_str!("../../../config/cookbook.json");
         let file: serde_json::Value = serde_json::from_str(text).expect("valid JSON");
         let config = compare(file["logging"].clone());
         assert_eq!(config.routes.len(), 1);
@@ -715,7 +648,7 @@ json.dump(got, sys.stdout)
             })
         );
         // Python's cookbook config gives root a handler: no lastResort.
-        let text = include_str!("../../config/cookbook.json");
+        let text = include_str!("../../../config/cookbook.json");
         let c = crate::config::parse(text, Path::new("l.json")).unwrap_or_else(|e| panic!("{e}"));
         assert!(!c.outputs.contains_key(LAST_RESORT));
     }

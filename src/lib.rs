@@ -28,7 +28,6 @@ pub mod filter;
 pub mod format;
 pub mod input;
 pub mod metrics;
-pub mod nats;
 pub mod output;
 pub mod pipeline;
 pub mod ratelimit;

@@ -130,7 +130,7 @@ impl Registry {
             &[],
             crate::input::pending::total() as u64,
         );
-        crate::nats::render_metrics(&mut out);
+        crate::output::nats::client::render_metrics(&mut out);
         out
     }
 }

@@ -256,7 +256,99 @@ impl Record {
 /// LogRecord's attributes), as [`Record::defaulted`] counts them.
 #[inline]
 pub(crate) fn default_bit(key: &str) -> u32 {
-    crate::codec::defaults::own_name(key.as_bytes()).map_or(0, |(_, bit)| bit)
+    own_name(key.as_bytes()).map_or(0, |(_, bit)| bit)
+}
+
+/// One of `LogRecord`'s own attribute names (or the two the formatter
+/// adds): the static name and its bit. The first bits follow the order of
+/// `codec::defaults::ORDER` (makeLogRecord's). It lives here, with the
+/// record, because what counts as a record's own attribute is the
+/// record's business; the decoders and `Record::defaulted` both use it.
+/// Decoders use it to make these keys static strings (no reference count)
+/// and to see at a glance which attributes a record has.
+///
+/// Every decoded key goes through here, so it dispatches on the length and
+/// then compares the whole key as one integer ([`sig`]) with the few names
+/// of that length, instead of a chain of slice compares.
+pub(crate) fn own_name(key: &[u8]) -> Option<(&'static str, u32)> {
+    // `$name => $bit`: return it if the key's signature is the name's
+    // (computed at compile time), else try the next; none is `None`.
+    macro_rules! pick {
+        ($sig:expr; $($name:literal => $bit:literal),+) => {{
+            let s = $sig;
+            $(
+                if s == const { sig_const($name.as_bytes()) } {
+                    return Some(($name, 1 << $bit));
+                }
+            )+
+            return None;
+        }};
+    }
+    match key.len() {
+        3 => pick!(sig(key); "msg" => 1),
+        4 => pick!(sig(key); "name" => 0, "args" => 2),
+        5 => pick!(sig(key); "msecs" => 14),
+        6 => pick!(sig(key); "module" => 7, "lineno" => 11, "thread" => 16),
+        7 => pick!(sig(key);
+            "levelno" => 4, "created" => 13, "process" => 19, "message" => 21, "asctime" => 22),
+        8 => pick!(sig(key);
+            "pathname" => 5, "filename" => 6, "exc_info" => 8, "exc_text" => 9,
+            "funcName" => 12, "taskName" => 20),
+        9 => pick!(sig(key); "levelname" => 3),
+        10 => pick!(sig(key); "stack_info" => 10, "threadName" => 17),
+        11 => pick!(sig(key); "processName" => 18),
+        15 => pick!(sig(key); "relativeCreated" => 15),
+        _ => None,
+    }
+}
+
+/// The bytes of a key of 2 to 16 bytes as one integer: its first and its
+/// last `w` bytes as two little-endian loads (`w` = 8 for 8-16 bytes, 4 for
+/// 4-7, 2 for 2-3), which may overlap but together cover every byte, so two
+/// keys of the same length are equal exactly when their `sig`s are. Other
+/// lengths give 0 (no own name has them).
+#[inline(always)]
+fn sig(k: &[u8]) -> u128 {
+    let n = k.len();
+    if (8..=16).contains(&n) {
+        let (Some(a), Some(b)) = (k.first_chunk::<8>(), k.last_chunk::<8>()) else {
+            return 0;
+        };
+        u128::from(u64::from_le_bytes(*a)) | u128::from(u64::from_le_bytes(*b)) << 64
+    } else if (4..8).contains(&n) {
+        let (Some(a), Some(b)) = (k.first_chunk::<4>(), k.last_chunk::<4>()) else {
+            return 0;
+        };
+        u128::from(u32::from_le_bytes(*a)) | u128::from(u32::from_le_bytes(*b)) << 64
+    } else if n >= 2 {
+        let (Some(a), Some(b)) = (k.first_chunk::<2>(), k.last_chunk::<2>()) else {
+            return 0;
+        };
+        u128::from(u16::from_le_bytes(*a)) | u128::from(u16::from_le_bytes(*b)) << 64
+    } else {
+        0
+    }
+}
+
+/// [`sig`] at compile time, for the names.
+const fn sig_const(k: &[u8]) -> u128 {
+    let n = k.len();
+    let w = if n >= 8 {
+        8
+    } else if n >= 4 {
+        4
+    } else {
+        2
+    };
+    let mut lo = 0u128;
+    let mut hi = 0u128;
+    let mut i = 0;
+    while i < w {
+        lo |= (k[i] as u128) << (8 * i);
+        hi |= (k[n - w + i] as u128) << (8 * i);
+        i += 1;
+    }
+    lo | hi << 64
 }
 
 /// Python's standard level numbers, by name (`logging._nameToLevel`).

@@ -15,7 +15,9 @@
 //! (the page passes its own `?token=` on to the API), else 401.
 
 pub mod status;
-pub mod tail;
+/// The live tail lives in the pipeline it taps; the status page and
+/// `logrelay tap` read it from here.
+pub use crate::pipeline::tail;
 pub mod tap;
 
 use std::sync::atomic::Ordering;

@@ -58,17 +58,6 @@ fn state() -> &'static Mutex<State> {
     })
 }
 
-/// The delivered-records counter of a route, shared by every pipeline
-/// that has the same route (so a reload that keeps it keeps its count).
-pub(crate) fn route_counter(spec: &RouteConfig) -> Arc<AtomicU64> {
-    static COUNTERS: OnceLock<Mutex<HashMap<String, Arc<AtomicU64>>>> = OnceLock::new();
-    let key = format!("{spec:?}");
-    lock(COUNTERS.get_or_init(Mutex::default))
-        .entry(key)
-        .or_default()
-        .clone()
-}
-
 /// A short human label for a route: `app → file, console [payments ≥30]`.
 pub fn route_label(i: usize, spec: &RouteConfig) -> String {
     let from = spec
@@ -153,7 +142,7 @@ pub(crate) fn publish(config: &Config, inputs: Vec<(String, String, Vec<String>)
         .routes
         .iter()
         .enumerate()
-        .map(|(i, r)| (route_label(i, r), route_counter(r)))
+        .map(|(i, r)| (route_label(i, r), crate::pipeline::route_counter(r)))
         .collect();
     lock(state()).view = view;
 }

@@ -15,6 +15,7 @@ mod accept;
 pub(crate) mod ack;
 pub mod handoff;
 pub mod inherit;
+pub mod nats;
 pub mod pending;
 mod read;
 pub mod registry;
@@ -153,7 +154,7 @@ pub async fn start(
         InputKind::Tcp { address } => tcp::start(address, ctx, tracker).await.map_err(err)?,
         InputKind::Unix { path, mode } => unix::start(path, *mode, ctx, tracker).map_err(err)?,
         InputKind::Udp { address } => udp::start(address, ctx, tracker).await.map_err(err)?,
-        InputKind::Nats(n) => (crate::nats::input::start(name, n, ctx, tracker), Vec::new()),
+        InputKind::Nats(n) => (nats::start(name, n, ctx, tracker), Vec::new()),
     };
     Ok(RunningInput {
         key,

@@ -254,7 +254,7 @@ pub fn start(name: &str, config: &OutputConfig) -> Result<RunningOutput, OutputE
         }
         OutputConfig::Nats(c) => {
             let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
-            let thread = crate::nats::output::start(name, c, rx, stats.clone())?;
+            let thread = super::nats::start(name, c, rx, stats.clone())?;
             (Queue::Records(tx), thread)
         }
     };

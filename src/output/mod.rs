@@ -14,6 +14,7 @@ pub mod file;
 pub mod forward;
 mod handle;
 mod message;
+pub mod nats;
 mod preformat;
 pub mod receipt;
 mod sink;

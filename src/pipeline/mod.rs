@@ -8,7 +8,8 @@
 //! [`OutputHandle`]s, and an output ends when the last handle is dropped.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::codec::framing::Framer;
 use crate::codec::{DecoderKind, Keep};
@@ -17,6 +18,8 @@ use crate::config::{Config, InputConfig, RouteConfig};
 use crate::filter::{Filter, Verdict};
 use crate::output::{OutputHandle, Receipt};
 use crate::record::Record;
+
+pub mod tail;
 
 /// What a connection of one input needs to turn bytes into records.
 #[derive(Debug)]
@@ -39,6 +42,22 @@ pub struct InputStage {
     /// Whether two of those routes share an output; see
     /// [`Pipeline::dispatch_in_order`].
     shared_outputs: bool,
+}
+
+/// The delivered-records counter of a route, shared by every pipeline
+/// that has the same route (so a reload that keeps it keeps its count).
+pub(crate) fn route_counter(spec: &RouteConfig) -> Arc<AtomicU64> {
+    static COUNTERS: OnceLock<Mutex<HashMap<String, Arc<AtomicU64>>>> = OnceLock::new();
+    let key = format!("{spec:?}");
+    // A panic while holding this lock could only come from the map's own
+    // code; the map is still valid, so poisoning is ignored.
+    COUNTERS
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(key)
+        .or_default()
+        .clone()
 }
 
 /// One compiled route.
@@ -144,7 +163,7 @@ impl Pipeline {
                     .iter()
                     .filter_map(|n| outputs.get(n).cloned())
                     .collect(),
-                delivered: crate::admin::status::route_counter(spec),
+                delivered: route_counter(spec),
             })
             .collect();
         let inputs = config
@@ -208,8 +227,8 @@ impl Pipeline {
         if records.is_empty() {
             return;
         }
-        if crate::admin::tail::watched() {
-            crate::admin::tail::offer(self, stage, &records);
+        if tail::watched() {
+            tail::offer(self, stage, &records);
         }
         if stage.shared_outputs {
             return self.dispatch_in_order(stage, records, receipt).await;
@@ -309,7 +328,7 @@ impl InputStage {
     /// while someone watches the live tail (it shows them all).
     #[inline]
     pub fn keep_now(&self) -> Keep {
-        if crate::admin::tail::watched() {
+        if tail::watched() {
             Keep::ALL
         } else {
             self.keep

@@ -34,10 +34,10 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer::pull, AckKind};
 use futures_util::{FutureExt, StreamExt};
 
-use super::NatsStats;
 use crate::codec::DecoderKind;
 use crate::config::NatsInputConfig;
 use crate::input::{refresh, warn_limited, ConnContext};
+use crate::output::nats::client::NatsStats;
 use crate::pipeline::Pipeline;
 
 /// At a graceful stop, how long to wait for the outputs to write what was
@@ -56,7 +56,7 @@ pub(crate) fn start(
     ctx: ConnContext,
     tracker: &tokio_util::task::TaskTracker,
 ) -> Vec<String> {
-    let stats = super::register("input", name);
+    let stats = crate::output::nats::client::register("input", name);
     let what = format!("input {name:?}");
     let config = config.clone();
     let shown = format!(
@@ -85,13 +85,13 @@ async fn consume(
 ) {
     let mut attempt = 0u32;
     let client = loop {
-        match super::connect(&what, &config.connect).await {
+        match crate::output::nats::client::connect(&what, &config.connect).await {
             Ok(c) => break c,
             Err(e) => {
                 if attempt == 0 {
                     tracing::error!("{e}; retrying with backoff.");
                 }
-                if !pause(&ctx, super::backoff(attempt)).await {
+                if !pause(&ctx, crate::output::nats::client::backoff(attempt)).await {
                     return;
                 }
                 attempt += 1;
@@ -117,7 +117,7 @@ async fn consume(
                     tracing::warn!("{what}: {why}; retrying.");
                 }
                 attempt += 1;
-                if !pause(&ctx, super::backoff(attempt)).await {
+                if !pause(&ctx, crate::output::nats::client::backoff(attempt)).await {
                     break;
                 }
                 continue;
@@ -134,7 +134,7 @@ async fn consume(
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!("{what}: cannot pull messages: {e}; retrying.");
-                if !pause(&ctx, super::backoff(attempt)).await {
+                if !pause(&ctx, crate::output::nats::client::backoff(attempt)).await {
                     break;
                 }
                 attempt += 1;
@@ -262,7 +262,7 @@ async fn handle(
                 .and_then(|h| h.get(name))
                 .map(|v| v.as_str())
         };
-        let decoder = match header(super::ENCODER_HEADER) {
+        let decoder = match header(crate::output::nats::client::ENCODER_HEADER) {
             Some("pickle") => DecoderKind::Pickle,
             Some("msgpack") => DecoderKind::Msgpack,
             _ => DecoderKind::Json,
@@ -276,7 +276,7 @@ async fn handle(
                 warn_limited(&stage.name, e.reason(), &format!("{e}; record dropped"));
             }
         };
-        if header(super::BATCH_HEADER).is_none() {
+        if header(crate::output::nats::client::BATCH_HEADER).is_none() {
             one(m.payload.clone());
             continue;
         }

@@ -12,7 +12,7 @@ use std::sync::{Arc, RwLock};
 
 use tokio::sync::mpsc;
 
-use crate::pipeline::{InputStage, Pipeline};
+use super::{InputStage, Pipeline};
 use crate::record::{logger_matches, Record};
 
 /// Events queued per watcher before records are skipped.

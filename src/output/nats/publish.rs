@@ -38,12 +38,12 @@ struct AckError {
 
 impl Publisher {
     fn retry_later(&mut self) {
-        self.next_try = Instant::now() + crate::nats::backoff(self.attempt);
+        self.next_try = Instant::now() + crate::output::nats::client::backoff(self.attempt);
         self.attempt = self.attempt.saturating_add(1);
     }
 
     pub(super) async fn connect(&mut self) {
-        match crate::nats::connect(&self.what, &self.config.connect).await {
+        match crate::output::nats::client::connect(&self.what, &self.config.connect).await {
             Ok(client) => {
                 // The stream's API requests (look up, create); publishes
                 // go through the client with our own ack subscription.
@@ -149,9 +149,15 @@ impl Publisher {
             };
             let mut headers = async_nats::HeaderMap::new();
             headers.insert(async_nats::header::NATS_MESSAGE_ID, entry.id.as_str());
-            headers.insert(crate::nats::ENCODER_HEADER, entry.encoder.as_str());
+            headers.insert(
+                crate::output::nats::client::ENCODER_HEADER,
+                entry.encoder.as_str(),
+            );
             if let Some(n) = entry.packed {
-                headers.insert(crate::nats::BATCH_HEADER, n.to_string().as_str());
+                headers.insert(
+                    crate::output::nats::client::BATCH_HEADER,
+                    n.to_string().as_str(),
+                );
             }
             let token = self.next_token;
             let reply = format!("{}.{token}", self.ack_prefix);

@@ -44,6 +44,7 @@
 //! them), `publish.rs` talks to the cluster.
 
 mod buffer;
+pub(crate) mod client;
 mod entry;
 mod publish;
 
@@ -58,11 +59,11 @@ use futures_util::FutureExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::NatsStats;
 use crate::config::{Encoder, NatsOutputConfig, WhenFull};
 use crate::format::path::PathTemplate;
 use crate::output::forward::spool::Spool;
 use crate::output::{spawn_runtime_thread, OutputError, OutputMsg, OutputStats};
+use client::NatsStats;
 use entry::Entry;
 use publish::{join_lookup, next_ack, InFlight};
 
@@ -105,7 +106,7 @@ pub fn start(
         path: config.subject.clone(),
         source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()),
     })?;
-    let nats_stats = super::register("output", name);
+    let nats_stats = client::register("output", name);
     let name_owned = name.to_string();
     let config = config.clone();
     spawn_runtime_thread(name, "nats", move || {

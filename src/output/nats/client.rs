@@ -1,14 +1,13 @@
-//! NATS JetStream: the `nats` output (hosts publish every record to a
-//! replicated stream) and the `nats` input (central logrelays share one
-//! durable pull consumer of it). See `docs/scale-out.md`.
+//! The NATS JetStream client both ends share: the `nats` output (hosts
+//! publish every record to a replicated stream, this folder) and the
+//! `nats` input (central logrelays share one durable pull consumer of it,
+//! `src/input/nats.rs`, which reaches down to this module as the ack input
+//! reaches `codec::ack`). See `docs/scale-out.md`.
 //!
 //! Both use `async-nats`, which reconnects by itself across the listed
 //! servers (and those the cluster advertises); this module builds its
 //! connect options from the config, reports connection events under the
 //! component's name, and keeps the NATS-specific counters for `/metrics`.
-
-pub mod input;
-pub mod output;
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -558,3 +558,60 @@ fn check_reads_the_credential_files_of_nats_outputs_and_inputs() {
         assert!(err.contains(want), "missing {want:?} in:\n{err}");
     }
 }
+
+/// A SIGUSR2 upgrade of a host with a nats output: the old process's
+/// output answers the flush before the handover (it used to drop the
+/// answer, so every upgrade logged "output is gone"), and every record,
+/// sent before and after, reaches the central once.
+#[test]
+fn an_upgrade_flushes_the_nats_output_and_loses_nothing() {
+    if !have_nats() {
+        return;
+    }
+    let js = Cluster::start(1, &[]);
+    let mut h = host(&js.servers(), 1, "");
+    let c = central(&js.servers(), "");
+    let port = h.port("app");
+    send_tcp(port, 2000, "app.before");
+    h.signal("USR2");
+    h.wait_for_log(
+        "Upgrade: the successor is listening",
+        1,
+        Duration::from_secs(30),
+    );
+    let log = h.stderr();
+    let successor: u32 = log
+        .lines()
+        .find(|l| l.contains("Upgrade: the successor"))
+        .and_then(|l| l.split("successor=").nth(1))
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no successor pid in {log}"));
+    assert_eq!(wait_timeout(&mut h.child, Duration::from_secs(30)), 0);
+    let log = h.stderr();
+    assert!(!log.contains("output is gone"), "{log}");
+    assert!(!log.contains("did not write its queue"), "{log}");
+    // The successor took the same port.
+    send_tcp(port, 2000, "app.after");
+    wait_all(
+        &[&c],
+        "out/app.log",
+        "app.before",
+        2000,
+        Duration::from_secs(60),
+    );
+    let seen = wait_all(
+        &[&c],
+        "out/app.log",
+        "app.after",
+        2000,
+        Duration::from_secs(60),
+    );
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(successor.to_string())
+        .status();
+    // Every line of both, once, and nothing else.
+    assert_eq!(seen.len(), 4000);
+    assert!(seen.values().all(|&k| k == 1), "duplicates");
+}

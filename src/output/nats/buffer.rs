@@ -31,8 +31,16 @@ impl Publisher {
 
     /// Encode and buffer a batch from the pipeline.
     pub(super) fn take(&mut self, msg: OutputMsg) {
-        let OutputMsg::Batch(batch, _budget, receipt) = msg else {
-            return; // Reopen: nothing to reopen.
+        let (batch, receipt) = match msg {
+            OutputMsg::Batch(batch, _budget, receipt) => (batch, receipt),
+            // Taken in order: everything before it is buffered (and, with
+            // a spool, on disk), as the forward output answers. Dropping
+            // the answer made every upgrade log "output is gone".
+            OutputMsg::Flush(done) => {
+                let _ = done.send(());
+                return;
+            }
+            _ => return, // Reopen: nothing to reopen.
         };
         let mut lost = 0;
         let pack = self.config.batch_bytes;

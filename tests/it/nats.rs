@@ -495,12 +495,25 @@ fn wrong_credentials_give_a_clear_error_naming_the_output() {
     assert!(line.contains("ERROR"), "{line}");
 }
 
-#[test]
-fn check_validates_nats_outputs_and_inputs() {
+/// `logrelay check` on `config` exits 1 and names every one of `wants`.
+fn check_refuses(config: &str, wants: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("listener.json");
-    std::fs::write(
-        &path,
+    std::fs::write(&path, config).unwrap();
+    let out = logrelay(
+        &["check", "--config", path.to_str().unwrap()],
+        Path::new("."),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    for want in wants {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+}
+
+#[test]
+fn check_validates_nats_outputs_and_inputs() {
+    check_refuses(
         r#"{
   "inputs": {"n": {"type": "nats", "servers": [], "stream": "a.b", "consumer": "c"}},
   "outputs": {"o": {"type": "nats", "servers": ["nats://127.0.0.1:4222"], "stream": "LOGS",
@@ -510,53 +523,32 @@ fn check_validates_nats_outputs_and_inputs() {
               "q": {"type": "nats", "servers": ["nats://127.0.0.1:4222"], "stream": "LOGS",
                     "batch_bytes": 2000000}}
 }"#,
-    )
-    .unwrap();
-    let out = logrelay(
-        &["check", "--config", path.to_str().unwrap()],
-        Path::new("."),
+        &[
+            "inputs.n.servers: list at least one server",
+            "inputs.n.stream: the stream name may not contain",
+            "outputs.o.subject: \"{name}.x\": start with a literal token",
+            "outputs.o.replicas: 7 is out of range (1 to 5)",
+            "outputs.o.encoder: a nats output encodes json, msgpack or pickle",
+            "outputs.q.batch_bytes: 2000000 is out of range (0 to 1048576)",
+            "outputs.p.subject: \"logs.{name}\" has placeholders, but with batch_bytes",
+        ],
     );
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    for want in [
-        "inputs.n.servers: list at least one server",
-        "inputs.n.stream: the stream name may not contain",
-        "outputs.o.subject: \"{name}.x\": start with a literal token",
-        "outputs.o.replicas: 7 is out of range (1 to 5)",
-        "outputs.o.encoder: a nats output encodes json, msgpack or pickle",
-        "outputs.q.batch_bytes: 2000000 is out of range (0 to 1048576)",
-        "outputs.p.subject: \"logs.{name}\" has placeholders, but with batch_bytes",
-    ] {
-        assert!(err.contains(want), "missing {want:?} in:\n{err}");
-    }
 }
 
 #[test]
 fn check_reads_the_credential_files_of_nats_outputs_and_inputs() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("listener.json");
-    std::fs::write(
-        &path,
+    check_refuses(
         r#"{
   "inputs": {"n": {"type": "nats", "servers": ["nats://127.0.0.1:4222"], "stream": "LOGS",
                    "consumer": "c", "creds_file": "missing.creds"}},
   "outputs": {"o": {"type": "nats", "servers": ["nats://127.0.0.1:4222"], "stream": "LOGS",
                     "token_file": "missing.token"}}
 }"#,
-    )
-    .unwrap();
-    let out = logrelay(
-        &["check", "--config", path.to_str().unwrap()],
-        Path::new("."),
+        &[
+            "inputs.n.creds_file: cannot read ",
+            "outputs.o.token_file: cannot read ",
+        ],
     );
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    for want in [
-        "inputs.n.creds_file: cannot read ",
-        "outputs.o.token_file: cannot read ",
-    ] {
-        assert!(err.contains(want), "missing {want:?} in:\n{err}");
-    }
 }
 
 /// A SIGUSR2 upgrade of a host with a nats output: the old process's

@@ -144,7 +144,7 @@ fn recycle(fields: &mut Fields) {
 }
 
 /// One log record: the `LogRecord` attribute dict as the sender sent it.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct Record {
     /// Every attribute, in the order the sender's dict held them, then any
     /// `makeLogRecord` defaults the decoder added (see `defaulted`).
@@ -157,6 +157,23 @@ pub struct Record {
     /// own. Always 0 for pickle: SocketHandler sends the whole dict, so
     /// that path pays nothing.
     pub defaulted: u32,
+    /// The pickle frame the record was decoded from, when a reader asked
+    /// for it ([`Keep::FRAME`](crate::codec::Keep::FRAME)) and it is plain
+    /// `makePickle` output: a pickle encoder sends these bytes on instead
+    /// of encoding the fields again. Whatever changes the record drops it
+    /// ([`Record::set`], [`Record::remove`], a filter that can write), and
+    /// the fields may then be all there is: only a reader that asked for
+    /// the frame may find fewer fields than it needs, and it asked for
+    /// every field too when a filter on its route can write.
+    frame: Option<Bytes>,
+}
+
+/// Records are equal when their fields are: the frame is how one was
+/// sent, not what it holds.
+impl PartialEq for Record {
+    fn eq(&self, other: &Record) -> bool {
+        self.fields == other.fields && self.defaulted == other.defaulted
+    }
 }
 
 impl Drop for Record {
@@ -171,13 +188,35 @@ impl Record {
         Record {
             fields,
             defaulted: 0,
+            frame: None,
         }
     }
 
     /// A record from a decoder's fields, of which those with the
     /// `own_name` bits `defaulted` are defaults it added.
     pub fn with_defaults(fields: Fields, defaulted: u32) -> Record {
-        Record { fields, defaulted }
+        Record {
+            fields,
+            defaulted,
+            frame: None,
+        }
+    }
+
+    /// Keep `frame`, the plain pickle this record was decoded from (see
+    /// [`Record::frame`]).
+    pub(crate) fn keep_frame(&mut self, frame: Bytes) {
+        self.frame = Some(frame);
+    }
+
+    /// The plain pickle frame this record was decoded from, if a reader
+    /// asked for it and nothing changed the record since.
+    pub fn frame(&self) -> Option<&Bytes> {
+        self.frame.as_ref()
+    }
+
+    /// Forget the frame: the record was (or may have been) changed.
+    pub(crate) fn changed(&mut self) {
+        self.frame = None;
     }
 
     /// The fields the sender sent or a filter set, in order: `fields`
@@ -221,6 +260,7 @@ impl Record {
     /// Set an attribute: replaced in place if present (keeping its
     /// position), appended otherwise, as `setattr` on a LogRecord.
     pub fn set(&mut self, key: impl Into<Str>, value: Value) {
+        self.frame = None;
         let key = key.into();
         self.defaulted &= !default_bit(&key);
         match self.fields.iter_mut().find(|(k, _)| *k == key) {
@@ -231,6 +271,7 @@ impl Record {
 
     /// Remove an attribute; returns whether it was present.
     pub fn remove(&mut self, key: &str) -> bool {
+        self.frame = None;
         self.defaulted &= !default_bit(key);
         let before = self.fields.len();
         self.fields.retain(|(k, _)| &**k != key);

@@ -206,6 +206,10 @@ def main():
                                                   "replicas": 3, "batch_bytes": 65536}),
             ("TCP -> nats R3, batch_bytes, msgpack", {"type": "nats", "servers": r3.servers(), "stream": "LOGS",
                                                      "replicas": 3, "batch_bytes": 65536, "encoder": "msgpack"}),
+            ("TCP -> nats R3, batch_bytes, pickle", {"type": "nats", "servers": r3.servers(), "stream": "LOGS",
+                                                    "replicas": 3, "batch_bytes": 65536, "encoder": "pickle"}),
+            ("TCP -> nats R3, pickle", {"type": "nats", "servers": r3.servers(), "stream": "LOGS",
+                                       "replicas": 3, "encoder": "pickle"}),
         ]
         written_r3 = 0
         for label, out in outputs:

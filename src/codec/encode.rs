@@ -51,9 +51,17 @@ impl Encoder {
 
 /// Append the payload of one record in `encoder`'s format. For
 /// [`Encoder::Fluent`] it is one Forward-mode entry, `[time, record]`.
+///
+/// A pickle of a record that still has its frame ([`Record::frame`]: it
+/// came in as plain `makePickle` output and nothing changed it) is that
+/// frame, as the sender wrote it: what encoding its fields again would
+/// give for a SocketHandler's record, without the work.
 pub fn payload(encoder: Encoder, record: &Record, out: &mut Vec<u8>) {
     match encoder {
-        Encoder::Pickle => pickle(&record.fields, out),
+        Encoder::Pickle => match record.frame() {
+            Some(frame) => out.extend_from_slice(frame),
+            None => pickle(&record.fields, out),
+        },
         Encoder::Json => json::write_fields(&record.fields, out),
         Encoder::Msgpack => msgpack::write_fields(&record.fields, out),
         Encoder::Fluent => fluent_entry(&record.fields, out),

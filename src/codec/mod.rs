@@ -58,9 +58,16 @@ impl DecoderKind {
     /// ([`Record::defaulted`]); pickle records are whole already.
     pub fn decode_keeping(self, frame: Bytes, keep: Keep) -> Result<Record, DecodeError> {
         let (fields, defaulted) = match self {
-            DecoderKind::Pickle => return Ok(Record::new(pickle::decode_keeping(&frame, keep)?)),
-            DecoderKind::Json => json::decode_keeping(&frame, keep)?,
-            DecoderKind::Msgpack => msgpack::decode_keeping(&frame, keep)?,
+            DecoderKind::Pickle => {
+                let (fields, plain) = pickle::decode_plain(&frame, keep)?;
+                let mut record = Record::new(fields);
+                if plain {
+                    record.keep_frame(frame);
+                }
+                return Ok(record);
+            }
+            DecoderKind::Json => json::decode_keeping(&frame, keep.without_frame())?,
+            DecoderKind::Msgpack => msgpack::decode_keeping(&frame, keep.without_frame())?,
         };
         Ok(Record::with_defaults(fields, defaulted))
     }
@@ -83,6 +90,8 @@ pub const MAX_VALUES: usize = pickle::MAX_SLOTS;
 pub struct Keep {
     own: u32,
     others: bool,
+    /// Whether a reader wants the frame as sent ([`Keep::FRAME`]).
+    frame: bool,
 }
 
 impl Keep {
@@ -91,11 +100,23 @@ impl Keep {
     pub const ALL: Keep = Keep {
         own: u32::MAX,
         others: true,
+        frame: false,
     };
     /// No field.
     pub const NONE: Keep = Keep {
         own: 0,
         others: false,
+        frame: false,
+    };
+    /// The frame as the sender sent it, for a pickle encoder that can send
+    /// a record on unchanged ([`Record::frame`]). A decoder that cannot
+    /// keep the frame (JSON, msgpack, a pickle that is not plain
+    /// `makePickle` output) keeps every field instead, for the encoder to
+    /// write.
+    pub const FRAME: Keep = Keep {
+        own: 0,
+        others: false,
+        frame: true,
     };
 
     /// The field `name`.
@@ -104,10 +125,12 @@ impl Keep {
             Some((_, bit)) => Keep {
                 own: bit,
                 others: false,
+                frame: false,
             },
             None => Keep {
                 own: 0,
                 others: true,
+                frame: false,
             },
         }
     }
@@ -125,6 +148,23 @@ impl Keep {
         Keep {
             own: self.own | other.own,
             others: self.others || other.others,
+            frame: self.frame || other.frame,
+        }
+    }
+
+    /// Whether a reader wants the frame as sent ([`Keep::FRAME`]).
+    pub fn wants_frame(self) -> bool {
+        self.frame
+    }
+
+    /// The fields to decode when the frame cannot be kept: every field if
+    /// a reader wanted the frame (it will encode the record from them).
+    #[must_use]
+    pub fn without_frame(self) -> Keep {
+        if self.frame {
+            Keep::ALL
+        } else {
+            self
         }
     }
 
@@ -197,7 +237,7 @@ pub(crate) fn slice_str(
 /// Whether `b` is all ASCII, eight bytes at a time: record strings are
 /// short (most under 32 bytes), where this beats `<[u8]>::is_ascii`.
 #[inline]
-fn is_ascii(b: &[u8]) -> bool {
+pub(crate) fn is_ascii(b: &[u8]) -> bool {
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let word = |c: &[u8; 8]| u64::from_le_bytes(*c);
     match b.last_chunk::<8>() {

@@ -42,6 +42,14 @@ impl Filter {
         }
     }
 
+    /// Whether the filter can change a record (so an output behind it
+    /// cannot count on the record's frame).
+    pub fn writes(&self) -> bool {
+        match self {
+            Filter::Wasm(f) => f.writes_record(),
+        }
+    }
+
     /// Run the filter on every record of `batch`, keeping those it keeps.
     pub fn retain(&self, batch: &mut Vec<Record>) {
         match self {

@@ -173,6 +173,19 @@ impl PathTemplate {
         })
     }
 
+    /// The record fields [`PathTemplate::render`] reads.
+    pub fn reads(&self) -> crate::codec::Keep {
+        let keep = crate::codec::Keep::fields(self.pieces.iter().filter_map(|p| match p {
+            Piece::Field(f) => Some(f.as_str()),
+            _ => None,
+        }));
+        if self.uses_time {
+            keep.and(crate::codec::Keep::field("created"))
+        } else {
+            keep
+        }
+    }
+
     /// Write the path for `record` into `out` (cleared first).
     pub fn render(&mut self, record: &Record, out: &mut String) {
         out.clear();

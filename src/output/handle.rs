@@ -11,7 +11,7 @@ use super::{
     file, forward, stdout, LineEncoder, Lines, OutputError, OutputMsg, OutputStats, Preformat,
 };
 use crate::codec::Keep;
-use crate::config::{Encoding, FileOutputConfig, OutputConfig, TextFormat};
+use crate::config::{Encoder, Encoding, FileOutputConfig, OutputConfig, TextFormat};
 use crate::record::Record;
 
 /// Records queued per output before senders wait. Records borrow from
@@ -29,6 +29,8 @@ const QUEUE_BATCHES: usize = 1024;
 pub struct OutputHandle {
     name: Arc<str>,
     queue: Queue,
+    /// What an output that takes records reads of them.
+    reads: Keep,
     budget: Arc<tokio::sync::Semaphore>,
     stats: Arc<OutputStats>,
 }
@@ -72,9 +74,10 @@ impl OutputHandle {
     }
 
     /// The record fields this output reads: those its format names for a
-    /// text output that formats in the sender, else all of them.
+    /// text output that formats in the sender; for a pickle encoder, the
+    /// frame as sent and its subject's fields; else all of them.
     pub fn reads(&self) -> Keep {
-        self.queue.preformat().map_or(Keep::ALL, |p| p.reads)
+        self.queue.preformat().map_or(self.reads, |p| p.reads)
     }
 
     /// Whether this output takes the records themselves (and so needs its
@@ -221,6 +224,7 @@ fn preformat(
 /// (the format is checked before anything opens).
 pub fn start(name: &str, config: &OutputConfig) -> Result<RunningOutput, OutputError> {
     let stats = Arc::new(OutputStats::default());
+    let mut reads = Keep::ALL;
     let (queue, thread) = match config {
         OutputConfig::File(c) => match c.max_open_files {
             None => {
@@ -246,6 +250,9 @@ pub fn start(name: &str, config: &OutputConfig) -> Result<RunningOutput, OutputE
             )
         }
         OutputConfig::Forward(c) => {
+            if c.encoder == Encoder::Pickle {
+                reads = Keep::FRAME;
+            }
             let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
             (
                 Queue::Records(tx),
@@ -253,6 +260,9 @@ pub fn start(name: &str, config: &OutputConfig) -> Result<RunningOutput, OutputE
             )
         }
         OutputConfig::Nats(c) => {
+            if c.encoder == Encoder::Pickle {
+                reads = super::nats::subject_reads(name, c)?.and(Keep::FRAME);
+            }
             let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
             let thread = super::nats::start(name, c, rx, stats.clone())?;
             (Queue::Records(tx), thread)
@@ -262,6 +272,7 @@ pub fn start(name: &str, config: &OutputConfig) -> Result<RunningOutput, OutputE
         handle: OutputHandle {
             name: name.into(),
             queue,
+            reads,
             budget: Arc::new(tokio::sync::Semaphore::new(QUEUE_RECORDS)),
             stats,
         },

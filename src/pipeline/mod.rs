@@ -85,9 +85,16 @@ impl Route {
         if self.reads_name() {
             keep = keep.and(Keep::field("name"));
         }
-        self.outputs
+        let keep = self
+            .outputs
             .iter()
-            .fold(keep, |keep, out| keep.and(out.reads()))
+            .fold(keep, |keep, out| keep.and(out.reads()));
+        if keep.wants_frame() && self.filters.iter().any(|f| f.writes()) {
+            // A changed record loses its frame: the output encodes the
+            // fields, all of them.
+            return keep.and(Keep::ALL);
+        }
+        keep
     }
 
     /// Whether one of the route's conditions is on the logger name.

@@ -458,3 +458,148 @@ fn issue_7_forward_config_errors_name_the_field() {
     assert!(err.contains("outputs.b.ack"), "{err}");
     assert!(!err.contains("outputs.c"), "{err}");
 }
+
+/// A listener that prints its port, then for argv[2] frames writes one
+/// line per frame to argv[1]: the frame's hex (prefix included), a tab,
+/// and the loaded dict's `msg`, `env` and `levelno` as JSON.
+const PY_DUMP_LISTENER: &str = r#"
+import json, pickle, socket, struct, sys
+out, n = sys.argv[1], int(sys.argv[2])
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(5)
+print(srv.getsockname()[1], flush=True)
+conn, _ = srv.accept()
+f = conn.makefile("rb")
+lines = []
+while len(lines) < n:
+    head = f.read(4)
+    body = f.read(struct.unpack(">L", head)[0])
+    d = pickle.loads(body)
+    lines.append((head + body).hex() + "\t" + json.dumps([str(d.get("msg")), d.get("env"), d.get("levelno")]))
+open(out, "w").write("\n".join(lines) + "\n")
+"#;
+
+/// Sends argv[3] records "rec <i>" through a SocketHandler to port
+/// argv[1], writing each frame it sends (hex) to argv[2].
+const PY_TEE_PLAIN: &str = r#"
+import logging, logging.handlers, sys
+port, out, n = int(sys.argv[1]), open(sys.argv[2], "w"), int(sys.argv[3])
+class Tee(logging.handlers.SocketHandler):
+    def makePickle(self, record):
+        b = super().makePickle(record)
+        out.write(b.hex() + "\n")
+        return b
+h = Tee("127.0.0.1", port)
+log = logging.getLogger("plain")
+log.propagate = False
+log.setLevel(1)
+log.addHandler(h)
+for i in range(n):
+    log.info("rec %d", i)
+h.close()
+out.close()
+"#;
+
+#[test]
+fn a_forwarded_pickle_is_the_senders_bytes_unless_changed_or_unsafe() {
+    // The pickle encoder sends a SocketHandler record's own frame on when
+    // nothing changed it; a record a filter can change is encoded from
+    // its fields (the change is there), and a frame that is not plain
+    // makePickle output (a class instance built by REDUCE) is encoded
+    // again, so no opcode that would make an unpickler run code leaves.
+    let n = 20;
+    let tmp = tempfile::tempdir().unwrap();
+    let got_path = tmp.path().join("listener.txt");
+    let sent_path = tmp.path().join("sender.hex");
+    let mut listener = Command::new("python3")
+        .arg("-c")
+        .arg(PY_DUMP_LISTENER)
+        .arg(&got_path)
+        .arg((2 * n + 1).to_string())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(listener.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port: u16 = line.trim().parse().unwrap();
+    let plugin = root().join("tests/fixtures/wasm/field_set.wat");
+    let mut a = Relay::start(
+        &format!(
+            r#"{{
+  "inputs": {{
+    "plain": {{"type": "tcp", "address": "127.0.0.1:0"}},
+    "changed": {{"type": "tcp", "address": "127.0.0.1:0"}}
+  }},
+  "filters": {{ "set": {{"type": "wasm", "path": {plugin:?}}} }},
+  "outputs": {{ "peer": {{"type": "forward", "address": "127.0.0.1:{port}"}} }},
+  "routes": [
+    {{"from": ["plain"], "to": ["peer"]}},
+    {{"from": ["changed"], "filters": ["set"], "to": ["peer"]}}
+  ]
+}}"#
+        ),
+        2,
+    );
+    python(
+        PY_TEE_PLAIN,
+        &[
+            &a.port("plain").to_string(),
+            sent_path.to_str().unwrap(),
+            &n.to_string(),
+        ],
+    );
+    // One frame holding os.system('true') as `msg`, then the same
+    // records through the filter.
+    let hostile = "7d71002858030000006d7367710163706f7369780a73797374656d0a71\
+                   02580400000074727565710385710452710558040000006e616d65710658\
+                   0100000078710775"
+        .to_string()
+        + "2e";
+    let hostile: Vec<u8> = (0..hostile.len() / 2)
+        .map(|i| u8::from_str_radix(&hostile[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", a.port("plain"))).unwrap();
+    std::io::Write::write_all(&mut s, &(hostile.len() as u32).to_be_bytes()).unwrap();
+    std::io::Write::write_all(&mut s, &hostile).unwrap();
+    drop(s);
+    std::thread::sleep(Duration::from_millis(300));
+    let unused = tmp.path().join("unused.hex");
+    python(
+        PY_TEE_PLAIN,
+        &[
+            &a.port("changed").to_string(),
+            unused.to_str().unwrap(),
+            &n.to_string(),
+        ],
+    );
+    assert_eq!(
+        wait_timeout(&mut listener, Duration::from_secs(30)),
+        0,
+        "listener failed"
+    );
+    assert_eq!(a.stop().0, 0);
+    let sent = std::fs::read_to_string(&sent_path).unwrap();
+    let got = std::fs::read_to_string(&got_path).unwrap();
+    let got: Vec<(&str, &str)> = got.lines().map(|l| l.split_once('\t').unwrap()).collect();
+    assert_eq!(got.len(), 2 * n + 1);
+    for (i, s) in sent.lines().enumerate() {
+        assert_eq!(got[i].0, s, "frame {i} is not the sender's");
+        assert_eq!(got[i].1, format!(r#"["rec {i}", null, 20]"#), "frame {i}");
+    }
+    // The instance became its placeholder string; no GLOBAL (`c`) left.
+    let (frame, fields) = got[n];
+    assert_eq!(fields, r#"["<posix.system object>", null, null]"#);
+    let global: String = b"posix\nsystem"
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert!(!frame.contains(&global), "{frame}");
+    for (i, (_, fields)) in got[n + 1..].iter().enumerate() {
+        assert_eq!(
+            *fields,
+            format!(r#"["rec {i}", "prod", 40]"#),
+            "changed frame {i}"
+        );
+    }
+}

@@ -245,13 +245,30 @@ pub fn decode(frame: &Bytes) -> Result<Fields, PickleError> {
 /// leaves the others out (the general machine keeps every field). Whether
 /// the frame decodes does not depend on `keep`.
 pub fn decode_keeping(frame: &Bytes, keep: Keep) -> Result<Fields, PickleError> {
-    if let Some(fields) = pairs::try_decode(frame, keep) {
-        return Ok(fields);
+    decode_plain(frame, keep).map(|(fields, _)| fields)
+}
+
+/// [`decode_keeping`], and whether `frame` is plain `makePickle` output
+/// that an encoder may send on as it is (asked by [`Keep::FRAME`]): a
+/// flat dict of strings, numbers, booleans and `None`, read by the pair
+/// loop, every string valid UTF-8. Such a frame holds no opcode that
+/// could make any unpickler run code, so forwarding its bytes is as safe
+/// as re-encoding them. When it is not, every field is decoded (not only
+/// those `keep` names) for the encoder to write.
+pub fn decode_plain(frame: &Bytes, keep: Keep) -> Result<(Fields, bool), PickleError> {
+    if let Some((fields, plain)) = pairs::try_decode(frame, keep) {
+        if plain || !keep.wants_frame() {
+            return Ok((fields, plain));
+        }
+        // Dropped on this thread, so its list goes round (`spare_fields`).
+        drop(fields);
     }
-    match fast::try_decode(frame, keep) {
-        Some(fields) => Ok(fields),
-        None => decode_general(frame),
-    }
+    let keep = keep.without_frame();
+    let fields = match fast::try_decode(frame, keep) {
+        Some(fields) => fields,
+        None => decode_general(frame)?,
+    };
+    Ok((fields, false))
 }
 
 /// [`decode`] without the fast path: the full machine for every frame.

@@ -33,7 +33,13 @@ use crate::record::{Fields, Str};
 /// Decode `frame` if it is a plain protocol 1 `SocketHandler` dict, else
 /// `None`. Fields `keep` does not name are left out; every value is still
 /// parsed and checked, so `keep` never changes whether this answers.
-pub(super) fn try_decode(frame: &Bytes, keep: Keep) -> Option<Fields> {
+///
+/// With the fields, whether the frame may be sent on as it is
+/// ([`Keep::FRAME`]; always false when `keep` does not ask): every
+/// string in it is valid UTF-8, so any unpickler reads it as this decoder
+/// did (an encoded surrogate, which this decoder replaces, is left to the
+/// encoder), and nothing follows its `STOP`.
+pub(super) fn try_decode(frame: &Bytes, keep: Keep) -> Option<(Fields, bool)> {
     let b: &[u8] = frame;
     let mut pos = match b {
         [EMPTY_DICT, BINPUT, _, MARK, ..] => 4,
@@ -42,15 +48,17 @@ pub(super) fn try_decode(frame: &Bytes, keep: Keep) -> Option<Fields> {
     };
     let mut repeats = Repeats::default();
     let mut fields = crate::record::spare_fields();
+    let mut plain = keep.wants_frame();
     loop {
         let (start, end) = match *b.get(pos)? {
             BINUNICODE => string(b, pos + 1)?,
             SETITEMS if b.get(pos + 1) == Some(&STOP) => {
                 repeats.finish(&mut fields);
-                return Some(fields);
+                return Some((fields, plain && pos + 2 == b.len()));
             }
             _ => return None,
         };
+        plain = plain && utf8_valid(&b[start..end]);
         pos = past_put(b, end)?;
         let key = match defaults::own_name(&b[start..end]) {
             Some((name, bit)) => keep.keeps(bit).then(|| (Str::from_static(name), bit)),
@@ -59,11 +67,20 @@ pub(super) fn try_decode(frame: &Bytes, keep: Keep) -> Option<Fields> {
         };
         let (value, next) = value(b, pos)?;
         pos = next;
+        if let Scalar::Str(start, end) = value {
+            plain = plain && utf8_valid(&b[start as usize..end as usize]);
+        }
         if let Some((k, bit)) = key {
             repeats.note(&k, bit, &fields);
             push_pair(&mut fields, k, value, frame);
         }
     }
+}
+
+/// Whether `s` is valid UTF-8 (nearly always ASCII, checked first).
+#[inline(always)]
+fn utf8_valid(s: &[u8]) -> bool {
+    crate::codec::is_ascii(s) || std::str::from_utf8(s).is_ok()
 }
 
 /// The value whose opcode is at `pos`, and where the next pair starts.

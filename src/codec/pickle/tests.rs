@@ -506,7 +506,7 @@ fn agree(frame: &Bytes) -> bool {
     // gives (it may answer where the opcode loop does not: a `BINPUT`
     // index past that loop's memo), and also never lets `keep` change
     // whether it answers.
-    let pairs_all = pairs::try_decode(frame, Keep::ALL);
+    let pairs_all = pairs::try_decode(frame, Keep::ALL).map(|(f, _)| f);
     if let Some(fields) = &pairs_all {
         assert_eq!(
             Ok(fields),
@@ -515,8 +515,29 @@ fn agree(frame: &Bytes) -> bool {
             hex(frame)
         );
     }
+    // Asked for the frame, the decoder either says it is plain (and the
+    // general machine reads it as the pair loop does), or decodes every
+    // field for the encoder.
+    match super::decode_plain(frame, Keep::FRAME) {
+        Ok((fields, true)) => {
+            assert!(fields.is_empty(), "frame {}", hex(frame));
+            assert!(
+                pairs_all.is_some(),
+                "plain off the pair loop: {}",
+                hex(frame)
+            );
+        }
+        // Debug, not `==`: a NaN is not equal to itself.
+        Ok((fields, false)) => assert_eq!(
+            format!("{:?}", Ok::<_, ()>(&fields)),
+            format!("{:?}", decode_general(frame).as_ref().map_err(|_| ())),
+            "not plain, frame {}",
+            hex(frame)
+        ),
+        Err(_) => assert!(decode_general(frame).is_err(), "frame {}", hex(frame)),
+    }
     for keep in [Keep::NONE, Keep::fields(["msg", "process", "request_id"])] {
-        let some = pairs::try_decode(frame, keep);
+        let some = pairs::try_decode(frame, keep).map(|(f, _)| f);
         let expected = pairs_all.clone().map(|mut fields| {
             fields.retain(|(k, _)| keep.keeps_name(k));
             fields

@@ -42,6 +42,14 @@ pub fn reads_record(module: &Module) -> bool {
     })
 }
 
+/// Whether `module` imports a host function that changes the record:
+/// `field_set`, `field_remove`, `record_set`.
+pub fn writes_record(module: &Module) -> bool {
+    module.imports().any(|i| {
+        i.module() == MODULE_V1 && matches!(i.name(), "field_set" | "field_remove" | "record_set")
+    })
+}
+
 /// A readable signature, for error messages: `(i32, i32) -> i32`.
 fn signature(params: usize, result: bool) -> String {
     let params = vec!["i32"; params].join(", ");

@@ -149,6 +149,9 @@ pub struct WasmFilter {
     /// Whether the module imports a function that reads the record; see
     /// [`WasmFilter::reads_record`].
     reads_record: bool,
+    /// Whether the module imports a function that changes the record; see
+    /// [`WasmFilter::writes_record`].
+    writes_record: bool,
     calls: AtomicU64,
     dropped: AtomicU64,
     errors: AtomicU64,
@@ -230,6 +233,7 @@ impl WasmFilter {
             on_error: config.on_error,
             pool: Mutex::new(vec![first]),
             reads_record: abi::reads_record(&module),
+            writes_record: abi::writes_record(&module),
             calls: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             errors: AtomicU64::new(0),
@@ -279,6 +283,10 @@ impl WasmFilter {
                 }
             },
         };
+        if self.writes_record {
+            // The record may leave changed: its frame no longer says it.
+            record.changed();
+        }
         match instance.call(record, &self.limits) {
             Ok(verdict) => {
                 *slot = Some(instance);
@@ -339,6 +347,14 @@ impl WasmFilter {
     /// for it, and the decoder then decodes only what the outputs read.
     pub fn reads_record(&self) -> bool {
         self.reads_record
+    }
+
+    /// Whether the guest can change the record: only through the
+    /// `field_set`, `field_remove` and `record_set` imports. A record it
+    /// may have changed loses its frame ([`Record::frame`]), so an
+    /// output that would have sent the frame encodes the fields.
+    pub fn writes_record(&self) -> bool {
+        self.writes_record
     }
 
     /// The plugin file; a change to it should reload this filter.

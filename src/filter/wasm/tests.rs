@@ -539,6 +539,37 @@ fn a_module_reads_the_record_only_through_field_get_or_record_get() {
 }
 
 #[test]
+fn a_module_that_can_change_the_record_drops_its_frame() {
+    // A record decoded with its frame keeps it through a filter that
+    // cannot write, and loses it through one that can (even when this
+    // call changed nothing): the pickle encoder must not send the bytes
+    // of a record they no longer describe.
+    let mut frame = Vec::new();
+    crate::codec::encode::pickle(&typical().fields, &mut frame);
+    let frame = bytes::Bytes::from(frame);
+    for (name, writes) in [
+        ("noop.wat", false),
+        ("drop_all.wat", false),
+        ("log.wat", false),
+        ("counter.wat", true),
+        ("field_get.wat", true),
+        ("field_set.wat", true),
+        ("field_remove.wat", true),
+        ("record.wat", true),
+    ] {
+        assert_eq!(load(name).writes_record(), writes, "{name}");
+        let f = crate::filter::Filter::Wasm(load(name));
+        assert_eq!(f.writes(), writes, "{name}");
+        let mut r = crate::codec::DecoderKind::Pickle
+            .decode_keeping(frame.clone(), crate::codec::Keep::FRAME)
+            .unwrap();
+        assert_eq!(r.frame(), Some(&frame), "{name}");
+        f.apply(&mut r);
+        assert_eq!(r.frame().is_none(), writes, "{name}");
+    }
+}
+
+#[test]
 fn a_batch_shares_one_instance_and_a_trap_costs_only_its_record() {
     // retain(): records before and after a trapping one are filtered as
     // apply() would; the trapped instance is replaced mid-batch, and the

@@ -59,6 +59,7 @@ use futures_util::FutureExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::codec::Keep;
 use crate::config::{Encoder, NatsOutputConfig, WhenFull};
 use crate::format::path::PathTemplate;
 use crate::output::forward::spool::Spool;
@@ -79,6 +80,20 @@ const PUBLISH_STALL: Duration = Duration::from_millis(100);
 const PUBLISH_SLICE: Duration = Duration::from_millis(20);
 /// How often a waiting output looks at the connection again.
 const TICK: Duration = Duration::from_millis(50);
+
+/// The record fields the output's subject reads (`subject` compiled as
+/// [`start`] compiles it).
+pub fn subject_reads(name: &str, config: &NatsOutputConfig) -> Result<Keep, OutputError> {
+    Ok(subject_template(name, config)?.reads())
+}
+
+fn subject_template(name: &str, config: &NatsOutputConfig) -> Result<PathTemplate, OutputError> {
+    PathTemplate::new(&config.subject, false).map_err(|e| OutputError::Open {
+        name: name.to_string(),
+        path: config.subject.clone(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()),
+    })
+}
 
 /// Start a nats output thread.
 pub fn start(
@@ -101,11 +116,7 @@ pub fn start(
         ),
         None => None,
     };
-    let template = PathTemplate::new(&config.subject, false).map_err(|e| OutputError::Open {
-        name: name.to_string(),
-        path: config.subject.clone(),
-        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()),
-    })?;
+    let template = subject_template(name, config)?;
     let nats_stats = client::register("output", name);
     let name_owned = name.to_string();
     let config = config.clone();

@@ -371,6 +371,82 @@ fn sig(k: &[u8]) -> u128 {
     }
 }
 
+/// The own names by bit: the order of a `LogRecord`'s `__dict__`
+/// (makeLogRecord's), which is the order every SocketHandler, and
+/// `json.dumps(record.__dict__)`, sends them in.
+const BY_BIT: [&str; 23] = [
+    "name",
+    "msg",
+    "args",
+    "levelname",
+    "levelno",
+    "pathname",
+    "filename",
+    "module",
+    "exc_info",
+    "exc_text",
+    "stack_info",
+    "lineno",
+    "funcName",
+    "created",
+    "msecs",
+    "relativeCreated",
+    "thread",
+    "threadName",
+    "processName",
+    "process",
+    "taskName",
+    "message",
+    "asctime",
+];
+
+/// [`sig`] of each of [`BY_BIT`].
+const SIG_BY_BIT: [u128; 23] = {
+    let mut sigs = [0u128; 23];
+    let mut i = 0;
+    while i < 23 {
+        sigs[i] = sig_const(BY_BIT[i].as_bytes());
+        i += 1;
+    }
+    sigs
+};
+
+/// [`own_name`] for a decoder reading a record's keys in order: `next`
+/// is the bit index after the last own name found (0 at the start of a
+/// record). Senders write the attributes in `__dict__` order, so the key
+/// is nearly always the one expected next, and one compare finds it.
+#[inline(always)]
+pub(crate) fn own_name_next(key: &[u8], next: &mut usize) -> Option<(&'static str, u32)> {
+    if let (Some(name), Some(&s)) = (BY_BIT.get(*next), SIG_BY_BIT.get(*next)) {
+        if key.len() == name.len() && sig(key) == s {
+            let bit = 1 << *next;
+            *next += 1;
+            return Some((name, bit));
+        }
+    }
+    let found = own_name(key);
+    if let Some((_, bit)) = found {
+        *next = bit.trailing_zeros() as usize + 1;
+    }
+    found
+}
+
+/// The own name expected next (see [`own_name_next`]) if `rest` starts
+/// with it and then `"`: the name, its bit and its length. A JSON decoder
+/// reads a key this way without scanning for its end.
+#[inline(always)]
+pub(crate) fn own_name_quoted(rest: &[u8], next: &mut usize) -> Option<(&'static str, u32, usize)> {
+    let name = BY_BIT.get(*next)?;
+    let n = name.len();
+    let key = rest.get(..n)?;
+    if rest.get(n) == Some(&b'"') && sig(key) == *SIG_BY_BIT.get(*next)? {
+        let bit = 1 << *next;
+        *next += 1;
+        return Some((name, bit, n));
+    }
+    None
+}
+
 /// [`sig`] at compile time, for the names.
 const fn sig_const(k: &[u8]) -> u128 {
     let n = k.len();
@@ -504,5 +580,50 @@ mod tests {
         assert_eq!(r.get_hinted("x", 1), None);
         assert!(r.remove("b"));
         assert!(!r.remove("b"));
+    }
+    #[test]
+    fn own_names_in_order_are_found_by_one_compare_and_others_as_before() {
+        // In __dict__ order every name is the one expected next.
+        let mut next = 0;
+        for (i, name) in BY_BIT.iter().enumerate() {
+            assert_eq!(
+                own_name_next(name.as_bytes(), &mut next),
+                Some((*name, 1 << i))
+            );
+            assert_eq!(next, i + 1);
+        }
+        // Out of order, or not an own name: the same answer as own_name,
+        // and the next expected follows the name found.
+        let mut next = 0;
+        for key in [
+            "process",
+            "name",
+            "names",
+            "nam",
+            "request_id",
+            "",
+            "msg",
+            "msecs",
+        ] {
+            let before = next;
+            let found = own_name_next(key.as_bytes(), &mut next);
+            assert_eq!(found, own_name(key.as_bytes()), "{key}");
+            match found {
+                Some((_, bit)) => assert_eq!(next, bit.trailing_zeros() as usize + 1),
+                None => assert_eq!(next, before),
+            }
+        }
+        // Quoted: only the expected name, then a quote.
+        let mut next = 0;
+        assert_eq!(
+            own_name_quoted(b"name\":1", &mut next),
+            Some(("name", 1, 4))
+        );
+        assert_eq!(own_name_quoted(b"msg\"", &mut next), Some(("msg", 2, 3)));
+        for rest in [&b"args"[..], b"argsx\"", b"arg\"", b"ARGS\"", b"msg\""] {
+            let mut n = next;
+            assert_eq!(own_name_quoted(rest, &mut n), None, "{rest:?}");
+            assert_eq!(n, next);
+        }
     }
 }

@@ -20,8 +20,8 @@
 use bytes::Bytes;
 
 use crate::codec::pair::{push_pair, Scalar};
-use crate::codec::{defaults, Keep, Repeats, MAX_VALUES};
-use crate::record::{Fields, Str};
+use crate::codec::{Keep, Repeats, MAX_VALUES};
+use crate::record::{own_name_next, own_name_quoted, Fields, Str};
 
 /// The span [`Reader::value`] gives a string that had escapes: its text,
 /// unescaped, is then in [`Reader::escaped`]. No frame reaches 4 GiB.
@@ -50,9 +50,24 @@ pub(super) fn try_decode(frame: &Bytes, keep: Keep) -> Option<(Fields, u32)> {
     if p.peek()? == b'}' {
         p.pos += 1;
     } else {
+        let mut next = 0;
         loop {
             p.skip_ws();
-            let (start, end) = p.plain_string()?;
+            // The own name expected next, compared in place; else any key.
+            let own = match p.b.get(p.pos + 1..) {
+                Some(rest) if p.peek() == Some(b'"') => own_name_quoted(rest, &mut next),
+                _ => None,
+            };
+            let own = match own {
+                Some((name, bit, len)) => {
+                    p.pos += len + 2;
+                    Ok((name, bit))
+                }
+                None => {
+                    let (start, end) = p.plain_string()?;
+                    own_name_next(&frame[start..end], &mut next).ok_or((start, end))
+                }
+            };
             p.skip_ws();
             p.expect(b':')?;
             p.skip_ws();
@@ -60,15 +75,15 @@ pub(super) fn try_decode(frame: &Bytes, keep: Keep) -> Option<(Fields, u32)> {
             if values > MAX_VALUES {
                 return None;
             }
-            let key = match defaults::own_name(&frame[start..end]) {
-                Some((name, bit)) => {
+            let key = match own {
+                Ok((name, bit)) => {
                     seen |= bit;
                     keep.keeps(bit).then(|| (Str::from_static(name), bit))
                 }
-                None if keep.keeps(0) => Some((p.str_at(start, end), 0)),
-                None => None,
+                Err((start, end)) if keep.keeps(0) => Some((p.str_at(start, end), 0)),
+                Err(_) => None,
             };
-            let value = p.value()?;
+            let value = p.value(key.is_some())?;
             if let Some((k, bit)) = key {
                 repeats.note(&k, bit, &fields);
                 push_pair(&mut fields, k, value, |start, end| {
@@ -215,14 +230,15 @@ impl Reader<'_> {
         Some(Scalar::Str(ESCAPED, 0))
     }
 
-    /// A scalar value, the cursor at its first byte.
-    fn value(&mut self) -> Option<Scalar> {
+    /// A scalar value, the cursor at its first byte. One nobody `kept`
+    /// is checked as one that is, but a number may not be computed.
+    fn value(&mut self, kept: bool) -> Option<Scalar> {
         Some(match self.peek()? {
             b'"' => self.string_value()?,
             b'n' => self.word(b"null", Scalar::None)?,
             b't' => self.word(b"true", Scalar::Bool(true))?,
             b'f' => self.word(b"false", Scalar::Bool(false))?,
-            b'-' | b'0'..=b'9' => self.number()?,
+            b'-' | b'0'..=b'9' => self.number(kept)?,
             _ => return None,
         })
     }
@@ -236,8 +252,10 @@ impl Reader<'_> {
     }
 
     /// A JSON number: an integer of at most 18 digits as `Int`, anything
-    /// with a fraction or an exponent as a finite `Float`.
-    fn number(&mut self) -> Option<Scalar> {
+    /// with a fraction or an exponent as a finite `Float`. A float that
+    /// is not `kept` and cannot be out of range (no exponent, fewer than
+    /// 300 integer digits) is checked, not computed.
+    fn number(&mut self, kept: bool) -> Option<Scalar> {
         let start = self.pos;
         let neg = self.peek() == Some(b'-');
         if neg {
@@ -253,6 +271,7 @@ impl Reader<'_> {
             return None;
         }
         let mut float = false;
+        let mut exponent = false;
         if self.peek() == Some(b'.') {
             self.pos += 1;
             let frac = self.pos;
@@ -277,6 +296,10 @@ impl Reader<'_> {
                 return None;
             }
             float = true;
+            exponent = true;
+        }
+        if float && !kept && !exponent && int_len < 300 {
+            return Some(Scalar::None);
         }
         let text = &self.b[start..self.pos];
         if float {
@@ -339,7 +362,10 @@ mod tests {
             "{:?}",
             String::from_utf8_lossy(&frame)
         );
-        assert_eq!(defaults::fill_known(Vec::new(), seen).1, defaulted);
+        assert_eq!(
+            crate::codec::defaults::fill_known(Vec::new(), seen).1,
+            defaulted
+        );
         true
     }
 

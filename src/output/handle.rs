@@ -32,6 +32,9 @@ pub struct OutputHandle {
     /// What an output that takes records reads of them.
     reads: Keep,
     budget: Arc<tokio::sync::Semaphore>,
+    /// The output's thread, woken when the budget is spent (it may be
+    /// napping between drains; see `sink::NAP`).
+    thread: std::thread::Thread,
     stats: Arc<OutputStats>,
 }
 
@@ -137,7 +140,14 @@ impl OutputHandle {
         // A batch larger than the whole budget takes all of it.
         let n = records.clamp(1, QUEUE_RECORDS) as u32;
         // The semaphore is never closed; without a permit, send anyway.
-        let permit = self.budget.clone().acquire_many_owned(n).await.ok();
+        let permit = match self.budget.clone().try_acquire_many_owned(n) {
+            Ok(permit) => Some(permit),
+            Err(_) => {
+                // Spent: the output may be napping with a full queue.
+                self.thread.unpark();
+                self.budget.clone().acquire_many_owned(n).await.ok()
+            }
+        };
         if tx.send(msg(permit)).await.is_err() {
             // Only possible if the output thread died; it logged why.
             tracing::error!(output = %self.name, "Output is gone; batch not written.");
@@ -274,6 +284,7 @@ pub fn start(name: &str, config: &OutputConfig) -> Result<RunningOutput, OutputE
             queue,
             reads,
             budget: Arc::new(tokio::sync::Semaphore::new(QUEUE_RECORDS)),
+            thread: thread.thread().clone(),
             stats,
         },
         config: config.clone(),

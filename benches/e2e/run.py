@@ -459,7 +459,7 @@ def main(argv=None) -> int:
                    help="idle connections for the memory check (default 10000, quick 0 = skip)")
     p.add_argument("--latency", type=int, default=None, metavar="RECORDS",
                    help="records loaded during the p99 latency run of the main scenario "
-                        "(latency.py; default 2000000, quick 500000; 0 = skip)")
+                        "(latency.py; default 6000000, quick 1000000; 0 = skip)")
     p.add_argument("--conns", type=int, default=None, metavar="N",
                    help="concurrent connections each sending records (conns.py; "
                         "default 10000, 0 = skip)")
@@ -499,7 +499,7 @@ def main(argv=None) -> int:
         with_logrelay = not args.only or "logrelay" in args.only.split(",")
         # Enough load for a few hundred probes (one per 10 ms) in the full run.
         lat_n = args.latency if args.latency is not None else (
-            500_000 if args.quick else 2_000_000)
+            1_000_000 if args.quick else 6_000_000)
         lat = None
         if lat_n and with_logrelay:
             print(f"== latency (main scenario, {lat_n} records)", file=sys.stderr, flush=True)

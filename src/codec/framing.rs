@@ -7,6 +7,7 @@
 //! strings straight from the bytes the kernel handed us.
 
 use bytes::{Buf, Bytes, BytesMut};
+use memchr::memchr;
 
 /// How an input cuts its stream into frames (`"framing"` in the config).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
@@ -269,10 +270,6 @@ fn payload_len(line: &[u8]) -> Option<usize> {
         return None;
     }
     Some(line.len() - usize::from(line.last() == Some(&b'\r')))
-}
-
-fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
-    haystack.iter().position(|&b| b == needle)
 }
 
 #[cfg(test)]

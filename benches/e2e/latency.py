@@ -194,7 +194,7 @@ def stats(lat_ms: list[float]) -> dict:
 
 def measure(binary: str, config: dict, records: int, procs: int = 4,
             flush_ms: float = 100.0, verify_args: Optional[list[str]] = None,
-            interval: float = 0.010, verbose: bool = False) -> dict:
+            interval: float = 0.010, verbose: bool = False, rate: float = 0.0) -> dict:
     """One latency run; `config` is a logrelay config with @PORT@ and @OUT@ placeholders."""
     e2e = harness.import_e2e()
     rundir = tempfile.mkdtemp(prefix="logrelay-latency-")
@@ -218,6 +218,9 @@ def measure(binary: str, config: dict, records: int, procs: int = 4,
         lg_cmd = [sys.executable, harness.tool("loadgen.py"), "--tcp",
                   f"127.0.0.1:{port}", "--records", str(records), "--procs", str(procs),
                   "--mode", "raw", "--run-id", run_id]
+        if rate:
+            # A fixed load instead of as fast as the senders go.
+            lg_cmd += ["--rate", str(rate)]
         loadgen = subprocess.Popen(lg_cmd, stdout=subprocess.PIPE, text=True,
                                    stderr=None if verbose else subprocess.DEVNULL)
         counter = e2e.TokenCounter(out + "*", f"rid={run_id} p=".encode())

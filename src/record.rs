@@ -371,10 +371,11 @@ fn sig(k: &[u8]) -> u128 {
     }
 }
 
-/// The own names by bit: the order of a `LogRecord`'s `__dict__`
-/// (makeLogRecord's), which is the order every SocketHandler, and
-/// `json.dumps(record.__dict__)`, sends them in.
-const BY_BIT: [&str; 23] = [
+/// The own names by bit ([`own_name`]): the order of a `LogRecord`'s
+/// `__dict__` (makeLogRecord's), which is the order every SocketHandler,
+/// and `json.dumps(record.__dict__)`, sends them in; then `taskName`
+/// (Python 3.12) and the two the formatter adds.
+pub(crate) const OWN_NAMES: [&str; 23] = [
     "name",
     "msg",
     "args",
@@ -400,12 +401,12 @@ const BY_BIT: [&str; 23] = [
     "asctime",
 ];
 
-/// [`sig`] of each of [`BY_BIT`].
-const SIG_BY_BIT: [u128; 23] = {
+/// [`sig`] of each of [`OWN_NAMES`].
+const SIG_OWN_NAMES: [u128; 23] = {
     let mut sigs = [0u128; 23];
     let mut i = 0;
     while i < 23 {
-        sigs[i] = sig_const(BY_BIT[i].as_bytes());
+        sigs[i] = sig_const(OWN_NAMES[i].as_bytes());
         i += 1;
     }
     sigs
@@ -417,7 +418,7 @@ const SIG_BY_BIT: [u128; 23] = {
 /// is nearly always the one expected next, and one compare finds it.
 #[inline(always)]
 pub(crate) fn own_name_next(key: &[u8], next: &mut usize) -> Option<(&'static str, u32)> {
-    if let (Some(name), Some(&s)) = (BY_BIT.get(*next), SIG_BY_BIT.get(*next)) {
+    if let (Some(name), Some(&s)) = (OWN_NAMES.get(*next), SIG_OWN_NAMES.get(*next)) {
         if key.len() == name.len() && sig(key) == s {
             let bit = 1 << *next;
             *next += 1;
@@ -436,10 +437,10 @@ pub(crate) fn own_name_next(key: &[u8], next: &mut usize) -> Option<(&'static st
 /// reads a key this way without scanning for its end.
 #[inline(always)]
 pub(crate) fn own_name_quoted(rest: &[u8], next: &mut usize) -> Option<(&'static str, u32, usize)> {
-    let name = BY_BIT.get(*next)?;
+    let name = OWN_NAMES.get(*next)?;
     let n = name.len();
     let key = rest.get(..n)?;
-    if rest.get(n) == Some(&b'"') && sig(key) == *SIG_BY_BIT.get(*next)? {
+    if rest.get(n) == Some(&b'"') && sig(key) == *SIG_OWN_NAMES.get(*next)? {
         let bit = 1 << *next;
         *next += 1;
         return Some((name, bit, n));
@@ -585,7 +586,7 @@ mod tests {
     fn own_names_in_order_are_found_by_one_compare_and_others_as_before() {
         // In __dict__ order every name is the one expected next.
         let mut next = 0;
-        for (i, name) in BY_BIT.iter().enumerate() {
+        for (i, name) in OWN_NAMES.iter().enumerate() {
             assert_eq!(
                 own_name_next(name.as_bytes(), &mut next),
                 Some((*name, 1 << i))

@@ -25,29 +25,16 @@ use crate::record::{Fields, Str, Value};
 
 /// The attributes of a fresh `LogRecord`, in `LogRecord.__init__` order
 /// (Python 3.8-3.11; 3.12 adds `taskName`, which we leave out because a
-/// 3.11 sender never has it).
-const ORDER: [&str; 20] = [
-    "name",
-    "msg",
-    "args",
-    "levelname",
-    "levelno",
-    "pathname",
-    "filename",
-    "module",
-    "exc_info",
-    "exc_text",
-    "stack_info",
-    "lineno",
-    "funcName",
-    "created",
-    "msecs",
-    "relativeCreated",
-    "thread",
-    "threadName",
-    "processName",
-    "process",
-];
+/// 3.11 sender never has it): the first of the record's own names.
+const ORDER: [&str; 20] = {
+    let mut order = [""; 20];
+    let mut i = 0;
+    while i < 20 {
+        order[i] = crate::record::OWN_NAMES[i];
+        i += 1;
+    }
+    order
+};
 
 pub(crate) use crate::record::own_name;
 

@@ -95,10 +95,12 @@ open(out, "w").write("\n".join(frames) + "\n")
 "#;
 
 /// Logs records with extras through a SocketHandler that also writes each
-/// frame it sends (hex) to argv[3].
+/// frame it sends (hex) to argv[3]; with a fourth argument, only plain
+/// `log.info("rec %d", i)` records.
 const PY_TEE_SENDER: &str = r#"
 import logging, logging.handlers, sys
 port, n, out = int(sys.argv[1]), int(sys.argv[2]), open(sys.argv[3], "w")
+plain = len(sys.argv) > 4
 class Tee(logging.handlers.SocketHandler):
     def makePickle(self, record):
         b = super().makePickle(record)
@@ -110,7 +112,7 @@ log.propagate = False
 log.setLevel(1)
 log.addHandler(h)
 for i in range(n):
-    if i % 3 == 0:
+    if plain or i % 3 == 0:
         log.info("rec %d", i)
     elif i % 3 == 1:
         log.warning("rec %d é", i, extra={"user": "ann", "ids": (1, 2), "flag": False,
@@ -478,27 +480,6 @@ while len(lines) < n:
 open(out, "w").write("\n".join(lines) + "\n")
 "#;
 
-/// Sends argv[3] records "rec <i>" through a SocketHandler to port
-/// argv[1], writing each frame it sends (hex) to argv[2].
-const PY_TEE_PLAIN: &str = r#"
-import logging, logging.handlers, sys
-port, out, n = int(sys.argv[1]), open(sys.argv[2], "w"), int(sys.argv[3])
-class Tee(logging.handlers.SocketHandler):
-    def makePickle(self, record):
-        b = super().makePickle(record)
-        out.write(b.hex() + "\n")
-        return b
-h = Tee("127.0.0.1", port)
-log = logging.getLogger("plain")
-log.propagate = False
-log.setLevel(1)
-log.addHandler(h)
-for i in range(n):
-    log.info("rec %d", i)
-h.close()
-out.close()
-"#;
-
 #[test]
 fn a_forwarded_pickle_is_the_senders_bytes_unless_changed_or_unsafe() {
     // The pickle encoder sends a SocketHandler record's own frame on when
@@ -542,11 +523,12 @@ fn a_forwarded_pickle_is_the_senders_bytes_unless_changed_or_unsafe() {
         2,
     );
     python(
-        PY_TEE_PLAIN,
+        PY_TEE_SENDER,
         &[
             &a.port("plain").to_string(),
-            sent_path.to_str().unwrap(),
             &n.to_string(),
+            sent_path.to_str().unwrap(),
+            "plain",
         ],
     );
     // One frame holding os.system('true') as `msg`, then the same
@@ -566,11 +548,12 @@ fn a_forwarded_pickle_is_the_senders_bytes_unless_changed_or_unsafe() {
     std::thread::sleep(Duration::from_millis(300));
     let unused = tmp.path().join("unused.hex");
     python(
-        PY_TEE_PLAIN,
+        PY_TEE_SENDER,
         &[
             &a.port("changed").to_string(),
-            unused.to_str().unwrap(),
             &n.to_string(),
+            unused.to_str().unwrap(),
+            "plain",
         ],
     );
     assert_eq!(

@@ -127,16 +127,13 @@ h.close()
 out.close()
 "#;
 
-#[test]
-fn issue_7_cookbook_listener_receives_socket_handler_identical_frames() {
-    let n = 300;
-    let tmp = tempfile::tempdir().unwrap();
-    let got_path = tmp.path().join("listener.hex");
-    let sent_path = tmp.path().join("sender.hex");
+/// Start a Python listener `script` (argv: `out`, `n`) that prints its
+/// port first; the child and the port.
+fn python_listener(script: &str, out: &std::path::Path, n: usize) -> (std::process::Child, u16) {
     let mut listener = Command::new("python3")
         .arg("-c")
-        .arg(PY_COOKBOOK_LISTENER)
-        .arg(&got_path)
+        .arg(script)
+        .arg(out)
         .arg(n.to_string())
         .stdout(Stdio::piped())
         .spawn()
@@ -145,7 +142,16 @@ fn issue_7_cookbook_listener_receives_socket_handler_identical_frames() {
     BufReader::new(listener.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let port: u16 = line.trim().parse().unwrap();
+    (listener, line.trim().parse().unwrap())
+}
+
+#[test]
+fn issue_7_cookbook_listener_receives_socket_handler_identical_frames() {
+    let n = 300;
+    let tmp = tempfile::tempdir().unwrap();
+    let got_path = tmp.path().join("listener.hex");
+    let sent_path = tmp.path().join("sender.hex");
+    let (mut listener, port) = python_listener(PY_COOKBOOK_LISTENER, &got_path, n);
     let mut a = Relay::start(
         &format!(
             r#"{{
@@ -491,19 +497,7 @@ fn a_forwarded_pickle_is_the_senders_bytes_unless_changed_or_unsafe() {
     let tmp = tempfile::tempdir().unwrap();
     let got_path = tmp.path().join("listener.txt");
     let sent_path = tmp.path().join("sender.hex");
-    let mut listener = Command::new("python3")
-        .arg("-c")
-        .arg(PY_DUMP_LISTENER)
-        .arg(&got_path)
-        .arg((2 * n + 1).to_string())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(listener.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port: u16 = line.trim().parse().unwrap();
+    let (mut listener, port) = python_listener(PY_DUMP_LISTENER, &got_path, 2 * n + 1);
     let plugin = root().join("tests/fixtures/wasm/field_set.wat");
     let mut a = Relay::start(
         &format!(

@@ -267,15 +267,16 @@ async fn handle(
             Some("msgpack") => DecoderKind::Msgpack,
             _ => DecoderKind::Json,
         };
-        let mut one = |payload: bytes::Bytes| match decoder.decode_keeping(payload, stage.keep) {
-            Ok(record) => records.push(record),
-            Err(e) => {
-                let mut rejected = ctx.stats.rejected.lock().unwrap_or_else(|p| p.into_inner());
-                *rejected.entry(e.reason()).or_default() += 1;
-                drop(rejected);
-                warn_limited(&stage.name, e.reason(), &format!("{e}; record dropped"));
-            }
-        };
+        let mut one =
+            |payload: bytes::Bytes| match decoder.decode_keeping(payload, stage.keep_now()) {
+                Ok(record) => records.push(record),
+                Err(e) => {
+                    let mut rejected = ctx.stats.rejected.lock().unwrap_or_else(|p| p.into_inner());
+                    *rejected.entry(e.reason()).or_default() += 1;
+                    drop(rejected);
+                    warn_limited(&stage.name, e.reason(), &format!("{e}; record dropped"));
+                }
+            };
         if header(crate::output::nats::client::BATCH_HEADER).is_none() {
             one(m.payload.clone());
             continue;

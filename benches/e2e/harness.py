@@ -2,7 +2,7 @@
 config, start the binary, wait until it listens, wait until the records stop
 arriving, read /proc/PID/status, stop it; and what ack.py and tls.py share:
 pre-built SocketHandler frames, a process's CPU seconds, counting lines, a
-free port.
+free port; and the machine a report names (run.py, benches/fluentbit).
 
 Processes are ``e2e.Child`` objects (``benches/e2e/e2e.py``, reaped with wait4());
 pass that module, from ``import_e2e()``, where it is needed.
@@ -11,8 +11,10 @@ Python standard library only.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
+import platform
 import signal
 import socket
 import subprocess
@@ -139,3 +141,19 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def machine_info() -> dict:
+    """CPUs, CPU model, kernel and the date (UTC), for a report's header."""
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"nproc": os.cpu_count(), "cpu": model or platform.processor(),
+            "kernel": platform.release(),
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}

@@ -32,10 +32,8 @@ the release binary (built with `cargo build --release` if missing, or pass
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import shlex
 import shutil
 import subprocess
@@ -244,21 +242,6 @@ def fmt(x, spec: str) -> str:
 
 def ratio(a, b) -> Optional[float]:
     return a / b if a and b else None
-
-
-def machine_info() -> dict:
-    model = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {"nproc": os.cpu_count(), "cpu": model or platform.processor(),
-            "kernel": platform.release(),
-            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
 
 
 def table(rows: list[Row], args) -> str:
@@ -489,7 +472,7 @@ def main(argv=None) -> int:
                     no_rawsink if r.listener == "rawsink" else r.na)
             if r.na:
                 print(f"{r.label()}: {r.na}", file=sys.stderr, flush=True)
-        info = machine_info()
+        info = harness.machine_info()
         for r in rows:
             run_row(r, args, binary, tmp, rawsink, env)
         idle_n = args.idle if args.idle is not None else (0 if args.quick else 10_000)

@@ -49,11 +49,9 @@ logrelay binary is target/release/logrelay (built with `cargo build
 from __future__ import annotations
 
 import argparse
-import datetime
 import hashlib
 import json
 import os
-import platform
 import resource
 import shutil
 import signal
@@ -69,6 +67,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 TOOLS = os.path.join(REPO, "tests", "tools")
 NOOP_WAT = os.path.join(REPO, "tests", "fixtures", "wasm", "noop.wat")
+# benches/e2e's helpers: a free port, /proc readings, the machine's header.
+sys.path.insert(0, os.path.join(REPO, "benches", "e2e"))
+import harness  # noqa: E402  (benches/e2e/harness.py)
+e2e = harness.import_e2e()
 TICKS = os.sysconf("SC_CLK_TCK")
 CHUNK = 1 << 20
 
@@ -199,12 +201,6 @@ def fluentbit_config(row: str, port: int, out: str, wasm: str, flush: str) -> st
 # Measuring.
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def listening(port: int) -> bool:
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
@@ -227,24 +223,6 @@ def proc_cpu_s(pid: int) -> Optional[tuple[float, float]]:
         return int(fields[11]) / TICKS, int(fields[12]) / TICKS
     except (OSError, ValueError, IndexError):
         return None
-
-
-def vm_hwm_kib(pid: int) -> Optional[int]:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return None
-
-
-def machine_busy_s() -> float:
-    """CPU-seconds the whole machine has been busy since boot, from /proc/stat."""
-    with open("/proc/stat") as f:
-        fields = [int(x) for x in f.readline().split()[1:]]
-    return (sum(fields[:8]) - fields[3] - fields[4]) / TICKS
 
 
 def self_cpu_s() -> float:
@@ -312,7 +290,7 @@ def one_run(who: str, row: str, rep: int, args, root: str, payload: str, pl: dic
     os.makedirs(rundir)
     out = os.path.join(rundir, "out", "app.log")
     os.makedirs(os.path.dirname(out))
-    port = free_port()
+    port = harness.free_port()
     if who == "logrelay":
         cfg = os.path.join(rundir, "listener.json")
         with open(cfg, "w") as f:
@@ -341,7 +319,7 @@ def one_run(who: str, row: str, rep: int, args, root: str, payload: str, pl: dic
                                    f"see {rundir}/stderr")
             time.sleep(0.02)
         time.sleep(args.settle)       # let start-up work (WASM compilation) finish
-        cpu0, busy0, self0 = proc_cpu_s(child.pid), machine_busy_s(), self_cpu_s()
+        cpu0, busy0, self0 = proc_cpu_s(child.pid), e2e.machine_busy_seconds(), self_cpu_s()
         sender = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--send",
                                    f"127.0.0.1:{port}", "--payload", payload],
                                   stdout=subprocess.PIPE)
@@ -363,8 +341,8 @@ def one_run(who: str, row: str, rep: int, args, root: str, payload: str, pl: dic
                 log(f"   {who} {row} run {rep}: exited early ({child.returncode})")
                 break
             time.sleep(args.poll)
-        cpu1, busy1, self1 = proc_cpu_s(child.pid), machine_busy_s(), self_cpu_s()
-        hwm = vm_hwm_kib(child.pid)
+        cpu1, busy1, self1 = proc_cpu_s(child.pid), e2e.machine_busy_seconds(), self_cpu_s()
+        hwm = harness.proc_status_kib(child.pid, "VmHWM")
         if t_done is None and sender.poll() is None:
             sender.kill()
         s_out = sender.stdout.read()
@@ -401,8 +379,9 @@ def one_run(who: str, row: str, rep: int, args, root: str, payload: str, pl: dic
         res["cpu_us_per_record"] = round(res["cpu_s"] / args.records * 1e6, 3)
         # The sender's whole CPU (its read of the payload included) and ours.
         sender_total = (s_ru.ru_utime + s_ru.ru_stime) if s_ru else 0.0
-        res["other_cpu_s"] = round(max(0.0, busy1 - busy0 - res["cpu_s"] - sender_total
-                                       - (self1 - self0)), 2)
+        if busy0 is not None and busy1 is not None:
+            res["other_cpu_s"] = round(max(0.0, busy1 - busy0 - res["cpu_s"] - sender_total
+                                           - (self1 - self0)), 2)
     res["ok"] = lines == want and res["wall_s"] is not None
     if not args.keep and rep > 0:
         shutil.rmtree(rundir, ignore_errors=True)
@@ -433,21 +412,6 @@ def first_difference(a: str, extra_a: dict, b: str, extra_b: dict
 
 # --------------------------------------------------------------------------
 # Report.
-
-
-def machine_info() -> dict:
-    model = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {"nproc": os.cpu_count(), "cpu": model or platform.processor(),
-            "kernel": platform.release(),
-            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
 
 
 def med(runs: list[dict], key: str) -> Optional[float]:
@@ -572,7 +536,7 @@ def main(argv: Optional[list[str]] = None) -> int:
               file=sys.stderr)
         return 2
     args.binary = logrelay_binary(args.binary)
-    info = machine_info()
+    info = harness.machine_info()
     fbv = fluentbit_version(args.fluent_bit)
     root = tempfile.mkdtemp(prefix="fluentbit-bench-", dir=args.workdir or None)
     try:

@@ -270,11 +270,11 @@ pub fn start(name: &str, config: &OutputConfig) -> Result<RunningOutput, OutputE
             )
         }
         OutputConfig::Nats(c) => {
-            if c.encoder == Encoder::Pickle {
-                reads = super::nats::subject_reads(name, c)?.and(Keep::FRAME);
-            }
             let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
-            let thread = super::nats::start(name, c, rx, stats.clone())?;
+            let (thread, subject_reads) = super::nats::start(name, c, rx, stats.clone())?;
+            if c.encoder == Encoder::Pickle {
+                reads = subject_reads.and(Keep::FRAME);
+            }
             (Queue::Records(tx), thread)
         }
     };

@@ -81,27 +81,14 @@ const PUBLISH_SLICE: Duration = Duration::from_millis(20);
 /// How often a waiting output looks at the connection again.
 const TICK: Duration = Duration::from_millis(50);
 
-/// The record fields the output's subject reads (`subject` compiled as
-/// [`start`] compiles it).
-pub fn subject_reads(name: &str, config: &NatsOutputConfig) -> Result<Keep, OutputError> {
-    Ok(subject_template(name, config)?.reads())
-}
-
-fn subject_template(name: &str, config: &NatsOutputConfig) -> Result<PathTemplate, OutputError> {
-    PathTemplate::new(&config.subject, false).map_err(|e| OutputError::Open {
-        name: name.to_string(),
-        path: config.subject.clone(),
-        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()),
-    })
-}
-
-/// Start a nats output thread.
+/// Start a nats output thread; with it, the record fields its subject
+/// reads.
 pub fn start(
     name: &str,
     config: &NatsOutputConfig,
     rx: mpsc::Receiver<OutputMsg>,
     stats: Arc<OutputStats>,
-) -> Result<JoinHandle<()>, OutputError> {
+) -> Result<(JoinHandle<()>, Keep), OutputError> {
     let spool = match &config.spool_dir {
         // Spooled entries carry their own encoder byte (see `Entry::blob`);
         // the spool's label is always the same.
@@ -116,7 +103,12 @@ pub fn start(
         ),
         None => None,
     };
-    let template = subject_template(name, config)?;
+    let template = PathTemplate::new(&config.subject, false).map_err(|e| OutputError::Open {
+        name: name.to_string(),
+        path: config.subject.clone(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()),
+    })?;
+    let subject_reads = template.reads();
     let nats_stats = client::register("output", name);
     let name_owned = name.to_string();
     let config = config.clone();
@@ -154,6 +146,7 @@ pub fn start(
         };
         out.run(rx)
     })
+    .map(|thread| (thread, subject_reads))
 }
 
 struct Publisher {

@@ -401,6 +401,26 @@ pub(crate) const OWN_NAMES: [&str; 23] = [
     "asctime",
 ];
 
+/// The [`own_name`] bit of `name`, at compile time; fails the build if
+/// `name` is not one of [`OWN_NAMES`].
+pub(crate) const fn own_bit(name: &str) -> u32 {
+    let mut i = 0;
+    while i < OWN_NAMES.len() {
+        let (a, b) = (OWN_NAMES[i].as_bytes(), name.as_bytes());
+        if a.len() == b.len() {
+            let mut j = 0;
+            while j < a.len() && a[j] == b[j] {
+                j += 1;
+            }
+            if j == a.len() {
+                return 1 << i;
+            }
+        }
+        i += 1;
+    }
+    panic!("not one of LogRecord's own attribute names")
+}
+
 /// [`sig`] of each of [`OWN_NAMES`].
 const SIG_OWN_NAMES: [u128; 23] = {
     let mut sigs = [0u128; 23];

@@ -19,7 +19,7 @@
 
 use bytes::Bytes;
 
-use crate::codec::pair::{push_pair, Scalar};
+use crate::codec::pair::{common_value, push_pair, Scalar};
 use crate::codec::{Keep, Repeats, MAX_VALUES};
 use crate::record::{own_name_next, own_name_quoted, Fields, Str};
 
@@ -90,7 +90,8 @@ pub(super) fn try_decode(frame: &Bytes, keep: Keep) -> Option<(Fields, u32)> {
                     if start == ESCAPED as usize {
                         p.escaped.take().unwrap_or_default()
                     } else {
-                        p.str_at(start, end)
+                        common_value(bit, &frame[start..end])
+                            .unwrap_or_else(|| p.str_at(start, end))
                     }
                 });
             }

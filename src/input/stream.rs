@@ -181,7 +181,10 @@ pub(crate) async fn serve_stream_from<S: AsyncRead + AsyncWrite + Readable + Unp
             }
         }
         frame_timeout = Duration::from_millis(stage.config.frame_timeout_ms);
-        let mut records = Vec::new();
+        // Room for the frames read, at about 512 bytes a record (a
+        // SocketHandler record is 500-800): growing from empty was five
+        // reallocations per read.
+        let mut records = Vec::with_capacity((buf.len() / 512).clamp(1, 256));
         let mut fatal = None;
         let mut frames = 0usize;
         loop {

@@ -20,13 +20,13 @@
 
 use bytes::Bytes;
 
-use super::fast::{plain_int, push_pair};
+use super::fast::plain_int;
 use super::machine::{
     BINFLOAT, BININT, BININT1, BININT2, BINPUT, BINUNICODE, EMPTY_DICT, INT, LONG, LONG_BINPUT,
     MARK, NEWFALSE, NEWTRUE, NONE, SETITEMS, STOP,
 };
 use super::scalar;
-use crate::codec::pair::Scalar;
+use crate::codec::pair::{common_value, Scalar};
 use crate::codec::{defaults, Keep, Repeats};
 use crate::record::{Fields, Str};
 
@@ -72,7 +72,9 @@ pub(super) fn try_decode(frame: &Bytes, keep: Keep) -> Option<(Fields, bool)> {
         }
         if let Some((k, bit)) = key {
             repeats.note(&k, bit, &fields);
-            push_pair(&mut fields, k, value, frame);
+            crate::codec::pair::push_pair(&mut fields, k, value, |start, end| {
+                common_value(bit, &b[start..end]).unwrap_or_else(|| scalar::utf8(frame, start, end))
+            });
         }
     }
 }

@@ -246,14 +246,14 @@ impl Record {
     #[inline]
     pub fn get_hinted(&self, key: &str, hint: usize) -> Option<(usize, &Value)> {
         if let Some((k, v)) = self.fields.get(hint) {
-            if &**k == key {
+            if key_eq(k, key) {
                 return Some((hint, v));
             }
         }
         self.fields
             .iter()
             .enumerate()
-            .find(|(_, (k, _))| &**k == key)
+            .find(|(_, (k, _))| key_eq(k, key))
             .map(|(i, (_, v))| (i, v))
     }
 
@@ -293,6 +293,20 @@ impl Record {
     }
 }
 
+/// Whether two keys are equal: keys of 2 to 16 bytes (every LogRecord
+/// attribute name) as two integers ([`sig`]), inline, where a slice
+/// compare called `memcmp` for every lookup of a formatted field.
+#[inline(always)]
+fn key_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    a.len() == b.len()
+        && if (2..=16).contains(&a.len()) {
+            sig(a) == sig(b)
+        } else {
+            a == b
+        }
+}
+
 /// The `own_name` bit of `key` (0 for a key that is not one of
 /// LogRecord's attributes), as [`Record::defaulted`] counts them.
 #[inline]
@@ -311,6 +325,7 @@ pub(crate) fn default_bit(key: &str) -> u32 {
 /// Every decoded key goes through here, so it dispatches on the length and
 /// then compares the whole key as one integer ([`sig`]) with the few names
 /// of that length, instead of a chain of slice compares.
+#[inline(always)]
 pub(crate) fn own_name(key: &[u8]) -> Option<(&'static str, u32)> {
     // `$name => $bit`: return it if the key's signature is the name's
     // (computed at compile time), else try the next; none is `None`.

@@ -101,17 +101,18 @@ pub(crate) fn common_value(bit: u32, s: &[u8]) -> Option<Str> {
     const LEVELNAME: u32 = own_bit("levelname");
     const THREAD_NAME: u32 = own_bit("threadName");
     const PROCESS_NAME: u32 = own_bit("processName");
+    // Fixed-size compares: a slice pattern compared through `memcmp`.
+    fn is<const N: usize>(s: &[u8], name: &'static [u8; N]) -> bool {
+        s.first_chunk::<N>() == Some(name) && s.len() == N
+    }
     let name = match bit {
-        LEVELNAME => match s {
-            b"DEBUG" => "DEBUG",
-            b"INFO" => "INFO",
-            b"WARNING" => "WARNING",
-            b"ERROR" => "ERROR",
-            b"CRITICAL" => "CRITICAL",
-            _ => return None,
-        },
-        THREAD_NAME if s == b"MainThread" => "MainThread",
-        PROCESS_NAME if s == b"MainProcess" => "MainProcess",
+        LEVELNAME if is(s, b"INFO") => "INFO",
+        LEVELNAME if is(s, b"DEBUG") => "DEBUG",
+        LEVELNAME if is(s, b"WARNING") => "WARNING",
+        LEVELNAME if is(s, b"ERROR") => "ERROR",
+        LEVELNAME if is(s, b"CRITICAL") => "CRITICAL",
+        THREAD_NAME if is(s, b"MainThread") => "MainThread",
+        PROCESS_NAME if is(s, b"MainProcess") => "MainProcess",
         _ => return None,
     };
     Some(Str::from_static(name))

@@ -457,7 +457,7 @@ pub fn write_str(s: &str, out: &mut Vec<u8>) {
         // Nearly every string: one copy.
         out.reserve(bytes.len() + 2);
         out.push(b'"');
-        out.extend_from_slice(bytes);
+        crate::codec::append(out, bytes);
         out.push(b'"');
         return;
     }

@@ -234,6 +234,47 @@ pub(crate) fn slice_str(
     }
 }
 
+/// `out.extend_from_slice(b)`, with the short slices of a record (keys,
+/// level names, most values: 16 bytes or less) copied inline by two
+/// overlapping loads and stores, rather than by a call to `memcpy`, whose
+/// call and size dispatch cost more than the copy (an encoded record
+/// makes dozens of them).
+#[inline(always)]
+pub(crate) fn append(out: &mut Vec<u8>, b: &[u8]) {
+    let n = b.len();
+    if !(4..=16).contains(&n) {
+        out.extend_from_slice(b);
+        return;
+    }
+    out.reserve(16);
+    let len = out.len();
+    let src = b.as_ptr();
+    // SAFETY: `reserve(16)` leaves room for at least 16 bytes past `len`,
+    // so every store below (at most `n` <= 16 bytes past `len`) is inside
+    // the allocation; every load is inside `b` (`n` >= 4 bytes, and each
+    // load of `w` bytes starts at 0 or at `n - w`, with `w` <= `n`).
+    // Unaligned reads and writes of integers are what `read_unaligned`
+    // and `write_unaligned` are for. The two copies overlap when `n` is
+    // under `2 * w`, writing the same bytes twice; together they cover
+    // all `n`, so after them bytes `len..len + n` are initialised and
+    // `set_len` may count them.
+    unsafe {
+        let dst = out.as_mut_ptr().add(len);
+        if n >= 8 {
+            let head = src.cast::<u64>().read_unaligned();
+            let tail = src.add(n - 8).cast::<u64>().read_unaligned();
+            dst.cast::<u64>().write_unaligned(head);
+            dst.add(n - 8).cast::<u64>().write_unaligned(tail);
+        } else {
+            let head = src.cast::<u32>().read_unaligned();
+            let tail = src.add(n - 4).cast::<u32>().read_unaligned();
+            dst.cast::<u32>().write_unaligned(head);
+            dst.add(n - 4).cast::<u32>().write_unaligned(tail);
+        }
+        out.set_len(len + n);
+    }
+}
+
 /// Whether `b` is all ASCII, eight bytes at a time: record strings are
 /// short (most under 32 bytes), where this beats `<[u8]>::is_ascii`.
 #[inline]
@@ -340,4 +381,24 @@ fn hash(bytes: &[u8]) -> u64 {
         h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
     }
     h
+}
+
+#[cfg(test)]
+mod tests {
+    /// `append` is `extend_from_slice` for every length around its
+    /// inline copies' bounds, whatever the buffer held and had room for.
+    #[test]
+    fn append_is_extend_from_slice() {
+        let src: Vec<u8> = (0..40u8).map(|i| b'a' + i).collect();
+        for n in 0..=40 {
+            for before in [0usize, 1, 7, 15, 16, 17] {
+                let mut out = vec![b'#'; before];
+                out.shrink_to_fit();
+                super::append(&mut out, &src[..n]);
+                let mut want = vec![b'#'; before];
+                want.extend_from_slice(&src[..n]);
+                assert_eq!(out, want, "n={n} before={before}");
+            }
+        }
+    }
 }

@@ -453,7 +453,13 @@ fn write_key(k: &Value, out: &mut Vec<u8>) {
 /// `\uXXXX`, so lines stay readable and byte-comparable.
 pub fn write_str(s: &str, out: &mut Vec<u8>) {
     let bytes = s.as_bytes();
-    if !any_needs_escape(bytes) {
+    // Long strings (messages, paths) sixteen bytes at a time.
+    let clean = if bytes.len() >= 16 {
+        super::json_flat::special(bytes).is_none()
+    } else {
+        !any_needs_escape(bytes)
+    };
+    if clean {
         // Nearly every string: one copy.
         out.reserve(bytes.len() + 2);
         out.push(b'"');

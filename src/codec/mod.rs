@@ -173,6 +173,12 @@ impl Keep {
         self.keeps(defaults::own_name(key.as_bytes()).map_or(0, |(_, bit)| bit))
     }
 
+    /// Whether any field is kept (not only, or not even, the frame).
+    #[inline]
+    pub(crate) fn keeps_any(self) -> bool {
+        self.own != 0 || self.others
+    }
+
     /// Whether a key with this [`defaults::own_name`] bit (0 for a key
     /// that is not one of LogRecord's) is kept.
     #[inline]

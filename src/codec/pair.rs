@@ -67,25 +67,28 @@ pub(crate) fn push_pair(
 /// word. `make` returns the string through a stack slot that it fills
 /// with 8-byte stores; the compiler's copy of that slot used 16-byte
 /// loads, which cannot be forwarded from two stores and stalled until the
-/// stores retired: a sixth of the pickle pair loop's time (perf). The
-/// volatile 8-byte loads keep it from merging them.
+/// stores retired. The volatile 8-byte loads keep it from merging them.
 #[inline(always)]
 fn build_in_place(dst: &mut Str, make: impl FnOnce() -> Str) {
-    const WORDS: usize = std::mem::size_of::<Str>() / 8;
-    const _: () = assert!(std::mem::size_of::<Str>() == WORDS * 8);
-    const _: () = assert!(std::mem::align_of::<Str>() >= 8);
-    let made = std::mem::ManuallyDrop::new(make());
-    let from = (&*made as *const Str).cast::<u64>();
-    let to = (dst as *mut Str).cast::<u64>();
+    use std::mem::{align_of, size_of, ManuallyDrop, MaybeUninit};
+    type Word = MaybeUninit<u64>;
+    const WORDS: usize = size_of::<Str>() / size_of::<Word>();
+    const _: () = assert!(size_of::<Str>() == WORDS * size_of::<Word>());
+    const _: () = assert!(align_of::<Str>() >= align_of::<Word>());
+    let made = ManuallyDrop::new(make());
+    let from = (&*made as *const Str).cast::<Word>();
+    let to = (dst as *mut Str).cast::<Word>();
     for i in 0..WORDS {
-        // SAFETY: `from` and `to` point to two distinct, live `Str`s,
-        // `made` (a local) and `*dst` (exclusively borrowed), each
-        // `WORDS` whole u64 words long and aligned for u64 (both asserted
-        // above, at compile time). Copying
-        // every word moves `made` into `*dst`: `made` is never dropped
-        // (`ManuallyDrop`), so the string has one owner; the empty string
-        // overwritten owned nothing (a static slice), so not dropping it
-        // is only a forget, which is always sound.
+        // SAFETY: `from` and `to` point to two distinct, live `Str`s:
+        // `made`, a local, and `*dst`, exclusively borrowed. Each is
+        // `WORDS` whole words long and aligned for a word (both asserted
+        // at compile time), so every read and write is in bounds and
+        // aligned. The words are `MaybeUninit`, so a padding byte, if a
+        // `Str` had one, is copied as what it is, never read as an
+        // integer. Copying every word moves `made` into `*dst`: `made` is
+        // never dropped (`ManuallyDrop`), so the string keeps one owner;
+        // the empty string overwritten owned nothing (a static slice),
+        // and not dropping it is only a forget, which is always sound.
         unsafe { to.add(i).write(from.add(i).read_volatile()) };
     }
 }

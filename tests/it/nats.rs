@@ -38,7 +38,20 @@ struct Node {
 }
 
 impl Node {
+    /// Start the node, or panic with its log if it cannot.
     fn spawn(&mut self) {
+        if let Err(why) = self.try_spawn() {
+            panic!("{why}");
+        }
+    }
+
+    /// Start the node and wait until it says it is ready. A port picked
+    /// by `free_port` may be taken by another test's process before the
+    /// node binds it; the node then exits, and a connect to the port would
+    /// reach the other process: so readiness is the node's own log line,
+    /// and an exit is an error carrying the log.
+    fn try_spawn(&mut self) -> Result<(), String> {
+        let before = std::fs::metadata(&self.log).map_or(0, |m| m.len() as usize);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -53,8 +66,38 @@ impl Node {
             .unwrap();
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not listen");
+        loop {
+            let text = std::fs::read(&self.log).unwrap_or_default();
+            let new = String::from_utf8_lossy(text.get(before..).unwrap_or_default()).into_owned();
+            // Ready, and still running a moment later (a route port that
+            // cannot be bound may end it just after).
+            if new.contains("Server is ready") {
+                std::thread::sleep(Duration::from_millis(100));
+                let alive = self
+                    .child
+                    .as_mut()
+                    .is_some_and(|c| matches!(c.try_wait(), Ok(None)));
+                if alive {
+                    return Ok(());
+                }
+            }
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+                .is_some();
+            if exited || Instant::now() >= deadline {
+                self.kill();
+                return Err(format!(
+                    "nats-server on port {} {}:\n{new}",
+                    self.port,
+                    if exited {
+                        "exited"
+                    } else {
+                        "was not ready in 20 s"
+                    }
+                ));
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -91,11 +134,25 @@ struct Cluster {
 impl Cluster {
     /// One JetStream node, or a 3-node cluster; `extra` goes to every
     /// node's command line.
+    /// A node that cannot bind its ports (another test took one) is
+    /// started again on new ones, the whole cluster with it: three tries.
     fn start(n: usize, extra: &[&str]) -> Cluster {
-        Cluster::start_on(&(0..n).map(|_| free_port()).collect::<Vec<_>>(), extra)
+        let mut why = String::new();
+        for _ in 0..3 {
+            let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+            match Cluster::try_start_on(&ports, extra) {
+                Ok(cluster) => return cluster,
+                Err(e) => why = e,
+            }
+        }
+        panic!("{why}");
     }
 
     fn start_on(ports: &[u16], extra: &[&str]) -> Cluster {
+        Cluster::try_start_on(ports, extra).unwrap_or_else(|why| panic!("{why}"))
+    }
+
+    fn try_start_on(ports: &[u16], extra: &[&str]) -> Result<Cluster, String> {
         let dir = tempfile::tempdir().unwrap();
         let routes: Vec<u16> = ports.iter().map(|_| free_port()).collect();
         let mut nodes = Vec::new();
@@ -135,10 +192,13 @@ impl Cluster {
                 port,
             });
         }
-        for n in &mut nodes {
-            n.spawn();
+        let mut cluster = Cluster { nodes, _dir: dir };
+        for n in &mut cluster.nodes {
+            // On an error the cluster is dropped, which kills the nodes
+            // already started.
+            n.try_spawn()?;
         }
-        Cluster { nodes, _dir: dir }
+        Ok(cluster)
     }
 
     /// The `servers` list for a config.

@@ -232,7 +232,7 @@ impl Record {
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.fields
             .iter()
-            .find(|(k, _)| &**k == key)
+            .find(|(k, _)| key_eq(k, key))
             .map(|(_, v)| v)
     }
 
@@ -295,7 +295,8 @@ impl Record {
 
 /// Whether two keys are equal: keys of 2 to 16 bytes (every LogRecord
 /// attribute name) as two integers ([`sig`]), inline, where a slice
-/// compare called `memcmp` for every lookup of a formatted field.
+/// compare called `memcmp` for every lookup (a template's fields, a
+/// route's `levelno` and `name`).
 #[inline(always)]
 fn key_eq(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
@@ -419,17 +420,12 @@ pub(crate) const OWN_NAMES: [&str; 23] = [
 /// The [`own_name`] bit of `name`, at compile time; fails the build if
 /// `name` is not one of [`OWN_NAMES`].
 pub(crate) const fn own_bit(name: &str) -> u32 {
+    // Every own name is 3-15 bytes, where equal lengths and [`sig`]s
+    // mean equal names.
     let mut i = 0;
     while i < OWN_NAMES.len() {
-        let (a, b) = (OWN_NAMES[i].as_bytes(), name.as_bytes());
-        if a.len() == b.len() {
-            let mut j = 0;
-            while j < a.len() && a[j] == b[j] {
-                j += 1;
-            }
-            if j == a.len() {
-                return 1 << i;
-            }
+        if OWN_NAMES[i].len() == name.len() && SIG_OWN_NAMES[i] == sig_const(name.as_bytes()) {
+            return 1 << i;
         }
         i += 1;
     }
@@ -617,6 +613,22 @@ mod tests {
         assert!(r.remove("b"));
         assert!(!r.remove("b"));
     }
+    /// `key_eq` is `==` for keys of every length, whichever byte differs.
+    #[test]
+    fn key_eq_is_string_equality() {
+        for n in 0..=20 {
+            let a: String = (0..n).map(|i| char::from(b'a' + i as u8)).collect();
+            assert!(key_eq(&a, &a));
+            assert!(!key_eq(&a, &format!("{a}x")));
+            for at in 0..n {
+                let mut b = a.clone().into_bytes();
+                b[at] = b'Z';
+                let b = String::from_utf8(b).unwrap();
+                assert!(!key_eq(&a, &b), "{a} vs {b}");
+            }
+        }
+    }
+
     #[test]
     fn own_names_in_order_are_found_by_one_compare_and_others_as_before() {
         // In __dict__ order every name is the one expected next.

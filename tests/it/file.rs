@@ -222,6 +222,19 @@ fn issue_4_hundred_rotations_four_senders_nothing_lost_or_doubled() {
     expect.sort();
     assert_eq!(names, expect);
     let chars = |b: &[u8]| String::from_utf8_lossy(b).chars().count();
+    // Where each record of a file starts: a traceback (exc_text)
+    // continues a record on lines that do not start with a date.
+    let starts = |file: &[u8]| -> Vec<usize> {
+        let mut at = 0;
+        let mut starts = Vec::new();
+        for line in file.split_inclusive(|&b| b == b'\n') {
+            if at == 0 || (line.len() > 4 && line[..4].iter().all(u8::is_ascii_digit)) {
+                starts.push(at);
+            }
+            at += line.len();
+        }
+        starts
+    };
     for i in (1..=n).rev() {
         let older = &all[&format!("app.log.{i}")];
         let newer_name = if i == 1 {
@@ -230,29 +243,13 @@ fn issue_4_hundred_rotations_four_senders_nothing_lost_or_doubled() {
             format!("app.log.{}", i - 1)
         };
         let newer = &all[&newer_name];
-        // The first record: a traceback (exc_text) continues it on lines
-        // that do not start with a date.
-        let mut first_len = 0;
-        for (k, line) in newer.split_inclusive(|&b| b == b'\n').enumerate() {
-            if k > 0 && line.len() > 4 && line[..4].iter().all(u8::is_ascii_digit) {
-                break;
-            }
-            first_len += line.len();
-        }
-        let first = &newer[..first_len];
+        let first = &newer[..starts(newer).get(1).copied().unwrap_or(newer.len())];
         // The last record of the older file went in because the file's
         // size before it plus its length in characters (Python's
         // `len(msg)`) stayed under max_bytes. A record with multi-byte
         // characters can therefore end a file at or past max_bytes in
         // bytes, as Python's would.
-        let mut last_start = 0;
-        let mut at = 0;
-        for line in older.split_inclusive(|&b| b == b'\n') {
-            if line.len() > 4 && line[..4].iter().all(u8::is_ascii_digit) {
-                last_start = at;
-            }
-            at += line.len();
-        }
+        let last_start = starts(older).last().copied().unwrap_or(0);
         let last = &older[last_start..];
         assert!(
             last_start + chars(last) < max_bytes,

@@ -415,6 +415,23 @@ def build_rawsink() -> tuple[str, str]:
     return exe, ""
 
 
+def layout_coverage(binary: str) -> str:
+    """How much of the link-time function order (build.rs) this binary has:
+    peak RSS depends on it."""
+    listed = os.path.join(REPO, "layout", "hot-functions.txt")
+    try:
+        out = subprocess.run(["nm", "--defined-only", binary], check=True,
+                             capture_output=True, text=True).stdout
+        with open(listed) as f:
+            names = [line.strip() for line in f if line.strip()]
+    except (OSError, subprocess.CalledProcessError) as e:
+        return f"layout: not checked ({e})"
+    have = {f[2] for f in (line.split() for line in out.splitlines()) if len(f) == 3}
+    found = sum(1 for n in names if n in have)
+    return (f"layout: {found} of {len(names)} functions of layout/hot-functions.txt are in the "
+            f"binary (regenerate it with layout/generate.py when far below all).")
+
+
 def find_binary(args) -> str:
     if args.binary:
         return os.path.abspath(args.binary)
@@ -527,7 +544,8 @@ def main(argv=None) -> int:
           f"date: {info['date']}; {args.records} records per run, median of {args.repeat}; "
           f"mode raw (precomputed frames).")
     print("other_cpu_s: CPU-seconds the rest of the machine used during the run "
-          "(high = noisy figures).\n")
+          "(high = noisy figures).")
+    print(f"{layout_coverage(binary)}\n")
     print(table(rows, args))
     targets = check_targets(rows)
     if idle:

@@ -1,0 +1,233 @@
+#!/usr/bin/env python3
+"""Regenerate layout/hot-functions.txt: the functions a running logrelay
+executes, hottest first, for the linker to place together (build.rs).
+
+    python3 layout/generate.py            # builds --release, then profiles it
+    python3 layout/generate.py --bin PATH # profile this binary instead
+    python3 layout/generate.py --check PATH
+                                          # how many listed functions PATH has
+
+Why: the binary's text is 16 MiB, and the few hundred KiB it runs were spread
+over it, so the kernel's 64 KiB fault-around made about 5 MiB of it resident.
+Listed together they are about 1 MiB (docs/performance.md has the numbers).
+
+How: one logrelay under valgrind's callgrind (--demangle=no, so the names are
+the linker's) with every input decoder and both file encoders, a no-op WASM
+filter and a rotating file, fed records by tests/tools/loadgen.py; every
+function of the binary that ran is listed, by instructions executed (most
+first). A stale list is harmless: lld skips names it does not find, and the
+functions it does not list keep their usual order. Regenerate after updating
+the toolchain or dependencies (their symbol names carry hashes).
+
+Needs valgrind (Debian: apt-get install valgrind) and nm (binutils).
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LIST = os.path.join(ROOT, "layout", "hot-functions.txt")
+LOADGEN = os.path.join(ROOT, "tests", "tools", "loadgen.py")
+NOOP_WASM = os.path.join(ROOT, "tests", "fixtures", "wasm", "noop.wat")
+TEMPLATE = "%(asctime)s %(levelname)-8s %(name)s %(process)d %(message)s"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_listening(port, proc, timeout=60.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            sys.exit(f"logrelay under valgrind exited early ({proc.returncode})")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    sys.exit(f"logrelay did not listen on 127.0.0.1:{port} in {timeout:.0f} s")
+
+
+def wait_quiet(directory, timeout=300.0):
+    """Until the output files stop growing (callgrind is ~50x slower)."""
+    prev, end = -1, time.monotonic() + timeout
+    while time.monotonic() < end:
+        time.sleep(1.0)
+        size = sum(os.path.getsize(os.path.join(directory, f)) for f in os.listdir(directory))
+        if size > 0 and size == prev:
+            return
+        prev = size
+
+
+def python_env():
+    """loadgen's environment: the packages the tests install (msgpack), if any."""
+    env = dict(os.environ)
+    base = os.path.join(ROOT, "target", "test-python")
+    extra = [os.path.join(base, d) for d in sorted(os.listdir(base))] if os.path.isdir(base) else []
+    env["PYTHONPATH"] = os.pathsep.join(extra + [env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return env
+
+
+def loadgen(*args):
+    subprocess.run([sys.executable, LOADGEN, "--no-check", *args], check=True,
+                   stdout=subprocess.DEVNULL, env=python_env())
+
+
+# The list is built in three groups, each ranked by cost, so that what the
+# common deployment runs comes first and stays together: (1) SocketHandler
+# over TCP into a rotating text file; (2) the other inputs, decoders and the
+# JSON lines encoder; (3) a WASM filter (wasmtime compiles the module at
+# start-up: about 1.4 MiB of code).
+GROUPS = ("main", "inputs", "wasm")
+
+
+def profile(binary, work, group):
+    work = os.path.join(work, group)
+    out = os.path.join(work, "out")
+    os.makedirs(out)
+    ports = {name: free_port() for name in ("pickle", "json", "msgpack", "udp")}
+    unix = os.path.join(work, "app.sock")
+    text = {"type": "file", "path": os.path.join(out, "app.log"), "max_bytes": 1 << 20,
+            "backup_count": 2, "format": TEMPLATE}
+    inputs = {"pickle": {"type": "tcp", "address": f"127.0.0.1:{ports['pickle']}",
+                         "decoder": "pickle"}}
+    config = {"inputs": inputs, "outputs": {"text": text}, "routes": [{"to": ["text"]}]}
+    if group != "main":
+        inputs.update({
+            "json": {"type": "tcp", "address": f"127.0.0.1:{ports['json']}", "decoder": "json"},
+            "msgpack": {"type": "tcp", "address": f"127.0.0.1:{ports['msgpack']}",
+                        "decoder": "msgpack"},
+            "unix": {"type": "unix", "path": unix, "decoder": "pickle"},
+            "udp": {"type": "udp", "address": f"127.0.0.1:{ports['udp']}", "decoder": "pickle"},
+        })
+        config["outputs"]["jsonl"] = {"type": "file", "path": os.path.join(out, "app.jsonl"),
+                                      "max_bytes": 1 << 20, "backup_count": 2,
+                                      "encoding": "json"}
+        config["routes"] = [{"to": ["text"]}, {"from": ["pickle", "json"], "to": ["jsonl"]}]
+    if group == "wasm":
+        config["filters"] = {"noop": {"type": "wasm", "path": NOOP_WASM}}
+        config["routes"] = [{"to": ["text"], "filters": ["noop"]}]
+    cfg = os.path.join(work, "listener.json")
+    with open(cfg, "w") as f:
+        json.dump(config, f)
+    cg_out = os.path.join(work, "callgrind.out")
+    proc = subprocess.Popen(
+        ["valgrind", "--tool=callgrind", "--demangle=no", f"--callgrind-out-file={cg_out}",
+         binary, "--log-level", "warn", "--config", cfg],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_listening(ports["pickle"], proc)
+        n = "20000"
+        loadgen("--tcp", f"127.0.0.1:{ports['pickle']}", "--records", n, "--procs", "2")
+        if group == "inputs":
+            loadgen("--unix", unix, "--records", n)
+            loadgen("--tcp", f"127.0.0.1:{ports['json']}", "--records", n, "--encoding", "json")
+            loadgen("--tcp", f"127.0.0.1:{ports['msgpack']}", "--records", n,
+                    "--encoding", "msgpack")
+            loadgen("--udp", f"127.0.0.1:{ports['udp']}", "--records", "2000", "--rate", "2000")
+        wait_quiet(out)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait()
+    return cg_out
+
+
+def functions_by_cost(cg_out, binary):
+    """(name, self instructions) of the binary's functions in a callgrind file."""
+    objects, names, cost = {}, {}, {}
+    in_binary, current = False, None
+    real = os.path.realpath(binary)
+    spec = re.compile(r"^(ob|fn|cob|cfn|fl|fi|fe|cfi|cfl)=\((\d+)\)(?: (.*))?$")
+    calls = False
+    with open(cg_out, errors="replace") as f:
+        for line in f:
+            line = line.rstrip("\n")
+            m = spec.match(line)
+            if m:
+                kind, idx, name = m.groups()
+                if kind in ("ob", "cob"):
+                    if name:
+                        objects[idx] = name
+                    if kind == "ob":
+                        in_binary = os.path.realpath(objects.get(idx, "")) == real
+                elif kind in ("fn", "cfn"):
+                    if name:
+                        names[idx] = name
+                    if kind == "fn":
+                        current = names[idx] if in_binary else None
+                        if current is not None:
+                            cost.setdefault(current, 0)
+                continue
+            if line.startswith("calls="):
+                calls = True  # the next cost line is the call's inclusive cost
+                continue
+            if line[:1].isdigit() or line[:1] in ("+", "-", "*"):
+                if calls:
+                    calls = False
+                    continue
+                parts = line.split()
+                if current is not None and len(parts) >= 2 and parts[1].isdigit():
+                    cost[current] += int(parts[1])
+    # Addresses without a symbol (PLT stubs, the loader's view) are not names
+    # the linker can place.
+    return sorted(((n, c) for n, c in cost.items() if not n.startswith(("0x", "("))),
+                  key=lambda nc: (-nc[1], nc[0]))
+
+
+def defined_text_symbols(binary):
+    out = subprocess.run(["nm", "--defined-only", binary], check=True, capture_output=True,
+                         text=True).stdout
+    return {f[2] for f in (line.split() for line in out.splitlines())
+            if len(f) == 3 and f[1] in "tTwW"}
+
+
+def check(binary):
+    with open(LIST) as f:
+        listed = [line.strip() for line in f if line.strip()]
+    have = defined_text_symbols(binary)
+    found = sum(1 for name in listed if name in have)
+    print(f"{found} of {len(listed)} listed functions are in {binary} "
+          f"({100.0 * found / max(1, len(listed)):.0f}%)")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--bin", help="profile this logrelay binary (default: build --release)")
+    ap.add_argument("--check", metavar="BIN", help="report how much of the list BIN has")
+    args = ap.parse_args()
+    if args.check:
+        check(args.check)
+        return
+    for tool in ("valgrind", "nm"):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} is not installed (Debian: apt-get install valgrind binutils)")
+    binary = args.bin
+    if binary is None:
+        subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+        binary = os.path.join(ROOT, "target", "release", "logrelay")
+    have = defined_text_symbols(binary)
+    names, seen = [], set()
+    with tempfile.TemporaryDirectory(prefix="logrelay-layout-") as work:
+        for group in GROUPS:
+            for name, _ in functions_by_cost(profile(binary, work, group), binary):
+                if name in have and name not in seen:
+                    seen.add(name)
+                    names.append(name)
+    with open(LIST, "w") as f:
+        f.write("".join(n + "\n" for n in names))
+    print(f"wrote {len(names)} functions to {os.path.relpath(LIST, ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -186,8 +186,13 @@ def functions_by_cost(cg_out, binary):
 
 
 def defined_text_symbols(binary):
-    out = subprocess.run(["nm", "--defined-only", binary], check=True, capture_output=True,
-                         text=True).stdout
+    try:
+        out = subprocess.run(["nm", "--defined-only", binary], check=True, capture_output=True,
+                             text=True).stdout
+    except FileNotFoundError:
+        sys.exit("nm is not installed (Debian: apt-get install binutils)")
+    except subprocess.CalledProcessError as e:
+        sys.exit(f"nm cannot read {binary}: {e.stderr.strip()}")
     return {f[2] for f in (line.split() for line in out.splitlines())
             if len(f) == 3 and f[1] in "tTwW"}
 

@@ -416,20 +416,14 @@ def build_rawsink() -> tuple[str, str]:
 
 
 def layout_coverage(binary: str) -> str:
-    """How much of the link-time function order (build.rs) this binary has:
-    peak RSS depends on it."""
-    listed = os.path.join(REPO, "layout", "hot-functions.txt")
-    try:
-        out = subprocess.run(["nm", "--defined-only", binary], check=True,
-                             capture_output=True, text=True).stdout
-        with open(listed) as f:
-            names = [line.strip() for line in f if line.strip()]
-    except (OSError, subprocess.CalledProcessError) as e:
-        return f"layout: not checked ({e})"
-    have = {f[2] for f in (line.split() for line in out.splitlines()) if len(f) == 3}
-    found = sum(1 for n in names if n in have)
-    return (f"layout: {found} of {len(names)} functions of layout/hot-functions.txt are in the "
-            f"binary (regenerate it with layout/generate.py when far below all).")
+    """How much of the link-time function order (build.rs) this binary has
+    (`layout/generate.py --check`): peak RSS depends on it."""
+    tool = os.path.join(REPO, "layout", "generate.py")
+    done = subprocess.run([sys.executable, tool, "--check", binary], capture_output=True,
+                          text=True)
+    if done.returncode != 0:
+        return f"layout: not checked ({(done.stderr or done.stdout).strip()})"
+    return f"layout: {done.stdout.strip()} (regenerate with layout/generate.py when low)."
 
 
 def find_binary(args) -> str:

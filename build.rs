@@ -19,8 +19,11 @@ fn main() {
     println!("cargo:rerun-if-changed={LIST}");
     println!("cargo:rerun-if-env-changed=RUSTC_LINKER");
     if let Some(list) = ordering_file() {
+        // `-Xlinker`, not `-Wl,`: the path goes through whole, even with a
+        // comma in a directory name.
+        println!("cargo:rustc-link-arg-bins=-Xlinker");
         println!(
-            "cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}",
+            "cargo:rustc-link-arg-bins=--symbol-ordering-file={}",
             list.display()
         );
         // A list made with other dependency versions names functions this

@@ -7,17 +7,17 @@ executes, hottest first, for the linker to place together (build.rs).
     python3 layout/generate.py --check PATH
                                           # how many listed functions PATH has
 
-Why: the binary's text is 16 MiB, and the few hundred KiB it runs were spread
-over it, so the kernel's 64 KiB fault-around made about 5 MiB of it resident.
-Listed together they are about 1 MiB (docs/performance.md has the numbers).
+Why: the binary's text is 16 MiB, and the 1-1.3 MiB it runs was spread over
+it, so the kernel's 64 KiB fault-around made about 5 MiB of it resident.
+Listed together, 1.4-1.8 MiB is (docs/performance.md has the numbers).
 
-How: one logrelay under valgrind's callgrind (--demangle=no, so the names are
-the linker's) with every input decoder and both file encoders, a no-op WASM
-filter and a rotating file, fed records by tests/tools/loadgen.py; every
-function of the binary that ran is listed, by instructions executed (most
-first). A stale list is harmless: lld skips names it does not find, and the
-functions it does not list keep their usual order. Regenerate after updating
-the toolchain or dependencies (their symbol names carry hashes).
+How: logrelay under valgrind's callgrind (--demangle=no, so the names are the
+linker's), once per group of GROUPS below, fed records by
+tests/tools/loadgen.py; every function of the binary that ran is listed, a
+group after the other, each by instructions executed (most first). A stale
+list is harmless: lld skips names it does not find, and the functions it
+does not list keep their usual order. Regenerate after updating the
+toolchain or dependencies (their symbol names carry hashes).
 
 Needs valgrind (Debian: apt-get install valgrind) and nm (binutils).
 """
@@ -37,13 +37,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LIST = os.path.join(ROOT, "layout", "hot-functions.txt")
 LOADGEN = os.path.join(ROOT, "tests", "tools", "loadgen.py")
 NOOP_WASM = os.path.join(ROOT, "tests", "fixtures", "wasm", "noop.wat")
+# benches/e2e's helpers: a free port.
+sys.path.insert(0, os.path.join(ROOT, "benches", "e2e"))
+import harness  # noqa: E402  (benches/e2e/harness.py)
 TEMPLATE = "%(asctime)s %(levelname)-8s %(name)s %(process)d %(message)s"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_listening(port, proc, timeout=60.0):
@@ -96,14 +93,14 @@ def profile(binary, work, group):
     work = os.path.join(work, group)
     out = os.path.join(work, "out")
     os.makedirs(out)
-    ports = {name: free_port() for name in ("pickle", "json", "msgpack", "udp")}
+    ports = {name: harness.free_port() for name in ("pickle", "json", "msgpack", "udp")}
     unix = os.path.join(work, "app.sock")
     text = {"type": "file", "path": os.path.join(out, "app.log"), "max_bytes": 1 << 20,
             "backup_count": 2, "format": TEMPLATE}
     inputs = {"pickle": {"type": "tcp", "address": f"127.0.0.1:{ports['pickle']}",
                          "decoder": "pickle"}}
     config = {"inputs": inputs, "outputs": {"text": text}, "routes": [{"to": ["text"]}]}
-    if group != "main":
+    if group == "inputs":
         inputs.update({
             "json": {"type": "tcp", "address": f"127.0.0.1:{ports['json']}", "decoder": "json"},
             "msgpack": {"type": "tcp", "address": f"127.0.0.1:{ports['msgpack']}",
@@ -114,7 +111,7 @@ def profile(binary, work, group):
         config["outputs"]["jsonl"] = {"type": "file", "path": os.path.join(out, "app.jsonl"),
                                       "max_bytes": 1 << 20, "backup_count": 2,
                                       "encoding": "json"}
-        config["routes"] = [{"to": ["text"]}, {"from": ["pickle", "json"], "to": ["jsonl"]}]
+        config["routes"].append({"from": ["pickle", "json"], "to": ["jsonl"]})
     if group == "wasm":
         config["filters"] = {"noop": {"type": "wasm", "path": NOOP_WASM}}
         config["routes"] = [{"to": ["text"], "filters": ["noop"]}]
@@ -148,7 +145,7 @@ def functions_by_cost(cg_out, binary):
     objects, names, cost = {}, {}, {}
     in_binary, current = False, None
     real = os.path.realpath(binary)
-    spec = re.compile(r"^(ob|fn|cob|cfn|fl|fi|fe|cfi|cfl)=\((\d+)\)(?: (.*))?$")
+    spec = re.compile(r"^(ob|fn|cob|cfn)=\((\d+)\)(?: (.*))?$")
     calls = False
     with open(cg_out, errors="replace") as f:
         for line in f:

@@ -35,7 +35,9 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LOADGEN = os.path.join(ROOT, "tests", "tools", "loadgen.py")
-TICKS = os.sysconf("SC_CLK_TCK")
+# benches/e2e's helpers: a process's CPU seconds.
+sys.path.insert(0, os.path.join(ROOT, "benches", "e2e"))
+import harness  # noqa: E402  (benches/e2e/harness.py)
 
 
 def free_ports(n):
@@ -46,20 +48,6 @@ def free_ports(n):
     for s in socks:
         s.close()
     return ports
-
-
-def cpu_seconds(pid):
-    """User + system CPU of process `pid` so far, all its threads (those
-    that ended too): its process CPU-time clock, read to the nanosecond
-    (Linux's clock id for another process, MAKE_PROCESS_CPUCLOCK(pid,
-    CPUCLOCK_SCHED)), else /proc's clock ticks (10 ms, too coarse for
-    short rows)."""
-    try:
-        return time.clock_gettime((~pid << 3) | 2)
-    except OSError:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def wait_port(port, timeout=20):
@@ -147,7 +135,7 @@ def host_row(binary, tmp, label, output, records):
                 raise SystemExit(f"{label}: the first record was never acknowledged")
             time.sleep(0.05)
     base = metric(metrics, "logrelay_records_written_total")
-    cpu0 = cpu_seconds(relay.proc.pid)
+    cpu0 = harness.cpu_seconds(relay.proc.pid)
     t0 = time.time()
     sent = subprocess.run([sys.executable, LOADGEN, "--tcp", f"127.0.0.1:{tcp}", "--records",
                            str(records), "--procs", "4", "--no-check"],
@@ -160,7 +148,7 @@ def host_row(binary, tmp, label, output, records):
             raise SystemExit(f"{label}: not every record was written")
         time.sleep(0.01)
     t1 = time.time()
-    cpu = cpu_seconds(relay.proc.pid) - cpu0
+    cpu = harness.cpu_seconds(relay.proc.pid) - cpu0
     relay.stop()
     return records / (t1 - t_first), cpu / records * 1e6
 
@@ -178,7 +166,7 @@ def central_row(binary, tmp, label, servers, consumer, members, records):
         }))
     for m in ports:
         wait_port(m)
-    cpu0 = [cpu_seconds(r.proc.pid) for r in relays]
+    cpu0 = [harness.cpu_seconds(r.proc.pid) for r in relays]
     while True:
         done = sum(metric(m, "logrelay_records_written_total") for m in ports)
         if done >= records:
@@ -187,7 +175,7 @@ def central_row(binary, tmp, label, servers, consumer, members, records):
             raise SystemExit(f"{label}: only {done} of {records} written")
         time.sleep(0.01)
     t1 = time.time()
-    cpu = sum(cpu_seconds(r.proc.pid) - c for r, c in zip(relays, cpu0))
+    cpu = sum(harness.cpu_seconds(r.proc.pid) - c for r, c in zip(relays, cpu0))
     for r in relays:
         r.stop()
     return records / (t1 - t0), cpu / records * 1e6

@@ -118,17 +118,27 @@ thread_local! {
 /// An empty field list with room for a LogRecord's fields: one a dropped
 /// record left on this thread, or a new one.
 pub(crate) fn spare_fields() -> Fields {
+    spare_fields_for(FIELDS_CAPACITY)
+}
+
+/// An empty field list with room for `n` fields (a decoder that keeps
+/// only the few fields its readers read asks for that many): one a
+/// dropped record left on this thread if it is large enough, or a new
+/// one. Lists sized to what is kept are smaller than glibc's per-thread
+/// cache limit and hold a read's records in a third of the memory.
+pub(crate) fn spare_fields_for(n: usize) -> Fields {
     SPARE
         .try_with(|s| s.try_borrow_mut().ok().and_then(|mut s| s.pop()))
         .ok()
         .flatten()
-        .unwrap_or_else(|| Vec::with_capacity(FIELDS_CAPACITY))
+        .filter(|f| f.capacity() >= n)
+        .unwrap_or_else(|| Vec::with_capacity(n))
 }
 
 /// Keep an emptied `fields` for [`spare_fields`], if it is the usual size
 /// and this thread does not hold enough already.
 fn recycle(fields: &mut Fields) {
-    if !(FIELDS_CAPACITY..=2 * FIELDS_CAPACITY).contains(&fields.capacity()) {
+    if !(1..=2 * FIELDS_CAPACITY).contains(&fields.capacity()) {
         return;
     }
     let mut fields = std::mem::take(fields);
@@ -567,6 +577,39 @@ mod tests {
             // A list far from the usual size is freed, not kept.
             drop(Record::new(Vec::with_capacity(10 * FIELDS_CAPACITY)));
             assert_ne!(spare_fields().capacity(), 10 * FIELDS_CAPACITY);
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn a_decoder_that_keeps_a_few_fields_gets_a_list_of_that_size() {
+        std::thread::spawn(|| {
+            // The cookbook template's fields: 10 of a LogRecord's 22.
+            let keep = crate::codec::Keep::fields([
+                "created",
+                "msecs",
+                "levelname",
+                "name",
+                "process",
+                "msg",
+                "args",
+                "exc_info",
+                "exc_text",
+                "stack_info",
+            ]);
+            assert_eq!(keep.capacity(), 10);
+            assert_eq!(crate::codec::Keep::ALL.capacity(), FIELDS_CAPACITY);
+            let small = spare_fields_for(keep.capacity());
+            assert_eq!(small.capacity(), 10);
+            let at = small.as_ptr();
+            drop(Record::new(small));
+            // Kept, and given again to a decoder that needs no more room...
+            let again = spare_fields_for(4);
+            assert_eq!(again.as_ptr(), at, "the same allocation");
+            drop(Record::new(again));
+            // ...but not to one that keeps every field.
+            assert!(spare_fields().capacity() >= FIELDS_CAPACITY);
         })
         .join()
         .unwrap();

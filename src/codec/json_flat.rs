@@ -44,7 +44,7 @@ pub(super) fn try_decode(frame: &Bytes, keep: Keep) -> Option<(Fields, u32)> {
     p.expect(b'{')?;
     let mut repeats = Repeats::default();
     let mut seen = 0u32;
-    let mut fields = crate::record::spare_fields();
+    let mut fields = crate::record::spare_fields_for(keep.capacity());
     let mut values = 0usize;
     p.skip_ws();
     if p.peek()? == b'}' {

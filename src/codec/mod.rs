@@ -179,6 +179,16 @@ impl Keep {
         self.own != 0 || self.others
     }
 
+    /// How many fields a record decoded with this keeps at most, for its
+    /// list's capacity: a LogRecord's worth when any key may be kept.
+    pub(crate) fn capacity(self) -> usize {
+        if self.others {
+            crate::record::FIELDS_CAPACITY
+        } else {
+            (self.own.count_ones() as usize).clamp(1, crate::record::FIELDS_CAPACITY)
+        }
+    }
+
     /// Whether a key with this [`defaults::own_name`] bit (0 for a key
     /// that is not one of LogRecord's) is kept.
     #[inline]

@@ -81,7 +81,7 @@ pub(super) fn try_decode(frame: &Bytes, keep: Keep) -> Option<Fields> {
     // Some(None) for a key `keep` leaves out.
     let mut key: Option<Option<Str>> = None;
     let mut repeats = crate::codec::Repeats::default();
-    let mut fields: Fields = crate::record::spare_fields();
+    let mut fields: Fields = crate::record::spare_fields_for(keep.capacity());
     loop {
         let op = *b.get(pos)?;
         pos += 1;

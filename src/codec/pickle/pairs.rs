@@ -52,7 +52,7 @@ pub(super) fn try_decode(frame: &Bytes, keep: Keep) -> Option<(Fields, bool)> {
     // allocated here and freed there, through glibc's cross-thread path
     // (a tenth of a nats output's CPU, perf).
     let mut fields = if keep.keeps_any() {
-        crate::record::spare_fields()
+        crate::record::spare_fields_for(keep.capacity())
     } else {
         Vec::new()
     };

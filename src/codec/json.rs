@@ -391,6 +391,22 @@ fn write_pairs<'a>(pairs: impl Iterator<Item = &'a (Str, Value)>, out: &mut Vec<
     out.push(b'}');
 }
 
+/// Append a finite float as JSON: the shortest digits that read back as
+/// the same float, exponents written `1e16` / `1e-7` (no `+`: the layout
+/// logrelay has always written).
+#[inline]
+fn write_float(f: f64, out: &mut Vec<u8>) {
+    let mut buf = zmij::Buffer::new();
+    let text = buf.format_finite(f).as_bytes();
+    match text.iter().position(|&c| c == b'+') {
+        Some(plus) => {
+            out.extend_from_slice(&text[..plus]);
+            out.extend_from_slice(&text[plus + 1..]);
+        }
+        None => out.extend_from_slice(text),
+    }
+}
+
 /// Append one value as JSON.
 pub fn write_value(v: &Value, out: &mut Vec<u8>) {
     match v {
@@ -399,9 +415,7 @@ pub fn write_value(v: &Value, out: &mut Vec<u8>) {
         Value::Bool(false) => out.extend_from_slice(b"false"),
         Value::Int(i) => out.extend_from_slice(itoa::Buffer::new().format(*i).as_bytes()),
         Value::BigInt(s) => out.extend_from_slice(s.as_bytes()),
-        Value::Float(f) if f.is_finite() => {
-            out.extend_from_slice(ryu::Buffer::new().format_finite(*f).as_bytes())
-        }
+        Value::Float(f) if f.is_finite() => write_float(*f, out),
         Value::Float(_) => out.extend_from_slice(b"null"),
         Value::Str(s) => write_str(s, out),
         Value::Bytes(b) => {
@@ -572,6 +586,35 @@ mod tests {
             let mut out = Vec::new();
             write_str(&s, &mut out);
             proptest::prop_assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&s).unwrap());
+        }
+    }
+
+    /// Floats keep the layout ryu gave them (1e16, no `+`), the digits
+    /// being the shortest that round-trip (zmij writes `1e+16`).
+    #[test]
+    fn floats_are_written_as_before() {
+        let cases: &[(f64, &str)] = &[
+            (0.0, "0.0"),
+            (-0.0, "-0.0"),
+            (1.0, "1.0"),
+            (123.0, "123.0"),
+            (0.1, "0.1"),
+            (1e15, "1000000000000000.0"),
+            (1e16, "1e16"),
+            (1.5e17, "1.5e17"),
+            (1e-4, "0.0001"),
+            (1e-5, "0.00001"),
+            (1.5e-7, "1.5e-7"),
+            (1733600000.123456, "1733600000.123456"),
+            (123.456789, "123.456789"),
+            (5e-324, "5e-324"),
+            (1.7976931348623157e308, "1.7976931348623157e308"),
+            (-2.5e-300, "-2.5e-300"),
+        ];
+        for &(f, want) in cases {
+            let mut out = Vec::new();
+            write_value(&Value::Float(f), &mut out);
+            assert_eq!(String::from_utf8(out).unwrap(), want, "{f:e}");
         }
     }
 

@@ -199,7 +199,7 @@ impl Template {
     /// Parse the format once, at config load, in the system time zone
     /// (`TZ`, else `/etc/localtime`), as Python's `time.localtime` uses.
     pub fn compile(spec: &TextFormat) -> Result<Template, FormatError> {
-        Template::compile_with_tz(spec, TimeZone::system())
+        Template::compile_with_tz(spec, clock::local_zone())
     }
 
     /// [`Template::compile`] with an explicit local time zone (tests).

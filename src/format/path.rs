@@ -156,7 +156,7 @@ impl PathTemplate {
     /// Compile `path`; times in local time (`TZ`, as Python's
     /// `time.localtime`) or UTC.
     pub fn new(path: &str, utc: bool) -> Result<PathTemplate, TemplateError> {
-        PathTemplate::with_tz(path, utc, TimeZone::system())
+        PathTemplate::with_tz(path, utc, super::clock::local_zone())
     }
 
     /// [`PathTemplate::new`] with an explicit local zone (tests).

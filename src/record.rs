@@ -107,11 +107,11 @@ const SPARE_MAX: usize = 128;
 
 thread_local! {
     /// Emptied field lists of records dropped on this thread. At 72 bytes
-    /// a field, a record's list (1.7 KiB) is too big for glibc's per-thread
-    /// cache, so allocating and freeing one per record went through the
-    /// shared bins every time; records are decoded and dropped on the same
-    /// input threads, so the lists go round here instead. At most
-    /// [`SPARE_MAX`] (about 220 KiB) per thread.
+    /// a field, a whole record's list (1.7 KiB) is too big for glibc's
+    /// per-thread cache, so allocating and freeing one per record went
+    /// through the shared bins every time; records are decoded and dropped
+    /// on the same input threads, so the lists go round here instead. At
+    /// most [`SPARE_MAX`] (at most about 440 KiB) per thread.
     static SPARE: std::cell::RefCell<Vec<Fields>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
@@ -124,8 +124,8 @@ pub(crate) fn spare_fields() -> Fields {
 /// An empty field list with room for `n` fields (a decoder that keeps
 /// only the few fields its readers read asks for that many): one a
 /// dropped record left on this thread if it is large enough, or a new
-/// one. Lists sized to what is kept are smaller than glibc's per-thread
-/// cache limit and hold a read's records in a third of the memory.
+/// one. The cookbook template's 10 fields take 720 bytes, not 1.7 KiB,
+/// in each of a read's records and each spare list.
 pub(crate) fn spare_fields_for(n: usize) -> Fields {
     SPARE
         .try_with(|s| s.try_borrow_mut().ok().and_then(|mut s| s.pop()))
@@ -135,8 +135,8 @@ pub(crate) fn spare_fields_for(n: usize) -> Fields {
         .unwrap_or_else(|| Vec::with_capacity(n))
 }
 
-/// Keep an emptied `fields` for [`spare_fields`], if it is the usual size
-/// and this thread does not hold enough already.
+/// Keep an emptied `fields` for [`spare_fields_for`], unless it grew past
+/// twice a LogRecord's size or this thread holds enough already.
 fn recycle(fields: &mut Fields) {
     if !(1..=2 * FIELDS_CAPACITY).contains(&fields.capacity()) {
         return;

@@ -21,15 +21,12 @@ pub fn local_zone() -> TimeZone {
         if let Ok(data) = std::fs::read(LOCALTIME) {
             // The IANA name, as jiff would give it, where the file is a
             // link into a zoneinfo directory.
-            let name = std::fs::read_link(LOCALTIME)
-                .ok()
-                .and_then(|target| {
-                    let target = target.to_str()?.to_string();
-                    let at = target.rfind("zoneinfo/")?;
-                    Some(target[at + "zoneinfo/".len()..].to_string())
-                })
-                .unwrap_or_else(|| "Local".to_string());
-            if let Ok(tz) = TimeZone::tzif(&name, &data) {
+            let target = std::fs::read_link(LOCALTIME).ok();
+            let name = target
+                .as_deref()
+                .and_then(|t| t.to_str()?.rsplit_once("zoneinfo/"))
+                .map_or("Local", |(_, name)| name);
+            if let Ok(tz) = TimeZone::tzif(name, &data) {
                 return tz;
             }
         }
@@ -111,6 +108,12 @@ mod tests {
     fn local_zone_is_the_system_zone() {
         let ours = local_zone();
         let jiffs = TimeZone::system();
+        // Named as jiff names it when /etc/localtime links into zoneinfo.
+        if std::fs::read_link("/etc/localtime")
+            .is_ok_and(|t| t.to_string_lossy().contains("zoneinfo/"))
+        {
+            assert_eq!(ours.iana_name(), jiffs.iana_name());
+        }
         for secs in (-2_208_988_800i64..4_102_444_800).step_by(7_776_007) {
             let ts = Timestamp::from_second(secs).unwrap();
             let (a, b) = (ours.to_offset_info(ts), jiffs.to_offset_info(ts));

@@ -102,17 +102,32 @@ def loadgen(*args):
 GROUPS = ("main", "inputs", "wasm")
 
 
+def main_config(out, port, max_bytes):
+    """The main group's deployment: TCP pickle on `port` into a rotating
+    text file in `out`."""
+    return {"inputs": {"pickle": {"type": "tcp", "address": f"127.0.0.1:{port}",
+                                  "decoder": "pickle"}},
+            "outputs": {"text": {"type": "file", "path": os.path.join(out, "app.log"),
+                                 "max_bytes": max_bytes, "backup_count": 2,
+                                 "format": TEMPLATE}},
+            "routes": [{"to": ["text"]}]}
+
+
+def write_config(work, config):
+    cfg = os.path.join(work, "listener.json")
+    with open(cfg, "w") as f:
+        json.dump(config, f)
+    return cfg
+
+
 def profile(binary, work, group):
     work = os.path.join(work, group)
     out = os.path.join(work, "out")
     os.makedirs(out)
     ports = {name: harness.free_port() for name in ("pickle", "json", "msgpack", "udp")}
     unix = os.path.join(work, "app.sock")
-    text = {"type": "file", "path": os.path.join(out, "app.log"), "max_bytes": 1 << 20,
-            "backup_count": 2, "format": TEMPLATE}
-    inputs = {"pickle": {"type": "tcp", "address": f"127.0.0.1:{ports['pickle']}",
-                         "decoder": "pickle"}}
-    config = {"inputs": inputs, "outputs": {"text": text}, "routes": [{"to": ["text"]}]}
+    config = main_config(out, ports["pickle"], 1 << 20)
+    inputs = config["inputs"]
     if group == "inputs":
         inputs.update({
             "json": {"type": "tcp", "address": f"127.0.0.1:{ports['json']}", "decoder": "json"},
@@ -128,9 +143,7 @@ def profile(binary, work, group):
     if group == "wasm":
         config["filters"] = {"noop": {"type": "wasm", "path": NOOP_WASM}}
         config["routes"] = [{"to": ["text"], "filters": ["noop"]}]
-    cfg = os.path.join(work, "listener.json")
-    with open(cfg, "w") as f:
-        json.dump(config, f)
+    cfg = write_config(work, config)
     cg_out = os.path.join(work, "callgrind.out")
     proc = subprocess.Popen(
         ["valgrind", "--tool=callgrind", "--demangle=no", f"--callgrind-out-file={cg_out}",
@@ -195,23 +208,6 @@ def functions_by_cost(cg_out, binary):
                   key=lambda nc: (-nc[1], nc[0]))
 
 
-def main_config(work):
-    """The main group's deployment: TCP pickle into a rotating text file."""
-    port = harness.free_port()
-    out = os.path.join(work, "out")
-    os.makedirs(out, exist_ok=True)
-    config = {"inputs": {"pickle": {"type": "tcp", "address": f"127.0.0.1:{port}",
-                                    "decoder": "pickle"}},
-              "outputs": {"text": {"type": "file", "path": os.path.join(out, "app.log"),
-                                   "max_bytes": 10 << 20, "backup_count": 2,
-                                   "format": TEMPLATE}},
-              "routes": [{"to": ["text"]}]}
-    cfg = os.path.join(work, "listener.json")
-    with open(cfg, "w") as f:
-        json.dump(config, f)
-    return cfg, port
-
-
 def child_of(pid, timeout=10.0):
     """The first child process of `pid` (perf's, logrelay)."""
     end = time.monotonic() + timeout
@@ -237,12 +233,7 @@ def text_symbols(binary):
     if not m:
         sys.exit(f"{binary} has no .text section")
     start, end = int(m.group(1), 16), int(m.group(1), 16) + int(m.group(2), 16)
-    out = subprocess.run(["nm", "-n", "--defined-only", binary], check=True,
-                         capture_output=True, text=True).stdout
-    syms = []
-    for f in (line.split() for line in out.splitlines()):
-        if len(f) == 3 and f[1] in "tTwW" and start <= int(f[0], 16) < end:
-            syms.append((int(f[0], 16), f[2]))
+    syms = sorted((a, n) for a, n in function_symbols(binary) if start <= a < end)
     return syms, end
 
 
@@ -254,8 +245,10 @@ def faulted_functions(binary, work):
     found = set()
     for senders in ("1", "4", "8"):
         run = os.path.join(work, f"faults-{senders}")
-        os.makedirs(run)
-        cfg, port = main_config(run)
+        out = os.path.join(run, "out")
+        os.makedirs(out)
+        port = harness.free_port()
+        cfg = write_config(run, main_config(out, port, 10 << 20))
         data = os.path.join(run, "perf.data")
         perf = subprocess.Popen(
             ["perf", "record", "-q", "-e", "page-faults", "-c", "1", "-d", "-o", data,
@@ -328,7 +321,8 @@ def write_list(names):
         f.write(text)
 
 
-def defined_text_symbols(binary):
+def function_symbols(binary):
+    """(address, name) of every function symbol `binary` defines (nm)."""
     try:
         out = subprocess.run(["nm", "--defined-only", binary], check=True, capture_output=True,
                              text=True).stdout
@@ -336,13 +330,21 @@ def defined_text_symbols(binary):
         sys.exit("nm is not installed (Debian: apt-get install binutils)")
     except subprocess.CalledProcessError as e:
         sys.exit(f"nm cannot read {binary}: {e.stderr.strip()}")
-    return {f[2] for f in (line.split() for line in out.splitlines())
-            if len(f) == 3 and f[1] in "tTwW"}
+    return [(int(f[0], 16), f[2]) for f in (line.split() for line in out.splitlines())
+            if len(f) == 3 and f[1] in "tTwW"]
+
+
+def defined_text_symbols(binary):
+    return {name for _, name in function_symbols(binary)}
+
+
+def read_list():
+    with open(LIST) as f:
+        return [line.strip() for line in f if line.strip()]
 
 
 def check(binary):
-    with open(LIST) as f:
-        listed = [line.strip() for line in f if line.strip()]
+    listed = read_list()
     have = defined_text_symbols(binary)
     found = sum(1 for name in listed if name in have)
     print(f"{found} of {len(listed)} listed functions are in {binary} "
@@ -362,9 +364,7 @@ def main():
     if args.faults:
         if shutil.which("perf") is None:
             sys.exit("perf is not installed (Debian: apt-get install linux-perf)")
-        with open(LIST) as f:
-            names = [line.strip() for line in f if line.strip()]
-        fault_pass(names)
+        fault_pass(read_list())
         return
     for tool in ("valgrind", "nm"):
         if shutil.which(tool) is None:

@@ -55,14 +55,18 @@ impl Encoder {
 /// A pickle of a record that still has its frame ([`Record::frame`]: it
 /// came in as plain `makePickle` output and nothing changed it) is that
 /// frame, as the sender wrote it: what encoding its fields again would
-/// give for a SocketHandler's record, without the work.
+/// give for a SocketHandler's record, without the work. Its JSON is
+/// written from the frame's bytes ([`pickle::write_json`](super::pickle::write_json)).
 pub fn payload(encoder: Encoder, record: &Record, out: &mut Vec<u8>) {
     match encoder {
         Encoder::Pickle => match record.frame() {
             Some(frame) => out.extend_from_slice(frame),
             None => pickle(&record.fields, out),
         },
-        Encoder::Json => json::write_fields(&record.fields, out),
+        Encoder::Json => match record.frame() {
+            Some(frame) => super::pickle::write_json(frame, out),
+            None => json::write_fields(&record.fields, out),
+        },
         Encoder::Msgpack => msgpack::write_fields(&record.fields, out),
         Encoder::Fluent => fluent_entry(&record.fields, out),
     }

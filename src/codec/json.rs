@@ -395,7 +395,22 @@ fn write_pairs<'a>(pairs: impl Iterator<Item = &'a (Str, Value)>, out: &mut Vec<
 /// the same float, exponents written `1e16` / `1e-7` (no `+`: the layout
 /// logrelay has always written).
 #[inline]
-fn write_float(f: f64, out: &mut Vec<u8>) {
+pub(crate) fn write_float(f: f64, out: &mut Vec<u8>) {
+    // A whole number under 1e16 (a record's `msecs` or `relativeCreated`
+    // often is) is its integer digits and `.0`, as the shortest
+    // round-trip form writes it; the integer is exact below 2^63. Not -0.0,
+    // whose integer has no sign.
+    if f == f.trunc() && f.abs() < 1e16 && (f != 0.0 || f.is_sign_positive()) {
+        crate::codec::append(out, itoa::Buffer::new().format(f as i64).as_bytes());
+        out.extend_from_slice(b".0");
+        return;
+    }
+    write_shortest(f, out);
+}
+
+/// [`write_float`] for any finite float: zmij's shortest digits, without
+/// the `+` of a positive exponent.
+fn write_shortest(f: f64, out: &mut Vec<u8>) {
     let mut buf = zmij::Buffer::new();
     let text = buf.format_finite(f).as_bytes();
     match text.iter().position(|&c| c == b'+') {
@@ -466,7 +481,12 @@ fn write_key(k: &Value, out: &mut Vec<u8>) {
 /// Append a JSON string literal. Non-ASCII is written as UTF-8, not
 /// `\uXXXX`, so lines stay readable and byte-comparable.
 pub fn write_str(s: &str, out: &mut Vec<u8>) {
-    let bytes = s.as_bytes();
+    write_utf8(s.as_bytes(), out);
+}
+
+/// [`write_str`] of the UTF-8 bytes of a string (checked by the caller:
+/// bytes are copied as they are, escaping only what JSON requires).
+pub(crate) fn write_utf8(bytes: &[u8], out: &mut Vec<u8>) {
     // Long strings (messages, paths) sixteen bytes at a time.
     let clean = if bytes.len() >= 16 {
         super::json_flat::special(bytes).is_none()
@@ -615,6 +635,37 @@ mod tests {
             let mut out = Vec::new();
             write_value(&Value::Float(f), &mut out);
             assert_eq!(String::from_utf8(out).unwrap(), want, "{f:e}");
+        }
+    }
+
+    /// Whole numbers take a shortcut; it writes what zmij would.
+    #[test]
+    fn whole_floats_are_written_as_zmij_writes_them() {
+        let mut cases = vec![0.0, -0.0, 1e16, -1e16, 9007199254740993.0, 1e16 - 2.0];
+        for k in 0..64 {
+            let p = 2f64.powi(k);
+            cases.extend([
+                p,
+                -p,
+                p - 1.0,
+                p + 1.0,
+                10f64.powi(k % 17),
+                -(10f64.powi(k % 17)),
+            ]);
+        }
+        let mut x = 1u64;
+        for _ in 0..100_000 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let f = (x >> (x % 40)) as f64;
+            cases.extend([f, -f, f.trunc() + 0.5]);
+        }
+        for f in cases {
+            let (mut fast, mut slow) = (Vec::new(), Vec::new());
+            write_float(f, &mut fast);
+            write_shortest(f, &mut slow);
+            assert_eq!(fast, slow, "{f:e}");
         }
     }
 

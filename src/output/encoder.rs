@@ -2,7 +2,7 @@
 //! or JSON, one line per record.
 
 use super::OutputError;
-use crate::codec::{json, Keep};
+use crate::codec::{json, pickle, Keep};
 use crate::config::{Encoding, TextFormat};
 use crate::format::Template;
 use crate::record::Record;
@@ -39,7 +39,9 @@ impl LineEncoder {
     pub(super) fn reads(&self) -> Keep {
         match self {
             LineEncoder::Text(t) => t.reads(),
-            LineEncoder::Json => Keep::ALL,
+            // A plain pickle frame is written straight from its bytes
+            // (`pickle::write_json`); any other record with every field.
+            LineEncoder::Json => Keep::FRAME,
         }
     }
 
@@ -50,8 +52,12 @@ impl LineEncoder {
             LineEncoder::Json => {
                 // What was sent (and set by filters), not the decoder's
                 // defaults: docs/decisions.md, "Records and encoding": nothing
-                // added.
-                json::write_record(record, out);
+                // added. A record that still has its pickle frame is what
+                // the frame holds, written without decoding it.
+                match record.frame() {
+                    Some(frame) => pickle::write_json(frame, out),
+                    None => json::write_record(record, out),
+                }
                 out.push(b'\n');
             }
         }

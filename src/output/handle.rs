@@ -260,7 +260,7 @@ pub fn start(name: &str, config: &OutputConfig) -> Result<RunningOutput, OutputE
             )
         }
         OutputConfig::Forward(c) => {
-            if c.encoder == Encoder::Pickle {
+            if matches!(c.encoder, Encoder::Pickle | Encoder::Json) {
                 reads = Keep::FRAME;
             }
             let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
@@ -272,7 +272,7 @@ pub fn start(name: &str, config: &OutputConfig) -> Result<RunningOutput, OutputE
         OutputConfig::Nats(c) => {
             let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
             let (thread, subject_reads) = super::nats::start(name, c, rx, stats.clone())?;
-            if c.encoder == Encoder::Pickle {
+            if matches!(c.encoder, Encoder::Pickle | Encoder::Json) {
                 reads = subject_reads.and(Keep::FRAME);
             }
             (Queue::Records(tx), thread)

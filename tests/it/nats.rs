@@ -391,12 +391,17 @@ fn packed_messages_every_record_once_in_order_and_fewer_messages() {
     let text = std::fs::read_to_string(c.path("out/app.log")).unwrap();
     let want: String = (0..n).map(|i| format!("app.packed msg {i}\n")).collect();
     assert_eq!(text, want, "every record once, in the order sent");
-    // Packed: a record here is ~330 bytes, so a 16 KiB message holds ~45.
+    // Packed: a record here is ~330 bytes, so a 16 KiB message holds at
+    // most ~49. How full messages get is timing: one goes out whenever
+    // none is in flight (as Nagle's algorithm), so a fast host acked
+    // quickly sends part-filled ones (6-10 records each on a 2-vCPU
+    // machine: a bound of 10 records a message failed there one run in
+    // three).
     let info = python(STREAM_INFO, &[&js.nodes[0].port.to_string()]);
     let state: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
     let messages = state["messages"].as_u64().unwrap();
     assert!(
-        messages >= (n / 50) as u64 && messages <= (n / 10) as u64,
+        messages >= (n / 50) as u64 && messages <= (n / 3) as u64,
         "{messages} messages for {n} records"
     );
 }

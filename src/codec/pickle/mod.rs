@@ -52,8 +52,10 @@ mod machine;
 mod objects;
 mod pairs;
 mod scalar;
+mod to_json;
 
 pub(crate) use scalar::lossy;
+pub use to_json::write_json;
 #[cfg(test)]
 mod tests;
 

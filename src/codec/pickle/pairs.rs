@@ -46,16 +46,11 @@ pub(super) fn try_decode(frame: &Bytes, keep: Keep) -> Option<(Fields, bool)> {
         [EMPTY_DICT, MARK, ..] => 2,
         _ => return None,
     };
+    if !keep.keeps_any() {
+        return frame_only(b, pos, keep.wants_frame()).map(|plain| (Vec::new(), plain));
+    }
     let mut repeats = Repeats::default();
-    // A reader of the frame alone (a pickle encoder) gets no field list:
-    // its records are dropped on the output's thread, so each list was
-    // allocated here and freed there, through glibc's cross-thread path
-    // (a tenth of a nats output's CPU, perf).
-    let mut fields = if keep.keeps_any() {
-        crate::record::spare_fields_for(keep.capacity())
-    } else {
-        Vec::new()
-    };
+    let mut fields = crate::record::spare_fields_for(keep.capacity());
     let mut plain = keep.wants_frame();
     loop {
         let (start, end) = match *b.get(pos)? {
@@ -87,6 +82,32 @@ pub(super) fn try_decode(frame: &Bytes, keep: Keep) -> Option<(Fields, bool)> {
     }
 }
 
+/// [`try_decode`] for a reader of the frame alone (a pickle or JSON
+/// encoder, [`Keep::FRAME`]), from the first pair at `pos`: the same
+/// checks, no key looked up and no field list (its records are dropped
+/// on the output's thread, so each list was allocated here and freed
+/// there, through glibc's cross-thread path: a tenth of a nats output's
+/// CPU, perf). Whether the frame is plain, if it is the pair loop's
+/// shape.
+fn frame_only(b: &[u8], mut pos: usize, mut plain: bool) -> Option<bool> {
+    loop {
+        let (start, end) = match *b.get(pos)? {
+            BINUNICODE => string(b, pos + 1)?,
+            SETITEMS if b.get(pos + 1) == Some(&STOP) => {
+                return Some(plain && pos + 2 == b.len());
+            }
+            _ => return None,
+        };
+        plain = plain && utf8_valid(&b[start..end]);
+        pos = past_put(b, end)?;
+        let (value, next) = value(b, pos)?;
+        pos = next;
+        if let Scalar::Str(start, end) = value {
+            plain = plain && utf8_valid(&b[start as usize..end as usize]);
+        }
+    }
+}
+
 /// Whether `s` is valid UTF-8 (nearly always ASCII, checked first).
 #[inline(always)]
 fn utf8_valid(s: &[u8]) -> bool {
@@ -95,7 +116,7 @@ fn utf8_valid(s: &[u8]) -> bool {
 
 /// The value whose opcode is at `pos`, and where the next pair starts.
 #[inline(always)]
-fn value(b: &[u8], pos: usize) -> Option<(Scalar, usize)> {
+pub(super) fn value(b: &[u8], pos: usize) -> Option<(Scalar, usize)> {
     let arg = pos + 1;
     Some(match *b.get(pos)? {
         BINUNICODE => {
@@ -139,7 +160,7 @@ fn value(b: &[u8], pos: usize) -> Option<(Scalar, usize)> {
 
 /// The span of a `BINUNICODE` string whose 4-byte length is at `pos`.
 #[inline(always)]
-fn string(b: &[u8], pos: usize) -> Option<(usize, usize)> {
+pub(super) fn string(b: &[u8], pos: usize) -> Option<(usize, usize)> {
     let n = u32::from_le_bytes(b.get(pos..pos + 4)?.try_into().ok()?) as usize;
     let start = pos + 4;
     let end = start.checked_add(n)?;
@@ -150,7 +171,7 @@ fn string(b: &[u8], pos: usize) -> Option<(usize, usize)> {
 /// one. A `LONG_BINPUT` (a pickle of more than 256 strings) goes to the
 /// opcode loop, which checks its index against the memo's limit.
 #[inline(always)]
-fn past_put(b: &[u8], pos: usize) -> Option<usize> {
+pub(super) fn past_put(b: &[u8], pos: usize) -> Option<usize> {
     match b.get(pos) {
         Some(&BINPUT) => (pos + 2 <= b.len()).then_some(pos + 2),
         Some(&LONG_BINPUT) => None,

@@ -535,6 +535,16 @@ fn agree(frame: &Bytes) -> bool {
                 "plain off the pair loop: {}",
                 hex(frame)
             );
+            // Its JSON, written from the frame, is that of its fields.
+            let (mut direct, mut via) = (Vec::new(), Vec::new());
+            super::write_json(frame, &mut direct);
+            crate::codec::json::write_fields(&decode_general(frame).expect("plain"), &mut via);
+            assert_eq!(
+                String::from_utf8_lossy(&direct),
+                String::from_utf8_lossy(&via),
+                "JSON of frame {}",
+                hex(frame)
+            );
         }
         // Debug, not `==`: a NaN is not equal to itself.
         Ok((fields, false)) => assert_eq!(

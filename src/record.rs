@@ -170,7 +170,10 @@ pub struct Record {
     /// The pickle frame the record was decoded from, when a reader asked
     /// for it ([`Keep::FRAME`](crate::codec::Keep::FRAME)) and it is plain
     /// `makePickle` output: a pickle encoder sends these bytes on instead
-    /// of encoding the fields again. Whatever changes the record drops it
+    /// of encoding the fields again, and the JSON writer writes from them.
+    /// Its strings were found valid UTF-8 when a pickle encoder asked for
+    /// it; asked by [`Keep::RAW_FRAME`](crate::codec::Keep::RAW_FRAME)
+    /// alone, they were not looked at. Whatever changes the record drops it
     /// ([`Record::set`], [`Record::remove`], a filter that can write), and
     /// the fields may then be all there is: only a reader that asked for
     /// the frame may find fewer fields than it needs, and it asked for

@@ -484,6 +484,28 @@ pub fn write_str(s: &str, out: &mut Vec<u8>) {
     write_utf8(s.as_bytes(), out);
 }
 
+/// [`write_utf8`] of bytes not known to be UTF-8: `None`, with nothing
+/// appended, if they are not. ASCII with nothing to escape (nearly every
+/// string of a record) is found in one pass and copied.
+#[inline]
+pub(crate) fn write_checked(bytes: &[u8], out: &mut Vec<u8>) -> Option<()> {
+    let clean = if bytes.len() >= 16 {
+        super::json_flat::clean_ascii(bytes)
+    } else {
+        !any_escape_or_high(bytes)
+    };
+    if clean {
+        out.reserve(bytes.len() + 2);
+        out.push(b'"');
+        crate::codec::append(out, bytes);
+        out.push(b'"');
+        return Some(());
+    }
+    std::str::from_utf8(bytes).ok()?;
+    write_utf8(bytes, out);
+    Some(())
+}
+
 /// [`write_str`] of the UTF-8 bytes of a string (checked by the caller:
 /// bytes are copied as they are, escaping only what JSON requires).
 pub(crate) fn write_utf8(bytes: &[u8], out: &mut Vec<u8>) {
@@ -550,7 +572,23 @@ pub(crate) fn write_utf8(bytes: &[u8], out: &mut Vec<u8>) {
 /// two overlapping loads, padded with spaces (which need no escape).
 #[inline]
 fn any_needs_escape(b: &[u8]) -> bool {
+    any_word(b, needs_escape)
+}
+
+/// Whether any byte of `b` needs an escape or is above 0x7f: `b` is not
+/// a JSON string's text as it is, known to be UTF-8 (it is, if ASCII).
+#[inline]
+pub(crate) fn any_escape_or_high(b: &[u8]) -> bool {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    any_word(b, |w| needs_escape(w) || w & HIGH != 0)
+}
+
+/// Whether `test` holds for any word of `b`, read as [`any_needs_escape`]
+/// describes (the padding is spaces: ASCII, nothing to escape).
+#[inline(always)]
+fn any_word(b: &[u8], test: impl Fn(u64) -> bool) -> bool {
     const SPACES: u64 = 0x2020_2020_2020_2020;
+    let needs_escape = test;
     let word = if let Some(last) = b.last_chunk::<8>() {
         let mut any = needs_escape(u64::from_le_bytes(*last));
         for c in b.chunks_exact(8) {

@@ -92,6 +92,9 @@ pub struct Keep {
     others: bool,
     /// Whether a reader wants the frame as sent ([`Keep::FRAME`]).
     frame: bool,
+    /// Whether a reader of the frame needs its strings found valid UTF-8
+    /// by the decoder ([`Keep::FRAME`], not [`Keep::RAW_FRAME`]).
+    utf8: bool,
 }
 
 impl Keep {
@@ -101,12 +104,14 @@ impl Keep {
         own: u32::MAX,
         others: true,
         frame: false,
+        utf8: false,
     };
     /// No field.
     pub const NONE: Keep = Keep {
         own: 0,
         others: false,
         frame: false,
+        utf8: false,
     };
     /// The frame as the sender sent it, for a pickle encoder that can send
     /// a record on unchanged ([`Record::frame`]). A decoder that cannot
@@ -117,6 +122,17 @@ impl Keep {
         own: 0,
         others: false,
         frame: true,
+        utf8: true,
+    };
+    /// [`Keep::FRAME`] for a reader that checks the strings itself as it
+    /// copies them (the JSON writer, `pickle::write_json`): the decoder
+    /// keeps the frame of a plain dict without looking at its strings'
+    /// bytes, unless another reader asks for [`Keep::FRAME`].
+    pub const RAW_FRAME: Keep = Keep {
+        own: 0,
+        others: false,
+        frame: true,
+        utf8: false,
     };
 
     /// The field `name`.
@@ -126,11 +142,13 @@ impl Keep {
                 own: bit,
                 others: false,
                 frame: false,
+                utf8: false,
             },
             None => Keep {
                 own: 0,
                 others: true,
                 frame: false,
+                utf8: false,
             },
         }
     }
@@ -149,12 +167,19 @@ impl Keep {
             own: self.own | other.own,
             others: self.others || other.others,
             frame: self.frame || other.frame,
+            utf8: self.utf8 || other.utf8,
         }
     }
 
     /// Whether a reader wants the frame as sent ([`Keep::FRAME`]).
     pub fn wants_frame(self) -> bool {
         self.frame
+    }
+
+    /// Whether a kept frame's strings must be found valid UTF-8 (a
+    /// [`Keep::FRAME`] reader; a [`Keep::RAW_FRAME`] one checks them).
+    pub fn checks_utf8(self) -> bool {
+        self.utf8
     }
 
     /// The fields to decode when the frame cannot be kept: every field if

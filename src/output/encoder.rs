@@ -40,8 +40,9 @@ impl LineEncoder {
         match self {
             LineEncoder::Text(t) => t.reads(),
             // A plain pickle frame is written straight from its bytes
-            // (`pickle::write_json`); any other record with every field.
-            LineEncoder::Json => Keep::FRAME,
+            // (`pickle::write_json`, which checks its strings); any other
+            // record with every field.
+            LineEncoder::Json => Keep::RAW_FRAME,
         }
     }
 

@@ -260,8 +260,10 @@ pub fn start(name: &str, config: &OutputConfig) -> Result<RunningOutput, OutputE
             )
         }
         OutputConfig::Forward(c) => {
-            if matches!(c.encoder, Encoder::Pickle | Encoder::Json) {
-                reads = Keep::FRAME;
+            match c.encoder {
+                Encoder::Pickle => reads = Keep::FRAME,
+                Encoder::Json => reads = Keep::RAW_FRAME,
+                Encoder::Msgpack | Encoder::Fluent => {}
             }
             let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
             (
@@ -272,8 +274,10 @@ pub fn start(name: &str, config: &OutputConfig) -> Result<RunningOutput, OutputE
         OutputConfig::Nats(c) => {
             let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
             let (thread, subject_reads) = super::nats::start(name, c, rx, stats.clone())?;
-            if matches!(c.encoder, Encoder::Pickle | Encoder::Json) {
-                reads = subject_reads.and(Keep::FRAME);
+            match c.encoder {
+                Encoder::Pickle => reads = subject_reads.and(Keep::FRAME),
+                Encoder::Json => reads = subject_reads.and(Keep::RAW_FRAME),
+                Encoder::Msgpack | Encoder::Fluent => {}
             }
             (Queue::Records(tx), thread)
         }

@@ -253,7 +253,8 @@ pub fn decode_keeping(frame: &Bytes, keep: Keep) -> Result<Fields, PickleError> 
 /// [`decode_keeping`], and whether `frame` is plain `makePickle` output
 /// that an encoder may send on as it is (asked by [`Keep::FRAME`]): a
 /// flat dict of strings, numbers, booleans and `None`, read by the pair
-/// loop, every string valid UTF-8. Such a frame holds no opcode that
+/// loop, every string valid UTF-8 (not looked at when only a
+/// [`Keep::RAW_FRAME`] reader asked). Such a frame holds no opcode that
 /// could make any unpickler run code, so forwarding its bytes is as safe
 /// as re-encoding them. When it is not, every field is decoded (not only
 /// those `keep` names) for the encoder to write.

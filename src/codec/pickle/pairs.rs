@@ -38,7 +38,9 @@ use crate::record::{Fields, Str};
 /// ([`Keep::FRAME`]; always false when `keep` does not ask): every
 /// string in it is valid UTF-8, so any unpickler reads it as this decoder
 /// did (an encoded surrogate, which this decoder replaces, is left to the
-/// encoder), and nothing follows its `STOP`.
+/// encoder), and nothing follows its `STOP`. Asked by
+/// [`Keep::RAW_FRAME`] alone, the strings' bytes are not looked at: its
+/// reader checks them.
 pub(super) fn try_decode(frame: &Bytes, keep: Keep) -> Option<(Fields, bool)> {
     let b: &[u8] = frame;
     let mut pos = match b {
@@ -47,10 +49,13 @@ pub(super) fn try_decode(frame: &Bytes, keep: Keep) -> Option<(Fields, bool)> {
         _ => return None,
     };
     if !keep.keeps_any() {
-        return frame_only(b, pos, keep.wants_frame()).map(|plain| (Vec::new(), plain));
+        return frame_only(b, pos, keep.wants_frame(), keep.checks_utf8())
+            .map(|plain| (Vec::new(), plain));
     }
     let mut repeats = Repeats::default();
     let mut fields = crate::record::spare_fields_for(keep.capacity());
+    // With fields, a kept frame's strings are always checked (only a
+    // reader of the frame alone skips it, in `frame_only`).
     let mut plain = keep.wants_frame();
     loop {
         let (start, end) = match *b.get(pos)? {
@@ -88,8 +93,8 @@ pub(super) fn try_decode(frame: &Bytes, keep: Keep) -> Option<(Fields, bool)> {
 /// on the output's thread, so each list was allocated here and freed
 /// there, through glibc's cross-thread path: a tenth of a nats output's
 /// CPU, perf). Whether the frame is plain, if it is the pair loop's
-/// shape.
-fn frame_only(b: &[u8], mut pos: usize, mut plain: bool) -> Option<bool> {
+/// shape; its strings are checked only if `check` ([`Keep::checks_utf8`]).
+fn frame_only(b: &[u8], mut pos: usize, mut plain: bool, check: bool) -> Option<bool> {
     loop {
         let (start, end) = match *b.get(pos)? {
             BINUNICODE => string(b, pos + 1)?,
@@ -98,12 +103,12 @@ fn frame_only(b: &[u8], mut pos: usize, mut plain: bool) -> Option<bool> {
             }
             _ => return None,
         };
-        plain = plain && utf8_valid(&b[start..end]);
+        plain = plain && (!check || utf8_valid(&b[start..end]));
         pos = past_put(b, end)?;
         let (value, next) = value(b, pos)?;
         pos = next;
         if let Scalar::Str(start, end) = value {
-            plain = plain && utf8_valid(&b[start as usize..end as usize]);
+            plain = plain && (!check || utf8_valid(&b[start as usize..end as usize]));
         }
     }
 }

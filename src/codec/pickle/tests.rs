@@ -555,6 +555,17 @@ fn agree(frame: &Bytes) -> bool {
         ),
         Err(_) => assert!(decode_general(frame).is_err(), "frame {}", hex(frame)),
     }
+    // A JSON writer's frame (strings unchecked): its JSON, written from
+    // the frame, is that of its fields whatever its strings hold.
+    if let (Ok((_, true)), Ok(fields)) = (
+        super::decode_plain(frame, Keep::RAW_FRAME),
+        decode_general(frame),
+    ) {
+        let (mut direct, mut via) = (Vec::new(), Vec::new());
+        super::write_json(frame, &mut direct);
+        crate::codec::json::write_fields(&fields, &mut via);
+        assert_eq!(direct, via, "JSON of raw frame {}", hex(frame));
+    }
     for keep in [Keep::NONE, Keep::fields(["msg", "process", "request_id"])] {
         let some = pairs::try_decode(frame, keep).map(|(f, _)| f);
         let expected = pairs_all.clone().map(|mut fields| {

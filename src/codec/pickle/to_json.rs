@@ -61,11 +61,11 @@ const QUOTED: [&str; 23] = [
 ];
 
 /// Append the JSON object of `frame`'s dict (no newline): what
-/// `json::write_fields(&decode(frame)?, out)` appends. `frame` is one a
-/// record kept ([`Record::frame`](crate::record::Record::frame)): the
-/// decoder found every string in it valid UTF-8, so they are copied
-/// without a second check (another frame could put invalid UTF-8 in the
-/// line, nothing worse). A frame that does not decode appends `{}`.
+/// `json::write_fields(&decode(frame)?, out)` appends. Each string is
+/// checked as it is copied (the decoder does not look at them for this
+/// reader, [`Keep::RAW_FRAME`]); one that is not UTF-8 (a lone surrogate,
+/// which the decoder replaces) sends the frame the long way. A frame
+/// that does not decode appends `{}`.
 pub fn write_json(frame: &Bytes, out: &mut Vec<u8>) {
     let start = out.len();
     if transcode(frame, out).is_some() {
@@ -128,7 +128,7 @@ fn transcode(frame: &Bytes, out: &mut Vec<u8>) -> Option<()> {
                 others[n_others] = (start, end);
                 n_others += 1;
                 out.push(sep);
-                json::write_utf8(key, out);
+                json::write_checked(key, out)?;
                 out.push(b':');
             }
         }
@@ -162,7 +162,7 @@ fn transcode(frame: &Bytes, out: &mut Vec<u8>) -> Option<()> {
             Scalar::Int(i) => append(out, itoa::Buffer::new().format(i).as_bytes()),
             Scalar::Float(f) if f.is_finite() => json::write_float(f, out),
             Scalar::Float(_) => append(out, b"null"),
-            Scalar::Str(s, e) => json::write_utf8(&b[s as usize..e as usize], out),
+            Scalar::Str(s, e) => json::write_checked(&b[s as usize..e as usize], out)?,
         }
     }
 }
@@ -212,7 +212,8 @@ mod tests {
     }
 
     /// The JSON written from the frame and the JSON of its decoded
-    /// fields, and whether the frame is one a record keeps.
+    /// fields, and whether the frame is one a record keeps for a pickle
+    /// encoder (strings checked).
     fn both(frame: &Bytes) -> (String, String, bool) {
         let (mut direct, mut via) = (Vec::new(), Vec::new());
         write_json(frame, &mut direct);
@@ -255,6 +256,9 @@ mod tests {
             ("f_nan", float(f64::NAN)),
             ("f_inf", float(f64::NEG_INFINITY)),
             ("str", s.clone()),
+            // A lone surrogate, as Python pickles it (`surrogatepass`).
+            ("surrogate", b"X\x05\x00\x00\x00a\xed\xa0\x80b".to_vec()),
+            ("latin", b"X\x02\x00\x00\x00\xff\xfe".to_vec()),
             ("empty", unicode("")),
         ];
         let mut all = Vec::new();
@@ -268,7 +272,15 @@ mod tests {
                 let (direct, via, plain) = both(&frame);
                 // Ints the pair loop does not read take the long way (and
                 // a record of them keeps no frame).
-                assert_eq!(plain, !matches!(*k, "big" | "padded"), "{k}");
+                assert_eq!(
+                    plain,
+                    !matches!(*k, "big" | "padded" | "surrogate" | "latin"),
+                    "{k}"
+                );
+                // A JSON writer's record keeps the frame whatever its
+                // strings hold.
+                let raw = super::super::decode_plain(&frame, Keep::RAW_FRAME).expect("decodes");
+                assert_eq!(raw.1, !matches!(*k, "big" | "padded"), "{k}");
                 assert_eq!(direct, via, "{k}");
             }
         }

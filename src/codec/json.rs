@@ -495,15 +495,21 @@ pub(crate) fn write_checked(bytes: &[u8], out: &mut Vec<u8>) -> Option<()> {
         !any_escape_or_high(bytes)
     };
     if clean {
-        out.reserve(bytes.len() + 2);
-        out.push(b'"');
-        crate::codec::append(out, bytes);
-        out.push(b'"');
+        write_quoted(bytes, out);
         return Some(());
     }
     std::str::from_utf8(bytes).ok()?;
     write_utf8(bytes, out);
     Some(())
+}
+
+/// Append `bytes`, which need no escape, between quotes: one copy.
+#[inline(always)]
+fn write_quoted(bytes: &[u8], out: &mut Vec<u8>) {
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    crate::codec::append(out, bytes);
+    out.push(b'"');
 }
 
 /// [`write_str`] of the UTF-8 bytes of a string (checked by the caller:
@@ -517,10 +523,7 @@ pub(crate) fn write_utf8(bytes: &[u8], out: &mut Vec<u8>) {
     };
     if clean {
         // Nearly every string: one copy.
-        out.reserve(bytes.len() + 2);
-        out.push(b'"');
-        crate::codec::append(out, bytes);
-        out.push(b'"');
+        write_quoted(bytes, out);
         return;
     }
     out.push(b'"');

@@ -126,25 +126,14 @@ pub(super) fn special(b: &[u8]) -> Option<(usize, bool)> {
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[target_feature(enable = "sse2")]
 fn special_sse2(b: &[u8]) -> Option<(usize, bool)> {
-    use std::arch::x86_64::{
-        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128,
-        _mm_set1_epi8,
-    };
-    let quote = _mm_set1_epi8(b'"' as i8);
-    let backslash = _mm_set1_epi8(b'\\' as i8);
-    let control = _mm_set1_epi8(0x1f);
+    use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_movemask_epi8};
     let mut high = false;
     let mut i = 0;
     while let Some(block) = b.get(i..i + 16) {
         // SAFETY: `block` is 16 bytes of `b`, exactly what the unaligned
         // load reads (`loadu` has no alignment requirement).
         let v = unsafe { _mm_loadu_si128(block.as_ptr().cast::<__m128i>()) };
-        // A control character is a byte whose unsigned minimum with 0x1f
-        // is itself.
-        let flagged = _mm_or_si128(
-            _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
-            _mm_cmpeq_epi8(_mm_min_epu8(v, control), v),
-        );
+        let flagged = flagged_sse2(v);
         let mask = _mm_movemask_epi8(flagged) as u32;
         let above = _mm_movemask_epi8(v) as u32;
         if mask != 0 {
@@ -175,25 +164,17 @@ pub(super) fn clean_ascii(b: &[u8]) -> bool {
 #[target_feature(enable = "sse2")]
 fn clean_ascii_sse2(b: &[u8]) -> bool {
     use std::arch::x86_64::{
-        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128,
-        _mm_set1_epi8, _mm_setzero_si128,
+        __m128i, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_setzero_si128,
     };
-    let quote = _mm_set1_epi8(b'"' as i8);
-    let backslash = _mm_set1_epi8(b'\\' as i8);
-    let control = _mm_set1_epi8(0x1f);
     let mut seen = _mm_setzero_si128();
     let mut i = 0;
     while let Some(block) = b.get(i..i + 16) {
         // SAFETY: `block` is 16 bytes of `b`, exactly what the unaligned
         // load reads (`loadu` has no alignment requirement).
         let v = unsafe { _mm_loadu_si128(block.as_ptr().cast::<__m128i>()) };
-        // Flagged bytes become 0xff; a byte above 0x7f has its top bit
-        // set already: the top bits of `seen` collect both.
-        let flagged = _mm_or_si128(
-            _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
-            _mm_cmpeq_epi8(_mm_min_epu8(v, control), v),
-        );
-        seen = _mm_or_si128(seen, _mm_or_si128(flagged, v));
+        // A byte above 0x7f has its top bit set already: the top bits of
+        // `seen` collect both.
+        seen = _mm_or_si128(seen, _mm_or_si128(flagged_sse2(v), v));
         i += 16;
     }
     _mm_movemask_epi8(seen) == 0 && !b.get(i..).is_some_and(super::json::any_escape_or_high)
@@ -204,6 +185,24 @@ fn clean_ascii_sse2(b: &[u8]) -> bool {
 #[inline]
 pub(super) fn clean_ascii(b: &[u8]) -> bool {
     !super::json::any_escape_or_high(b)
+}
+
+/// The bytes of `v` that are `"`, `\\` or a control character, as 0xff
+/// (the others 0).
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[target_feature(enable = "sse2")]
+#[inline]
+fn flagged_sse2(v: std::arch::x86_64::__m128i) -> std::arch::x86_64::__m128i {
+    use std::arch::x86_64::{_mm_cmpeq_epi8, _mm_min_epu8, _mm_or_si128, _mm_set1_epi8};
+    let quote = _mm_set1_epi8(b'"' as i8);
+    let backslash = _mm_set1_epi8(b'\\' as i8);
+    let control = _mm_set1_epi8(0x1f);
+    // A control character is a byte whose unsigned minimum with 0x1f is
+    // itself.
+    _mm_or_si128(
+        _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
+        _mm_cmpeq_epi8(_mm_min_epu8(v, control), v),
+    )
 }
 
 /// [`special`] where SSE2 is not there.

@@ -395,8 +395,8 @@ fn packed_messages_every_record_once_in_order_and_fewer_messages() {
     // most ~49. How full messages get is timing: one goes out whenever
     // none is in flight (as Nagle's algorithm), so a fast host acked
     // quickly sends part-filled ones (6-10 records each on a 2-vCPU
-    // machine: a bound of 10 records a message failed there one run in
-    // three).
+    // machine: a bound of 10 records a message failed there in 2 of 3
+    // runs).
     let info = python(STREAM_INFO, &[&js.nodes[0].port.to_string()]);
     let state: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
     let messages = state["messages"].as_u64().unwrap();

@@ -591,12 +591,11 @@ pub(crate) fn any_escape_or_high(b: &[u8]) -> bool {
 #[inline(always)]
 fn any_word(b: &[u8], test: impl Fn(u64) -> bool) -> bool {
     const SPACES: u64 = 0x2020_2020_2020_2020;
-    let needs_escape = test;
     let word = if let Some(last) = b.last_chunk::<8>() {
-        let mut any = needs_escape(u64::from_le_bytes(*last));
+        let mut any = test(u64::from_le_bytes(*last));
         for c in b.chunks_exact(8) {
             if let Some(w) = c.first_chunk::<8>() {
-                any |= needs_escape(u64::from_le_bytes(*w));
+                any |= test(u64::from_le_bytes(*w));
             }
         }
         return any;
@@ -609,7 +608,7 @@ fn any_word(b: &[u8], test: impl Fn(u64) -> bool) -> bool {
     } else {
         return false;
     };
-    needs_escape(word)
+    test(word)
 }
 
 /// Whether any of the 8 bytes in `w` is a control character, `"` or `\`.

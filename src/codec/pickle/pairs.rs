@@ -87,8 +87,9 @@ pub(super) fn try_decode(frame: &Bytes, keep: Keep) -> Option<(Fields, bool)> {
     }
 }
 
-/// [`try_decode`] for a reader of the frame alone (a pickle or JSON
-/// encoder, [`Keep::FRAME`]), from the first pair at `pos`: the same
+/// [`try_decode`] for a reader of the frame alone (a pickle encoder,
+/// [`Keep::FRAME`], or the JSON writer, [`Keep::RAW_FRAME`]), from the
+/// first pair at `pos`: the same
 /// checks, no key looked up and no field list (its records are dropped
 /// on the output's thread, so each list was allocated here and freed
 /// there, through glibc's cross-thread path: a tenth of a nats output's
